@@ -1,0 +1,90 @@
+/**
+ * The one registry of pagerd's error answers.
+ *
+ * A PagerError carries `code` (the errno name), `errno` (the Linux number) and `reason`, a stable
+ * kebab-case name of the documented condition that fired. Codes and reasons are permanent: they
+ * are part of the protocol and listed in docs/errors.md (a test keeps the two in step). Messages
+ * may change.
+ */
+
+/** Linux errno numbers for the codes pagerd answers with. */
+export const ERRNO = {
+  EIO: 5,
+  ENOMEM: 12,
+  EACCES: 13,
+  EFAULT: 14,
+  EINVAL: 22,
+  ENOSPC: 28,
+  EINTR: 4,
+} as const;
+
+export type ErrorCode = keyof typeof ERRNO;
+
+/** Every documented condition: its code and what it means. */
+export const REASONS = {
+  // Address-range services (vm_write, vm_release) and attachments.
+  'region-not-defined': { code: 'EINVAL', text: 'the address lies in no attached region' },
+  'io-region': { code: 'EINVAL', text: 'the address lies in an I/O region, which page services refuse' },
+  'negative-length': { code: 'EINVAL', text: 'nbytes is negative' },
+  'crosses-object-boundary': { code: 'EINVAL', text: "the range leaves its region or the segment's extent" },
+  'large-pages': { code: 'EINVAL', text: 'the segment has large pages, which this service does not support' },
+  'no-free-region': { code: 'ENOMEM', text: 'every region of the address space is in use' },
+  'offset-beyond-extent': { code: 'EINVAL', text: "vm_att's offset lies outside the segment's extent" },
+  'bad-access': { code: 'EINVAL', text: "an access mode other than 'read' or 'write'" },
+  'region-too-large': { code: 'EINVAL', text: 'io_att of zero bytes or more than one 256 MiB region' },
+  'no-write-access': { code: 'EACCES', text: 'the region is attached read-only, or the mode denies writing' },
+  'no-read-access': { code: 'EACCES', text: "the segment's mode denies reading to the caller" },
+  // Segments and page ranges.
+  'no-such-segment': { code: 'EINVAL', text: 'no segment with that vmid exists (or the caller may not see it)' },
+  'zero-range': { code: 'EINVAL', text: 'pfirst = 0 and npages = 0' },
+  'negative-page': { code: 'EINVAL', text: 'the first page number is negative' },
+  'negative-count': { code: 'EINVAL', text: 'the page count is negative' },
+  'range-beyond-extent': { code: 'EINVAL', text: "the page interval passes the segment's extent" },
+  'bad-page-number': { code: 'EINVAL', text: "the page number is negative or past the segment's extent" },
+  'make-too-large': { code: 'EINVAL', text: 'vm_ioaccessp MAKE of more than 1 MiB of pages' },
+  'not-client-segment': { code: 'EINVAL', text: 'the service applies to client segments only' },
+  'unsupported-flag': { code: 'EINVAL', text: 'a flag outside the documented set' },
+  'make-and-flush': { code: 'EINVAL', text: 'vm_ioaccessp MAKE and FLUSH both set' },
+  'waitonly-without-wait': { code: 'EINVAL', text: 'WAITONLY with neither PGINWAIT nor PGOUTWAIT' },
+  'waitonly-with-action': { code: 'EINVAL', text: 'WAITONLY with MAKE or FLUSH' },
+  'bad-type': { code: 'EINVAL', text: 'a segment type other than working, client or persistent' },
+  'bad-option': { code: 'EINVAL', text: 'an option bit outside V_LARGE, V_INTRSEG and V_LGPAGE' },
+  'bad-size': { code: 'EINVAL', text: 'a segment size that is negative, not an integer, or past the maximum extent' },
+  'bad-mode': { code: 'EINVAL', text: 'a segment mode outside 0..0o777' },
+  'bad-argument': { code: 'EINVAL', text: 'an argument that is not an integer in its range' },
+  'bad-rw': { code: 'EINVAL', text: 'rw is neither UIO_READ nor UIO_WRITE' },
+  // Moving data.
+  'beyond-extent': { code: 'EFAULT', text: "the byte range passes the segment's extent" },
+  'malformed-uio': { code: 'EFAULT', text: 'the uio is malformed (iovecs, offset, resid or segflg)' },
+  'cross-memory': { code: 'EFAULT', text: 'segflg UIO_XMEM: cross-memory descriptors are not supported' },
+  'no-frame': { code: 'ENOMEM', text: 'no page frame could be had within memory.allocTimeoutMs' },
+  'metadata-full': { code: 'ENOMEM', text: 'the metadata store cannot take another segment' },
+  'no-backing-space': { code: 'ENOSPC', text: 'the backing store has no slot left to back a newly modified page' },
+  // I/O.
+  'store-failed': { code: 'EIO', text: 'the backing store has failed permanently' },
+  'page-in-failed': { code: 'EIO', text: 'reading a page from the backing store failed' },
+  'checksum-mismatch': { code: 'EIO', text: 'a backing slot failed its checksum' },
+  'page-out-failed': { code: 'EIO', text: 'a page-out of the segment failed; the page stays modified' },
+  'interrupted': { code: 'EINTR', text: 'a wait on a V_INTRSEG segment was interrupted' },
+} as const satisfies Record<string, { code: ErrorCode; text: string }>;
+
+export type Reason = keyof typeof REASONS;
+
+export class PagerError extends Error {
+  readonly code: ErrorCode;
+  readonly errno: number;
+  readonly reason: Reason;
+
+  constructor(reason: Reason, detail?: string) {
+    const { code, text } = REASONS[reason];
+    super(`${code} (${reason}): ${detail ?? text}`);
+    this.name = 'PagerError';
+    this.code = code;
+    this.errno = ERRNO[code];
+    this.reason = reason;
+  }
+}
+
+export function isPagerError(err: unknown): err is PagerError {
+  return err instanceof PagerError;
+}
