@@ -1,0 +1,69 @@
+import { FrameFlag } from './frame-layout.js';
+import { PageState } from './page-state.js';
+import type { Vmm } from './vmm.js';
+
+/** What the clock hand makes of one frame as it passes. */
+export const Verdict = {
+  /** Busy, locked, free, or given a second chance. */
+  SKIP: 0,
+  /** Clean and unreferenced: may be taken at once. */
+  STEAL: 1,
+  /** Modified and unreferenced: must be paged out before its frame is reused. */
+  LAUNDER: 2,
+} as const;
+export type Verdict = (typeof Verdict)[keyof typeof Verdict];
+
+/**
+ * Page replacement: a clock hand over the frames. A set reference bit buys the page a second
+ * chance (the hand clears it and moves on); an unreferenced clean page is stolen; an unreferenced
+ * modified page is handed to the pageout daemon to be laundered first.
+ */
+export class Clock {
+  private hand = 0;
+
+  constructor(private readonly vmm: Vmm) {}
+
+  /** Judges the frame under the hand and advances the hand past it. */
+  advance(): { frame: number; verdict: Verdict } {
+    const t = this.vmm.pool.table;
+    const f = this.hand;
+    this.hand = (f + 1) % this.vmm.pool.count;
+    const flags = t.flags[f];
+    if ((flags & FrameFlag.LOCKED) !== 0 || t.pins[f] !== 0) return { frame: f, verdict: Verdict.SKIP };
+    const state = t.state[f];
+    if (state !== PageState.CLEAN && state !== PageState.MODIFIED) return { frame: f, verdict: Verdict.SKIP };
+    if ((flags & FrameFlag.REFERENCED) !== 0) {
+      t.flags[f] = flags & ~FrameFlag.REFERENCED;
+      return { frame: f, verdict: Verdict.SKIP };
+    }
+    return { frame: f, verdict: state === PageState.CLEAN ? Verdict.STEAL : Verdict.LAUNDER };
+  }
+
+  /**
+   * Steals one clean frame for an allocation that found the free list empty: at most two turns
+   * of the hand (the second finds the reference bits the first cleared). Answers the frame,
+   * unlinked and ABSENT, or -1.
+   */
+  stealOne(): number {
+    const limit = 2 * this.vmm.pool.count;
+    for (let i = 0; i < limit; i++) {
+      const { frame, verdict } = this.advance();
+      if (verdict === Verdict.STEAL) {
+        this.vmm.counters.steals++;
+        this.unlinkForReuse(frame);
+        return frame;
+      }
+    }
+    return -1;
+  }
+
+  private unlinkForReuse(f: number): void {
+    const vmm = this.vmm;
+    const seg = vmm.segments.get(vmm.pool.table.vmid[f]);
+    if (seg === undefined) throw new Error(`clean frame ${f} belongs to no live segment`);
+    seg.pages.delete(vmm.pool.table.pno[f]);
+    vmm.transition(f, PageState.ABSENT);
+    vmm.frameEvents.wake(f);
+    vmm.pool.table.flags[f] = 0;
+  }
+}

@@ -1,0 +1,47 @@
+import { AddressSpace } from './address-space.js';
+import type { Segment } from './segment.js';
+
+/** Who is calling, as the kernel reported it (SO_PEERCRED), never as a request claimed. */
+export interface Credentials {
+  uid: number;
+  gid: number;
+  pid: number;
+}
+
+/**
+ * The context a client call runs in: the caller's credentials and its address space. One per
+ * client connection; its attachments end with it.
+ */
+export class ClientContext {
+  readonly uid: number;
+  readonly gid: number;
+  readonly pid: number;
+  readonly space = new AddressSpace();
+
+  constructor(cred: Credentials) {
+    this.uid = cred.uid;
+    this.gid = cred.gid;
+    this.pid = cred.pid;
+  }
+
+  /** Permission bits (r=4, w=2) the segment's mode grants this caller; root gets all. */
+  private rights(seg: Segment): number {
+    if (this.uid === 0) return 0o7;
+    if (this.uid === seg.uid) return (seg.mode >> 6) & 0o7;
+    if (this.gid === seg.gid) return (seg.mode >> 3) & 0o7;
+    return seg.mode & 0o7;
+  }
+
+  /** A segment the caller has no right on at all answers exactly like one that does not exist. */
+  maySee(seg: Segment): boolean {
+    return (this.rights(seg) & 0o6) !== 0;
+  }
+
+  mayRead(seg: Segment): boolean {
+    return (this.rights(seg) & 0o4) !== 0;
+  }
+
+  mayWrite(seg: Segment): boolean {
+    return (this.rights(seg) & 0o2) !== 0;
+  }
+}

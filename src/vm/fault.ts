@@ -1,0 +1,114 @@
+import { PagerError, isPagerError } from '../errors.js';
+import { FrameFlag } from './frame-layout.js';
+import { PageState } from './page-state.js';
+import type { Segment } from './segment.js';
+import type { Vmm } from './vmm.js';
+
+/**
+ * The fault path: making a page resident so its bytes can be read or written.
+ *
+ * residentFrame() answers at once when the page is already usable (the hot path: no await, no
+ * allocation); fault() does the rest: waits out page-ins and pinned frames, allocates a frame and
+ * reads the page's last complete version (or zeros) from the store.
+ */
+
+/**
+ * The frame of page `pno` if it can be used right now: holding data and, for a write, not pinned
+ * by a page-out that is still reading its bytes. Otherwise -1.
+ */
+export function residentFrame(vmm: Vmm, seg: Segment, pno: number, forWrite: boolean): number {
+  const f = seg.pages.get(pno);
+  if (f < 0) return -1;
+  const t = vmm.pool.table;
+  const state = t.state[f];
+  if (state === PageState.PAGE_IN) return -1;
+  if (forWrite && t.pins[f] !== 0) return -1;
+  return f;
+}
+
+/**
+ * Makes page `pno` of `seg` resident and usable and answers its frame. On entry the segment is
+ * live and pno within its extent. Throws EINVAL (no-such-segment) if the segment is deleted
+ * meanwhile, ENOMEM (no-frame) when no frame comes in time, EIO when the page-in fails.
+ */
+export async function fault(vmm: Vmm, seg: Segment, pno: number, forWrite: boolean, signal?: AbortSignal): Promise<number> {
+  for (;;) {
+    if (seg.deleted) throw new PagerError('no-such-segment');
+    const f = seg.pages.get(pno);
+    if (f >= 0) {
+      const usable = residentFrame(vmm, seg, pno, forWrite);
+      if (usable >= 0) return usable;
+      await vmm.waitFrame(f, signal);
+      continue;
+    }
+    vmm.counters.misses++;
+    const frame = await vmm.allocateFrame(signal);
+    if (seg.deleted || seg.pages.get(pno) >= 0) {
+      // Someone else brought the page in (or deleted the segment) while we waited for a frame.
+      vmm.freeFrame(frame);
+      continue;
+    }
+    await pageIn(vmm, seg, pno, frame);
+  }
+}
+
+/**
+ * Links a free frame to page `pno` in PAGE_IN state and fills it from the store. Resolves when
+ * the page-in is over (also when the page was discarded meanwhile: the frame is then freed).
+ * Rejects with EIO if the read failed; the frame is freed and waiters are woken to retry.
+ */
+export async function pageIn(vmm: Vmm, seg: Segment, pno: number, f: number): Promise<void> {
+  const t = vmm.pool.table;
+  vmm.link(seg, pno, f);
+  vmm.transition(f, PageState.PAGE_IN);
+  t.pins[f]++;
+  vmm.counters.pageIns++;
+  let failure: unknown;
+  try {
+    await vmm.store.readPage(seg.vmid, pno, vmm.pool.frameBytes(f));
+  } catch (err) {
+    failure = err;
+  }
+  t.pins[f]--;
+  const discarded = (t.flags[f] & FrameFlag.DISCARD) !== 0;
+  if (failure !== undefined || discarded) {
+    if (!discarded) seg.pages.delete(pno);
+    vmm.freeFrame(f);
+  } else {
+    vmm.transition(f, PageState.CLEAN);
+    if ((t.flags[f] & FrameFlag.FREE_AT_IO_DONE) !== 0) vmm.evictClean(f);
+    else vmm.frameEvents.wake(f);
+  }
+  if (failure !== undefined) throw isPagerError(failure) ? failure : new PagerError('page-in-failed', String(failure));
+}
+
+/**
+ * Makes page `pno` resident, zero-filled and modified without a page-in (vm_makep, and writes
+ * that cover a whole absent page). Reserves the page's slot first: ENOSPC changes nothing.
+ * A page that is resident already is left as it is. Answers its frame.
+ */
+export async function makePage(vmm: Vmm, seg: Segment, pno: number, signal?: AbortSignal): Promise<number> {
+  for (;;) {
+    if (seg.deleted) throw new PagerError('no-such-segment');
+    const resident = seg.pages.get(pno);
+    if (resident >= 0) return resident;
+    const reserve = !seg.largePages;
+    if (reserve && !vmm.store.reserveSlots(1)) throw new PagerError('no-backing-space');
+    let f: number;
+    try {
+      f = await vmm.allocateFrame(signal);
+    } catch (err) {
+      if (reserve) vmm.store.unreserveSlots(1);
+      throw err;
+    }
+    if (seg.deleted || seg.pages.get(pno) >= 0) {
+      if (reserve) vmm.store.unreserveSlots(1);
+      vmm.freeFrame(f);
+      continue;
+    }
+    vmm.pool.frameBytes(f).fill(0);
+    vmm.link(seg, pno, f);
+    vmm.transition(f, PageState.MODIFIED);
+    return f;
+  }
+}

@@ -1,0 +1,74 @@
+import { createFrameTable, type FrameTable } from './frame-layout.js';
+import { PageState } from './page-state.js';
+
+/**
+ * The page frames: `count` page-sized buffers in one SharedArrayBuffer, the frame table that
+ * describes them, and the free list threaded through the table's `next` field.
+ *
+ * Device I/O reads and writes frame bytes in place through frameBytes(); nothing copies a frame
+ * into a fresh Buffer.
+ */
+export class FramePool {
+  readonly pageSize: number;
+  readonly count: number;
+  /** The frames' bytes; frame f occupies [f * pageSize, (f + 1) * pageSize). */
+  readonly memory: SharedArrayBuffer;
+  readonly bytes: Uint8Array;
+  readonly table: FrameTable;
+  readonly tableBuffer: SharedArrayBuffer;
+  private freeHead = -1;
+  private freeTail = -1;
+  private free = 0;
+
+  constructor(pageSize: number, count: number) {
+    if (!Number.isInteger(count) || count < 1) throw new RangeError(`frame count must be a positive integer, got ${count}`);
+    this.pageSize = pageSize;
+    this.count = count;
+    this.memory = new SharedArrayBuffer(pageSize * count);
+    this.bytes = new Uint8Array(this.memory);
+    const { buffer, table } = createFrameTable(count);
+    this.tableBuffer = buffer;
+    this.table = table;
+    for (let f = 0; f < count; f++) this.pushFree(f);
+  }
+
+  get freeCount(): number {
+    return this.free;
+  }
+
+  /** A view of frame f's bytes (a constant-size view object; the bytes are not copied). */
+  frameBytes(f: number): Uint8Array {
+    return this.bytes.subarray(f * this.pageSize, (f + 1) * this.pageSize);
+  }
+
+  /** Byte offset of frame f in `bytes`. */
+  offsetOf(f: number): number {
+    return f * this.pageSize;
+  }
+
+  /** Takes a frame off the free list, or answers -1 when the list is empty. The frame is ABSENT and unflagged. */
+  takeFree(): number {
+    const f = this.freeHead;
+    if (f < 0) return -1;
+    this.freeHead = this.table.next[f];
+    if (this.freeHead < 0) this.freeTail = -1;
+    this.table.next[f] = -1;
+    this.free--;
+    return f;
+  }
+
+  /** Puts an ABSENT frame at the tail of the free list and clears its record. */
+  pushFree(f: number): void {
+    const t = this.table;
+    if (t.state[f] !== PageState.ABSENT) throw new Error(`frame ${f} freed while not absent`);
+    t.flags[f] = 0;
+    t.pins[f] = 0;
+    t.queuedSeq[f] = 0;
+    t.pageOutStartedMs[f] = 0;
+    t.next[f] = -1;
+    if (this.freeTail < 0) this.freeHead = f;
+    else t.next[this.freeTail] = f;
+    this.freeTail = f;
+    this.free++;
+  }
+}

@@ -1,0 +1,182 @@
+import { Verdict } from './clock.js';
+import { FrameFlag } from './frame-layout.js';
+import { PageState } from './page-state.js';
+import type { Segment } from './segment.js';
+import type { PageWrite } from './store.js';
+import type { Vmm } from './vmm.js';
+
+/** One page of a batch in flight. */
+interface InFlight {
+  frame: number;
+  segment: Segment;
+  pno: number;
+  seq: number;
+}
+
+/** Frames the daemon looks at per turn of the event loop, so client calls are never held up long. */
+const SCAN_PER_TURN = 4096;
+
+/**
+ * Page-out: starting batches of page-outs, settling their completion, and the pageout daemon that
+ * keeps the free list between the watermarks (the clock hand steals clean pages and launders
+ * modified ones).
+ */
+export class Pageout {
+  private scheduled = false;
+  /** The last error a page-out batch failed with (for logs and stats). */
+  lastError: Error | undefined;
+
+  constructor(private readonly vmm: Vmm) {}
+
+  /**
+   * Starts page-out of MODIFIED frames, as one batch. Each page takes its segment's next I/O
+   * sequence number, or `seqs[i]` when one was reserved earlier (a queued forced page-out).
+   * The frames move to PAGE_OUT and are pinned until the store has captured their bytes.
+   */
+  start(frames: readonly number[], seqs?: readonly number[]): void {
+    if (frames.length === 0) return;
+    const vmm = this.vmm;
+    const t = vmm.pool.table;
+    const now = vmm.now();
+    const batch: InFlight[] = [];
+    const writes: PageWrite[] = [];
+    frames.forEach((f, i) => {
+      const segment = vmm.segments.get(t.vmid[f]);
+      if (segment === undefined) throw new Error(`page-out of frame ${f} of no live segment`);
+      vmm.transition(f, PageState.PAGE_OUT);
+      t.pins[f]++;
+      t.pageOutStartedMs[f] = now;
+      const pno = t.pno[f];
+      batch.push({ frame: f, segment, pno, seq: seqs?.[i] ?? segment.io.next() });
+      writes.push({ vmid: segment.vmid, pno, data: vmm.pool.frameBytes(f) });
+    });
+    vmm.counters.pageOuts += batch.length;
+    const ticket = vmm.store.writePages(writes);
+    void ticket.captured.then(() => this.unpin(batch));
+    ticket.complete.then(
+      () => this.settle(batch, undefined),
+      (err: unknown) => this.settle(batch, err instanceof Error ? err : new Error(String(err))),
+    );
+  }
+
+  /**
+   * Queues a forced page-out behind the one in flight on a PAGE_OUT frame that was modified again.
+   * Its sequence number is taken now, so a vms_iowait called after this waits for it too.
+   */
+  queueAgain(f: number, segment: Segment): void {
+    const t = this.vmm.pool.table;
+    if ((t.flags[f] & FrameFlag.PAGEOUT_AGAIN) !== 0) return;
+    t.flags[f] |= FrameFlag.PAGEOUT_AGAIN;
+    t.queuedSeq[f] = segment.io.next();
+  }
+
+  private unpin(batch: readonly InFlight[]): void {
+    const t = this.vmm.pool.table;
+    for (const { frame } of batch) {
+      t.pins[frame]--;
+      this.vmm.frameEvents.wake(frame);
+    }
+  }
+
+  /**
+   * Settles a batch. On success a page becomes CLEAN (or MODIFIED again if written to meanwhile)
+   * and the segment's modified bit is set; on failure the page stays MODIFIED and resident, its
+   * frame the only good copy, and the segment's I/O level records the error. Discarded frames are
+   * freed either way. Queued forced page-outs start as one new batch.
+   */
+  private settle(batch: readonly InFlight[], error: Error | undefined): void {
+    const vmm = this.vmm;
+    const t = vmm.pool.table;
+    const ok = error === undefined;
+    if (!ok) {
+      this.lastError = error;
+      vmm.counters.pageOutFailures += batch.length;
+    }
+    const again: number[] = [];
+    const againSeqs: number[] = [];
+    for (const { frame: f, segment, seq } of batch) {
+      segment.io.complete(seq, ok);
+      const flags = t.flags[f];
+      if ((flags & FrameFlag.DISCARD) !== 0) {
+        // Unlinked by a release or delete while in flight. A failed batch gave its reservation back.
+        if (!ok) vmm.store.unreserveSlots(1);
+        vmm.freeFrame(f);
+        continue;
+      }
+      if (ok) segment.pagedOutSinceQuery = true;
+      const remodified = (flags & FrameFlag.REMODIFIED) !== 0;
+      t.flags[f] = flags & ~FrameFlag.REMODIFIED;
+      if (ok && !remodified) {
+        vmm.transition(f, PageState.CLEAN);
+        if ((flags & FrameFlag.FREE_AT_IO_DONE) !== 0) {
+          vmm.evictClean(f);
+          continue;
+        }
+      } else {
+        vmm.transition(f, PageState.MODIFIED);
+        // A failed batch gave back its reservation; a page modified again holds one already.
+        if (!ok && remodified) vmm.store.unreserveSlots(1);
+        if (!ok) t.flags[f] &= ~FrameFlag.FREE_AT_IO_DONE;
+      }
+      if ((flags & FrameFlag.PAGEOUT_AGAIN) !== 0) {
+        t.flags[f] &= ~FrameFlag.PAGEOUT_AGAIN;
+        const queued = t.queuedSeq[f];
+        t.queuedSeq[f] = 0;
+        if (t.state[f] === PageState.MODIFIED) {
+          again.push(f);
+          againSeqs.push(queued);
+        } else {
+          segment.io.complete(queued, true); // nothing left to write: the queued page-out is moot
+        }
+      }
+      vmm.frameEvents.wake(f);
+    }
+    this.start(again, againSeqs);
+    this.kick();
+  }
+
+  /** Schedules a pageout pass if the free list is below the low watermark. */
+  kick(): void {
+    if (this.scheduled || this.vmm.pool.freeCount >= this.vmm.options.minFree) return;
+    this.scheduled = true;
+    setImmediate(() => this.pass());
+  }
+
+  /**
+   * One pass of the pageout daemon: turns the clock hand until the free list reaches the high
+   * watermark, stealing clean pages and laundering modified ones (marked to be freed when their
+   * page-out completes). Yields to the event loop every SCAN_PER_TURN frames.
+   */
+  private pass(budget = 2 * this.vmm.pool.count): void {
+    this.scheduled = false;
+    const vmm = this.vmm;
+    const t = vmm.pool.table;
+    const target = vmm.options.maxFree;
+    let laundering = 0;
+    for (let f = 0; f < vmm.pool.count; f++) {
+      if ((t.flags[f] & FrameFlag.FREE_AT_IO_DONE) !== 0 && t.state[f] === PageState.PAGE_OUT) laundering++;
+    }
+    const launder: number[] = [];
+    let scanned = 0;
+    while (vmm.pool.freeCount + laundering + launder.length < target && scanned < Math.min(budget, SCAN_PER_TURN)) {
+      const { frame, verdict } = vmm.clock.advance();
+      scanned++;
+      if (verdict === Verdict.STEAL) {
+        vmm.counters.steals++;
+        vmm.evictClean(frame);
+      } else if (verdict === Verdict.LAUNDER) {
+        t.flags[frame] |= FrameFlag.FREE_AT_IO_DONE;
+        launder.push(frame);
+      }
+      if (launder.length >= vmm.options.pageoutBatchPages) {
+        this.start(launder.splice(0));
+      }
+    }
+    this.start(launder);
+    const remaining = budget - scanned;
+    if (vmm.pool.freeCount + laundering < target && remaining > 0) {
+      this.scheduled = true;
+      setImmediate(() => this.pass(remaining));
+    }
+  }
+}

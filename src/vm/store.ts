@@ -1,0 +1,60 @@
+import type { SegmentRecord } from './segment.js';
+
+/** One page to write: its identity and the frame bytes to write from (not copied). */
+export interface PageWrite {
+  vmid: number;
+  pno: number;
+  data: Uint8Array;
+}
+
+/** The two moments of a batch of page-outs. */
+export interface WriteTicket {
+  /**
+   * Settles (never rejects) once the store no longer reads the frames' bytes; until then the
+   * engine lets nobody change them. It settles no later than `complete`.
+   */
+  captured: Promise<void>;
+  /**
+   * Resolves when every page of the batch is complete in the sense of SPEC §2: data in a fresh
+   * slot, flushed, and the metadata pointing at it committed durably. Rejects with a PagerError
+   * (EIO, ENOSPC) when the batch failed; then none of it counts, and the pages' old versions stand.
+   */
+  complete: Promise<void>;
+}
+
+/**
+ * The backing store the engine pages through (FreeBSD's pager, in spirit). Implemented on a file
+ * or block device with SQLite metadata by src/store/; tests may use an in-memory double.
+ *
+ * Ordering: the store stamps every call in call order. A call's effect on a page is never
+ * overridden by an earlier call that completes later (a page-out that finishes after a release or
+ * a delete of the same page does not bring the old contents back), and readPage reflects every
+ * call made before it, complete or not.
+ *
+ * Space: a slot is reserved when a page is first modified (reserveSlots), so a page-out never meets
+ * a full device. writePages consumes one reservation per page; a failed batch gives them back.
+ */
+export interface BackingStore {
+  readonly pageSize: number;
+  /** True once the store has failed permanently (closed after a fatal error). */
+  readonly failed: boolean;
+
+  /** Every segment the store holds (at start-up). */
+  loadSegments(): Promise<SegmentRecord[]>;
+  /** Records a new segment durably and answers its vmid (never reused). ENOMEM when full. */
+  createSegment(record: Omit<SegmentRecord, 'vmid'>): Promise<number>;
+  /** Forgets a segment and frees its slots, durably. */
+  deleteSegment(vmid: number): Promise<void>;
+
+  /** Fills `into` with the page's last complete version, or zeros if it has none. EIO on failure. */
+  readPage(vmid: number, pno: number, into: Uint8Array): Promise<void>;
+  /** Starts page-outs of a batch of pages. */
+  writePages(pages: readonly PageWrite[]): WriteTicket;
+  /** Makes pages [pfirst, pfirst + npages) read as zeros from now on, durably when it resolves. */
+  releasePages(vmid: number, pfirst: number, npages: number): Promise<void>;
+
+  /** Reserves `count` slots for newly modified pages; false when the store has no room. */
+  reserveSlots(count: number): boolean;
+  /** Gives back reservations of pages that will not be paged out after all. */
+  unreserveSlots(count: number): void;
+}

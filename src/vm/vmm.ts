@@ -1,0 +1,227 @@
+import { PagerError } from '../errors.js';
+import { Clock } from './clock.js';
+import { FrameFlag } from './frame-layout.js';
+import { FramePool } from './frame-pool.js';
+import { IN_IO, IllegalTransitionError, PageState, isLegalTransition } from './page-state.js';
+import { Pageout } from './pageout.js';
+import { Segment } from './segment.js';
+import type { BackingStore } from './store.js';
+import { WaitQueue } from './wait-queue.js';
+
+/** The engine's tunables (declared with units and defaults in src/config/tunables.ts). */
+export interface VmmOptions {
+  /** Number of page frames in the pool. */
+  frames: number;
+  /** Pageout starts when fewer frames than this are free (AIX minfree). */
+  minFree: number;
+  /** Pageout stops once this many frames are free (AIX maxfree). */
+  maxFree: number;
+  /** vm_write without force skips a modified page whose last page-out started less than this ago (ms). */
+  writebackMinAgeMs: number;
+  /** How long a fault waits for a frame before answering ENOMEM (ms). */
+  allocTimeoutMs: number;
+  /** Most pages the pageout daemon sends to the store in one batch. */
+  pageoutBatchPages: number;
+  /** The clock the engine reads (ms); tests pass their own. */
+  now?: () => number;
+}
+
+/** Counters since start (the daemon exports them as metrics). */
+export interface VmmCounters {
+  hits: number;
+  misses: number;
+  pageIns: number;
+  pageOuts: number;
+  pageOutFailures: number;
+  releases: number;
+  steals: number;
+}
+
+const { ABSENT, PAGE_IN, CLEAN, MODIFIED, PAGE_OUT } = PageState;
+const FREE_WAIT = 'free';
+
+/**
+ * The virtual memory manager core: the frame pool, the segments, and the primitives the fault
+ * path, the pageout daemon and the services are built from. Everything runs on the main thread;
+ * the only suspension points are awaits on I/O and on the wait queues, so each primitive below
+ * runs to completion without interference.
+ */
+export class Vmm {
+  readonly pool: FramePool;
+  readonly store: BackingStore;
+  readonly options: Required<VmmOptions>;
+  readonly segments = new Map<number, Segment>();
+  /** Woken whenever a frame's state, pins or flags change in a way a waiter may care about. */
+  readonly frameEvents = new WaitQueue<number>();
+  readonly clock: Clock;
+  readonly pageout: Pageout;
+  readonly counters: VmmCounters = { hits: 0, misses: 0, pageIns: 0, pageOuts: 0, pageOutFailures: 0, releases: 0, steals: 0 };
+  private readonly freeWaiters = new WaitQueue<typeof FREE_WAIT>();
+
+  constructor(store: BackingStore, options: VmmOptions) {
+    this.store = store;
+    this.options = { now: Date.now, ...options };
+    this.pool = new FramePool(store.pageSize, options.frames);
+    this.clock = new Clock(this);
+    this.pageout = new Pageout(this);
+  }
+
+  /** Builds an engine over a store and loads the store's segments. */
+  static async open(store: BackingStore, options: VmmOptions): Promise<Vmm> {
+    const vmm = new Vmm(store, options);
+    for (const record of await store.loadSegments()) vmm.segments.set(record.vmid, new Segment(record, store.pageSize));
+    return vmm;
+  }
+
+  get pageSize(): number {
+    return this.pool.pageSize;
+  }
+
+  now(): number {
+    return this.options.now();
+  }
+
+  /** Moves frame f to state `to`; an illegal move is a bug and throws naming both states. */
+  transition(f: number, to: PageState): void {
+    const from = this.pool.table.state[f] as PageState;
+    if (!isLegalTransition(from, to)) throw new IllegalTransitionError(f, from, to);
+    this.pool.table.state[f] = to;
+  }
+
+  /** True if the frame's bytes differ from every page-out started for it. */
+  isModified(f: number): boolean {
+    const t = this.pool.table;
+    return t.state[f] === MODIFIED || (t.state[f] === PAGE_OUT && (t.flags[f] & FrameFlag.REMODIFIED) !== 0);
+  }
+
+  /**
+   * Marks a resident frame (CLEAN, MODIFIED or PAGE_OUT) as modified, reserving the backing slot
+   * its next page-out will need. Throws ENOSPC (no-backing-space) and changes nothing when the
+   * store has no room. Large-page frames are never paged out and reserve nothing.
+   */
+  markModified(f: number): void {
+    const t = this.pool.table;
+    if (this.isModified(f)) return;
+    if ((t.flags[f] & FrameFlag.LOCKED) === 0 && !this.store.reserveSlots(1)) throw new PagerError('no-backing-space');
+    if (t.state[f] === PAGE_OUT) t.flags[f] |= FrameFlag.REMODIFIED;
+    else this.transition(f, MODIFIED);
+  }
+
+  /** Links frame f (taken from the free list) to page `pno` of `seg`. */
+  link(seg: Segment, pno: number, f: number): void {
+    const t = this.pool.table;
+    seg.pages.set(pno, f);
+    t.vmid[f] = seg.vmid;
+    t.pno[f] = pno;
+    t.flags[f] = seg.largePages ? FrameFlag.LOCKED : 0;
+    t.pageOutStartedMs[f] = 0;
+    t.queuedSeq[f] = 0;
+  }
+
+  /** Puts an unlinked frame back on the free list and wakes a waiter for frames. */
+  freeFrame(f: number): void {
+    if (this.pool.table.state[f] !== ABSENT) this.transition(f, ABSENT);
+    this.pool.pushFree(f);
+    this.frameEvents.wake(f);
+    this.freeWaiters.wake(FREE_WAIT);
+  }
+
+  /**
+   * Takes a frame without waiting: from the free list, else one the clock hand can steal at once.
+   * Answers -1 when neither has one. Kicks the pageout daemon when the free list runs low.
+   */
+  tryAllocateFrame(): number {
+    let f = this.pool.takeFree();
+    if (f < 0) f = this.clock.stealOne();
+    if (this.pool.freeCount < this.options.minFree) this.pageout.kick();
+    return f;
+  }
+
+  /** Takes a frame, waiting for the pageout daemon up to allocTimeoutMs; ENOMEM (no-frame) after that. */
+  async allocateFrame(signal?: AbortSignal): Promise<number> {
+    const deadline = this.now() + this.options.allocTimeoutMs;
+    for (;;) {
+      const f = this.tryAllocateFrame();
+      if (f >= 0) return f;
+      this.pageout.kick();
+      const left = deadline - this.now();
+      if (left <= 0 || !(await this.freeWaiters.wait(FREE_WAIT, left, signal))) {
+        // One last look: a frame may have been freed just as the timer fired.
+        const last = this.tryAllocateFrame();
+        if (last >= 0) return last;
+        throw new PagerError('no-frame');
+      }
+    }
+  }
+
+  /**
+   * Discards page `pno` of `seg` without writing it: its frame is freed at once, or, when it is
+   * under I/O, unlinked now and freed when the I/O completes (DISCARD). A modified page's slot
+   * reservation is given back; a forced page-out queued behind one in flight is dropped.
+   */
+  discardPage(seg: Segment, pno: number): void {
+    const f = seg.pages.get(pno);
+    if (f < 0) return;
+    const t = this.pool.table;
+    const state = t.state[f];
+    seg.pages.delete(pno);
+    if (this.isModified(f) && (t.flags[f] & FrameFlag.LOCKED) === 0) this.store.unreserveSlots(1);
+    if (IN_IO[state]) {
+      if ((t.flags[f] & FrameFlag.PAGEOUT_AGAIN) !== 0) seg.io.complete(t.queuedSeq[f], true);
+      t.flags[f] = (t.flags[f] & ~(FrameFlag.REMODIFIED | FrameFlag.PAGEOUT_AGAIN | FrameFlag.FREE_AT_IO_DONE)) | FrameFlag.DISCARD;
+      t.queuedSeq[f] = 0;
+      this.frameEvents.wake(f);
+    } else {
+      this.freeFrame(f);
+    }
+  }
+
+  /** Discards every page of [first, end) that has a frame. */
+  discardRange(seg: Segment, first: number, end: number): void {
+    seg.pages.forEachInRange(first, end, (pno) => this.discardPage(seg, pno));
+  }
+
+  /** Unlinks and frees a CLEAN frame (stolen, flushed or freed after page-out). */
+  evictClean(f: number): void {
+    const seg = this.segments.get(this.pool.table.vmid[f]);
+    if (seg === undefined) throw new Error(`frame ${f} belongs to no live segment`);
+    seg.pages.delete(this.pool.table.pno[f]);
+    this.freeFrame(f);
+  }
+
+  /** Resolves when frame f's state, pins or flags next change. */
+  waitFrame(f: number, signal?: AbortSignal): Promise<boolean> {
+    return this.frameEvents.wait(f, undefined, signal);
+  }
+
+  /**
+   * Waits until no page of [first, end) is in one of `states` (PAGE_IN and/or PAGE_OUT). Pages
+   * that enter such a state while it waits are waited for too.
+   */
+  async waitRangeIdle(seg: Segment, first: number, end: number, states: readonly PageState[], signal?: AbortSignal): Promise<void> {
+    for (;;) {
+      let busy = -1;
+      seg.pages.forEachInRange(first, end, (_pno, f) => {
+        if (busy < 0 && states.includes(this.pool.table.state[f] as PageState)) busy = f;
+      });
+      if (busy < 0) return;
+      await this.waitFrame(busy, signal);
+    }
+  }
+
+  /** Frames by state, for statistics and tests. */
+  frameCensus(): { free: number; pageIn: number; clean: number; modified: number; pageOut: number } {
+    const census = { free: 0, pageIn: 0, clean: 0, modified: 0, pageOut: 0 };
+    const keys = ['free', 'pageIn', 'clean', 'modified', 'pageOut'] as const;
+    for (let f = 0; f < this.pool.count; f++) census[keys[this.pool.table.state[f]]]++;
+    return census;
+  }
+
+  /** Frames holding modified bytes (each holds one slot reservation unless locked). */
+  modifiedFrameCount(): number {
+    let n = 0;
+    for (let f = 0; f < this.pool.count; f++) if (this.isModified(f) && (this.pool.table.flags[f] & FrameFlag.LOCKED) === 0) n++;
+    return n;
+  }
+}
+
