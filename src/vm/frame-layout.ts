@@ -3,7 +3,7 @@
  * arrays carved out of one SharedArrayBuffer. Every field lists who may change it.
  *
  * All fields are changed only on the daemon's main thread; the buffer is shared so that I/O and
- * statistics readers in other threads can see it. 40 bytes per frame.
+ * statistics readers in other threads can see it. 32 bytes per frame.
  */
 
 export const FRAME_FIELDS = {

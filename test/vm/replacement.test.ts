@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { V_WORKING } from '../../src/constants.js';
+import { FrameFlag } from '../../src/vm/frame-layout.js';
+import { PAGE, filled, frameOf, readBytes, testEngine, tick, writeBytes } from '../support/engine.js';
+
+describe('page replacement', () => {
+  it('gives a referenced page a second chance and steals an unreferenced one', async () => {
+    const e = await testEngine({ frames: 4, minFree: 0, maxFree: 0 });
+    const vmid = await e.svc.vmsCreate(e.ctx, V_WORKING, 16 * PAGE);
+    for (let p = 0; p < 4; p++) await readBytes(e, vmid, p * PAGE, 1); // pool full, all referenced
+    // vm_writep clears the reference bit of unmodified pages: pages 1 and 3 become candidates.
+    await e.svc.vmWritep(e.ctx, vmid, 1, 1);
+    await e.svc.vmWritep(e.ctx, vmid, 3, 1);
+    await readBytes(e, vmid, 4 * PAGE, 1);
+    await readBytes(e, vmid, 5 * PAGE, 1);
+    expect([0, 1, 2, 3].map((p) => frameOf(e, vmid, p) >= 0)).toEqual([true, false, true, false]);
+  });
+
+  it('pages out a modified victim before its frame is reused, and its bytes survive', async () => {
+    const e = await testEngine({ frames: 4, minFree: 1, maxFree: 2 });
+    const vmid = await e.svc.vmsCreate(e.ctx, V_WORKING, 16 * PAGE);
+    for (let p = 0; p < 12; p++) await writeBytes(e, vmid, p * PAGE, filled(p + 1));
+    expect(e.store.writeLog.length).toBeGreaterThanOrEqual(8);
+    for (let p = 0; p < 12; p++) expect(await readBytes(e, vmid, p * PAGE, PAGE)).toEqual(filled(p + 1));
+  });
+
+  it('refills the free list to the high watermark in the background once it drops below the low one', async () => {
+    const e = await testEngine({ frames: 32, minFree: 4, maxFree: 12 });
+    const vmid = await e.svc.vmsCreate(e.ctx, V_WORKING, 64 * PAGE);
+    for (let p = 0; p < 29; p++) await readBytes(e, vmid, p * PAGE, 1);
+    for (let i = 0; i < 5; i++) await tick();
+    expect(e.vmm.pool.freeCount).toBeGreaterThanOrEqual(4);
+    // Cleared reference bits on the second sweep let the daemon reach the high watermark.
+    for (let i = 0; i < 10; i++) await tick();
+    expect(e.vmm.pool.freeCount).toBeGreaterThanOrEqual(12);
+  });
+
+  it('launders modified pages in the background and frees their frames when the page-out completes', async () => {
+    const e = await testEngine({ frames: 16, minFree: 4, maxFree: 8 });
+    const vmid = await e.svc.vmsCreate(e.ctx, V_WORKING, 64 * PAGE);
+    for (let p = 0; p < 14; p++) await writeBytes(e, vmid, p * PAGE, filled(p + 1));
+    for (let i = 0; i < 20; i++) await tick();
+    expect(e.vmm.pool.freeCount).toBeGreaterThanOrEqual(8);
+    expect(e.store.writeLog.length).toBeGreaterThan(0);
+    for (const { pno } of e.store.writeLog) expect(e.store.durable(vmid, pno)).toEqual(filled(pno + 1));
+  });
+
+  it('sets the reference bit on every access', async () => {
+    const e = await testEngine();
+    const vmid = await e.svc.vmsCreate(e.ctx, V_WORKING, PAGE);
+    await readBytes(e, vmid, 0, 1);
+    const f = frameOf(e, vmid, 0);
+    e.vmm.pool.table.flags[f] = 0;
+    await readBytes(e, vmid, 0, 1);
+    expect(e.vmm.pool.table.flags[f] & FrameFlag.REFERENCED).toBe(FrameFlag.REFERENCED);
+  });
+});
