@@ -29,7 +29,8 @@ export class Clock {
     const f = this.hand;
     this.hand = (f + 1) % this.vmm.pool.count;
     const flags = t.flags[f];
-    if ((flags & FrameFlag.LOCKED) !== 0 || t.pins[f] !== 0) return { frame: f, verdict: Verdict.SKIP };
+    // Locked, pinned, or already on its way out (laundered or flushed): not the hand's to judge.
+    if ((flags & (FrameFlag.LOCKED | FrameFlag.FREE_AT_IO_DONE)) !== 0 || t.pins[f] !== 0) return { frame: f, verdict: Verdict.SKIP };
     const state = t.state[f];
     if (state !== PageState.CLEAN && state !== PageState.MODIFIED) return { frame: f, verdict: Verdict.SKIP };
     if ((flags & FrameFlag.REFERENCED) !== 0) {
