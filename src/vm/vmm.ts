@@ -8,7 +8,7 @@ import { Segment } from './segment.js';
 import type { BackingStore } from './store.js';
 import { WaitQueue } from './wait-queue.js';
 
-/** The engine's tunables (declared with units and defaults in src/config/tunables.ts). */
+/** The engine's tunables. */
 export interface VmmOptions {
   /** Number of page frames in the pool. */
   frames: number;
