@@ -55,7 +55,8 @@ export async function fault(vmm: Vmm, seg: Segment, pno: number, forWrite: boole
 /**
  * Links a free frame to page `pno` in PAGE_IN state and fills it from the store. Resolves when
  * the page-in is over (also when the page was discarded meanwhile: the frame is then freed).
- * Rejects with EIO if the read failed; the frame is freed and waiters are woken to retry.
+ * Rejects with EIO if the read failed (unless the page was discarded meanwhile); the frame is
+ * freed and waiters are woken to retry.
  */
 export async function pageIn(vmm: Vmm, seg: Segment, pno: number, f: number): Promise<void> {
   const t = vmm.pool.table;
@@ -79,7 +80,8 @@ export async function pageIn(vmm: Vmm, seg: Segment, pno: number, f: number): Pr
     if ((t.flags[f] & FrameFlag.FREE_AT_IO_DONE) !== 0) vmm.evictClean(f);
     else vmm.frameEvents.wake(f);
   }
-  if (failure !== undefined) throw isPagerError(failure) ? failure : new PagerError('page-in-failed', String(failure));
+  // A page discarded while it was read has no reader to tell: whoever faults it next reads again.
+  if (failure !== undefined && !discarded) throw isPagerError(failure) ? failure : new PagerError('page-in-failed', String(failure));
 }
 
 /**

@@ -1,0 +1,116 @@
+// pagerd's native addon: each function is one Linux syscall (or one datagram), nothing more.
+// Errors are thrown shaped like Node's system errors: { code, errno (negative), syscall }.
+#include <napi.h>
+#include <uv.h>
+
+#include <cerrno>
+#include <cstring>
+#include <fcntl.h>
+#include <linux/falloc.h>
+#include <linux/fs.h>
+#include <stdint.h>
+#include <string>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+namespace {
+
+Napi::Value ThrowErrno(Napi::Env env, int err, const char* syscall) {
+  int uverr = uv_translate_sys_error(err);
+  std::string message = std::string(uv_err_name(uverr)) + ": " + uv_strerror(uverr) + ", " + syscall;
+  Napi::Error error = Napi::Error::New(env, message);
+  error.Set("code", Napi::String::New(env, uv_err_name(uverr)));
+  error.Set("errno", Napi::Number::New(env, uverr));
+  error.Set("syscall", Napi::String::New(env, syscall));
+  error.ThrowAsJavaScriptException();
+  return env.Undefined();
+}
+
+// peerCred(fd) -> { pid, uid, gid } of the process at the other end of a Unix socket.
+Napi::Value PeerCred(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  struct ucred cred;
+  socklen_t len = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return ThrowErrno(env, errno, "getsockopt");
+  Napi::Object out = Napi::Object::New(env);
+  out.Set("pid", Napi::Number::New(env, cred.pid));
+  out.Set("uid", Napi::Number::New(env, cred.uid));
+  out.Set("gid", Napi::Number::New(env, cred.gid));
+  return out;
+}
+
+// blockDeviceSize(fd) -> bytes (BLKGETSIZE64).
+Napi::Value BlockDeviceSize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  uint64_t bytes = 0;
+  if (ioctl(fd, BLKGETSIZE64, &bytes) != 0) return ThrowErrno(env, errno, "ioctl BLKGETSIZE64");
+  return Napi::Number::New(env, static_cast<double>(bytes));
+}
+
+// blockSectorSize(fd) -> logical sector size in bytes (BLKSSZGET).
+Napi::Value BlockSectorSize(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int size = 0;
+  if (ioctl(fd, BLKSSZGET, &size) != 0) return ThrowErrno(env, errno, "ioctl BLKSSZGET");
+  return Napi::Number::New(env, size);
+}
+
+// punchHole(fd, offset, length): deallocates a file range, keeping the file size.
+Napi::Value PunchHole(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  off_t offset = static_cast<off_t>(info[1].As<Napi::Number>().Int64Value());
+  off_t length = static_cast<off_t>(info[2].As<Napi::Number>().Int64Value());
+  if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) != 0) return ThrowErrno(env, errno, "fallocate");
+  return env.Undefined();
+}
+
+// discard(fd, offset, length): tells a block device the range is unused (BLKDISCARD).
+Napi::Value Discard(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  uint64_t range[2] = {static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value()),
+                       static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value())};
+  if (ioctl(fd, BLKDISCARD, range) != 0) return ThrowErrno(env, errno, "ioctl BLKDISCARD");
+  return env.Undefined();
+}
+
+// sdNotify(socketPath, state): sends one datagram to systemd's notify socket ('@' = abstract).
+Napi::Value SdNotify(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  std::string path = info[0].As<Napi::String>().Utf8Value();
+  std::string state = info[1].As<Napi::String>().Utf8Value();
+  struct sockaddr_un addr;
+  std::memset(&addr, 0, sizeof(addr));
+  addr.sun_family = AF_UNIX;
+  if (path.empty() || path.size() >= sizeof(addr.sun_path)) return ThrowErrno(env, EINVAL, "sendto");
+  std::memcpy(addr.sun_path, path.data(), path.size());
+  if (addr.sun_path[0] == '@') addr.sun_path[0] = '\0';
+  socklen_t len = static_cast<socklen_t>(offsetof(struct sockaddr_un, sun_path) + path.size());
+  int fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return ThrowErrno(env, errno, "socket");
+  ssize_t sent = sendto(fd, state.data(), state.size(), MSG_NOSIGNAL, reinterpret_cast<struct sockaddr*>(&addr), len);
+  int err = errno;
+  close(fd);
+  if (sent < 0) return ThrowErrno(env, err, "sendto");
+  return env.Undefined();
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  exports.Set("peerCred", Napi::Function::New(env, PeerCred));
+  exports.Set("blockDeviceSize", Napi::Function::New(env, BlockDeviceSize));
+  exports.Set("blockSectorSize", Napi::Function::New(env, BlockSectorSize));
+  exports.Set("punchHole", Napi::Function::New(env, PunchHole));
+  exports.Set("discard", Napi::Function::New(env, Discard));
+  exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
+  return exports;
+}
+
+}  // namespace
+
+NODE_API_MODULE(pagerd_native, Init)

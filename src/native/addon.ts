@@ -1,0 +1,88 @@
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+
+/**
+ * The native addon (native/pagerd_native.cc): Linux syscalls Node 20 lacks. Each function does
+ * one syscall; arguments are checked here, and failures are Node-style system errors
+ * ({ code, errno, syscall }).
+ */
+interface Addon {
+  peerCred(fd: number): { pid: number; uid: number; gid: number };
+  blockDeviceSize(fd: number): number;
+  blockSectorSize(fd: number): number;
+  punchHole(fd: number, offset: number, length: number): void;
+  discard(fd: number, offset: number, length: number): void;
+  sdNotify(socketPath: string, state: string): void;
+}
+
+export interface SystemError extends Error {
+  code: string;
+  errno: number;
+  syscall: string;
+}
+
+let addon: Addon | undefined;
+
+function load(): Addon {
+  if (addon === undefined) {
+    const require = createRequire(import.meta.url);
+    const nodeGypBuild = require('node-gyp-build') as (dir: string) => Addon;
+    // From src/native/ or dist/src/native/, the addon's folder is native/ at the package root.
+    const here = fileURLToPath(new URL('.', import.meta.url));
+    const root = here.includes('/dist/') ? new URL('../../../', import.meta.url) : new URL('../../', import.meta.url);
+    addon = nodeGypBuild(fileURLToPath(new URL('native/', root)));
+  }
+  return addon;
+}
+
+function checkFd(fd: number): void {
+  if (!Number.isInteger(fd) || fd < 0) throw new TypeError(`not a file descriptor: ${fd}`);
+}
+
+function checkRange(offset: number, length: number): void {
+  if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length <= 0) {
+    throw new RangeError(`bad byte range ${offset}+${length}`);
+  }
+}
+
+/** The credentials of the peer of a connected Unix socket (SO_PEERCRED). */
+export function peerCred(fd: number): { pid: number; uid: number; gid: number } {
+  checkFd(fd);
+  return load().peerCred(fd);
+}
+
+/** Size in bytes of a block device (BLKGETSIZE64). */
+export function blockDeviceSize(fd: number): number {
+  checkFd(fd);
+  return load().blockDeviceSize(fd);
+}
+
+/** Logical sector size of a block device (BLKSSZGET). */
+export function blockSectorSize(fd: number): number {
+  checkFd(fd);
+  return load().blockSectorSize(fd);
+}
+
+/** Deallocates [offset, offset + length) of a regular file, keeping its size. */
+export function punchHole(fd: number, offset: number, length: number): void {
+  checkFd(fd);
+  checkRange(offset, length);
+  load().punchHole(fd, offset, length);
+}
+
+/** Discards [offset, offset + length) of a block device (BLKDISCARD). */
+export function discard(fd: number, offset: number, length: number): void {
+  checkFd(fd);
+  checkRange(offset, length);
+  load().discard(fd, offset, length);
+}
+
+/** Sends one state datagram to systemd's notify socket. */
+export function sdNotify(socketPath: string, state: string): void {
+  if (socketPath.length === 0) throw new TypeError('empty notify socket path');
+  load().sdNotify(socketPath, state);
+}
+
+export function isSystemError(err: unknown): err is SystemError {
+  return err instanceof Error && typeof (err as SystemError).code === 'string' && typeof (err as SystemError).syscall === 'string';
+}
