@@ -70,6 +70,16 @@ Napi::Value PunchHole(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// allocate(fd, offset, length): reserves blocks for a file range (fallocate mode 0).
+Napi::Value Allocate(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  off_t offset = static_cast<off_t>(info[1].As<Napi::Number>().Int64Value());
+  off_t length = static_cast<off_t>(info[2].As<Napi::Number>().Int64Value());
+  if (fallocate(fd, 0, offset, length) != 0) return ThrowErrno(env, errno, "fallocate");
+  return env.Undefined();
+}
+
 // discard(fd, offset, length): tells a block device the range is unused (BLKDISCARD).
 Napi::Value Discard(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -106,6 +116,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("blockDeviceSize", Napi::Function::New(env, BlockDeviceSize));
   exports.Set("blockSectorSize", Napi::Function::New(env, BlockSectorSize));
   exports.Set("punchHole", Napi::Function::New(env, PunchHole));
+  exports.Set("allocate", Napi::Function::New(env, Allocate));
   exports.Set("discard", Napi::Function::New(env, Discard));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
   return exports;

@@ -64,6 +64,7 @@ export const REASONS = {
   'store-failed': { code: 'EIO', text: 'the backing store has failed permanently' },
   'page-in-failed': { code: 'EIO', text: 'reading a page from the backing store failed' },
   'checksum-mismatch': { code: 'EIO', text: 'a backing slot failed its checksum' },
+  'metadata-failed': { code: 'EIO', text: 'the metadata store could not record the change durably' },
   'page-out-failed': { code: 'EIO', text: 'a page-out of the segment failed; the page stays modified' },
   'interrupted': { code: 'EINTR', text: 'a wait on a V_INTRSEG segment was interrupted' },
 } as const satisfies Record<string, { code: ErrorCode; text: string }>;

@@ -11,6 +11,7 @@ interface Addon {
   blockDeviceSize(fd: number): number;
   blockSectorSize(fd: number): number;
   punchHole(fd: number, offset: number, length: number): void;
+  allocate(fd: number, offset: number, length: number): void;
   discard(fd: number, offset: number, length: number): void;
   sdNotify(socketPath: string, state: string): void;
 }
@@ -68,6 +69,13 @@ export function punchHole(fd: number, offset: number, length: number): void {
   checkFd(fd);
   checkRange(offset, length);
   load().punchHole(fd, offset, length);
+}
+
+/** Reserves disk blocks for [offset, offset + length) of a regular file (extending it if needed). */
+export function allocate(fd: number, offset: number, length: number): void {
+  checkFd(fd);
+  checkRange(offset, length);
+  load().allocate(fd, offset, length);
 }
 
 /** Discards [offset, offset + length) of a block device (BLKDISCARD). */

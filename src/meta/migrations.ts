@@ -1,0 +1,58 @@
+import type { Database } from 'better-sqlite3';
+
+/**
+ * The metadata schema, as numbered migrations. PRAGMA user_version holds the number of the last
+ * one applied; opening a database applies the rest in order, each in its own transaction.
+ */
+export const MIGRATIONS: readonly ((db: Database) => void)[] = [
+  // 1: segments, the page map, free slots, and store facts.
+  (db) =>
+    db.exec(`
+      CREATE TABLE meta (
+        key   TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      ) WITHOUT ROWID;
+
+      -- AUTOINCREMENT: a vmid is never reused while the store exists.
+      CREATE TABLE segments (
+        vmid    INTEGER PRIMARY KEY AUTOINCREMENT,
+        type    INTEGER NOT NULL,
+        options INTEGER NOT NULL,
+        extent  INTEGER NOT NULL,
+        uid     INTEGER NOT NULL,
+        gid     INTEGER NOT NULL,
+        mode    INTEGER NOT NULL
+      );
+
+      -- A page with no row reads as zeros. slot holds its last complete version.
+      CREATE TABLE pages (
+        vmid     INTEGER NOT NULL,
+        pno      INTEGER NOT NULL,
+        slot     INTEGER NOT NULL,
+        checksum INTEGER NOT NULL,
+        version  INTEGER NOT NULL,
+        PRIMARY KEY (vmid, pno)
+      ) WITHOUT ROWID;
+
+      -- Slots below meta.slot_high that no page references. Slots at or above it were never used.
+      CREATE TABLE free_slots (
+        slot INTEGER PRIMARY KEY
+      );
+    `),
+];
+
+export const SCHEMA_VERSION = MIGRATIONS.length;
+
+/** Applies the migrations the database lacks. Refuses a database newer than this code. */
+export function migrate(db: Database): void {
+  const current = db.pragma('user_version', { simple: true }) as number;
+  if (current > SCHEMA_VERSION) {
+    throw new Error(`metadata schema version ${current} is newer than this pagerd understands (${SCHEMA_VERSION})`);
+  }
+  for (let v = current; v < SCHEMA_VERSION; v++) {
+    db.transaction(() => {
+      MIGRATIONS[v](db);
+      db.pragma(`user_version = ${v + 1}`);
+    }).immediate();
+  }
+}

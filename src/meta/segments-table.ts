@@ -1,0 +1,33 @@
+import type { Database, Statement } from 'better-sqlite3';
+import type { SegmentRecord } from '../vm/segment.js';
+
+/** The segments table's statements. */
+export class SegmentsTable {
+  readonly #all: Statement<[], SegmentRecord>;
+  readonly #insert: Statement<[number, number, number, number, number, number]>;
+  readonly #delete: Statement<[number]>;
+  readonly #count: Statement<[], { n: number }>;
+
+  constructor(db: Database) {
+    this.#all = db.prepare('SELECT vmid, type, options, extent, uid, gid, mode FROM segments ORDER BY vmid');
+    this.#insert = db.prepare('INSERT INTO segments (type, options, extent, uid, gid, mode) VALUES (?, ?, ?, ?, ?, ?)');
+    this.#delete = db.prepare('DELETE FROM segments WHERE vmid = ?');
+    this.#count = db.prepare('SELECT count(*) AS n FROM segments');
+  }
+
+  all(): SegmentRecord[] {
+    return this.#all.all();
+  }
+
+  insert(r: Omit<SegmentRecord, 'vmid'>): number {
+    return Number(this.#insert.run(r.type, r.options, r.extent, r.uid, r.gid, r.mode).lastInsertRowid);
+  }
+
+  delete(vmid: number): void {
+    this.#delete.run(vmid);
+  }
+
+  count(): number {
+    return this.#count.get()!.n;
+  }
+}

@@ -1,0 +1,131 @@
+import { constants, type Stats } from 'node:fs';
+import { open, stat, type FileHandle } from 'node:fs/promises';
+import fsExt from 'fs-ext';
+import { allocate, blockDeviceSize, discard, punchHole } from '../native/addon.js';
+
+/**
+ * The raw storage under a store: a regular file or a block device, read and written at positions,
+ * flushed with fdatasync. Both kinds sit behind this one interface, chosen in openDevice() only.
+ */
+export interface BackingDevice {
+  readonly kind: 'file' | 'block';
+  /** Bytes on the device. */
+  readonly size: number;
+  /** Fills `into` from `position`. */
+  read(into: Uint8Array, position: number): Promise<void>;
+  /** Writes the buffers back to back from `position`. */
+  writev(buffers: readonly Uint8Array[], position: number): Promise<void>;
+  /** Flushes written data to stable storage (fdatasync). */
+  datasync(): Promise<void>;
+  /** Gives a range back to the device (hole punch on a file, discard on a block device); may throw. */
+  deallocate(offset: number, length: number): void;
+  close(): Promise<void>;
+}
+
+export interface DeviceOptions {
+  /** Size of a regular file created on first use. */
+  createBytes: number;
+  /** Allocate the new file's blocks up front instead of leaving it sparse. */
+  preallocate: boolean;
+}
+
+/** A positional device over an open file handle. */
+class HandleDevice implements BackingDevice {
+  constructor(
+    readonly kind: 'file' | 'block',
+    readonly size: number,
+    private readonly handle: FileHandle,
+  ) {}
+
+  async read(into: Uint8Array, position: number): Promise<void> {
+    let done = 0;
+    while (done < into.length) {
+      const { bytesRead } = await this.handle.read(into, done, into.length - done, position + done);
+      if (bytesRead === 0) {
+        into.fill(0, done); // past the end of a sparse file: zeros
+        return;
+      }
+      done += bytesRead;
+    }
+  }
+
+  async writev(buffers: readonly Uint8Array[], position: number): Promise<void> {
+    let rest = [...buffers];
+    while (rest.length > 0) {
+      const { bytesWritten } = await this.handle.writev(rest, position);
+      position += bytesWritten;
+      rest = skipBytes(rest, bytesWritten);
+    }
+  }
+
+  datasync(): Promise<void> {
+    return this.handle.datasync();
+  }
+
+  deallocate(offset: number, length: number): void {
+    if (this.kind === 'file') punchHole(this.handle.fd, offset, length);
+    else discard(this.handle.fd, offset, length);
+  }
+
+  close(): Promise<void> {
+    return this.handle.close();
+  }
+}
+
+function skipBytes(buffers: Uint8Array[], n: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
+  for (const b of buffers) {
+    if (n >= b.length) {
+      n -= b.length;
+      continue;
+    }
+    out.push(n > 0 ? b.subarray(n) : b);
+    n = 0;
+  }
+  return out;
+}
+
+async function statOrUndefined(path: string): Promise<Stats | undefined> {
+  try {
+    return await stat(path);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw err;
+  }
+}
+
+/**
+ * Opens `path` exclusively: a block device with O_EXCL, a regular file (created if missing) with
+ * flock. A second pagerd on the same store fails here, at once.
+ */
+export async function openDevice(path: string, options: DeviceOptions): Promise<BackingDevice> {
+  const st = await statOrUndefined(path);
+  if (st?.isBlockDevice()) {
+    let handle: FileHandle;
+    try {
+      handle = await open(path, constants.O_RDWR | constants.O_EXCL);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'EBUSY') throw new Error(`block device ${path} is in use (another pagerd, a mount, or a holder)`);
+      throw err;
+    }
+    return new HandleDevice('block', blockDeviceSize(handle.fd), handle);
+  }
+  if (st !== undefined && !st.isFile()) throw new Error(`${path} is neither a regular file nor a block device`);
+  const handle = await open(path, st === undefined ? constants.O_RDWR | constants.O_CREAT : constants.O_RDWR, 0o600);
+  try {
+    fsExt.flockSync(handle.fd, 'exnb');
+  } catch (err) {
+    await handle.close();
+    if ((err as NodeJS.ErrnoException).code === 'EAGAIN' || (err as NodeJS.ErrnoException).code === 'EWOULDBLOCK') {
+      throw new Error(`${path} is in use by another pagerd (it holds the file's lock)`);
+    }
+    throw err;
+  }
+  let size = (await handle.stat()).size;
+  if (size === 0) {
+    if (options.preallocate) allocate(handle.fd, 0, options.createBytes);
+    else await handle.truncate(options.createBytes);
+    size = options.createBytes;
+  }
+  return new HandleDevice('file', size, handle);
+}

@@ -1,0 +1,142 @@
+import { crc32 } from 'node:zlib';
+import { PagerError } from '../errors.js';
+import type { PageWrite } from '../vm/store.js';
+import type { BackingDevice } from './device.js';
+
+/** One page of a page-out, stamped in call order by the store. */
+export interface StampedWrite extends PageWrite {
+  stamp: number;
+}
+
+/** What a cycle hands to the commit step: each page with its new slot and checksum. */
+export interface WrittenPage {
+  write: StampedWrite;
+  slot: number;
+  checksum: number;
+}
+
+/** The parts of the store a write cycle uses. */
+export interface WriteCycleHost {
+  readonly device: BackingDevice;
+  readonly pageSize: number;
+  readonly maxBatchPages: number;
+  /** Byte position of slot 0 on the device. */
+  readonly dataOffset: number;
+  /** Allocates slots for `count` pages (consuming their reservations). */
+  takeSlots(count: number): number[];
+  /** A cycle failed before commit: its slots are free again, reservations restored. */
+  giveBackSlots(slots: number[]): void;
+  /** Commits the cycle's metadata durably (one transaction); throws if it could not. */
+  commit(pages: WrittenPage[]): void;
+  /** Called when a cycle failed (for logging and the store's failure policy). */
+  failed(stage: 'write' | 'datasync' | 'commit', error: unknown): void;
+}
+
+interface Waiter {
+  writes: StampedWrite[];
+  captured: () => void;
+  complete: () => void;
+  reject: (err: Error) => void;
+}
+
+/** Most buffers in one writev call (Linux IOV_MAX is 1024). */
+const MAX_IOVECS = 1024;
+
+/**
+ * The page-out path: batches of page-outs queue here and are written in cycles, one at a time
+ * (group commit). A cycle takes every batch queued so far (up to maxBatchPages), gives its pages
+ * fresh slots (never the slot holding a page's last complete version), writes contiguous runs
+ * with positional writev, all runs in flight at once, then one fdatasync, then one metadata
+ * transaction. Only then are its batches complete. Cycles never overlap, so a failed fdatasync is
+ * charged to exactly the batches that wrote before it, and never retried and trusted.
+ */
+export class PageWriter {
+  private readonly queue: Waiter[] = [];
+  private running = false;
+
+  constructor(private readonly host: WriteCycleHost) {}
+
+  submit(writes: StampedWrite[]): { captured: Promise<void>; complete: Promise<void> } {
+    let waiter!: Waiter;
+    const captured = new Promise<void>((resolve) => {
+      waiter = { writes, captured: resolve, complete: () => {}, reject: () => {} };
+    });
+    const complete = new Promise<void>((resolve, reject) => {
+      waiter.complete = resolve;
+      waiter.reject = reject;
+    });
+    this.queue.push(waiter);
+    if (!this.running) {
+      this.running = true;
+      setImmediate(() => void this.drain());
+    }
+    return { captured, complete };
+  }
+
+  /** True while page-outs are queued or being written. */
+  get busy(): boolean {
+    return this.running;
+  }
+
+  private async drain(): Promise<void> {
+    while (this.queue.length > 0) {
+      const cycle: Waiter[] = [];
+      let pages = 0;
+      while (this.queue.length > 0 && (cycle.length === 0 || pages + this.queue[0].writes.length <= this.host.maxBatchPages)) {
+        const w = this.queue.shift()!;
+        cycle.push(w);
+        pages += w.writes.length;
+      }
+      await this.runCycle(cycle);
+    }
+    this.running = false;
+  }
+
+  private async runCycle(cycle: Waiter[]): Promise<void> {
+    const host = this.host;
+    const writes = cycle.flatMap((w) => w.writes);
+    const slots = host.takeSlots(writes.length);
+    // Pages are pinned until captured: their bytes cannot change under the checksum or the write.
+    const written: WrittenPage[] = writes.map((write, i) => ({ write, slot: slots[i], checksum: crc32(write.data) }));
+    const fail = (stage: 'write' | 'datasync' | 'commit', error: unknown): void => {
+      host.giveBackSlots(slots);
+      host.failed(stage, error);
+      const err = new PagerError('page-out-failed', `page-out ${stage} failed: ${(error as Error)?.message ?? String(error)}`);
+      for (const w of cycle) {
+        w.captured();
+        w.reject(err);
+      }
+    };
+
+    const results = await Promise.allSettled(this.runs(written).map(({ position, buffers }) => host.device.writev(buffers, position)));
+    for (const w of cycle) w.captured();
+    const writeError = results.find((r) => r.status === 'rejected');
+    if (writeError !== undefined) return fail('write', (writeError as PromiseRejectedResult).reason);
+    try {
+      await host.device.datasync();
+    } catch (err) {
+      return fail('datasync', err);
+    }
+    try {
+      host.commit(written);
+    } catch (err) {
+      return fail('commit', err);
+    }
+    for (const w of cycle) w.complete();
+  }
+
+  /** Groups pages with consecutive slots into writev calls. */
+  private runs(written: WrittenPage[]): { position: number; buffers: Uint8Array[] }[] {
+    const { pageSize, dataOffset } = this.host;
+    const sorted = [...written].sort((a, b) => a.slot - b.slot);
+    const runs: { position: number; buffers: Uint8Array[] }[] = [];
+    let prev = -2;
+    for (const page of sorted) {
+      const last = runs[runs.length - 1];
+      if (page.slot === prev + 1 && last.buffers.length < MAX_IOVECS) last.buffers.push(page.write.data);
+      else runs.push({ position: dataOffset + page.slot * pageSize, buffers: [page.write.data] });
+      prev = page.slot;
+    }
+    return runs;
+  }
+}

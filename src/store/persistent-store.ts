@@ -1,0 +1,412 @@
+import { crc32 } from 'node:zlib';
+import { PagerError } from '../errors.js';
+import { integrityCheck, openDatabase, type Database } from '../meta/database.js';
+import { MetaTable } from '../meta/meta-table.js';
+import { PagesTable } from '../meta/pages-table.js';
+import { SegmentsTable } from '../meta/segments-table.js';
+import { SlotsTable } from '../meta/slots-table.js';
+import type { SegmentRecord } from '../vm/segment.js';
+import type { BackingStore, PageWrite, WriteTicket } from '../vm/store.js';
+import { openDevice, type BackingDevice, type DeviceOptions } from './device.js';
+import { encodeHeader, HEADER_PROBE_BYTES, newHeader, probeHeader, type StoreHeader } from './header.js';
+import { PageWriter, type StampedWrite, type WrittenPage } from './page-writer.js';
+import { SlotAllocator } from './slot-allocator.js';
+
+/** What the store logs through (a pino logger fits). */
+export interface StoreLog {
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+const SILENT: StoreLog = { info() {}, warn() {}, error() {} };
+
+export interface StoreOptions extends DeviceOptions {
+  devicePath: string;
+  databasePath: string;
+  /** Page size the store is formatted with (4096 or 65536); an existing store must match. */
+  pageSize: number;
+  /** Slots held back from reservations, as room for copy-on-write. */
+  spareSlots: number;
+  /** Most pages written in one cycle (one fdatasync, one transaction). */
+  maxBatchPages: number;
+  /** Format the device even if it holds something that is not a pagerd store (pagerd --format). */
+  format: boolean;
+  log?: StoreLog;
+  /** Opens the device; tests substitute a simulated one. */
+  openDevice?: (path: string, options: DeviceOptions) => Promise<BackingDevice>;
+}
+
+/** SQLite errors after which the metadata can no longer be trusted: the store fails permanently. */
+const FATAL_SQLITE = /^SQLITE_(CORRUPT|NOTADB|READONLY|CANTOPEN|MISUSE)/;
+
+/**
+ * The backing store on a file or block device, with its metadata in SQLite (SPEC §2).
+ *
+ * Page-outs go to fresh slots (copy-on-write), one fdatasync and one transaction per cycle; old
+ * slots are freed only after that commit. A release deletes the page's row durably before it
+ * answers. Metadata is the truth: at start-up a slot no page references is free.
+ */
+export class PersistentStore implements BackingStore {
+  readonly pageSize: number;
+  readonly header: StoreHeader;
+  readonly maxBatchPages: number;
+  readonly dataOffset: number;
+  /** Result of the integrity check run at open after an unclean shutdown ('ok', or undefined if none ran). */
+  readonly recoveryCheck: string | undefined;
+  private failure: Error | undefined;
+  private readonly meta: MetaTable;
+  private readonly segments: SegmentsTable;
+  private readonly pages: PagesTable;
+  private readonly slots: SlotsTable;
+  private readonly allocator: SlotAllocator;
+  private readonly writer: PageWriter;
+  private readonly log: StoreLog;
+  /** Call-order stamps (SPEC: a later call's effect is never overridden by an earlier one). */
+  private clock = 0;
+  /** Page-outs in flight per page, and the stamp of the last release that overtook them. */
+  private readonly inFlight = new Map<string, number>();
+  private readonly releasedAt = new Map<string, number>();
+  private readonly deletedAt = new Map<number, number>();
+  private limboQueue: number[] = [];
+  private limboScheduled = false;
+  private closed = false;
+
+  private constructor(
+    readonly device: BackingDevice,
+    private readonly db: Database,
+    header: StoreHeader,
+    options: StoreOptions,
+    recoveryCheck: string | undefined,
+  ) {
+    this.header = header;
+    this.pageSize = header.pageSize;
+    this.dataOffset = header.pageSize;
+    this.maxBatchPages = options.maxBatchPages;
+    this.recoveryCheck = recoveryCheck;
+    this.log = options.log ?? SILENT;
+    this.meta = new MetaTable(db);
+    this.segments = new SegmentsTable(db);
+    this.pages = new PagesTable(db);
+    this.slots = new SlotsTable(db);
+    this.allocator = new SlotAllocator(header.slotCount, options.spareSlots, Number(this.meta.get('slot_high') ?? 0), this.slots.all());
+    this.writer = new PageWriter({
+      device,
+      pageSize: this.pageSize,
+      maxBatchPages: this.maxBatchPages,
+      dataOffset: this.dataOffset,
+      takeSlots: (n) => this.allocator.take(n),
+      giveBackSlots: (slots) => this.allocator.giveBack(slots),
+      commit: (pages) => this.commitPageOuts(pages),
+      failed: (stage, error) => this.log.error({ stage, err: error }, 'page-out cycle failed; its pages stay modified'),
+    });
+  }
+
+  /**
+   * Opens (and on first use formats) the store. Refuses, with a message saying why, a device that
+   * holds something else (unless options.format), a page size or store id that does not match the
+   * metadata, and metadata that fails its integrity check after an unclean shutdown.
+   */
+  static async open(options: StoreOptions): Promise<PersistentStore> {
+    const device = await (options.openDevice ?? openDevice)(options.devicePath, options);
+    let db: Database | undefined;
+    try {
+      db = openDatabase(options.databasePath);
+      const meta = new MetaTable(db);
+      const probe = new Uint8Array(HEADER_PROBE_BYTES);
+      await device.read(probe, 0);
+      const found = probeHeader(probe);
+      const knownId = meta.get('store_id');
+      const where = options.devicePath;
+      let header: StoreHeader;
+      let fresh = false;
+      if (found.kind === 'ours' && knownId === found.header.storeId) {
+        header = found.header;
+        if (header.pageSize !== options.pageSize) {
+          throw new Error(`${where} is formatted with page size ${header.pageSize}, not the configured ${options.pageSize}`);
+        }
+      } else if (found.kind === 'blank' && knownId === undefined) {
+        header = await PersistentStore.format(device, db, options);
+        fresh = true;
+      } else if (options.format) {
+        options.log?.warn({ device: where, found: found.kind }, 'formatting the store as asked (--format): its old contents are gone');
+        header = await PersistentStore.format(device, db, options);
+        fresh = true;
+      } else if (found.kind === 'foreign') {
+        throw new Error(`${where} holds data that is not a pagerd store (${found.why}); refusing to overwrite it without --format`);
+      } else if (found.kind === 'blank') {
+        throw new Error(`${where} is blank, but the metadata in ${options.databasePath} belongs to store ${knownId}; refusing without --format`);
+      } else if (knownId === undefined) {
+        throw new Error(`${where} is pagerd store ${found.header.storeId}, but its metadata database ${options.databasePath} is missing or empty; refusing without --format`);
+      } else {
+        throw new Error(`${where} is pagerd store ${found.header.storeId}, but ${options.databasePath} belongs to store ${knownId}`);
+      }
+      let recovery: string | undefined;
+      if (!fresh && meta.get('clean_shutdown') !== '1') {
+        recovery = integrityCheck(db);
+        if (recovery !== 'ok') throw new Error(`metadata integrity check failed after an unclean shutdown: ${recovery}`);
+        options.log?.info({ device: where }, 'recovered after an unclean shutdown; metadata integrity ok');
+      }
+      meta.set('clean_shutdown', 0);
+      return new PersistentStore(device, db, header, options, recovery);
+    } catch (err) {
+      db?.close();
+      await device.close();
+      throw err;
+    }
+  }
+
+  /** Writes a new header and empties the metadata, durably, header first. */
+  private static async format(device: BackingDevice, db: Database, options: StoreOptions): Promise<StoreHeader> {
+    if (options.pageSize !== 4096 && options.pageSize !== 65536) throw new Error(`page size must be 4096 or 65536, not ${options.pageSize}`);
+    const slotCount = Math.floor((device.size - options.pageSize) / options.pageSize);
+    if (slotCount < 1) throw new Error(`${options.devicePath} is too small for one page of ${options.pageSize} bytes after the header`);
+    const header = newHeader(options.pageSize, slotCount);
+    await device.writev([encodeHeader(header)], 0);
+    await device.datasync();
+    db.transaction(() => {
+      db.exec('DELETE FROM pages; DELETE FROM free_slots; DELETE FROM segments; DELETE FROM meta;');
+      const meta = new MetaTable(db);
+      meta.set('store_id', header.storeId);
+      meta.set('page_size', header.pageSize);
+      meta.set('slot_high', 0);
+    }).immediate();
+    return header;
+  }
+
+  get failed(): boolean {
+    return this.failure !== undefined;
+  }
+
+  async loadSegments(): Promise<SegmentRecord[]> {
+    return this.segments.all();
+  }
+
+  async createSegment(record: Omit<SegmentRecord, 'vmid'>): Promise<number> {
+    this.checkUsable();
+    try {
+      return this.segments.insert(record);
+    } catch (err) {
+      throw this.metadataError(err, 'metadata-full');
+    }
+  }
+
+  async deleteSegment(vmid: number): Promise<void> {
+    this.checkUsable();
+    const stamp = ++this.clock;
+    let slots: number[] = [];
+    try {
+      this.db
+        .transaction(() => {
+          slots = this.pages.deleteSegment(vmid);
+          this.segments.delete(vmid);
+          this.recordFree(slots);
+        })
+        .immediate();
+    } catch (err) {
+      throw this.metadataError(err, 'metadata-failed');
+    }
+    this.deletedAt.set(vmid, stamp);
+    this.allocator.released(slots.length);
+    this.toLimbo(slots);
+  }
+
+  async readPage(vmid: number, pno: number, into: Uint8Array): Promise<void> {
+    const loc = this.pages.get(vmid, pno);
+    if (loc === undefined) {
+      into.fill(0);
+      return;
+    }
+    try {
+      await this.device.read(into, this.dataOffset + loc.slot * this.pageSize);
+    } catch (err) {
+      this.log.error({ vmid, pno, slot: loc.slot, err }, 'page-in failed');
+      throw new PagerError('page-in-failed', `reading slot ${loc.slot}: ${(err as Error).message}`);
+    }
+    if (crc32(into) !== loc.checksum) {
+      this.log.error({ vmid, pno, slot: loc.slot }, 'slot failed its checksum; answering EIO');
+      throw new PagerError('checksum-mismatch', `page ${pno} of segment ${vmid} (slot ${loc.slot}) failed its checksum`);
+    }
+  }
+
+  writePages(pages: readonly PageWrite[]): WriteTicket {
+    if (this.failure !== undefined) {
+      // Refused whole: the batch consumed no reservations, so it has none to give back.
+      return { captured: Promise.resolve(), complete: Promise.reject(new PagerError('store-failed', this.failure.message)) };
+    }
+    const writes: StampedWrite[] = pages.map((p) => ({ ...p, stamp: ++this.clock }));
+    for (const w of writes) this.inFlight.set(key(w.vmid, w.pno), (this.inFlight.get(key(w.vmid, w.pno)) ?? 0) + 1);
+    const ticket = this.writer.submit(writes);
+    const done = (): void => {
+      for (const w of writes) {
+        const k = key(w.vmid, w.pno);
+        const n = (this.inFlight.get(k) ?? 1) - 1;
+        if (n > 0) this.inFlight.set(k, n);
+        else {
+          this.inFlight.delete(k);
+          this.releasedAt.delete(k);
+        }
+      }
+    };
+    ticket.complete.then(done, done);
+    return ticket;
+  }
+
+  async releasePages(vmid: number, pfirst: number, npages: number): Promise<void> {
+    this.checkUsable();
+    const stamp = ++this.clock;
+    let slots: number[] = [];
+    try {
+      this.db
+        .transaction(() => {
+          slots = this.pages.deleteRange(vmid, pfirst, pfirst + npages);
+          this.recordFree(slots);
+        })
+        .immediate();
+    } catch (err) {
+      throw this.metadataError(err, 'metadata-failed');
+    }
+    // Page-outs of these pages still in flight must not map them again when they commit.
+    for (const k of this.inFlight.keys()) {
+      const [v, p] = k.split(':').map(Number);
+      if (v === vmid && p >= pfirst && p < pfirst + npages) this.releasedAt.set(k, stamp);
+    }
+    this.allocator.released(slots.length);
+    this.toLimbo(slots);
+  }
+
+  reserveSlots(count: number): boolean {
+    return this.allocator.reserve(count);
+  }
+
+  unreserveSlots(count: number): void {
+    this.allocator.unreserve(count);
+  }
+
+  /** Slot accounting, for stats. */
+  get slotStats(): { capacity: number; mapped: number; inFlight: number; reserved: number; limbo: number; available: number } {
+    const a = this.allocator;
+    return { capacity: a.capacity, mapped: a.mapped, inFlight: a.inFlight, reserved: a.reserved, limbo: a.limbo, available: a.available };
+  }
+
+  /** Mapped pages per the metadata. */
+  mappedPages(): number {
+    return this.pages.count();
+  }
+
+  /** Scrub support: mapped pages after (vmid, pno), and whether a slot is listed free. */
+  pageBatchAfter(vmid: number, pno: number, limit: number): { vmid: number; pno: number; slot: number; checksum: number }[] {
+    return this.pages.after(vmid, pno, limit);
+  }
+
+  slotIsFree(slot: number): boolean {
+    return this.allocator.isFree(slot);
+  }
+
+  /**
+   * Stops: waits for page-outs in flight, gives limbo slots back to the device, marks the shutdown
+   * clean, checkpoints and truncates the WAL, and closes the files.
+   */
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    while (this.writer.busy) await new Promise((r) => setTimeout(r, 5));
+    this.drainLimbo();
+    if (this.failure === undefined) {
+      this.meta.set('clean_shutdown', 1);
+      this.db.pragma('wal_checkpoint(TRUNCATE)');
+    }
+    this.db.close();
+    await this.device.close();
+  }
+
+  // ---- Internals --------------------------------------------------------------------------
+
+  /** The metadata step of a page-out cycle: one transaction mapping every page to its new slot. */
+  private commitPageOuts(written: WrittenPage[]): void {
+    const left: number[] = [];
+    const overtaken: number[] = [];
+    try {
+      this.db
+        .transaction(() => {
+          for (const { write, slot, checksum } of written) {
+            const k = key(write.vmid, write.pno);
+            if ((this.releasedAt.get(k) ?? 0) > write.stamp || (this.deletedAt.get(write.vmid) ?? 0) > write.stamp) {
+              overtaken.push(slot);
+              continue;
+            }
+            const old = this.pages.get(write.vmid, write.pno);
+            this.pages.put(write.vmid, write.pno, slot, checksum);
+            if (old !== undefined) left.push(old.slot);
+          }
+          for (const { slot } of written) this.slots.take(slot);
+          this.recordFree([...left, ...overtaken]);
+          this.meta.set('slot_high', this.allocator.high);
+        })
+        .immediate();
+    } catch (err) {
+      if (FATAL_SQLITE.test((err as { code?: string }).code ?? '')) this.failPermanently(err as Error);
+      throw err;
+    }
+    this.allocator.committed(written.length, written.length - overtaken.length, left.length);
+    this.toLimbo([...left, ...overtaken]);
+  }
+
+  /** Lists slots in free_slots inside the caller's transaction, with any the allocator freed unrecorded. */
+  private recordFree(slots: readonly number[]): void {
+    for (const slot of slots) this.slots.add(slot);
+    for (const slot of this.allocator.unrecorded) this.slots.add(slot);
+    this.allocator.unrecorded = [];
+  }
+
+  /** Slots left by commits wait here until given back to the device, then become free. */
+  private toLimbo(slots: readonly number[]): void {
+    if (slots.length === 0) return;
+    this.limboQueue.push(...slots);
+    if (!this.limboScheduled) {
+      this.limboScheduled = true;
+      setImmediate(() => this.drainLimbo());
+    }
+  }
+
+  /** Punches (file) or discards (block device) limbo slots in contiguous runs, best effort. */
+  private drainLimbo(): void {
+    this.limboScheduled = false;
+    const slots = this.limboQueue.sort((a, b) => a - b);
+    this.limboQueue = [];
+    let start = 0;
+    for (let i = 1; i <= slots.length; i++) {
+      if (i < slots.length && slots[i] === slots[i - 1] + 1) continue;
+      const first = slots[start];
+      const count = i - start;
+      try {
+        this.device.deallocate(this.dataOffset + first * this.pageSize, count * this.pageSize);
+      } catch (err) {
+        this.log.warn({ slot: first, count, err }, 'could not give slots back to the device; they stay allocated');
+      }
+      start = i;
+    }
+    this.allocator.freed(slots);
+  }
+
+  private checkUsable(): void {
+    if (this.failure !== undefined) throw new PagerError('store-failed', this.failure.message);
+  }
+
+  private failPermanently(err: Error): void {
+    if (this.failure !== undefined) return;
+    this.failure = err;
+    this.log.error({ err }, 'the store has failed permanently; page-outs answer EIO until it is reopened');
+  }
+
+  private metadataError(err: unknown, reason: 'metadata-full' | 'metadata-failed'): PagerError {
+    const code = (err as { code?: string }).code ?? '';
+    if (FATAL_SQLITE.test(code)) this.failPermanently(err as Error);
+    this.log.error({ err }, 'metadata update failed');
+    return new PagerError(code === 'SQLITE_FULL' && reason === 'metadata-full' ? 'metadata-full' : 'metadata-failed', (err as Error).message);
+  }
+}
+
+function key(vmid: number, pno: number): string {
+  return `${vmid}:${pno}`;
+}
