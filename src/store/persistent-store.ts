@@ -320,6 +320,17 @@ export class PersistentStore implements BackingStore {
     await this.device.close();
   }
 
+  /**
+   * Closes the files at once, without a clean shutdown: the next open treats it as a crash
+   * (integrity check). For a daemon that must stop now, and for crash tests.
+   */
+  async abort(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.db.close();
+    await this.device.close();
+  }
+
   // ---- Internals --------------------------------------------------------------------------
 
   /** The metadata step of a page-out cycle: one transaction mapping every page to its new slot. */

@@ -1,0 +1,124 @@
+import type { BackingDevice } from '../../src/store/device.js';
+
+/**
+ * A simulated storage layer for power-loss tests. Writes land in a volatile cache; fdatasync makes
+ * the writes completed before it durable. At a crash, each unsynced write is independently dropped,
+ * applied whole, or torn at 512-byte sector granularity, in a shuffled order (so unsynced writes
+ * may be reordered). A device "dies" after a chosen number of operations: every later operation
+ * fails with EIO, as the process would stop seeing its storage.
+ */
+const SECTOR = 512;
+
+interface CachedWrite {
+  position: number;
+  data: Uint8Array;
+  completed: boolean;
+}
+
+export class SimulatedDisk {
+  readonly image: Uint8Array;
+
+  constructor(readonly size: number) {
+    this.image = new Uint8Array(size);
+  }
+}
+
+function eio(): Error {
+  return Object.assign(new Error('EIO: simulated power loss'), { code: 'EIO' });
+}
+
+export class SimulatedDevice implements BackingDevice {
+  readonly kind = 'file' as const;
+  readonly size: number;
+  /** Device operations (writev, datasync) so far. */
+  ops = 0;
+  dead = false;
+  private cache: CachedWrite[] = [];
+
+  constructor(
+    private readonly disk: SimulatedDisk,
+    private readonly random: () => number,
+    /** Operations allowed before the device dies (Infinity: never). */
+    public crashAfter = Infinity,
+  ) {
+    this.size = disk.size;
+  }
+
+  private op(): void {
+    if (this.dead || this.ops >= this.crashAfter) {
+      this.dead = true;
+      throw eio();
+    }
+    this.ops++;
+  }
+
+  /** A random number of event-loop turns, so operations overlap and complete out of order. */
+  private async delay(): Promise<void> {
+    const turns = Math.floor(this.random() * 3);
+    for (let i = 0; i < turns; i++) await new Promise((r) => setImmediate(r));
+  }
+
+  async read(into: Uint8Array, position: number): Promise<void> {
+    if (this.dead) throw eio();
+    into.set(this.disk.image.subarray(position, position + into.length));
+    for (const w of this.cache) {
+      const from = Math.max(position, w.position);
+      const to = Math.min(position + into.length, w.position + w.data.length);
+      if (from < to) into.set(w.data.subarray(from - w.position, to - w.position), from - position);
+    }
+  }
+
+  async writev(buffers: readonly Uint8Array[], position: number): Promise<void> {
+    this.op();
+    const total = buffers.reduce((n, b) => n + b.length, 0);
+    const data = new Uint8Array(total);
+    let at = 0;
+    for (const b of buffers) {
+      data.set(b, at);
+      at += b.length;
+    }
+    const entry: CachedWrite = { position, data, completed: false };
+    this.cache.push(entry);
+    await this.delay();
+    if (this.dead) throw eio();
+    entry.completed = true;
+  }
+
+  async datasync(): Promise<void> {
+    this.op();
+    const flushing = this.cache.filter((w) => w.completed);
+    await this.delay();
+    if (this.dead) throw eio();
+    for (const w of flushing) this.disk.image.set(w.data, w.position);
+    this.cache = this.cache.filter((w) => !flushing.includes(w));
+  }
+
+  deallocate(offset: number, length: number): void {
+    if (this.dead) throw eio();
+    this.cache.push({ position: offset, data: new Uint8Array(length), completed: true });
+  }
+
+  async close(): Promise<void> {}
+
+  /** Power loss: what reaches the disk of the unsynced writes is up to chance. */
+  crash(): void {
+    this.dead = true;
+    const pending = [...this.cache];
+    for (let i = pending.length - 1; i > 0; i--) {
+      const j = Math.floor(this.random() * (i + 1));
+      [pending[i], pending[j]] = [pending[j], pending[i]];
+    }
+    for (const w of pending) {
+      const fate = this.random();
+      if (fate < 0.4) continue; // dropped
+      if (fate < 0.7) {
+        this.disk.image.set(w.data, w.position); // reached the disk whole
+        continue;
+      }
+      for (let s = 0; s < w.data.length; s += SECTOR) {
+        if (this.random() < 0.5) this.disk.image.set(w.data.subarray(s, s + SECTOR), w.position + s); // torn
+      }
+    }
+    this.cache = [];
+  }
+}
