@@ -75,10 +75,13 @@ export class PagerError extends Error {
   readonly code: ErrorCode;
   readonly errno: number;
   readonly reason: Reason;
+  /** What happened, in words (may change; never match on it). */
+  readonly detail: string;
 
   constructor(reason: Reason, detail?: string) {
     const { code, text } = REASONS[reason];
     super(`${code} (${reason}): ${detail ?? text}`);
+    this.detail = detail ?? text;
     this.name = 'PagerError';
     this.code = code;
     this.errno = ERRNO[code];

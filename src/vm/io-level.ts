@@ -12,8 +12,8 @@ export class IoLevel {
   private level = 0;
   /** Completed page-outs above the level (completed out of order). */
   private readonly doneAhead = new Set<number>();
-  /** Failed page-outs not yet reported. */
-  private readonly failures = new Set<number>();
+  /** Failed page-outs not yet reported, with what failed. */
+  private readonly failures = new Map<number, Error>();
   private listeners: Array<() => void> = [];
 
   /** Numbers the next page-out. */
@@ -35,12 +35,12 @@ export class IoLevel {
     return this.issued - this.level - this.doneAhead.size;
   }
 
-  /** Records page-out `seq` as complete, successfully or not. */
-  complete(seq: number, ok: boolean): void {
+  /** Records page-out `seq` as complete: successfully, or failed with `error`. */
+  complete(seq: number, error?: Error): void {
     if (seq <= this.level || this.doneAhead.has(seq) || seq > this.issued) {
       throw new Error(`page-out ${seq} completed twice or was never issued (level ${this.level}, issued ${this.issued})`);
     }
-    if (!ok) this.failures.add(seq);
+    if (error !== undefined) this.failures.set(seq, error);
     if (seq === this.level + 1) {
       this.level = seq;
       while (this.doneAhead.delete(this.level + 1)) this.level++;
@@ -50,15 +50,15 @@ export class IoLevel {
     this.notify();
   }
 
-  /** True if a failed page-out numbered at most `upTo` has not been reported yet. */
-  hasFailureUpTo(upTo: number): boolean {
-    for (const seq of this.failures) if (seq <= upTo) return true;
-    return false;
+  /** The first unreported failure of a page-out numbered at most `upTo`, if any. */
+  failureUpTo(upTo: number): Error | undefined {
+    for (const [seq, error] of this.failures) if (seq <= upTo) return error;
+    return undefined;
   }
 
   /** Marks every failure numbered at most `upTo` as reported. */
   clearFailuresUpTo(upTo: number): void {
-    for (const seq of this.failures) if (seq <= upTo) this.failures.delete(seq);
+    for (const seq of this.failures.keys()) if (seq <= upTo) this.failures.delete(seq);
   }
 
   /** Resolves at the next completion. */

@@ -95,7 +95,7 @@ export class Pageout {
     const again: number[] = [];
     const againSeqs: number[] = [];
     for (const { frame: f, segment, seq } of batch) {
-      segment.io.complete(seq, ok);
+      segment.io.complete(seq, error);
       const flags = t.flags[f];
       if ((flags & FrameFlag.DISCARD) !== 0) {
         // Unlinked by a release or delete while in flight. A failed batch gave its reservation back.
@@ -126,7 +126,7 @@ export class Pageout {
           again.push(f);
           againSeqs.push(queued);
         } else {
-          segment.io.complete(queued, true); // nothing left to write: the queued page-out is moot
+          segment.io.complete(queued); // nothing left to write: the queued page-out is moot
         }
       }
       vmm.frameEvents.wake(f);

@@ -248,9 +248,10 @@ export class VmServices {
     const target = io.captured;
     for (;;) {
       const done = io.completed >= target;
-      if ((done || flags === V_WAITERR) && io.hasFailureUpTo(target)) {
+      const failure = done || flags === V_WAITERR ? io.failureUpTo(target) : undefined;
+      if (failure !== undefined) {
         io.clearFailuresUpTo(target);
-        throw new PagerError('page-out-failed');
+        throw new PagerError('page-out-failed', failure instanceof PagerError ? failure.detail : failure.message);
       }
       if (done) return;
       await this.interruptible(seg, io.changed(), signal);

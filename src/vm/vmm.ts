@@ -167,7 +167,7 @@ export class Vmm {
     seg.pages.delete(pno);
     if (this.isModified(f) && (t.flags[f] & FrameFlag.LOCKED) === 0) this.store.unreserveSlots(1);
     if (IN_IO[state]) {
-      if ((t.flags[f] & FrameFlag.PAGEOUT_AGAIN) !== 0) seg.io.complete(t.queuedSeq[f], true);
+      if ((t.flags[f] & FrameFlag.PAGEOUT_AGAIN) !== 0) seg.io.complete(t.queuedSeq[f]);
       t.flags[f] = (t.flags[f] & ~(FrameFlag.REMODIFIED | FrameFlag.PAGEOUT_AGAIN | FrameFlag.FREE_AT_IO_DONE)) | FrameFlag.DISCARD;
       t.queuedSeq[f] = 0;
       this.frameEvents.wake(f);

@@ -8,11 +8,11 @@ describe('IoLevel', () => {
   it('advances only over an unbroken prefix of completed page-outs', () => {
     const io = new IoLevel();
     const [a, b, c] = [io.next(), io.next(), io.next()];
-    io.complete(c, true);
-    io.complete(b, true);
+    io.complete(c);
+    io.complete(b);
     expect(io.completed).toBe(0);
     expect(io.lag).toBe(1);
-    io.complete(a, true);
+    io.complete(a);
     expect(io.completed).toBe(3);
     expect(io.lag).toBe(0);
   });
@@ -20,9 +20,9 @@ describe('IoLevel', () => {
   it('refuses a completion twice or of a number never issued', () => {
     const io = new IoLevel();
     const a = io.next();
-    io.complete(a, true);
-    expect(() => io.complete(a, true)).toThrow(/twice/);
-    expect(() => io.complete(5, true)).toThrow(/never issued/);
+    io.complete(a);
+    expect(() => io.complete(a)).toThrow(/twice/);
+    expect(() => io.complete(5)).toThrow(/never issued/);
   });
 });
 

@@ -1,0 +1,45 @@
+import type { BackingDevice } from '../../src/store/device.js';
+
+/** Wraps a real device and fails chosen operations with a chosen errno (EIO, ENOSPC). */
+export class FaultyDevice implements BackingDevice {
+  failWritev: string | undefined;
+  failDatasync: string | undefined;
+  failRead: string | undefined;
+
+  constructor(private readonly inner: BackingDevice) {}
+
+  get kind(): 'file' | 'block' {
+    return this.inner.kind;
+  }
+
+  get size(): number {
+    return this.inner.size;
+  }
+
+  private fault(code: string, syscall: string): Error {
+    return Object.assign(new Error(`${code}: injected fault, ${syscall}`), { code, syscall });
+  }
+
+  async read(into: Uint8Array, position: number): Promise<void> {
+    if (this.failRead) throw this.fault(this.failRead, 'read');
+    return this.inner.read(into, position);
+  }
+
+  async writev(buffers: readonly Uint8Array[], position: number): Promise<void> {
+    if (this.failWritev) throw this.fault(this.failWritev, 'writev');
+    return this.inner.writev(buffers, position);
+  }
+
+  async datasync(): Promise<void> {
+    if (this.failDatasync) throw this.fault(this.failDatasync, 'fdatasync');
+    return this.inner.datasync();
+  }
+
+  deallocate(offset: number, length: number): void {
+    this.inner.deallocate(offset, length);
+  }
+
+  close(): Promise<void> {
+    return this.inner.close();
+  }
+}
