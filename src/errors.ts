@@ -16,6 +16,7 @@ export const ERRNO = {
   EINVAL: 22,
   ENOSPC: 28,
   EINTR: 4,
+  EPROTO: 71,
 } as const;
 
 export type ErrorCode = keyof typeof ERRNO;
@@ -66,6 +67,14 @@ export const REASONS = {
   'checksum-mismatch': { code: 'EIO', text: 'a backing slot failed its checksum' },
   'metadata-failed': { code: 'EIO', text: 'the metadata store could not record the change durably' },
   'page-out-failed': { code: 'EIO', text: 'a page-out of the segment failed; the page stays modified' },
+  'move-too-large': { code: 'EINVAL', text: 'a single move request larger than the maximum payload (clients split moves)' },
+  // The wire protocol.
+  'malformed-request': { code: 'EPROTO', text: 'a request that cannot be decoded (truncated, wrong kinds, trailing bytes)' },
+  'unknown-operation': { code: 'EPROTO', text: 'a request for an operation code the daemon does not know' },
+  'frame-too-large': { code: 'EPROTO', text: 'a frame longer than server.maxPayloadBytes; the connection is closed' },
+  'protocol-version': { code: 'EPROTO', text: 'a hello with a protocol version the daemon does not speak; the connection is closed' },
+  'not-hello': { code: 'EPROTO', text: 'the first frame of a connection was not a hello; the connection is closed' },
+  'internal-error': { code: 'EIO', text: 'the daemon failed unexpectedly while serving the request (it is logged)' },
   'interrupted': { code: 'EINTR', text: 'a wait on a V_INTRSEG segment was interrupted' },
 } as const satisfies Record<string, { code: ErrorCode; text: string }>;
 

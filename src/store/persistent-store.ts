@@ -37,6 +37,14 @@ export interface StoreOptions extends DeviceOptions {
   openDevice?: (path: string, options: DeviceOptions) => Promise<BackingDevice>;
 }
 
+/** The store will not open this device with this metadata, and says why (exit status 78 for pagerd). */
+export class StoreRefusedError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreRefusedError';
+  }
+}
+
 /** SQLite errors after which the metadata can no longer be trusted: the store fails permanently. */
 const FATAL_SQLITE = /^SQLITE_(CORRUPT|NOTADB|READONLY|CANTOPEN|MISUSE)/;
 
@@ -123,7 +131,7 @@ export class PersistentStore implements BackingStore {
       if (found.kind === 'ours' && knownId === found.header.storeId) {
         header = found.header;
         if (header.pageSize !== options.pageSize) {
-          throw new Error(`${where} is formatted with page size ${header.pageSize}, not the configured ${options.pageSize}`);
+          throw new StoreRefusedError(`${where} is formatted with page size ${header.pageSize}, not the configured ${options.pageSize}`);
         }
       } else if (found.kind === 'blank' && knownId === undefined) {
         header = await PersistentStore.format(device, db, options);
@@ -133,18 +141,18 @@ export class PersistentStore implements BackingStore {
         header = await PersistentStore.format(device, db, options);
         fresh = true;
       } else if (found.kind === 'foreign') {
-        throw new Error(`${where} holds data that is not a pagerd store (${found.why}); refusing to overwrite it without --format`);
+        throw new StoreRefusedError(`${where} holds data that is not a pagerd store (${found.why}); refusing to overwrite it without --format`);
       } else if (found.kind === 'blank') {
-        throw new Error(`${where} is blank, but the metadata in ${options.databasePath} belongs to store ${knownId}; refusing without --format`);
+        throw new StoreRefusedError(`${where} is blank, but the metadata in ${options.databasePath} belongs to store ${knownId}; refusing without --format`);
       } else if (knownId === undefined) {
-        throw new Error(`${where} is pagerd store ${found.header.storeId}, but its metadata database ${options.databasePath} is missing or empty; refusing without --format`);
+        throw new StoreRefusedError(`${where} is pagerd store ${found.header.storeId}, but its metadata database ${options.databasePath} is missing or empty; refusing without --format`);
       } else {
-        throw new Error(`${where} is pagerd store ${found.header.storeId}, but ${options.databasePath} belongs to store ${knownId}`);
+        throw new StoreRefusedError(`${where} is pagerd store ${found.header.storeId}, but ${options.databasePath} belongs to store ${knownId}`);
       }
       let recovery: string | undefined;
       if (!fresh && meta.get('clean_shutdown') !== '1') {
         recovery = integrityCheck(db);
-        if (recovery !== 'ok') throw new Error(`metadata integrity check failed after an unclean shutdown: ${recovery}`);
+        if (recovery !== 'ok') throw new StoreRefusedError(`metadata integrity check failed after an unclean shutdown: ${recovery}`);
         options.log?.info({ device: where }, 'recovered after an unclean shutdown; metadata integrity ok');
       }
       meta.set('clean_shutdown', 0);
@@ -158,9 +166,9 @@ export class PersistentStore implements BackingStore {
 
   /** Writes a new header and empties the metadata, durably, header first. */
   private static async format(device: BackingDevice, db: Database, options: StoreOptions): Promise<StoreHeader> {
-    if (options.pageSize !== 4096 && options.pageSize !== 65536) throw new Error(`page size must be 4096 or 65536, not ${options.pageSize}`);
+    if (options.pageSize !== 4096 && options.pageSize !== 65536) throw new StoreRefusedError(`page size must be 4096 or 65536, not ${options.pageSize}`);
     const slotCount = Math.floor((device.size - options.pageSize) / options.pageSize);
-    if (slotCount < 1) throw new Error(`${options.devicePath} is too small for one page of ${options.pageSize} bytes after the header`);
+    if (slotCount < 1) throw new StoreRefusedError(`${options.devicePath} is too small for one page of ${options.pageSize} bytes after the header`);
     const header = newHeader(options.pageSize, slotCount);
     await device.writev([encodeHeader(header)], 0);
     await device.datasync();

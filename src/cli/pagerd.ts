@@ -1,0 +1,107 @@
+#!/usr/bin/env node
+/**
+ * pagerd: the daemon, in the foreground. With no flags it runs on its embedded default: state
+ * under ./var ($PAGERD_STATE_DIR), a 1 GiB sparse backing file and the SQLite database created on
+ * first start, the socket at ./var/pagerd.sock ($PAGERD_SOCKET). No root needed.
+ *
+ * Exit status: 0 after a graceful stop, 1 on a failure, 78 on a bad configuration or a store it
+ * refuses to open (systemd: RestartPreventExitStatus=78).
+ */
+import { Command } from '@commander-js/extra-typings';
+import { pino } from 'pino';
+import { ConfigError, loadConfig } from '../config/load-config.js';
+import type { Config } from '../config/tunables.js';
+import { Daemon, openConfiguredStore } from '../server/daemon.js';
+import { SystemdNotifier } from '../server/systemd.js';
+import { scrub } from '../store/scrub.js';
+import { StoreRefusedError } from '../store/persistent-store.js';
+
+const EXIT_CONFIG = 78;
+
+const program = new Command()
+  .name('pagerd')
+  .description('userspace pager daemon: the AIX VMM services over a Unix socket')
+  .option('--config <file>', 'JSON configuration file (see config/pagerd.default.json)')
+  .option('--socket <path>', 'Unix socket to listen on')
+  .option('--state-dir <dir>', 'directory of the SQLite database and the default backing file')
+  .option('--device <path>', 'backing file or block device (default <state-dir>/backing)')
+  .option('--memory <size>', 'frame pool size, e.g. 256MiB')
+  .option('--log-level <level>', 'fatal, error, warn, info, debug, trace or silent')
+  .option('--format', 'format the device even if it holds something else (destroys its contents)')
+  .option('--check', 'check the store offline (integrity and every checksum), print a JSON summary, and exit')
+  .showHelpAfterError();
+
+program.exitOverride((err) => process.exit(err.exitCode === 0 ? 0 : 64));
+
+async function main(): Promise<void> {
+  program.parse();
+  const opts = program.opts();
+  let config: Config;
+  try {
+    config = loadConfig({
+      file: opts.config,
+      env: process.env,
+      flags: { socket: opts.socket, stateDir: opts.stateDir, device: opts.device, 'memory.size': opts.memory, logLevel: opts.logLevel, format: opts.format },
+    });
+  } catch (err) {
+    if (err instanceof ConfigError) {
+      console.error(`pagerd: ${err.message}`);
+      process.exit(EXIT_CONFIG);
+    }
+    throw err;
+  }
+  const log = pino({ level: config.logLevel, base: { pid: process.pid } });
+
+  if (opts.check) {
+    const store = await openConfiguredStore(config, log);
+    const report = await scrub(store);
+    await store.close();
+    process.stdout.write(`${JSON.stringify({ integrity: store.recoveryCheck ?? 'ok (clean shutdown)', ...report })}\n`);
+    process.exit(report.ok ? 0 : 1);
+  }
+
+  const systemd = new SystemdNotifier(process.env, (err) => log.warn({ err }, 'sd_notify failed'));
+  let daemon: Daemon;
+  try {
+    daemon = await Daemon.start(config, log);
+  } catch (err) {
+    log.fatal({ err }, 'pagerd could not start');
+    console.error(`pagerd: ${(err as Error).message}`);
+    process.exit(err instanceof StoreRefusedError ? EXIT_CONFIG : 1);
+  }
+  systemd.notify('READY=1\nSTATUS=serving');
+  systemd.startWatchdog(process.env, config['server.watchdogMs']);
+
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, 'stop requested');
+    systemd.notify('STOPPING=1\nSTATUS=paging out modified pages');
+    systemd.stopWatchdog();
+    daemon.stop().then(
+      () => process.exit(0),
+      (err) => {
+        log.fatal({ err }, 'stop failed');
+        process.exit(1);
+      },
+    );
+  };
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGHUP', () => {
+    try {
+      const fresh = loadConfig({ file: opts.config, env: process.env, flags: { logLevel: opts.logLevel } });
+      log.level = fresh.logLevel;
+      log.info({ level: fresh.logLevel }, 'log level reloaded');
+    } catch (err) {
+      log.warn({ err }, 'SIGHUP: configuration not reloaded');
+    }
+  });
+  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
+}
+
+main().catch((err) => {
+  console.error(`pagerd: ${(err as Error)?.stack ?? String(err)}`);
+  process.exit(1);
+});

@@ -1,0 +1,203 @@
+import { OPERATION_BY_CODE, OPERATIONS, type OperationName, type ValueKind } from './operations.js';
+
+/**
+ * Messages inside frames. Pure: no sockets. Little-endian.
+ *
+ *   hello   : u8 kind=1, u16 protocol version
+ *   welcome : u8 kind=2, u16 protocol version, u32 page size, u32 max payload
+ *   request : u8 kind=3, u32 id, u16 op, u8 argc, values
+ *   reply   : u8 kind=4, u32 id, u8 status (0 ok, 1 error), [error: s code, s reason, s detail], u8 count, values
+ *   value   : u8 tag (1 number: f64; 2 bytes: u32 length + bytes; 3 string: u32 length + UTF-8)
+ */
+export const PROTOCOL_VERSION = 1;
+
+export const Kind = { HELLO: 1, WELCOME: 2, REQUEST: 3, REPLY: 4 } as const;
+const TAG: Record<ValueKind, number> = { n: 1, b: 2, s: 3 };
+
+export type Value = number | Uint8Array | string;
+
+export interface Request {
+  id: number;
+  op: OperationName;
+  args: Value[];
+}
+
+export interface ErrorAnswer {
+  code: string;
+  reason: string;
+  detail: string;
+}
+
+export interface Reply {
+  id: number;
+  error?: ErrorAnswer;
+  results: Value[];
+}
+
+/** A message that cannot be decoded. `id` is set when the request id could be read. */
+export class DecodeError extends Error {
+  constructor(
+    message: string,
+    readonly id?: number,
+  ) {
+    super(message);
+    this.name = 'DecodeError';
+  }
+}
+
+class Writer {
+  private parts: Buffer[] = [];
+  u8(v: number): this {
+    const b = Buffer.allocUnsafe(1);
+    b.writeUInt8(v, 0);
+    this.parts.push(b);
+    return this;
+  }
+  u16(v: number): this {
+    const b = Buffer.allocUnsafe(2);
+    b.writeUInt16LE(v, 0);
+    this.parts.push(b);
+    return this;
+  }
+  u32(v: number): this {
+    const b = Buffer.allocUnsafe(4);
+    b.writeUInt32LE(v, 0);
+    this.parts.push(b);
+    return this;
+  }
+  value(v: Value): this {
+    if (typeof v === 'number') {
+      const b = Buffer.allocUnsafe(9);
+      b.writeUInt8(TAG.n, 0);
+      b.writeDoubleLE(v, 1);
+      this.parts.push(b);
+    } else if (typeof v === 'string') {
+      const s = Buffer.from(v, 'utf8');
+      this.u8(TAG.s).u32(s.length);
+      this.parts.push(s);
+    } else {
+      this.u8(TAG.b).u32(v.length);
+      this.parts.push(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
+    }
+    return this;
+  }
+  done(): Buffer {
+    return Buffer.concat(this.parts);
+  }
+}
+
+class Reader {
+  private at = 0;
+  constructor(
+    private readonly buf: Buffer,
+    public id?: number,
+  ) {}
+  private need(n: number): void {
+    if (this.at + n > this.buf.length) throw new DecodeError(`truncated message (needs ${n} more bytes at ${this.at})`, this.id);
+  }
+  u8(): number {
+    this.need(1);
+    return this.buf.readUInt8(this.at++);
+  }
+  u16(): number {
+    this.need(2);
+    const v = this.buf.readUInt16LE(this.at);
+    this.at += 2;
+    return v;
+  }
+  u32(): number {
+    this.need(4);
+    const v = this.buf.readUInt32LE(this.at);
+    this.at += 4;
+    return v;
+  }
+  value(kind?: ValueKind): Value {
+    const tag = this.u8();
+    if (kind !== undefined && tag !== TAG[kind]) throw new DecodeError(`expected a value of kind ${kind}, got tag ${tag}`, this.id);
+    if (tag === TAG.n) {
+      this.need(8);
+      const v = this.buf.readDoubleLE(this.at);
+      this.at += 8;
+      return v;
+    }
+    if (tag === TAG.b || tag === TAG.s) {
+      const length = this.u32();
+      this.need(length);
+      const slice = this.buf.subarray(this.at, this.at + length);
+      this.at += length;
+      return tag === TAG.s ? slice.toString('utf8') : slice;
+    }
+    throw new DecodeError(`unknown value tag ${tag}`, this.id);
+  }
+  end(): void {
+    if (this.at !== this.buf.length) throw new DecodeError(`${this.buf.length - this.at} bytes after the end of the message`, this.id);
+  }
+}
+
+export function encodeHello(version = PROTOCOL_VERSION): Buffer {
+  return new Writer().u8(Kind.HELLO).u16(version).done();
+}
+
+export function decodeHello(buf: Buffer): number {
+  const r = new Reader(buf);
+  if (r.u8() !== Kind.HELLO) throw new DecodeError('the first message must be a hello');
+  const version = r.u16();
+  r.end();
+  return version;
+}
+
+export function encodeWelcome(pageSize: number, maxPayload: number): Buffer {
+  return new Writer().u8(Kind.WELCOME).u16(PROTOCOL_VERSION).u32(pageSize).u32(maxPayload).done();
+}
+
+export function decodeWelcome(buf: Buffer): { version: number; pageSize: number; maxPayload: number } {
+  const r = new Reader(buf);
+  if (r.u8() !== Kind.WELCOME) throw new DecodeError('expected a welcome');
+  const welcome = { version: r.u16(), pageSize: r.u32(), maxPayload: r.u32() };
+  r.end();
+  return welcome;
+}
+
+export function encodeRequest(req: Request): Buffer {
+  const w = new Writer().u8(Kind.REQUEST).u32(req.id).u16(OPERATIONS[req.op].code).u8(req.args.length);
+  for (const a of req.args) w.value(a);
+  return w.done();
+}
+
+/** Decodes a request and checks its arguments against the operation's kinds. */
+export function decodeRequest(buf: Buffer): Request {
+  const r = new Reader(buf);
+  if (r.u8() !== Kind.REQUEST) throw new DecodeError('expected a request');
+  const id = r.u32();
+  r.id = id;
+  const code = r.u16();
+  const op = OPERATION_BY_CODE.get(code);
+  if (op === undefined) throw new DecodeError(`unknown operation ${code}`, id);
+  const kinds = OPERATIONS[op].args;
+  const argc = r.u8();
+  if (argc !== kinds.length) throw new DecodeError(`${op} takes ${kinds.length} arguments, got ${argc}`, id);
+  const args = kinds.map((k) => r.value(k));
+  r.end();
+  return { id, op, args };
+}
+
+export function encodeReply(reply: Reply): Buffer {
+  const w = new Writer().u8(Kind.REPLY).u32(reply.id).u8(reply.error ? 1 : 0);
+  if (reply.error) w.value(reply.error.code).value(reply.error.reason).value(reply.error.detail);
+  w.u8(reply.results.length);
+  for (const v of reply.results) w.value(v);
+  return w.done();
+}
+
+export function decodeReply(buf: Buffer): Reply {
+  const r = new Reader(buf);
+  if (r.u8() !== Kind.REPLY) throw new DecodeError('expected a reply');
+  const id = r.u32();
+  const status = r.u8();
+  const error = status === 1 ? { code: r.value('s') as string, reason: r.value('s') as string, detail: r.value('s') as string } : undefined;
+  const count = r.u8();
+  const results: Value[] = [];
+  for (let i = 0; i < count; i++) results.push(r.value());
+  r.end();
+  return { id, error, results };
+}

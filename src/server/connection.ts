@@ -1,0 +1,234 @@
+import type { Socket } from 'node:net';
+import { PagerError, isPagerError } from '../errors.js';
+import {
+  DecodeError,
+  PROTOCOL_VERSION,
+  decodeHello,
+  decodeRequest,
+  encodeReply,
+  encodeWelcome,
+  type Reply,
+} from '../protocol/codec.js';
+import { FrameDecoder, FrameTooLargeError, encodeFrame } from '../protocol/frame.js';
+import type { ClientContext } from '../vm/context.js';
+import { HANDLERS, type HandlerEnv, type Outcome } from './handlers.js';
+
+export interface ConnectionLimits {
+  maxPayloadBytes: number;
+  maxInFlight: number;
+  maxQueuedBytes: number;
+  stalledDropMs: number;
+  idleTimeoutMs: number;
+  partialFrameTimeoutMs: number;
+}
+
+export interface ConnectionLog {
+  debug(obj: object, msg: string): void;
+  info(obj: object, msg: string): void;
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
+/** What a connection needs from the daemon. */
+export interface ConnectionHost {
+  pageSize: number;
+  limits: ConnectionLimits;
+  env(ctx: ClientContext, cancel: (id: number) => void): Omit<HandlerEnv, 'signal'>;
+  /** Called with each request's operation and duration (metrics). */
+  observe(op: string, seconds: number, ok: boolean): void;
+}
+
+/**
+ * One client connection's life: hello, then requests until either side closes.
+ *
+ *   hello ──(version ok)──► ready ──(close, error, drop)──► closed
+ *
+ * Requests run concurrently and are answered as they finish (out of order, by id). Backpressure:
+ * at maxInFlight requests, or with more than maxQueuedBytes of replies unread, the connection stops
+ * reading; one that stays stalled for stalledDropMs is dropped. Nothing a client sends can crash
+ * the daemon: an undecodable request gets an error reply; an unframeable stream gets an error and
+ * a close.
+ */
+export class Connection {
+  private readonly decoder: FrameDecoder;
+  private state: 'hello' | 'ready' | 'closed' = 'hello';
+  private readonly inFlight = new Map<number, AbortController>();
+  private partialTimer: NodeJS.Timeout | undefined;
+  private stallTimer: NodeJS.Timeout | undefined;
+  private idleTimer: NodeJS.Timeout | undefined;
+  private readonly env: Omit<HandlerEnv, 'signal'>;
+  private readonly closedWaiters: (() => void)[] = [];
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly ctx: ClientContext,
+    private readonly host: ConnectionHost,
+    private readonly log: ConnectionLog,
+  ) {
+    this.decoder = new FrameDecoder(host.limits.maxPayloadBytes);
+    this.env = host.env(ctx, (id) => this.inFlight.get(id)?.abort());
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('drain', () => this.onDrain());
+    socket.on('error', (err) => log.debug({ err }, 'connection error'));
+    socket.on('close', () => this.onClose());
+    this.touch();
+  }
+
+  /** Requests being served now. */
+  get busy(): number {
+    return this.inFlight.size;
+  }
+
+  /** Resolves when the connection has closed. */
+  closed(): Promise<void> {
+    return this.state === 'closed' ? Promise.resolve() : new Promise((r) => this.closedWaiters.push(r));
+  }
+
+  /** Stops reading new requests (graceful stop); requests in flight still get their replies. */
+  stopReading(): void {
+    this.socket.pause();
+  }
+
+  /** Ends the connection after its replies are written. */
+  end(): void {
+    this.socket.end();
+  }
+
+  private onData(chunk: Buffer): void {
+    if (this.state === 'closed') return;
+    this.touch();
+    let frames: Buffer[];
+    try {
+      frames = this.decoder.push(chunk);
+    } catch (err) {
+      if (err instanceof FrameTooLargeError) return this.fail(new PagerError('frame-too-large', err.message));
+      throw err;
+    }
+    for (const frame of frames) {
+      if (this.state === 'hello') this.onHello(frame);
+      else if (this.state === 'ready') this.onRequest(frame);
+    }
+    this.armPartialTimer();
+  }
+
+  private onHello(frame: Buffer): void {
+    let version: number;
+    try {
+      version = decodeHello(frame);
+    } catch {
+      return this.fail(new PagerError('not-hello'));
+    }
+    if (version !== PROTOCOL_VERSION) return this.fail(new PagerError('protocol-version', `the daemon speaks version ${PROTOCOL_VERSION}, not ${version}`));
+    this.state = 'ready';
+    this.send(encodeWelcome(this.host.pageSize, this.host.limits.maxPayloadBytes));
+  }
+
+  private onRequest(frame: Buffer): void {
+    let request;
+    try {
+      request = decodeRequest(frame);
+    } catch (err) {
+      const known = err instanceof DecodeError ? err : new DecodeError(String(err));
+      const reason = /unknown operation/.test(known.message) ? 'unknown-operation' : 'malformed-request';
+      const error = new PagerError(reason, known.message);
+      if (known.id === undefined) return this.fail(error);
+      return this.reply({ id: known.id, error: answer(error), results: [] });
+    }
+    if (this.inFlight.has(request.id)) {
+      return this.reply({ id: request.id, error: answer(new PagerError('malformed-request', `request id ${request.id} is already in flight`)), results: [] });
+    }
+    const controller = new AbortController();
+    this.inFlight.set(request.id, controller);
+    if (this.inFlight.size >= this.host.limits.maxInFlight) this.socket.pause();
+    const started = process.hrtime.bigint();
+    const env: HandlerEnv = { ...this.env, signal: controller.signal };
+    HANDLERS[request.op](env, request.args)
+      .then(
+        (out): Outcome => (Array.isArray(out) ? { results: out } : out),
+        (err: unknown): Outcome => {
+          if (isPagerError(err)) return { results: [], error: err };
+          this.log.error({ err, op: request.op }, 'request failed unexpectedly');
+          return { results: [], error: new PagerError('internal-error', (err as Error)?.message ?? String(err)) };
+        },
+      )
+      .then((outcome) => {
+        this.host.observe(request.op, Number(process.hrtime.bigint() - started) / 1e9, outcome.error === undefined);
+        this.inFlight.delete(request.id);
+        this.reply({ id: request.id, error: outcome.error && answer(outcome.error), results: outcome.results });
+        this.maybeResume();
+      });
+  }
+
+  private reply(reply: Reply): void {
+    this.send(encodeReply(reply));
+  }
+
+  private send(payload: Buffer): void {
+    if (this.state === 'closed' || this.socket.destroyed) return;
+    this.socket.write(encodeFrame(payload));
+    if (this.socket.writableLength > this.host.limits.maxQueuedBytes) {
+      this.socket.pause();
+      if (this.stallTimer === undefined) {
+        this.stallTimer = setTimeout(() => {
+          this.log.warn({ queued: this.socket.writableLength }, 'dropping a client that does not read its replies');
+          this.socket.destroy();
+        }, this.host.limits.stalledDropMs);
+      }
+    }
+  }
+
+  private onDrain(): void {
+    if (this.stallTimer !== undefined) {
+      clearTimeout(this.stallTimer);
+      this.stallTimer = undefined;
+    }
+    this.maybeResume();
+  }
+
+  private maybeResume(): void {
+    if (this.state === 'closed') return;
+    if (this.inFlight.size < this.host.limits.maxInFlight && this.socket.writableLength <= this.host.limits.maxQueuedBytes) this.socket.resume();
+  }
+
+  /** Answers an error the stream cannot recover from, then closes. */
+  private fail(error: PagerError): void {
+    this.log.info({ reason: error.reason }, 'closing a connection that broke the protocol');
+    this.send(encodeReply({ id: 0, error: answer(error), results: [] }));
+    this.state = 'closed';
+    this.socket.end();
+    this.socket.destroySoon?.();
+    setTimeout(() => this.socket.destroy(), 1000).unref();
+  }
+
+  private armPartialTimer(): void {
+    if (this.decoder.pending === 0) {
+      if (this.partialTimer !== undefined) clearTimeout(this.partialTimer);
+      this.partialTimer = undefined;
+    } else if (this.partialTimer === undefined) {
+      this.partialTimer = setTimeout(() => {
+        this.log.info({ pending: this.decoder.pending }, 'dropping a client that left a frame incomplete');
+        this.socket.destroy();
+      }, this.host.limits.partialFrameTimeoutMs);
+    }
+  }
+
+  private touch(): void {
+    if (this.host.limits.idleTimeoutMs <= 0) return;
+    if (this.idleTimer !== undefined) clearTimeout(this.idleTimer);
+    this.idleTimer = setTimeout(() => {
+      if (this.inFlight.size === 0) this.socket.end();
+      else this.touch();
+    }, this.host.limits.idleTimeoutMs);
+  }
+
+  private onClose(): void {
+    this.state = 'closed';
+    for (const timer of [this.partialTimer, this.stallTimer, this.idleTimer]) if (timer !== undefined) clearTimeout(timer);
+    for (const controller of this.inFlight.values()) controller.abort();
+    for (const waiter of this.closedWaiters.splice(0)) waiter();
+  }
+}
+
+function answer(error: PagerError): { code: string; reason: string; detail: string } {
+  return { code: error.code, reason: error.reason, detail: error.detail };
+}

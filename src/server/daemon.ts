@@ -1,0 +1,191 @@
+import { mkdirSync } from 'node:fs';
+import type { Server, Socket } from 'node:net';
+import { join } from 'node:path';
+import type { Logger } from 'pino';
+import { parseSize, type Config } from '../config/tunables.js';
+import { PagerError } from '../errors.js';
+import { peerCred } from '../native/addon.js';
+import { PersistentStore } from '../store/persistent-store.js';
+import { scrub } from '../store/scrub.js';
+import type { ClientContext } from '../vm/context.js';
+import { VmServices } from '../vm/services.js';
+import { Vmm } from '../vm/vmm.js';
+import { Connection, type ConnectionHost, type ConnectionLimits } from './connection.js';
+import type { HandlerEnv } from './handlers.js';
+import { listen } from './listener.js';
+import { Metrics } from './metrics.js';
+
+/** Where the daemon keeps its files, from the configuration. */
+export function statePaths(config: Config): { device: string; database: string } {
+  return {
+    device: config.device !== '' ? config.device : join(config.stateDir, 'backing'),
+    database: join(config.stateDir, 'pagerd.sqlite'),
+  };
+}
+
+/** Opens the store the configuration names. */
+export async function openConfiguredStore(config: Config, log: Logger): Promise<PersistentStore> {
+  mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
+  const paths = statePaths(config);
+  return PersistentStore.open({
+    devicePath: paths.device,
+    databasePath: paths.database,
+    pageSize: config['store.pageSize'],
+    createBytes: parseSize(config['store.createBytes']),
+    preallocate: config['store.preallocate'],
+    spareSlots: config['store.spareSlots'],
+    maxBatchPages: config['store.maxBatchPages'],
+    format: config.format,
+    log: log.child({ component: 'store' }),
+  });
+}
+
+/**
+ * The running daemon: the store, the engine, the services, and the socket clients talk to.
+ * stop() is the graceful stop: no new connections or requests, requests in flight answered,
+ * every modified page paged out durably, the store closed cleanly.
+ */
+export class Daemon {
+  private readonly connections = new Set<Connection>();
+  private server: Server | undefined;
+  private readonly metrics: Metrics;
+  private readonly root: ClientContext;
+
+  private constructor(
+    readonly config: Config,
+    readonly store: PersistentStore,
+    readonly vmm: Vmm,
+    readonly svc: VmServices,
+    private readonly log: Logger,
+  ) {
+    this.metrics = new Metrics(vmm, store, () => this.connections.size);
+    this.root = svc.createContext({ uid: 0, gid: 0, pid: process.pid });
+  }
+
+  static async start(config: Config, log: Logger): Promise<Daemon> {
+    const store = await openConfiguredStore(config, log);
+    try {
+      const pageSize = store.pageSize;
+      const memory = parseSize(config['memory.size']);
+      if (memory % pageSize !== 0 || memory < pageSize) throw new Error(`memory.size ${memory} is not a positive multiple of the page size ${pageSize}`);
+      const vmm = await Vmm.open(store, {
+        frames: memory / pageSize,
+        minFree: config['memory.minFree'],
+        maxFree: Math.max(config['memory.maxFree'], config['memory.minFree']),
+        writebackMinAgeMs: config['writeback.minAgeMs'],
+        allocTimeoutMs: config['memory.allocTimeoutMs'],
+        pageoutBatchPages: config['pageout.batchPages'],
+      });
+      const daemon = new Daemon(config, store, vmm, new VmServices(vmm), log);
+      daemon.server = await listen(config.socket, parseInt(config.socketMode, 8), (s) => daemon.accept(s), config['server.maxConnections']);
+      log.info({ socket: config.socket, device: statePaths(config).device, frames: vmm.pool.count, pageSize, recovery: store.recoveryCheck }, 'pagerd ready');
+      return daemon;
+    } catch (err) {
+      await store.close();
+      throw err;
+    }
+  }
+
+  private get limits(): ConnectionLimits {
+    const c = this.config;
+    return {
+      maxPayloadBytes: parseSize(c['server.maxPayloadBytes']),
+      maxInFlight: c['server.maxInFlight'],
+      maxQueuedBytes: parseSize(c['server.maxQueuedBytes']),
+      stalledDropMs: c['server.stalledDropMs'],
+      idleTimeoutMs: c['server.idleTimeoutMs'],
+      partialFrameTimeoutMs: c['server.partialFrameTimeoutMs'],
+    };
+  }
+
+  private accept(socket: Socket): void {
+    const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+    let cred: { pid: number; uid: number; gid: number };
+    try {
+      if (typeof fd !== 'number' || fd < 0) throw new Error('no file descriptor for the accepted socket');
+      cred = peerCred(fd);
+    } catch (err) {
+      this.log.warn({ err }, 'could not read the peer credentials; closing the connection');
+      socket.destroy();
+      return;
+    }
+    const log = this.log.child({ peer: { pid: cred.pid, uid: cred.uid } });
+    const limits = this.limits;
+    const host: ConnectionHost = {
+      pageSize: this.vmm.pageSize,
+      limits,
+      env: (ctx, cancel): Omit<HandlerEnv, 'signal'> => ({
+        svc: this.svc,
+        ctx,
+        maxMoveBytes: limits.maxPayloadBytes - 1024,
+        stats: () => this.stats(),
+        metrics: () => this.metrics.text(),
+        segments: (c) => this.segmentsVisibleTo(c),
+        verify: () => this.verify(ctx),
+        cancel,
+      }),
+      observe: (op, seconds, ok) => this.metrics.observeRequest(op, seconds, ok),
+    };
+    const connection = new Connection(socket, this.svc.createContext(cred), host, log);
+    this.connections.add(connection);
+    log.debug({}, 'client connected');
+    void connection.closed().then(() => {
+      this.connections.delete(connection);
+      log.debug({}, 'client disconnected');
+    });
+  }
+
+  stats(): object {
+    const census = this.vmm.frameCensus();
+    return {
+      pageSize: this.vmm.pageSize,
+      frames: this.vmm.pool.count,
+      census,
+      dirty: this.vmm.modifiedFrameCount(),
+      counters: { ...this.vmm.counters },
+      segments: this.vmm.segments.size,
+      slots: this.store.slotStats,
+      connections: this.connections.size,
+      storeFailed: this.store.failed,
+    };
+  }
+
+  private segmentsVisibleTo(ctx: ClientContext): object[] {
+    return [...this.vmm.segments.values()]
+      .filter((s) => ctx.maySee(s))
+      .map((s) => ({ ...s.record, residentPages: s.pages.size }));
+  }
+
+  private async verify(ctx: ClientContext): Promise<object> {
+    if (ctx.uid !== 0 && ctx.uid !== process.getuid?.()) throw new PagerError('no-read-access', 'verify scrubs the whole store: root or the daemon user only');
+    return scrub(this.store);
+  }
+
+  /** Graceful stop (SIGTERM): see the class comment. */
+  async stop(): Promise<void> {
+    this.log.info({}, 'stopping: finishing requests and paging out every modified page');
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    for (const c of this.connections) c.stopReading();
+    const deadline = Date.now() + 30_000;
+    while ([...this.connections].some((c) => c.busy > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    await this.flushAll();
+    for (const c of this.connections) c.end();
+    await this.store.close();
+    this.log.info({}, 'stopped cleanly');
+  }
+
+  /** Pages out every modified page of every segment and waits until all are durable. */
+  async flushAll(): Promise<void> {
+    for (const seg of this.vmm.segments.values()) {
+      if (seg.largePages || seg.pageCount === 0) continue;
+      await this.svc.vmWritep(this.root, seg.vmid, 0, seg.pageCount);
+    }
+    for (const seg of this.vmm.segments.values()) {
+      try {
+        await this.svc.vmsIowait(this.root, seg.vmid);
+      } catch (err) {
+        this.log.error({ err, vmid: seg.vmid }, 'a page-out failed during shutdown; its pages were not saved');
+      }
+    }
+  }
+}

@@ -1,0 +1,86 @@
+import { UIO_READ, UIO_WRITE } from '../constants.js';
+import { PagerError } from '../errors.js';
+import type { Value } from '../protocol/codec.js';
+import type { OperationName } from '../protocol/operations.js';
+import type { Access } from '../vm/address-space.js';
+import type { ClientContext } from '../vm/context.js';
+import type { VmServices } from '../vm/services.js';
+
+/** What a handler needs besides its arguments. */
+export interface HandlerEnv {
+  svc: VmServices;
+  ctx: ClientContext;
+  signal: AbortSignal;
+  /** Largest move one request may carry. */
+  maxMoveBytes: number;
+  /** Daemon-wide answers (stats, metrics, segments, verify) and request cancellation. */
+  stats(): object;
+  metrics(): Promise<string>;
+  segments(ctx: ClientContext): object[];
+  verify(): Promise<object>;
+  cancel(id: number): void;
+}
+
+/** A handler's answer: results, and the error that ended the call, if any (a move reports both). */
+export interface Outcome {
+  results: Value[];
+  error?: PagerError;
+}
+
+type Handler = (env: HandlerEnv, args: Value[]) => Promise<Value[] | Outcome>;
+
+const n = (v: Value): number => v as number;
+const EMPTY = new Uint8Array(0);
+
+/** vm_move and vm_uiomove: the uio travels as (offset, resid, segflg) plus the bytes to write. */
+async function move(env: HandlerEnv, vmid: number, offset: number | undefined, limit: number, rw: number, uioOffset: number, resid: number, segflg: number, data: Uint8Array): Promise<Outcome> {
+  if (!Number.isSafeInteger(resid) || resid < 0 || !Number.isSafeInteger(uioOffset) || uioOffset < 0) throw new PagerError('malformed-uio');
+  const bytes = Number.isFinite(limit) ? Math.max(0, Math.min(limit, resid)) : 0;
+  let buffer: Uint8Array;
+  if (rw === UIO_WRITE) {
+    if (data.length !== bytes) throw new PagerError('malformed-uio', `a write of ${bytes} bytes carried ${data.length}`);
+    buffer = data;
+  } else {
+    if (bytes > env.maxMoveBytes) throw new PagerError('move-too-large');
+    buffer = rw === UIO_READ ? new Uint8Array(bytes) : EMPTY;
+  }
+  const uio = { iov: [buffer], offset: uioOffset, resid: buffer.length, segflg };
+  const moved = (): Value[] => [buffer.length - uio.resid, rw === UIO_READ ? buffer.subarray(0, buffer.length - uio.resid) : EMPTY];
+  try {
+    if (offset === undefined) await env.svc.vmUiomove(env.ctx, vmid, limit, rw, uio, env.signal);
+    else await env.svc.vmMove(env.ctx, vmid, offset, limit, rw, uio, env.signal);
+    return { results: moved() };
+  } catch (err) {
+    if (err instanceof PagerError) return { results: moved(), error: err };
+    throw err;
+  }
+}
+
+/** One handler per operation: decoded arguments in, results out. */
+export const HANDLERS: Record<OperationName, Handler> = {
+  vmsCreate: async ({ svc, ctx }, a) => [await svc.vmsCreate(ctx, n(a[0]), n(a[1]), n(a[2]), n(a[3]))],
+  vmsDelete: async ({ svc, ctx }, a) => (await svc.vmsDelete(ctx, n(a[0])), []),
+  vmAtt: async ({ svc, ctx }, a) => [svc.vmAtt(ctx, n(a[0]), n(a[1]), a[2] as Access)],
+  vmDet: async ({ svc, ctx }, a) => (svc.vmDet(ctx, n(a[0])), []),
+  ioAtt: async ({ svc, ctx }, a) => [svc.ioAtt(ctx, n(a[0]))],
+  vmWrite: async ({ svc, ctx }, a) => (await svc.vmWrite(ctx, n(a[0]), n(a[1]), n(a[2])), []),
+  vmRelease: async ({ svc, ctx }, a) => (await svc.vmRelease(ctx, n(a[0]), n(a[1])), []),
+  vmMove: (env, a) => move(env, n(a[0]), n(a[1]), n(a[2]), n(a[3]), n(a[4]), n(a[5]), n(a[6]), a[7] as Uint8Array),
+  vmUiomove: (env, a) => move(env, n(a[0]), undefined, n(a[1]), n(a[2]), n(a[3]), n(a[4]), n(a[5]), a[6] as Uint8Array),
+  vmIoaccessp: async ({ svc, ctx }, a) => (await svc.vmIoaccessp(ctx, n(a[0]), n(a[1]), n(a[2]), n(a[3])), []),
+  vmWritep: async ({ svc, ctx }, a) => (await svc.vmWritep(ctx, n(a[0]), n(a[1]), n(a[2])), []),
+  vmReleasep: async ({ svc, ctx }, a) => (await svc.vmReleasep(ctx, n(a[0]), n(a[1]), n(a[2])), []),
+  vmFlushp: async ({ svc, ctx }, a) => (await svc.vmFlushp(ctx, n(a[0]), n(a[1]), n(a[2])), []),
+  vmReadp: async ({ svc, ctx }, a) => (await svc.vmReadp(ctx, n(a[0]), n(a[1]), n(a[2]), n(a[3])), []),
+  vmMakep: async ({ svc, ctx }, a) => (await svc.vmMakep(ctx, n(a[0]), n(a[1])), []),
+  vmInvalidatep: async ({ svc, ctx }, a) => (await svc.vmInvalidatep(ctx, n(a[0]), n(a[1]), n(a[2])), []),
+  vmQpages: async ({ svc, ctx }, a) => [svc.vmQpages(ctx, n(a[0]))],
+  vmQmodify: async ({ svc, ctx }, a) => [svc.vmQmodify(ctx, n(a[0])) ? 1 : 0],
+  vmsIowait: async ({ svc, ctx, signal }, a) => (await svc.vmsIowait(ctx, n(a[0]), signal), []),
+  vmsIowaitf: async ({ svc, ctx, signal }, a) => (await svc.vmsIowaitf(ctx, n(a[0]), n(a[1]), signal), []),
+  stats: async (env) => [JSON.stringify(env.stats())],
+  segments: async (env) => [JSON.stringify(env.segments(env.ctx))],
+  verify: async (env) => [JSON.stringify(await env.verify())],
+  metrics: async (env) => [await env.metrics()],
+  cancel: async (env, a) => (env.cancel(n(a[0])), []),
+};

@@ -1,0 +1,45 @@
+import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { dirname } from 'node:path';
+
+/** File descriptor of the first socket systemd passes (sd_listen_fds). */
+const SD_LISTEN_FDS_START = 3;
+
+/** True when systemd socket activation handed this process its listening socket. */
+export function socketActivated(env: NodeJS.ProcessEnv = process.env): boolean {
+  return env.LISTEN_FDS === '1' && (env.LISTEN_PID === undefined || Number(env.LISTEN_PID) === process.pid);
+}
+
+/** True if something answers on the Unix socket at `path`. */
+function answers(path: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = connect(path);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}
+
+/**
+ * Listens for clients: on the inherited socket when systemd activated us, else on `path` (its
+ * directory made 0750, the socket chmod'ed to `mode`). A stale socket file from a crashed daemon
+ * is removed; a live one means another daemon, and is refused.
+ */
+export async function listen(path: string, mode: number, onConnection: (socket: Socket) => void, maxConnections: number): Promise<Server> {
+  const server = createServer({ pauseOnConnect: false }, onConnection);
+  server.maxConnections = maxConnections;
+  if (socketActivated()) {
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ fd: SD_LISTEN_FDS_START }, resolve));
+    return server;
+  }
+  mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
+  if (existsSync(path)) {
+    if (await answers(path)) throw new Error(`another pagerd is listening on ${path}`);
+    unlinkSync(path);
+  }
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(path, resolve));
+  chmodSync(path, mode);
+  return server;
+}

@@ -1,0 +1,72 @@
+import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { PersistentStore } from '../store/persistent-store.js';
+import type { Vmm } from '../vm/vmm.js';
+
+/**
+ * Prometheus metrics: engine counters and gauges read at scrape time, and request latency by
+ * operation observed as requests finish.
+ */
+export class Metrics {
+  readonly registry = new Registry();
+  private readonly requests: Histogram<'op' | 'outcome'>;
+
+  constructor(vmm: Vmm, store: PersistentStore, connections: () => number) {
+    const r = this.registry;
+    const counter = (name: string, help: string, read: () => number): void => {
+      let last = 0;
+      new Counter({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          const now = read();
+          if (now > last) this.inc(now - last);
+          last = now;
+        },
+      });
+    };
+    const gauge = (name: string, help: string, read: () => number): void => {
+      new Gauge({
+        name,
+        help,
+        registers: [r],
+        collect() {
+          this.set(read());
+        },
+      });
+    };
+    counter('pagerd_hits_total', 'Moves served from a resident page', () => vmm.counters.hits);
+    counter('pagerd_misses_total', 'Faults on a non-resident page', () => vmm.counters.misses);
+    counter('pagerd_page_ins_total', 'Page-ins started', () => vmm.counters.pageIns);
+    counter('pagerd_page_outs_total', 'Page-outs started', () => vmm.counters.pageOuts);
+    counter('pagerd_page_out_failures_total', 'Page-outs that failed', () => vmm.counters.pageOutFailures);
+    counter('pagerd_releases_total', 'Pages released', () => vmm.counters.releases);
+    counter('pagerd_steals_total', 'Clean frames taken by the clock hand', () => vmm.counters.steals);
+    gauge('pagerd_resident_pages', 'Frames holding a page', () => vmm.pool.count - vmm.pool.freeCount);
+    gauge('pagerd_free_frames', 'Frames on the free list', () => vmm.pool.freeCount);
+    gauge('pagerd_dirty_pages', 'Frames holding modified bytes', () => vmm.modifiedFrameCount());
+    gauge('pagerd_io_level_lag', 'Page-outs initiated and not yet complete, over all segments', () => {
+      let lag = 0;
+      for (const seg of vmm.segments.values()) lag += seg.io.lag;
+      return lag;
+    });
+    gauge('pagerd_mapped_slots', 'Backing slots holding a committed page', () => store.slotStats.mapped);
+    gauge('pagerd_available_slots', 'Backing slots that can still be reserved', () => store.slotStats.available);
+    gauge('pagerd_connections', 'Client connections', connections);
+    this.requests = new Histogram({
+      name: 'pagerd_request_seconds',
+      help: 'Request latency by operation',
+      labelNames: ['op', 'outcome'],
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers: [r],
+    });
+  }
+
+  observeRequest(op: string, seconds: number, ok: boolean): void {
+    this.requests.observe({ op, outcome: ok ? 'ok' : 'error' }, seconds);
+  }
+
+  text(): Promise<string> {
+    return this.registry.metrics();
+  }
+}
