@@ -6,5 +6,6 @@ export default defineConfig({
     // Native addons and fs-ext misbehave in worker threads: keep process forks.
     pool: 'forks',
     testTimeout: 60_000,
+    globalSetup: ['test/global-setup.ts'],
   },
 });

@@ -164,7 +164,8 @@ export class Daemon {
   /** Graceful stop (SIGTERM): see the class comment. */
   async stop(): Promise<void> {
     this.log.info({}, 'stopping: finishing requests and paging out every modified page');
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    // Stop accepting at once; close()'s callback would wait for every client to hang up.
+    this.server?.close();
     for (const c of this.connections) c.stopReading();
     const deadline = Date.now() + 30_000;
     while ([...this.connections].some((c) => c.busy > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));

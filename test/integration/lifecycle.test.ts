@@ -1,0 +1,57 @@
+import { describe, expect, it } from 'vitest';
+import { UIO_READ, UIO_WRITE, V_CLIENT, V_WORKING } from '../../src/client/index.js';
+import { startDaemon } from '../support/daemon.js';
+import { storeDir } from '../support/store-files.js';
+
+const PAGE = 4096;
+const uio = (buf: Uint8Array) => ({ iov: [buf], offset: 0, resid: buf.length, segflg: 0 });
+
+describe('daemon lifecycle', () => {
+  it('SIGTERM with modified pages: exits 0, and a restart finds every byte', async () => {
+    const stateDir = storeDir('pagerd-stop-');
+    let daemon = await startDaemon({ stateDir, memory: '1MiB' });
+    let c = await daemon.client();
+    const vmid = await c.vmsCreate(V_WORKING, 2 << 20);
+    const data = Uint8Array.from({ length: 2 << 20 }, (_, i) => (i * 13 + 7) & 0xff);
+    await c.vmMove(vmid, 0, data.length, UIO_WRITE, uio(data)); // 512 pages through a 256-frame pool
+    const stats = await c.stats();
+    expect((stats.dirty as number) > 0).toBe(true);
+    expect(await daemon.stop()).toBe(0);
+    expect(daemon.output()).toContain('stopped cleanly');
+
+    daemon = await startDaemon({ stateDir, memory: '1MiB' });
+    c = await daemon.client();
+    const back = new Uint8Array(data.length);
+    await c.vmMove(vmid, 0, back.length, UIO_READ, uio(back));
+    expect(Buffer.from(back).equals(data)).toBe(true);
+    await c.close();
+    expect(await daemon.stop()).toBe(0);
+  });
+
+  it('answers ENOSPC before accepting data the store cannot back', async () => {
+    const daemon = await startDaemon({ env: { PAGERD_STORE_CREATE_BYTES: `${17 * PAGE}`, PAGERD_STORE_SPARE_SLOTS: '0' } });
+    const c = await daemon.client();
+    const vmid = await c.vmsCreate(V_CLIENT, 32 * PAGE);
+    const data = new Uint8Array(20 * PAGE).fill(1);
+    const u = uio(data);
+    await expect(c.vmMove(vmid, 0, data.length, UIO_WRITE, u)).rejects.toMatchObject({ code: 'ENOSPC', errno: 28, reason: 'no-backing-space' });
+    expect(u.resid).toBe(4 * PAGE); // 16 pages were accepted, and only those
+    await c.vmWritep(vmid, 0, 32);
+    await c.vmsIowait(vmid);
+    await c.close();
+    expect(await daemon.stop()).toBe(0);
+  });
+
+  it('refuses a second daemon on the same state directory at once', async () => {
+    const stateDir = storeDir('pagerd-twice-');
+    const first = await startDaemon({ stateDir });
+    await expect(startDaemon({ stateDir, args: ['--socket', `${stateDir}/other.sock`] })).rejects.toThrow(/in use by another pagerd/);
+    expect(await first.stop()).toBe(0);
+  });
+
+  it('exits 78 on a bad configuration value, naming the key', async () => {
+    const err = await startDaemon({ env: { PAGERD_MEMORY_MIN_FREE: '-3' } }).catch((e: Error) => e);
+    expect(String(err)).toMatch(/exited with 78/);
+    expect(String(err)).toMatch(/memory\.minFree \(PAGERD_MEMORY_MIN_FREE\)/);
+  });
+});
