@@ -14,9 +14,14 @@ import type { Config } from '../config/tunables.js';
 import { Daemon, openConfiguredStore } from '../server/daemon.js';
 import { SystemdNotifier } from '../server/systemd.js';
 import { scrub } from '../store/scrub.js';
+import { progressBar } from './progress.js';
 import { StoreRefusedError } from '../store/persistent-store.js';
 
 const EXIT_CONFIG = 78;
+
+// Page-out cycles keep many positional writes in flight; libuv's pool of 4 threads would serialize
+// them. Set before the pool is first used (it is created lazily, at the first fs call).
+process.env.UV_THREADPOOL_SIZE ??= '16';
 
 const program = new Command()
   .name('pagerd')
@@ -54,7 +59,9 @@ async function main(): Promise<void> {
 
   if (opts.check) {
     const store = await openConfiguredStore(config, log);
-    const report = await scrub(store);
+    const bar = progressBar('checking');
+    const report = await scrub(store, bar.update);
+    bar.stop();
     await store.close();
     process.stdout.write(`${JSON.stringify({ integrity: store.recoveryCheck ?? 'ok (clean shutdown)', ...report })}\n`);
     process.exit(report.ok ? 0 : 1);

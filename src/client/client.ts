@@ -203,9 +203,25 @@ export class PagerClient {
   segments(): Promise<Record<string, number>[]> {
     return this.results('segments', []).then((r) => JSON.parse(r[0] as string));
   }
-  /** Scrubs the store (root or the daemon's user): every mapped slot against its checksum. */
-  verify(): Promise<{ ok: boolean; pages: number; bad: unknown[] }> {
-    return this.results('verify', []).then((r) => JSON.parse(r[0] as string));
+  /**
+   * Scrubs the store (root or the daemon's user): every mapped slot against its checksum, in
+   * chunks, calling onProgress(done, total) after each.
+   */
+  async verify(onProgress?: (done: number, total: number) => void): Promise<{ ok: boolean; pages: number; bad: unknown[]; mappedButFree: number[]; sharedSlots: number[] }> {
+    const report = { ok: true, pages: 0, bad: [] as unknown[], mappedButFree: [] as number[], sharedSlots: [] as number[] };
+    let at: { vmid: number; pno: number } | null = { vmid: -1, pno: -1 };
+    while (at !== null) {
+      const [text] = await this.results('verify', [at.vmid, at.pno, 1024]);
+      const chunk = JSON.parse(text as string);
+      report.pages += chunk.pages;
+      report.bad.push(...chunk.bad);
+      report.mappedButFree.push(...chunk.mappedButFree);
+      report.sharedSlots.push(...chunk.sharedSlots);
+      onProgress?.(report.pages, chunk.total);
+      at = chunk.next;
+    }
+    report.ok = report.bad.length === 0 && report.mappedButFree.length === 0 && report.sharedSlots.length === 0;
+    return report;
   }
   /** Prometheus text. */
   metrics(): Promise<string> {

@@ -16,6 +16,7 @@ export class PagesTable {
   readonly #slotsOfSegment: Statement<[number], { slot: number }>;
   readonly #deleteSegment: Statement<[number]>;
   readonly #count: Statement<[], { n: number }>;
+  readonly #shared: Statement<[], { slot: number }>;
   readonly #scan: Statement<[number, number, number], { vmid: number; pno: number; slot: number; checksum: number }>;
 
   constructor(db: Database) {
@@ -28,6 +29,7 @@ export class PagesTable {
     this.#slotsOfSegment = db.prepare('SELECT slot FROM pages WHERE vmid = ?');
     this.#deleteSegment = db.prepare('DELETE FROM pages WHERE vmid = ?');
     this.#count = db.prepare('SELECT count(*) AS n FROM pages');
+    this.#shared = db.prepare('SELECT slot FROM pages GROUP BY slot HAVING count(*) > 1');
     this.#scan = db.prepare('SELECT vmid, pno, slot, checksum FROM pages WHERE (vmid, pno) > (?, ?) ORDER BY vmid, pno LIMIT ?');
   }
 
@@ -56,6 +58,11 @@ export class PagesTable {
 
   count(): number {
     return this.#count.get()!.n;
+  }
+
+  /** Slots that more than one page points at (must be none). */
+  sharedSlots(): number[] {
+    return this.#shared.all().map((r) => r.slot);
   }
 
   /** Up to `limit` mapped pages after (vmid, pno), in order (for scrubbing). */

@@ -40,7 +40,8 @@ export const OPERATIONS = {
   // -> JSON text
   stats: { code: 21, args: [], results: ['s'] },
   segments: { code: 22, args: [], results: ['s'] },
-  verify: { code: 23, args: [], results: ['s'] },
+  // after vmid, after pno, limit -> JSON scrub chunk (pagerctl verify loops until next is null)
+  verify: { code: 23, args: ['n', 'n', 'n'], results: ['s'] },
   metrics: { code: 24, args: [], results: ['s'] },
   // Cancels the caller's request with that id: a wait on a V_INTRSEG segment ends with EINTR.
   cancel: { code: 25, args: ['n'], results: [] },

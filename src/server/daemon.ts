@@ -6,7 +6,7 @@ import { parseSize, type Config } from '../config/tunables.js';
 import { PagerError } from '../errors.js';
 import { peerCred } from '../native/addon.js';
 import { PersistentStore } from '../store/persistent-store.js';
-import { scrub } from '../store/scrub.js';
+import { scrubChunk } from '../store/scrub.js';
 import type { ClientContext } from '../vm/context.js';
 import { VmServices } from '../vm/services.js';
 import { Vmm } from '../vm/vmm.js';
@@ -121,7 +121,7 @@ export class Daemon {
         stats: () => this.stats(),
         metrics: () => this.metrics.text(),
         segments: (c) => this.segmentsVisibleTo(c),
-        verify: () => this.verify(ctx),
+        verify: (after, limit) => this.verify(ctx, after, limit),
         cancel,
       }),
       observe: (op, seconds, ok) => this.metrics.observeRequest(op, seconds, ok),
@@ -156,9 +156,12 @@ export class Daemon {
       .map((s) => ({ ...s.record, residentPages: s.pages.size }));
   }
 
-  private async verify(ctx: ClientContext): Promise<object> {
+  private async verify(ctx: ClientContext, after: { vmid: number; pno: number }, limit: number): Promise<object> {
     if (ctx.uid !== 0 && ctx.uid !== process.getuid?.()) throw new PagerError('no-read-access', 'verify scrubs the whole store: root or the daemon user only');
-    return scrub(this.store);
+    if (!Number.isSafeInteger(after.vmid) || !Number.isSafeInteger(after.pno) || !Number.isSafeInteger(limit) || limit < 1 || limit > 65536) {
+      throw new PagerError('bad-argument', 'verify takes a cursor of integers and a limit of 1..65536');
+    }
+    return scrubChunk(this.store, after, limit);
   }
 
   /** Graceful stop (SIGTERM): see the class comment. */

@@ -17,7 +17,7 @@ export interface HandlerEnv {
   stats(): object;
   metrics(): Promise<string>;
   segments(ctx: ClientContext): object[];
-  verify(): Promise<object>;
+  verify(after: { vmid: number; pno: number }, limit: number): Promise<object>;
   cancel(id: number): void;
 }
 
@@ -80,7 +80,7 @@ export const HANDLERS: Record<OperationName, Handler> = {
   vmsIowaitf: async ({ svc, ctx, signal }, a) => (await svc.vmsIowaitf(ctx, n(a[0]), n(a[1]), signal), []),
   stats: async (env) => [JSON.stringify(env.stats())],
   segments: async (env) => [JSON.stringify(env.segments(env.ctx))],
-  verify: async (env) => [JSON.stringify(await env.verify())],
+  verify: async (env, a) => [JSON.stringify(await env.verify({ vmid: n(a[0]), pno: n(a[1]) }, n(a[2])))],
   metrics: async (env) => [await env.metrics()],
   cancel: async (env, a) => (env.cancel(n(a[0])), []),
 };

@@ -307,6 +307,10 @@ export class PersistentStore implements BackingStore {
     return this.pages.after(vmid, pno, limit);
   }
 
+  sharedSlots(): number[] {
+    return this.pages.sharedSlots();
+  }
+
   slotIsFree(slot: number): boolean {
     return this.allocator.isFree(slot);
   }

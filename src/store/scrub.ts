@@ -1,45 +1,67 @@
 import { crc32 } from 'node:zlib';
 import type { PersistentStore } from './persistent-store.js';
 
-export interface ScrubReport {
-  ok: boolean;
+export interface ScrubFindings {
+  /** Pages checked. */
   pages: number;
   /** Pages whose slot failed its checksum or could not be read. */
   bad: { vmid: number; pno: number; slot: number; why: string }[];
-  /** Slots mapped by more than one page (must never happen). */
-  sharedSlots: number[];
-  /** Mapped slots that the allocator lists as free (must never happen). */
+  /** Mapped slots the allocator lists as free (must never happen). */
   mappedButFree: number[];
 }
 
+export interface ScrubChunk extends ScrubFindings {
+  /** Where the next chunk starts, or null when the scrub is done. */
+  next: { vmid: number; pno: number } | null;
+  /** Mapped pages in all. */
+  total: number;
+  /** Slots mapped by more than one page (checked with the first chunk only; must never happen). */
+  sharedSlots: number[];
+}
+
+export interface ScrubReport extends ScrubFindings {
+  ok: boolean;
+  sharedSlots: number[];
+}
+
+export const SCRUB_START = { vmid: -1, pno: -1 };
+
 /**
- * Reads every mapped slot and checks its checksum, and checks the page map against the slot
- * allocator: no slot mapped twice, no mapped slot listed free. Reports progress as (done, total).
+ * Scrubs up to `limit` mapped pages after `after`: reads each slot and checks its checksum, and
+ * checks the page map against the slot allocator. The first chunk also checks that no slot is
+ * mapped twice. Chunked so a daemon serving clients never blocks on a whole store.
  */
-export async function scrub(store: PersistentStore, onProgress?: (done: number, total: number) => void): Promise<ScrubReport> {
-  const total = store.mappedPages();
-  const report: ScrubReport = { ok: true, pages: 0, bad: [], sharedSlots: [], mappedButFree: [] };
-  const seen = new Uint8Array(Math.ceil(store.slotStats.capacity / 8));
+export async function scrubChunk(store: PersistentStore, after: { vmid: number; pno: number }, limit: number): Promise<ScrubChunk> {
+  const first = after.vmid === SCRUB_START.vmid && after.pno === SCRUB_START.pno;
+  const chunk: ScrubChunk = { pages: 0, bad: [], mappedButFree: [], next: null, total: store.mappedPages(), sharedSlots: first ? store.sharedSlots() : [] };
   const buf = new Uint8Array(store.pageSize);
-  let cursor = { vmid: -1, pno: -1 };
-  for (;;) {
-    const batch = store.pageBatchAfter(cursor.vmid, cursor.pno, 1024);
-    if (batch.length === 0) break;
-    for (const page of batch) {
-      const bit = 1 << (page.slot & 7);
-      if ((seen[page.slot >> 3] & bit) !== 0) report.sharedSlots.push(page.slot);
-      seen[page.slot >> 3] |= bit;
-      if (store.slotIsFree(page.slot)) report.mappedButFree.push(page.slot);
-      try {
-        await store.device.read(buf, store.dataOffset + page.slot * store.pageSize);
-        if (crc32(buf) !== page.checksum) report.bad.push({ ...page, why: 'checksum mismatch' });
-      } catch (err) {
-        report.bad.push({ ...page, why: (err as Error).message });
-      }
-      report.pages++;
+  const batch = store.pageBatchAfter(after.vmid, after.pno, limit);
+  for (const { vmid, pno, slot, checksum } of batch) {
+    if (store.slotIsFree(slot)) chunk.mappedButFree.push(slot);
+    try {
+      await store.device.read(buf, store.dataOffset + slot * store.pageSize);
+      if (crc32(buf) !== checksum) chunk.bad.push({ vmid, pno, slot, why: 'checksum mismatch' });
+    } catch (err) {
+      chunk.bad.push({ vmid, pno, slot, why: (err as Error).message });
     }
-    cursor = batch[batch.length - 1];
-    onProgress?.(report.pages, total);
+    chunk.pages++;
+  }
+  if (batch.length === limit) chunk.next = { vmid: batch[limit - 1].vmid, pno: batch[limit - 1].pno };
+  return chunk;
+}
+
+/** Scrubs the whole store, reporting progress as (done, total). */
+export async function scrub(store: PersistentStore, onProgress?: (done: number, total: number) => void): Promise<ScrubReport> {
+  const report: ScrubReport = { ok: true, pages: 0, bad: [], mappedButFree: [], sharedSlots: [] };
+  let at: { vmid: number; pno: number } | null = SCRUB_START;
+  while (at !== null) {
+    const chunk: ScrubChunk = await scrubChunk(store, at, 1024);
+    report.pages += chunk.pages;
+    report.bad.push(...chunk.bad);
+    report.mappedButFree.push(...chunk.mappedButFree);
+    report.sharedSlots.push(...chunk.sharedSlots);
+    onProgress?.(report.pages, chunk.total);
+    at = chunk.next;
   }
   report.ok = report.bad.length === 0 && report.sharedSlots.length === 0 && report.mappedButFree.length === 0;
   return report;

@@ -1,0 +1,54 @@
+import { spawnSync } from 'node:child_process';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startDaemon, type RunningDaemon } from '../support/daemon.js';
+
+const PAGERCTL = join(import.meta.dirname, '../../dist/src/cli/pagerctl.js');
+let daemon: RunningDaemon;
+
+function pagerctl(args: string[], input?: Buffer): { status: number | null; stdout: Buffer; stderr: string } {
+  const r = spawnSync(process.execPath, [PAGERCTL, '--socket', daemon.socket, ...args], { input });
+  return { status: r.status, stdout: r.stdout, stderr: r.stderr.toString() };
+}
+
+beforeAll(async () => {
+  daemon = await startDaemon();
+});
+afterAll(async () => {
+  await daemon.stop();
+});
+
+describe('pagerctl', () => {
+  it('creates, lists, writes, reads, pages out, releases and verifies', () => {
+    const created = pagerctl(['--json', 'segments', 'create', 'client', '64KiB', '--mode', '640']);
+    expect(created.status).toBe(0);
+    const { vmid } = JSON.parse(created.stdout.toString());
+    const list = JSON.parse(pagerctl(['--json', 'segments']).stdout.toString());
+    expect(list).toEqual([expect.objectContaining({ vmid, type: 2, extent: 65536, mode: 0o640 })]);
+    const payload = Buffer.from('hello, pager\n'.repeat(500));
+    expect(pagerctl(['write', String(vmid), '100'], payload).status).toBe(0);
+    expect(pagerctl(['pageout', String(vmid), '0', '16', '--wait']).status).toBe(0);
+    expect(pagerctl(['read', String(vmid), '100', String(payload.length)]).stdout.equals(payload)).toBe(true);
+    expect(pagerctl(['release', String(vmid), '0', '1']).status).toBe(0);
+    expect(pagerctl(['read', String(vmid), '0', '4096']).stdout.every((b) => b === 0)).toBe(true);
+    const verify = pagerctl(['--json', 'verify']);
+    expect(verify.status).toBe(0);
+    expect(JSON.parse(verify.stdout.toString())).toMatchObject({ ok: true });
+    expect(pagerctl(['status']).stderr).toMatch(/pagerd is up: page size 4096/);
+    expect(pagerctl(['metrics']).stdout.toString()).toMatch(/pagerd_page_outs_total/);
+  });
+
+  it('exits 1 with the errno name and reason on a service error', () => {
+    const r = pagerctl(['--json', 'iowait', '987654']);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/EINVAL \(no-such-segment\)/);
+    expect(JSON.parse(r.stdout.toString())).toEqual({ error: { code: 'EINVAL', errno: 22, reason: 'no-such-segment' } });
+  });
+
+  it('exits 64 on bad usage and 69 when the daemon is unreachable', () => {
+    expect(pagerctl(['read', 'x', '0', '1']).status).toBe(64);
+    expect(pagerctl(['frobnicate']).status).toBe(64);
+    const r = spawnSync(process.execPath, [PAGERCTL, '--socket', '/nonexistent/pagerd.sock', 'status']);
+    expect(r.status).toBe(69);
+  });
+});
