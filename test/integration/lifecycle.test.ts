@@ -45,7 +45,7 @@ describe('daemon lifecycle', () => {
   it('refuses a second daemon on the same state directory at once', async () => {
     const stateDir = storeDir('pagerd-twice-');
     const first = await startDaemon({ stateDir });
-    await expect(startDaemon({ stateDir, args: ['--socket', `${stateDir}/other.sock`] })).rejects.toThrow(/in use by another pagerd/);
+    await expect(startDaemon({ stateDir, socket: `${stateDir}/other.sock` })).rejects.toThrow(/in use by another pagerd/);
     expect(await first.stop()).toBe(0);
   });
 

@@ -23,12 +23,13 @@ export interface DaemonOptions {
   args?: string[];
   env?: NodeJS.ProcessEnv;
   memory?: string;
+  socket?: string;
 }
 
 /** Starts the real pagerd as a process and waits until it is serving. */
 export async function startDaemon(options: DaemonOptions = {}): Promise<RunningDaemon> {
   const stateDir = options.stateDir ?? storeDir('pagerd-daemon-');
-  const socket = join(stateDir, 'pagerd.sock');
+  const socket = options.socket ?? join(stateDir, 'pagerd.sock');
   const args = [PAGERD, '--state-dir', stateDir, '--socket', socket, '--memory', options.memory ?? '4MiB', '--log-level', 'info', ...(options.args ?? [])];
   const proc = spawn(process.execPath, args, {
     env: { ...process.env, PAGERD_STORE_CREATE_BYTES: '64MiB', PAGERD_WRITEBACK_MIN_AGE_MS: '0', PAGERD_MEMORY_ALLOC_TIMEOUT_MS: '300', ...options.env },

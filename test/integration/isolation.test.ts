@@ -1,0 +1,50 @@
+import { execFileSync } from 'node:child_process';
+import { chmodSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { UIO_READ, UIO_WRITE, V_WORKING } from '../../src/client/index.js';
+import { startDaemon } from '../support/daemon.js';
+import { isRoot } from '../support/loop-device.js';
+import { storeDir } from '../support/store-files.js';
+
+const CLIENT = join(import.meta.dirname, '../../dist/test/support/isolation-client.js');
+
+function runAs(uid: number, gid: number, args: string[]): Record<string, unknown> {
+  const out = execFileSync('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', process.execPath, CLIENT, ...args], { encoding: 'utf8' });
+  return JSON.parse(out);
+}
+
+describe('isolation between uids', () => {
+  it.runIf(isRoot)('another uid cannot see, attach, read or write a 0600 segment, and is answered as for a nonexistent one; a uid outside the group cannot connect', async () => {
+    const stateDir = storeDir('pagerd-iso-');
+    chmodSync(stateDir, 0o755); // the socket's own directory is 0750: the group test is there
+    const socket = join(stateDir, 'run', 'pagerd.sock');
+    const daemon = await startDaemon({ stateDir, socket });
+    try {
+      const owner = await daemon.client();
+      const vmid = await owner.vmsCreate(V_WORKING, 4096, 0, 0o600);
+      const secret = new Uint8Array(16).fill(0x5a);
+      await owner.vmMove(vmid, 0, 16, UIO_WRITE, { iov: [secret], offset: 0, resid: 16, segflg: 0 });
+
+      // uid 2000 in the socket's group (gid 0) may connect, but the segment is its owner's alone.
+      const stranger = runAs(2000, 0, [socket, String(vmid), '4294967']);
+      expect(stranger.connect).toBe('ok');
+      expect(stranger.hidden).toEqual(stranger.missing);
+      for (const answer of Object.values(stranger.hidden as Record<string, unknown>)) {
+        expect(answer).toMatchObject({ code: 'EINVAL', reason: 'no-such-segment' });
+      }
+      expect(stranger.segments).toEqual([]);
+
+      // A uid outside the socket's group cannot even connect.
+      expect(runAs(2001, 2001, [socket, String(vmid), '1'])).toEqual({ connect: 'EACCES' });
+
+      // The owner's segment is untouched.
+      const back = new Uint8Array(16);
+      await owner.vmMove(vmid, 0, 16, UIO_READ, { iov: [back], offset: 0, resid: 16, segflg: 0 });
+      expect(back).toEqual(secret);
+      await owner.close();
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
