@@ -53,6 +53,10 @@ export class Connection {
   private readonly decoder: FrameDecoder;
   private state: 'hello' | 'ready' | 'closed' = 'hello';
   private readonly inFlight = new Map<number, AbortController>();
+  /** Frames read but not yet started, held while the connection is at its caps. */
+  private readonly backlog: Buffer[] = [];
+  /** Set by a graceful stop: nothing new starts. */
+  private stopped = false;
   private partialTimer: NodeJS.Timeout | undefined;
   private stallTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
@@ -86,6 +90,7 @@ export class Connection {
 
   /** Stops reading new requests (graceful stop); requests in flight still get their replies. */
   stopReading(): void {
+    this.stopped = true;
     this.socket.pause();
   }
 
@@ -104,11 +109,30 @@ export class Connection {
       if (err instanceof FrameTooLargeError) return this.fail(new PagerError('frame-too-large', err.message));
       throw err;
     }
-    for (const frame of frames) {
-      if (this.state === 'hello') this.onHello(frame);
-      else if (this.state === 'ready') this.onRequest(frame);
-    }
+    this.backlog.push(...frames);
+    this.pump();
     this.armPartialTimer();
+  }
+
+  /** True while the connection may start another request. */
+  private get hasRoom(): boolean {
+    return this.inFlight.size < this.host.limits.maxInFlight && this.socket.writableLength <= this.host.limits.maxQueuedBytes;
+  }
+
+  /**
+   * Starts backlogged frames while there is room; stops reading the socket while there is not.
+   * One chunk from the socket can hold many requests: the caps apply to each, not to the chunk.
+   */
+  private pump(): void {
+    if (this.stopped) return;
+    while (this.backlog.length > 0 && this.state !== 'closed' && (this.state === 'hello' || this.hasRoom)) {
+      const frame = this.backlog.shift()!;
+      if (this.state === 'hello') this.onHello(frame);
+      else this.onRequest(frame);
+    }
+    if (this.state === 'closed') return;
+    if (this.backlog.length > 0 || !this.hasRoom) this.socket.pause();
+    else this.socket.resume();
   }
 
   private onHello(frame: Buffer): void {
@@ -139,7 +163,6 @@ export class Connection {
     }
     const controller = new AbortController();
     this.inFlight.set(request.id, controller);
-    if (this.inFlight.size >= this.host.limits.maxInFlight) this.socket.pause();
     const started = process.hrtime.bigint();
     const env: HandlerEnv = { ...this.env, signal: controller.signal };
     HANDLERS[request.op](env, request.args)
@@ -155,7 +178,7 @@ export class Connection {
         this.host.observe(request.op, Number(process.hrtime.bigint() - started) / 1e9, outcome.error === undefined);
         this.inFlight.delete(request.id);
         this.reply({ id: request.id, error: outcome.error && answer(outcome.error), results: outcome.results });
-        this.maybeResume();
+        this.pump();
       });
   }
 
@@ -182,12 +205,7 @@ export class Connection {
       clearTimeout(this.stallTimer);
       this.stallTimer = undefined;
     }
-    this.maybeResume();
-  }
-
-  private maybeResume(): void {
-    if (this.state === 'closed') return;
-    if (this.inFlight.size < this.host.limits.maxInFlight && this.socket.writableLength <= this.host.limits.maxQueuedBytes) this.socket.resume();
+    this.pump();
   }
 
   /** Answers an error the stream cannot recover from, then closes. */
