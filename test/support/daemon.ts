@@ -26,6 +26,12 @@ export interface DaemonOptions {
   socket?: string;
 }
 
+/** Daemons this test process started: killed when it exits, so a failed test leaves none behind. */
+const started = new Set<ChildProcess>();
+process.on('exit', () => {
+  for (const proc of started) if (proc.exitCode === null) proc.kill('SIGKILL');
+});
+
 /** Starts the real pagerd as a process and waits until it is serving. */
 export async function startDaemon(options: DaemonOptions = {}): Promise<RunningDaemon> {
   const stateDir = options.stateDir ?? storeDir('pagerd-daemon-');
@@ -35,10 +41,16 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
     env: { ...process.env, PAGERD_STORE_CREATE_BYTES: '64MiB', PAGERD_WRITEBACK_MIN_AGE_MS: '0', PAGERD_MEMORY_ALLOC_TIMEOUT_MS: '300', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  started.add(proc);
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) =>
+    proc.once('exit', (code) => {
+      started.delete(proc);
+      resolve(code);
+    }),
+  );
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`pagerd did not start:\n${out}`)), 20_000);
     const check = (): void => {
