@@ -1,12 +1,40 @@
+import { spawn } from 'node:child_process';
+import { statSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
+import { connect } from '../../src/client/index.js';
 import { UIO_READ, UIO_WRITE, V_CLIENT, V_WORKING } from '../../src/client/index.js';
-import { startDaemon } from '../support/daemon.js';
+import { PAGERD, startDaemon } from '../support/daemon.js';
 import { storeDir } from '../support/store-files.js';
 
 const PAGE = 4096;
 const uio = (buf: Uint8Array) => ({ iov: [buf], offset: 0, resid: buf.length, segflg: 0 });
 
 describe('daemon lifecycle', () => {
+  it('starts with no flags on the embedded default: ./var, a 1 GiB sparse backing file, ./var/pagerd.sock', async () => {
+    const cwd = storeDir('pagerd-default-');
+    const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PAGERD_')));
+    const proc = spawn(process.execPath, [PAGERD], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    try {
+      const deadline = Date.now() + 20_000;
+      while (!out.includes('"pagerd ready"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+      const backing = statSync(join(cwd, 'var', 'backing'));
+      expect(backing.size).toBe(1024 ** 3);
+      expect(backing.blocks * 512).toBeLessThan(1024 * 1024); // sparse
+      expect(statSync(join(cwd, 'var', 'pagerd.sock')).isSocket()).toBe(true);
+      expect(statSync(join(cwd, 'var', 'pagerd.sock')).mode & 0o777).toBe(0o660);
+      expect(statSync(join(cwd, 'var')).mode & 0o777).toBe(0o750);
+      const c = await connect({ socket: join(cwd, 'var', 'pagerd.sock') });
+      expect(await c.vmsCreate(V_WORKING, 4096)).toBe(1);
+      await c.close();
+    } finally {
+      proc.kill('SIGTERM');
+      await new Promise((r) => proc.once('exit', r));
+    }
+  });
+
   it('SIGTERM with modified pages: exits 0, and a restart finds every byte', async () => {
     const stateDir = storeDir('pagerd-stop-');
     let daemon = await startDaemon({ stateDir, memory: '1MiB' });
