@@ -3,6 +3,7 @@ import { ERRNO, PagerError, type ErrorCode, type Reason } from '../errors.js';
 import { UIO_READ, UIO_WRITE } from '../constants.js';
 import { decodeReply, decodeWelcome, encodeHello, encodeRequest, type Reply, type Value } from '../protocol/codec.js';
 import { FrameDecoder, encodeFrame } from '../protocol/frame.js';
+import { addScrubChunk, emptyScrubTotals, type ScrubTotals } from '../store/scrub-report.js';
 import type { OperationName } from '../protocol/operations.js';
 
 /** The caller's buffers for a move (AIX struct uio); updated in place by vmMove / vmUiomove. */
@@ -207,20 +208,16 @@ export class PagerClient {
    * Scrubs the store (root or the daemon's user): every mapped slot against its checksum, in
    * chunks, calling onProgress(done, total) after each.
    */
-  async verify(onProgress?: (done: number, total: number) => void): Promise<{ ok: boolean; pages: number; bad: unknown[]; mappedButFree: number[]; sharedSlots: number[] }> {
-    const report = { ok: true, pages: 0, bad: [] as unknown[], mappedButFree: [] as number[], sharedSlots: [] as number[] };
+  async verify(onProgress?: (done: number, total: number) => void): Promise<ScrubTotals> {
+    const report = emptyScrubTotals();
     let at: { vmid: number; pno: number } | null = { vmid: -1, pno: -1 };
     while (at !== null) {
       const [text] = await this.results('verify', [at.vmid, at.pno, 1024]);
       const chunk = JSON.parse(text as string);
-      report.pages += chunk.pages;
-      report.bad.push(...chunk.bad);
-      report.mappedButFree.push(...chunk.mappedButFree);
-      report.sharedSlots.push(...chunk.sharedSlots);
+      addScrubChunk(report, chunk);
       onProgress?.(report.pages, chunk.total);
       at = chunk.next;
     }
-    report.ok = report.bad.length === 0 && report.mappedButFree.length === 0 && report.sharedSlots.length === 0;
     return report;
   }
   /** Prometheus text. */

@@ -200,23 +200,12 @@ export class PersistentStore implements BackingStore {
   }
 
   async deleteSegment(vmid: number): Promise<void> {
-    this.checkUsable();
-    const stamp = ++this.clock;
-    let slots: number[] = [];
-    try {
-      this.db
-        .transaction(() => {
-          slots = this.pages.deleteSegment(vmid);
-          this.segments.delete(vmid);
-          this.recordFree(slots);
-        })
-        .immediate();
-    } catch (err) {
-      throw this.metadataError(err, 'metadata-failed');
-    }
+    const stamp = this.forgetPages(() => {
+      const slots = this.pages.deleteSegment(vmid);
+      this.segments.delete(vmid);
+      return slots;
+    });
     this.deletedAt.set(vmid, stamp);
-    this.allocator.released(slots.length);
-    this.toLimbo(slots);
   }
 
   async readPage(vmid: number, pno: number, into: Uint8Array): Promise<void> {
@@ -261,26 +250,12 @@ export class PersistentStore implements BackingStore {
   }
 
   async releasePages(vmid: number, pfirst: number, npages: number): Promise<void> {
-    this.checkUsable();
-    const stamp = ++this.clock;
-    let slots: number[] = [];
-    try {
-      this.db
-        .transaction(() => {
-          slots = this.pages.deleteRange(vmid, pfirst, pfirst + npages);
-          this.recordFree(slots);
-        })
-        .immediate();
-    } catch (err) {
-      throw this.metadataError(err, 'metadata-failed');
-    }
+    const stamp = this.forgetPages(() => this.pages.deleteRange(vmid, pfirst, pfirst + npages));
     // Page-outs of these pages still in flight must not map them again when they commit.
     for (const k of this.inFlight.keys()) {
       const [v, p] = k.split(':').map(Number);
       if (v === vmid && p >= pfirst && p < pfirst + npages) this.releasedAt.set(k, stamp);
     }
-    this.allocator.released(slots.length);
-    this.toLimbo(slots);
   }
 
   reserveSlots(count: number): boolean {
@@ -373,6 +348,29 @@ export class PersistentStore implements BackingStore {
     }
     this.allocator.committed(written.length, written.length - overtaken.length, left.length);
     this.toLimbo([...left, ...overtaken]);
+  }
+
+  /**
+   * Deletes page rows durably in one transaction (`forget` answers the slots they held), lists
+   * those slots free, and sends them to limbo. Answers the call's stamp.
+   */
+  private forgetPages(forget: () => number[]): number {
+    this.checkUsable();
+    const stamp = ++this.clock;
+    let slots: number[] = [];
+    try {
+      this.db
+        .transaction(() => {
+          slots = forget();
+          this.recordFree(slots);
+        })
+        .immediate();
+    } catch (err) {
+      throw this.metadataError(err, 'metadata-failed');
+    }
+    this.allocator.released(slots.length);
+    this.toLimbo(slots);
+    return stamp;
   }
 
   /** Lists slots in free_slots inside the caller's transaction, with any the allocator freed unrecorded. */

@@ -1,5 +1,6 @@
 import { crc32 } from 'node:zlib';
 import type { PersistentStore } from './persistent-store.js';
+import { addScrubChunk, emptyScrubTotals, type ScrubTotals } from './scrub-report.js';
 
 export interface ScrubFindings {
   /** Pages checked. */
@@ -19,10 +20,7 @@ export interface ScrubChunk extends ScrubFindings {
   sharedSlots: number[];
 }
 
-export interface ScrubReport extends ScrubFindings {
-  ok: boolean;
-  sharedSlots: number[];
-}
+export type ScrubReport = ScrubTotals;
 
 export const SCRUB_START = { vmid: -1, pno: -1 };
 
@@ -52,17 +50,13 @@ export async function scrubChunk(store: PersistentStore, after: { vmid: number; 
 
 /** Scrubs the whole store, reporting progress as (done, total). */
 export async function scrub(store: PersistentStore, onProgress?: (done: number, total: number) => void): Promise<ScrubReport> {
-  const report: ScrubReport = { ok: true, pages: 0, bad: [], mappedButFree: [], sharedSlots: [] };
+  const report = emptyScrubTotals();
   let at: { vmid: number; pno: number } | null = SCRUB_START;
   while (at !== null) {
     const chunk: ScrubChunk = await scrubChunk(store, at, 1024);
-    report.pages += chunk.pages;
-    report.bad.push(...chunk.bad);
-    report.mappedButFree.push(...chunk.mappedButFree);
-    report.sharedSlots.push(...chunk.sharedSlots);
+    addScrubChunk(report, chunk);
     onProgress?.(report.pages, chunk.total);
     at = chunk.next;
   }
-  report.ok = report.bad.length === 0 && report.sharedSlots.length === 0 && report.mappedButFree.length === 0;
   return report;
 }

@@ -6,19 +6,9 @@ import { encodeFrame } from '../../src/protocol/frame.js';
 import { OPERATIONS, type OperationName } from '../../src/protocol/operations.js';
 import { startDaemon } from '../support/daemon.js';
 import { RawConnection } from '../support/raw-connection.js';
+import { mulberry32 } from '../support/random.js';
 
 const FRAMES = Number(process.env.FUZZ_FRAMES ?? 50_000);
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const NUMBERS = [0, 1, -1, 0.5, -0.25, 4096, 4097, 2 ** 31, 2 ** 32, 2 ** 53, -(2 ** 53), 1e300, NaN, Infinity, -Infinity, 0x1f, 0x10000000];
 // Operations the fuzzer leaves out of its valid seeds: verify scrubs (slow), and creating segments

@@ -3,6 +3,7 @@ import { V_WORKING } from '../../src/constants.js';
 import { PersistentStore } from '../../src/store/persistent-store.js';
 import { SimulatedDevice, SimulatedDisk } from '../support/simulated-device.js';
 import { storeDir, storeOptions } from '../support/store-files.js';
+import { mulberry32 } from '../support/random.js';
 
 /**
  * Power loss, deterministically: the store runs on a simulated device that dies after k
@@ -15,17 +16,6 @@ import { storeDir, storeOptions } from '../support/store-files.js';
 
 const PAGE = 4096;
 const PAGES = 6;
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** One event in a page's history, in call order. */
 interface Event {

@@ -10,6 +10,7 @@
 import { appendFileSync, existsSync, readFileSync } from 'node:fs';
 import { UIO_READ, UIO_WRITE, V_WORKING, connect } from '../../src/client/index.js';
 import { versionPage } from './page-pattern.js';
+import { mulberry32 } from './random.js';
 
 const PAGE = 4096;
 export const WORKER_PAGES = 16;
@@ -17,14 +18,7 @@ export const WORKER_PAGES = 16;
 const [socket, historyFile, workerArg, cycleArg] = process.argv.slice(2);
 const worker = Number(workerArg);
 const cycle = Number(cycleArg);
-let seed = (cycle * 7919 + worker * 104729) >>> 0;
-const random = (): number => {
-  seed = (seed + 0x6d2b79f5) >>> 0;
-  let t = seed;
-  t = Math.imul(t ^ (t >>> 15), t | 1);
-  t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-  return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-};
+const random = mulberry32(cycle * 7919 + worker * 104729);
 const log = (entry: object): void => appendFileSync(historyFile, `${JSON.stringify(entry)}\n`);
 const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)];
 

@@ -1,3 +1,4 @@
+import { V_WORKING } from '../../src/constants.js';
 import { Vmm, type VmmOptions } from '../../src/vm/vmm.js';
 import { VmServices } from '../../src/vm/services.js';
 import type { ClientContext } from '../../src/vm/context.js';
@@ -57,4 +58,12 @@ export async function readBytes(e: TestEngine, vmid: number, offset: number, len
 export function frameOf(e: TestEngine, vmid: number, pno: number): number {
   const seg = e.vmm.segments.get(vmid);
   return seg === undefined ? -1 : seg.pages.get(pno);
+}
+
+/** A working segment of `pages` pages, attached for writing at the returned vaddr. */
+export async function attachedSegment(pages = 8): Promise<TestEngine & { vmid: number; vaddr: number }> {
+  const e = await testEngine();
+  const vmid = await e.svc.vmsCreate(e.ctx, V_WORKING, pages * PAGE);
+  const vaddr = e.svc.vmAtt(e.ctx, vmid, 0, 'write');
+  return { ...e, vmid, vaddr };
 }

@@ -3,6 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_CLIENT, V_WORKING } from '../../src/constants.js';
 import { PAGE, testEngine, uioOf, type TestEngine } from '../support/engine.js';
 import type { MemoryStore } from '../support/memory-store.js';
+import { mulberry32 } from '../support/random.js';
 
 /**
  * Model-based test: random sequences of services run against the engine and against a reference
@@ -70,17 +71,6 @@ function expectBytes(actual: Uint8Array, expected: Uint8Array, what: string): vo
   if (Buffer.from(actual.buffer, actual.byteOffset, actual.length).equals(expected)) return;
   const at = actual.findIndex((b, i) => b !== expected[i]);
   expect.fail(`${what}: byte ${at} is ${actual[at]}, model says ${expected[at]}`);
-}
-
-function mulberry32(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
 }
 
 class Model {

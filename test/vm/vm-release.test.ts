@@ -1,15 +1,10 @@
 import { describe, expect, it } from 'vitest';
-import { V_CLIENT, V_LGPAGE, V_WORKING } from '../../src/constants.js';
+import { V_CLIENT, V_LGPAGE } from '../../src/constants.js';
 import { PageState } from '../../src/vm/page-state.js';
-import { PAGE, filled, frameOf, readBytes, testEngine, tick, writeBytes } from '../support/engine.js';
+import { PAGE, attachedSegment, filled, frameOf, readBytes, testEngine, tick, writeBytes } from '../support/engine.js';
 
 describe('vm_release', () => {
-  async function attached(pages = 8) {
-    const e = await testEngine();
-    const vmid = await e.svc.vmsCreate(e.ctx, V_WORKING, pages * PAGE);
-    const vaddr = e.svc.vmAtt(e.ctx, vmid, 0, 'write');
-    return { ...e, vmid, vaddr };
-  }
+  const attached = attachedSegment;
 
   describe('EINVAL', () => {
     it('answers region-not-defined when the region is not mapped', async () => {
