@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { parseSize, type Config } from '../config/tunables.js';
 import { PagerError } from '../errors.js';
 import { peerCred } from '../native/addon.js';
+import type { IoObserver } from '../store/io-timing.js';
 import { PersistentStore } from '../store/persistent-store.js';
 import { scrubChunk } from '../store/scrub.js';
 import type { ClientContext } from '../vm/context.js';
@@ -24,7 +25,7 @@ export function statePaths(config: Config): { device: string; database: string }
 }
 
 /** Opens the store the configuration names. */
-export async function openConfiguredStore(config: Config, log: Logger): Promise<PersistentStore> {
+export async function openConfiguredStore(config: Config, log: Logger, observeIo?: IoObserver): Promise<PersistentStore> {
   mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
   const paths = statePaths(config);
   return PersistentStore.open({
@@ -37,6 +38,7 @@ export async function openConfiguredStore(config: Config, log: Logger): Promise<
     maxBatchPages: config['store.maxBatchPages'],
     format: config.format,
     log: log.child({ component: 'store' }),
+    observeIo,
   });
 }
 
@@ -48,7 +50,6 @@ export async function openConfiguredStore(config: Config, log: Logger): Promise<
 export class Daemon {
   private readonly connections = new Set<Connection>();
   private server: Server | undefined;
-  private readonly metrics: Metrics;
   private readonly root: ClientContext;
 
   private constructor(
@@ -57,13 +58,15 @@ export class Daemon {
     readonly vmm: Vmm,
     readonly svc: VmServices,
     private readonly log: Logger,
+    private readonly metrics: Metrics,
   ) {
-    this.metrics = new Metrics(vmm, store, () => this.connections.size);
+    metrics.watch(vmm, store, () => this.connections.size);
     this.root = svc.createContext({ uid: 0, gid: 0, pid: process.pid });
   }
 
   static async start(config: Config, log: Logger): Promise<Daemon> {
-    const store = await openConfiguredStore(config, log);
+    const metrics = new Metrics();
+    const store = await openConfiguredStore(config, log, (op, seconds) => metrics.observeDeviceIo(op, seconds));
     try {
       const pageSize = store.pageSize;
       const memory = parseSize(config['memory.size']);
@@ -76,7 +79,7 @@ export class Daemon {
         allocTimeoutMs: config['memory.allocTimeoutMs'],
         pageoutBatchPages: config['pageout.batchPages'],
       });
-      const daemon = new Daemon(config, store, vmm, new VmServices(vmm), log);
+      const daemon = new Daemon(config, store, vmm, new VmServices(vmm), log, metrics);
       daemon.server = await listen(config.socket, parseInt(config.socketMode, 8), (s) => daemon.accept(s), config['server.maxConnections']);
       log.info({ socket: config.socket, device: statePaths(config).device, frames: vmm.pool.count, pageSize, recovery: store.recoveryCheck }, 'pagerd ready');
       return daemon;

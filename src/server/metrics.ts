@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import type { IoOp } from '../store/io-timing.js';
 import type { PersistentStore } from '../store/persistent-store.js';
 import type { Vmm } from '../vm/vmm.js';
 
@@ -9,8 +10,27 @@ import type { Vmm } from '../vm/vmm.js';
 export class Metrics {
   readonly registry = new Registry();
   private readonly requests: Histogram<'op' | 'outcome'>;
+  private readonly deviceIo: Histogram<'op'>;
 
-  constructor(vmm: Vmm, store: PersistentStore, connections: () => number) {
+  constructor() {
+    this.requests = new Histogram({
+      name: 'pagerd_request_seconds',
+      help: 'Request latency by operation',
+      labelNames: ['op', 'outcome'],
+      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
+      registers: [this.registry],
+    });
+    this.deviceIo = new Histogram({
+      name: 'pagerd_device_io_seconds',
+      help: 'Backing store latency: device read, writev, fdatasync, and metadata commit',
+      labelNames: ['op'],
+      buckets: [0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1],
+      registers: [this.registry],
+    });
+  }
+
+  /** Registers the engine and store gauges and counters (read at scrape time). */
+  watch(vmm: Vmm, store: PersistentStore, connections: () => number): void {
     const r = this.registry;
     const counter = (name: string, help: string, read: () => number): void => {
       let last = 0;
@@ -53,13 +73,10 @@ export class Metrics {
     gauge('pagerd_mapped_slots', 'Backing slots holding a committed page', () => store.slotStats.mapped);
     gauge('pagerd_available_slots', 'Backing slots that can still be reserved', () => store.slotStats.available);
     gauge('pagerd_connections', 'Client connections', connections);
-    this.requests = new Histogram({
-      name: 'pagerd_request_seconds',
-      help: 'Request latency by operation',
-      labelNames: ['op', 'outcome'],
-      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
-      registers: [r],
-    });
+  }
+
+  observeDeviceIo(op: IoOp, seconds: number): void {
+    this.deviceIo.observe({ op }, seconds);
   }
 
   observeRequest(op: string, seconds: number, ok: boolean): void {

@@ -2,6 +2,7 @@ import { crc32 } from 'node:zlib';
 import { PagerError } from '../errors.js';
 import type { PageWrite } from '../vm/store.js';
 import type { BackingDevice } from './device.js';
+import { timed, type IoObserver } from './io-timing.js';
 
 /** One page of a page-out, stamped in call order by the store. */
 export interface StampedWrite extends PageWrite {
@@ -22,6 +23,8 @@ export interface WriteCycleHost {
   readonly maxBatchPages: number;
   /** Byte position of slot 0 on the device. */
   readonly dataOffset: number;
+  /** Told how long each writev, fdatasync and commit took. */
+  readonly observeIo?: IoObserver;
   /** Allocates slots for `count` pages (consuming their reservations). */
   takeSlots(count: number): number[];
   /** A cycle failed before commit: its slots are free again, reservations restored. */
@@ -108,17 +111,17 @@ export class PageWriter {
       }
     };
 
-    const results = await Promise.allSettled(this.runs(written).map(({ position, buffers }) => host.device.writev(buffers, position)));
+    const results = await Promise.allSettled(this.runs(written).map(({ position, buffers }) => timed('writev', host.observeIo, () => host.device.writev(buffers, position))));
     for (const w of cycle) w.captured();
     const writeError = results.find((r) => r.status === 'rejected');
     if (writeError !== undefined) return fail('write', (writeError as PromiseRejectedResult).reason);
     try {
-      await host.device.datasync();
+      await timed('datasync', host.observeIo, () => host.device.datasync());
     } catch (err) {
       return fail('datasync', err);
     }
     try {
-      host.commit(written);
+      await timed('commit', host.observeIo, () => host.commit(written));
     } catch (err) {
       return fail('commit', err);
     }

@@ -9,6 +9,7 @@ import type { SegmentRecord } from '../vm/segment.js';
 import type { BackingStore, PageWrite, WriteTicket } from '../vm/store.js';
 import { openDevice, type BackingDevice, type DeviceOptions } from './device.js';
 import { encodeHeader, HEADER_PROBE_BYTES, newHeader, probeHeader, type StoreHeader } from './header.js';
+import { timed, type IoObserver } from './io-timing.js';
 import { PageWriter, type StampedWrite, type WrittenPage } from './page-writer.js';
 import { SlotAllocator } from './slot-allocator.js';
 
@@ -33,6 +34,8 @@ export interface StoreOptions extends DeviceOptions {
   /** Format the device even if it holds something that is not a pagerd store (pagerd --format). */
   format: boolean;
   log?: StoreLog;
+  /** Told how long each device operation and metadata commit took (metrics). */
+  observeIo?: IoObserver;
   /** Opens the device; tests substitute a simulated one. */
   openDevice?: (path: string, options: DeviceOptions) => Promise<BackingDevice>;
 }
@@ -70,6 +73,7 @@ export class PersistentStore implements BackingStore {
   private readonly allocator: SlotAllocator;
   private readonly writer: PageWriter;
   private readonly log: StoreLog;
+  private readonly observeIo: StoreOptions['observeIo'];
   /** Call-order stamps (SPEC: a later call's effect is never overridden by an earlier one). */
   private clock = 0;
   /** Page-outs in flight per page, and the stamp of the last release that overtook them. */
@@ -93,6 +97,7 @@ export class PersistentStore implements BackingStore {
     this.maxBatchPages = options.maxBatchPages;
     this.recoveryCheck = recoveryCheck;
     this.log = options.log ?? SILENT;
+    this.observeIo = options.observeIo;
     this.meta = new MetaTable(db);
     this.segments = new SegmentsTable(db);
     this.pages = new PagesTable(db);
@@ -103,6 +108,7 @@ export class PersistentStore implements BackingStore {
       pageSize: this.pageSize,
       maxBatchPages: this.maxBatchPages,
       dataOffset: this.dataOffset,
+      observeIo: options.observeIo,
       takeSlots: (n) => this.allocator.take(n),
       giveBackSlots: (slots) => this.allocator.giveBack(slots),
       commit: (pages) => this.commitPageOuts(pages),
@@ -215,7 +221,7 @@ export class PersistentStore implements BackingStore {
       return;
     }
     try {
-      await this.device.read(into, this.dataOffset + loc.slot * this.pageSize);
+      await timed('read', this.observeIo, () => this.device.read(into, this.dataOffset + loc.slot * this.pageSize));
     } catch (err) {
       this.log.error({ vmid, pno, slot: loc.slot, err }, 'page-in failed');
       throw new PagerError('page-in-failed', `reading slot ${loc.slot}: ${(err as Error).message}`);

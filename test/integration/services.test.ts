@@ -169,6 +169,7 @@ describe('every service through the real daemon', () => {
     const metrics = await c.metrics();
     expect(metrics).toMatch(/pagerd_page_outs_total \d+/);
     expect(metrics).toMatch(/pagerd_request_seconds_bucket\{.*op="vmMove"/);
+    for (const op of ['writev', 'datasync', 'commit', 'read']) expect(metrics).toMatch(new RegExp(`pagerd_device_io_seconds_count\\{op="${op}"\\} [1-9]`));
     expect(await c.verify()).toMatchObject({ ok: true });
   });
 });
