@@ -100,7 +100,7 @@ async function main(): Promise<void> {
     try {
       const fresh = loadConfig({ file: opts.config, env: process.env, flags: { logLevel: opts.logLevel } });
       log.level = fresh.logLevel;
-      log.info({ level: fresh.logLevel }, 'log level reloaded');
+      log.info({ logLevel: fresh.logLevel }, 'log level reloaded');
     } catch (err) {
       log.warn({ err }, 'SIGHUP: configuration not reloaded');
     }

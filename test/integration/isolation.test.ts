@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -8,6 +8,7 @@ import { isRoot } from '../support/loop-device.js';
 import { storeDir } from '../support/store-files.js';
 
 const CLIENT = join(import.meta.dirname, '../../dist/test/support/isolation-client.js');
+const PAGERCTL = join(import.meta.dirname, '../../dist/src/cli/pagerctl.js');
 
 function runAs(uid: number, gid: number, args: string[]): Record<string, unknown> {
   const out = execFileSync('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', process.execPath, CLIENT, ...args], { encoding: 'utf8' });
@@ -35,8 +36,10 @@ describe('isolation between uids', () => {
       }
       expect(stranger.segments).toEqual([]);
 
-      // A uid outside the socket's group cannot even connect.
+      // A uid outside the socket's group cannot even connect; pagerctl says so with exit status 77.
       expect(runAs(2001, 2001, [socket, String(vmid), '1'])).toEqual({ connect: 'EACCES' });
+      const ctl = spawnSync('setpriv', ['--reuid=2001', '--regid=2001', '--clear-groups', process.execPath, PAGERCTL, '--socket', socket, 'status']);
+      expect(ctl.status).toBe(77);
 
       // The owner's segment is untouched.
       const back = new Uint8Array(16);

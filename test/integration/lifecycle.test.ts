@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { statSync } from 'node:fs';
+import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connect } from '../../src/client/index.js';
@@ -75,6 +75,20 @@ describe('daemon lifecycle', () => {
     const first = await startDaemon({ stateDir });
     await expect(startDaemon({ stateDir, socket: `${stateDir}/other.sock` })).rejects.toThrow(/in use by another pagerd/);
     expect(await first.stop()).toBe(0);
+  });
+
+  it('reloads the log level on SIGHUP', async () => {
+    const dir = storeDir('pagerd-hup-');
+    const config = join(dir, 'pagerd.json');
+    writeFileSync(config, JSON.stringify({ logLevel: 'info' }));
+    // No level from the environment or a flag: those would outrank the file.
+    const daemon = await startDaemon({ stateDir: dir, args: ['--config', config], env: { PAGERD_LOG_LEVEL: '' } });
+    writeFileSync(config, JSON.stringify({ logLevel: 'debug' }));
+    daemon.proc.kill('SIGHUP');
+    const deadline = Date.now() + 5000;
+    while (!daemon.output().includes('log level reloaded') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    expect(daemon.output()).toContain('"logLevel":"debug","msg":"log level reloaded"');
+    expect(await daemon.stop()).toBe(0);
   });
 
   it('exits 78 on a bad configuration value, naming the key', async () => {

@@ -36,9 +36,9 @@ process.on('exit', () => {
 export async function startDaemon(options: DaemonOptions = {}): Promise<RunningDaemon> {
   const stateDir = options.stateDir ?? storeDir('pagerd-daemon-');
   const socket = options.socket ?? join(stateDir, 'pagerd.sock');
-  const args = [PAGERD, '--state-dir', stateDir, '--socket', socket, '--memory', options.memory ?? '4MiB', '--log-level', 'info', ...(options.args ?? [])];
+  const args = [PAGERD, '--state-dir', stateDir, '--socket', socket, '--memory', options.memory ?? '4MiB', ...(options.args ?? [])];
   const proc = spawn(process.execPath, args, {
-    env: { ...process.env, PAGERD_STORE_CREATE_BYTES: '64MiB', PAGERD_WRITEBACK_MIN_AGE_MS: '0', PAGERD_MEMORY_ALLOC_TIMEOUT_MS: '300', ...options.env },
+    env: { ...process.env, PAGERD_LOG_LEVEL: 'info', PAGERD_STORE_CREATE_BYTES: '64MiB', PAGERD_WRITEBACK_MIN_AGE_MS: '0', PAGERD_MEMORY_ALLOC_TIMEOUT_MS: '300', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   started.add(proc);
