@@ -14,6 +14,11 @@ export interface Uio {
   segflg: number;
 }
 
+/** For services that may wait: aborting the signal interrupts a wait on a V_INTRSEG segment (EINTR). */
+export interface WaitOptions {
+  signal?: AbortSignal;
+}
+
 export interface ConnectOptions {
   /** Socket path; default $PAGERD_SOCKET, then ./var/pagerd.sock. */
   socket?: string;
@@ -84,18 +89,36 @@ export class PagerClient {
     return new PagerClient(socket, pageSize, maxPayload, decoder);
   }
 
-  private call(op: OperationName, args: Value[]): Promise<Reply> {
+  /**
+   * Sends a request and resolves with its reply. Aborting `signal` asks the daemon to cancel it: a
+   * wait on a V_INTRSEG segment then ends with EINTR (other waits are not interruptible).
+   */
+  private call(op: OperationName, args: Value[], signal?: AbortSignal): Promise<Reply> {
     if (this.closedError !== undefined) return Promise.reject(this.closedError);
-    const id = this.nextId;
-    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
-    return new Promise((resolve, reject) => {
+    const id = this.takeId();
+    const cancel = (): void => {
+      if (this.pending.has(id) && this.closedError === undefined) this.send('cancel', [id], this.takeId());
+    };
+    return new Promise<Reply>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      this.socket.write(encodeFrame(encodeRequest({ id, op, args })));
-    });
+      this.send(op, args, id);
+      if (signal?.aborted) cancel();
+      else signal?.addEventListener('abort', cancel, { once: true });
+    }).finally(() => signal?.removeEventListener('abort', cancel));
   }
 
-  private async results(op: OperationName, args: Value[]): Promise<Value[]> {
-    const reply = await this.call(op, args);
+  private takeId(): number {
+    const id = this.nextId;
+    this.nextId = this.nextId >= 0xffffffff ? 1 : this.nextId + 1;
+    return id;
+  }
+
+  private send(op: OperationName, args: Value[], id: number): void {
+    this.socket.write(encodeFrame(encodeRequest({ id, op, args })));
+  }
+
+  private async results(op: OperationName, args: Value[], signal?: AbortSignal): Promise<Value[]> {
+    const reply = await this.call(op, args, signal);
     if (reply.error) throw toError(reply);
     return reply.results;
   }
@@ -123,20 +146,20 @@ export class PagerClient {
   }
 
   /** vm_move: moves min(limit, uio.resid) bytes; updates uio in place; resolves to the bytes moved. */
-  vmMove(vmid: number, offset: number, limit: number, rw: number, uio: Uio): Promise<number> {
-    return this.move(vmid, offset, limit, rw, uio);
+  vmMove(vmid: number, offset: number, limit: number, rw: number, uio: Uio, options: WaitOptions = {}): Promise<number> {
+    return this.move(vmid, offset, limit, rw, uio, options.signal);
   }
 
   /** vm_uiomove: as vmMove, at segment offset uio.offset. */
-  vmUiomove(vmid: number, limit: number, rw: number, uio: Uio): Promise<number> {
-    return this.move(vmid, undefined, limit, rw, uio);
+  vmUiomove(vmid: number, limit: number, rw: number, uio: Uio, options: WaitOptions = {}): Promise<number> {
+    return this.move(vmid, undefined, limit, rw, uio, options.signal);
   }
 
   /**
    * Moves in pieces that fit the daemon's maximum payload, one after another, so a long move keeps
    * its semantics: the uio advances by what moved, also when an error stops it part-way.
    */
-  private async move(vmid: number, offset: number | undefined, limit: number, rw: number, uio: Uio): Promise<number> {
+  private async move(vmid: number, offset: number | undefined, limit: number, rw: number, uio: Uio, signal?: AbortSignal): Promise<number> {
     const piece = Math.max(1, this.maxPayload - REQUEST_OVERHEAD);
     let moved = 0;
     const wellFormed = Array.isArray(uio?.iov) && uio.iov.every((b) => b instanceof Uint8Array);
@@ -149,7 +172,7 @@ export class PagerClient {
       const pieceLimit = moved === 0 && bytes === 0 ? limit : bytes;
       const data = rw === UIO_WRITE && bytes > 0 && resid >= 0 ? gather(uio.iov, total - uio.resid, bytes) : new Uint8Array(0);
       const at = offset === undefined ? [] : [offset + moved];
-      const reply = await this.call(offset === undefined ? 'vmUiomove' : 'vmMove', [vmid, ...at, pieceLimit, rw, uio?.offset, resid < 0 ? -1 : uio.resid, uio?.segflg, data]);
+      const reply = await this.call(offset === undefined ? 'vmUiomove' : 'vmMove', [vmid, ...at, pieceLimit, rw, uio?.offset, resid < 0 ? -1 : uio.resid, uio?.segflg, data], signal);
       const done = (reply.results[0] as number | undefined) ?? 0;
       if (rw === UIO_READ && done > 0) scatter(uio.iov, total - uio.resid, reply.results[1] as Uint8Array);
       if (done > 0) {
@@ -190,11 +213,11 @@ export class PagerClient {
   vmQmodify(vmid: number): Promise<boolean> {
     return this.results('vmQmodify', [vmid]).then((r) => r[0] === 1);
   }
-  async vmsIowait(vmid: number): Promise<void> {
-    await this.results('vmsIowait', [vmid]);
+  async vmsIowait(vmid: number, options: WaitOptions = {}): Promise<void> {
+    await this.results('vmsIowait', [vmid], options.signal);
   }
-  async vmsIowaitf(vmid: number, flags: number): Promise<void> {
-    await this.results('vmsIowaitf', [vmid, flags]);
+  async vmsIowaitf(vmid: number, flags: number, options: WaitOptions = {}): Promise<void> {
+    await this.results('vmsIowaitf', [vmid, flags], options.signal);
   }
   /** Daemon statistics (frames, counters, slots, connections). */
   stats(): Promise<Record<string, unknown>> {

@@ -4,7 +4,7 @@
  */
 import { PagerClient, type ConnectOptions } from './client.js';
 
-export { PagerClient, type ConnectOptions, type Uio } from './client.js';
+export { PagerClient, type ConnectOptions, type Uio, type WaitOptions } from './client.js';
 export { PagerError, ERRNO, REASONS, type ErrorCode, type Reason } from '../errors.js';
 export * from '../constants.js';
 
