@@ -68,22 +68,15 @@ async function main(): Promise<void> {
   }
 
   const systemd = new SystemdNotifier(process.env, (err) => log.warn({ err }, 'sd_notify failed'));
-  let daemon: Daemon;
-  try {
-    daemon = await Daemon.start(config, log);
-  } catch (err) {
-    log.fatal({ err }, 'pagerd could not start');
-    console.error(`pagerd: ${(err as Error).message}`);
-    process.exit(err instanceof StoreRefusedError ? EXIT_CONFIG : 1);
-  }
-  systemd.notify('READY=1\nSTATUS=serving');
-  systemd.startWatchdog(process.env, config['server.watchdogMs']);
-
+  // Signals are handled from the start: a SIGHUP or SIGTERM during start-up must not kill us
+  // with the default action.
+  let daemon: Daemon | undefined;
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, 'stop requested');
+    if (daemon === undefined) return; // start-up finishes, then stops
     systemd.notify('STOPPING=1\nSTATUS=paging out modified pages');
     systemd.stopWatchdog();
     daemon.stop().then(
@@ -105,6 +98,20 @@ async function main(): Promise<void> {
       log.warn({ err }, 'SIGHUP: configuration not reloaded');
     }
   });
+
+  try {
+    daemon = await Daemon.start(config, log);
+  } catch (err) {
+    log.fatal({ err }, 'pagerd could not start');
+    console.error(`pagerd: ${(err as Error).message}`);
+    process.exit(err instanceof StoreRefusedError ? EXIT_CONFIG : 1);
+  }
+  systemd.notify('READY=1\nSTATUS=serving');
+  systemd.startWatchdog(process.env, config['server.watchdogMs']);
+  if (stopping) {
+    stopping = false;
+    stop('a signal during start-up');
+  }
   process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
 }
 

@@ -1,7 +1,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { ERRNO, PagerError, type ErrorCode, type Reason } from '../errors.js';
 import { UIO_READ, UIO_WRITE } from '../constants.js';
-import { decodeReply, decodeWelcome, encodeHello, encodeRequest, type Reply, type Value } from '../protocol/codec.js';
+import { decodeReply, decodeWelcome, encodeHello, encodeRequestFrame, type Reply, type Value } from '../protocol/codec.js';
 import { FrameDecoder, encodeFrame } from '../protocol/frame.js';
 import { addScrubChunk, emptyScrubTotals, type ScrubTotals } from '../store/scrub-report.js';
 import type { OperationName } from '../protocol/operations.js';
@@ -32,6 +32,7 @@ export class PagerClient {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
   private closedError: Error | undefined;
+  private corked = false;
 
   private constructor(
     private readonly socket: Socket,
@@ -113,8 +114,17 @@ export class PagerClient {
     return id;
   }
 
+  /** Writes a request; writes within one turn of the event loop go out in one syscall. */
   private send(op: OperationName, args: Value[], id: number): void {
-    this.socket.write(encodeFrame(encodeRequest({ id, op, args })));
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(encodeRequestFrame({ id, op, args }));
   }
 
   private async results(op: OperationName, args: Value[], signal?: AbortSignal): Promise<Value[]> {

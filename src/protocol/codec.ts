@@ -84,6 +84,19 @@ class Writer {
   done(): Buffer {
     return Buffer.concat(this.parts);
   }
+  /** The message as one frame (length prefix included), copied once. */
+  frame(): Buffer {
+    let length = 0;
+    for (const p of this.parts) length += p.length;
+    const out = Buffer.allocUnsafe(4 + length);
+    out.writeUInt32BE(length, 0);
+    let at = 4;
+    for (const p of this.parts) {
+      out.set(p, at);
+      at += p.length;
+    }
+    return out;
+  }
 }
 
 class Reader {
@@ -158,10 +171,19 @@ export function decodeWelcome(buf: Buffer): { version: number; pageSize: number;
   return welcome;
 }
 
-export function encodeRequest(req: Request): Buffer {
+function requestWriter(req: Request): Writer {
   const w = new Writer().u8(Kind.REQUEST).u32(req.id).u16(OPERATIONS[req.op].code).u8(req.args.length);
   for (const a of req.args) w.value(a);
-  return w.done();
+  return w;
+}
+
+export function encodeRequest(req: Request): Buffer {
+  return requestWriter(req).done();
+}
+
+/** A request as a whole frame, ready to write. */
+export function encodeRequestFrame(req: Request): Buffer {
+  return requestWriter(req).frame();
 }
 
 /** Decodes a request and checks its arguments against the operation's kinds. */
@@ -181,12 +203,21 @@ export function decodeRequest(buf: Buffer): Request {
   return { id, op, args };
 }
 
-export function encodeReply(reply: Reply): Buffer {
+function replyWriter(reply: Reply): Writer {
   const w = new Writer().u8(Kind.REPLY).u32(reply.id).u8(reply.error ? 1 : 0);
   if (reply.error) w.value(reply.error.code).value(reply.error.reason).value(reply.error.detail);
   w.u8(reply.results.length);
   for (const v of reply.results) w.value(v);
-  return w.done();
+  return w;
+}
+
+export function encodeReply(reply: Reply): Buffer {
+  return replyWriter(reply).done();
+}
+
+/** A reply as a whole frame, ready to write. */
+export function encodeReplyFrame(reply: Reply): Buffer {
+  return replyWriter(reply).frame();
 }
 
 export function decodeReply(buf: Buffer): Reply {

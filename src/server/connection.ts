@@ -5,7 +5,7 @@ import {
   PROTOCOL_VERSION,
   decodeHello,
   decodeRequest,
-  encodeReply,
+  encodeReplyFrame,
   encodeWelcome,
   type Reply,
 } from '../protocol/codec.js';
@@ -52,9 +52,10 @@ export interface ConnectionHost {
 export class Connection {
   private readonly decoder: FrameDecoder;
   private state: 'hello' | 'ready' | 'closed' = 'hello';
-  private readonly inFlight = new Map<number, AbortController>();
+  private readonly inFlight = new Map<number, Cancellation>();
   /** Frames read but not yet started, held while the connection is at its caps. */
   private readonly backlog: Buffer[] = [];
+  private corked = false;
   /** Set by a graceful stop: nothing new starts. */
   private stopped = false;
   private partialTimer: NodeJS.Timeout | undefined;
@@ -70,7 +71,7 @@ export class Connection {
     private readonly log: ConnectionLog,
   ) {
     this.decoder = new FrameDecoder(host.limits.maxPayloadBytes);
-    this.env = host.env(ctx, (id) => this.inFlight.get(id)?.abort());
+    this.env = host.env(ctx, (id) => this.inFlight.get(id)?.cancel());
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.onDrain());
     socket.on('error', (err) => log.debug({ err }, 'connection error'));
@@ -161,10 +162,10 @@ export class Connection {
     if (this.inFlight.has(request.id)) {
       return this.reply({ id: request.id, error: answer(new PagerError('malformed-request', `request id ${request.id} is already in flight`)), results: [] });
     }
-    const controller = new AbortController();
-    this.inFlight.set(request.id, controller);
+    const cancellation = new Cancellation();
+    this.inFlight.set(request.id, cancellation);
     const started = process.hrtime.bigint();
-    const env: HandlerEnv = { ...this.env, signal: controller.signal };
+    const env: HandlerEnv = { ...this.env, signal: () => cancellation.signal };
     HANDLERS[request.op](env, request.args)
       .then(
         (out): Outcome => (Array.isArray(out) ? { results: out } : out),
@@ -183,12 +184,28 @@ export class Connection {
   }
 
   private reply(reply: Reply): void {
-    this.send(encodeReply(reply));
+    this.write(encodeReplyFrame(reply));
   }
 
   private send(payload: Buffer): void {
+    this.write(encodeFrame(payload));
+  }
+
+  /**
+   * Writes a frame. Writes within one turn of the event loop are corked into one syscall: with
+   * many requests in flight, replies finish together.
+   */
+  private write(frame: Buffer): void {
     if (this.state === 'closed' || this.socket.destroyed) return;
-    this.socket.write(encodeFrame(payload));
+    if (!this.corked) {
+      this.corked = true;
+      this.socket.cork();
+      process.nextTick(() => {
+        this.corked = false;
+        this.socket.uncork();
+      });
+    }
+    this.socket.write(frame);
     if (this.socket.writableLength > this.host.limits.maxQueuedBytes) {
       this.socket.pause();
       if (this.stallTimer === undefined) {
@@ -211,7 +228,7 @@ export class Connection {
   /** Answers an error the stream cannot recover from, then closes. */
   private fail(error: PagerError): void {
     this.log.info({ reason: error.reason }, 'closing a connection that broke the protocol');
-    this.send(encodeReply({ id: 0, error: answer(error), results: [] }));
+    this.reply({ id: 0, error: answer(error), results: [] });
     this.state = 'closed';
     this.socket.end();
     this.socket.destroySoon?.();
@@ -242,8 +259,25 @@ export class Connection {
   private onClose(): void {
     this.state = 'closed';
     for (const timer of [this.partialTimer, this.stallTimer, this.idleTimer]) if (timer !== undefined) clearTimeout(timer);
-    for (const controller of this.inFlight.values()) controller.abort();
+    for (const cancellation of this.inFlight.values()) cancellation.cancel();
     for (const waiter of this.closedWaiters.splice(0)) waiter();
+  }
+}
+
+/** A request's cancellation, with its AbortController made only if something waits on it. */
+class Cancellation {
+  private controller: AbortController | undefined;
+  private cancelled = false;
+
+  get signal(): AbortSignal {
+    this.controller ??= new AbortController();
+    if (this.cancelled) this.controller.abort();
+    return this.controller.signal;
+  }
+
+  cancel(): void {
+    this.cancelled = true;
+    this.controller?.abort();
   }
 }
 

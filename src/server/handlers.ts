@@ -10,7 +10,8 @@ import type { VmServices } from '../vm/services.js';
 export interface HandlerEnv {
   svc: VmServices;
   ctx: ClientContext;
-  signal: AbortSignal;
+  /** The request's cancellation (made on first use: only waits on V_INTRSEG segments use it). */
+  signal: () => AbortSignal;
   /** Largest move one request may carry. */
   maxMoveBytes: number;
   /** Daemon-wide answers (stats, metrics, segments, verify) and request cancellation. */

@@ -79,8 +79,16 @@ export class Metrics {
     this.deviceIo.observe({ op }, seconds);
   }
 
+  private readonly requestChildren = new Map<string, ReturnType<Histogram<'op' | 'outcome'>['labels']>>();
+
   observeRequest(op: string, seconds: number, ok: boolean): void {
-    this.requests.observe({ op, outcome: ok ? 'ok' : 'error' }, seconds);
+    const key = ok ? op : `${op}!`;
+    let child = this.requestChildren.get(key);
+    if (child === undefined) {
+      child = this.requests.labels(op, ok ? 'ok' : 'error');
+      this.requestChildren.set(key, child);
+    }
+    child.observe(seconds);
   }
 
   text(): Promise<string> {

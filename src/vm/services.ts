@@ -29,6 +29,16 @@ const { PAGE_IN, CLEAN, MODIFIED, PAGE_OUT } = PageState;
 const IOACCESSP_FLAGS = 0x1f;
 const IOACCESSP_MAKE_LIMIT = 1 << 20;
 
+/**
+ * A request's cancellation: its AbortSignal, or a function that makes one. The function form lets
+ * a server make the signal only when a wait on a V_INTRSEG segment needs it (they are not cheap).
+ */
+export type SignalSource = AbortSignal | (() => AbortSignal);
+
+function signalOf(source: SignalSource | undefined): AbortSignal | undefined {
+  return typeof source === 'function' ? source() : source;
+}
+
 /** A checked page interval of a segment: pages [first, end). */
 interface PageRange {
   seg: Segment;
@@ -127,12 +137,12 @@ export class VmServices {
   // ---- Moving data ------------------------------------------------------------------------
 
   /** vm_move: moves min(limit, uio.resid) bytes between the segment at `offset` and the uio. */
-  vmMove(ctx: ClientContext, vmid: number, offset: number, limit: number, rw: number, uio: Uio, signal?: AbortSignal): Promise<number> {
+  vmMove(ctx: ClientContext, vmid: number, offset: number, limit: number, rw: number, uio: Uio, signal?: SignalSource): Promise<number> {
     return this.move(ctx, vmid, offset, limit, rw, uio, signal);
   }
 
   /** vm_uiomove: as vm_move, at segment offset uio.offset. */
-  vmUiomove(ctx: ClientContext, vmid: number, limit: number, rw: number, uio: Uio, signal?: AbortSignal): Promise<number> {
+  vmUiomove(ctx: ClientContext, vmid: number, limit: number, rw: number, uio: Uio, signal?: SignalSource): Promise<number> {
     return this.move(ctx, vmid, undefined, limit, rw, uio, signal);
   }
 
@@ -232,7 +242,7 @@ export class VmServices {
   }
 
   /** vms_iowait: vms_iowaitf with V_WAITERR. */
-  vmsIowait(ctx: ClientContext, vmid: number, signal?: AbortSignal): Promise<void> {
+  vmsIowait(ctx: ClientContext, vmid: number, signal?: SignalSource): Promise<void> {
     return this.vmsIowaitf(ctx, vmid, V_WAITERR, signal);
   }
 
@@ -241,7 +251,7 @@ export class VmServices {
    * V_WAITERR answers EIO as soon as one of them has failed; V_WAITALL waits for all, then answers
    * EIO if one failed. Each failure is reported once.
    */
-  async vmsIowaitf(ctx: ClientContext, vmid: number, flags: number, signal?: AbortSignal): Promise<void> {
+  async vmsIowaitf(ctx: ClientContext, vmid: number, flags: number, signal?: SignalSource): Promise<void> {
     const seg = this.segment(ctx, vmid);
     if (flags !== V_WAITERR && flags !== V_WAITALL) throw new PagerError('unsupported-flag');
     const io = seg.io;
@@ -375,7 +385,7 @@ export class VmServices {
     limit: number,
     rw: number,
     uio: Uio,
-    signal?: AbortSignal,
+    signal?: SignalSource,
   ): Promise<number> {
     const total = checkUio(uio);
     const seg = this.segment(ctx, vmid);
@@ -392,7 +402,7 @@ export class VmServices {
     const ps = vmm.pageSize;
     const t = vmm.pool.table;
     const cursor = new IovCursor(uio.iov, total - uio.resid);
-    const interrupt = seg.interruptible ? signal : undefined;
+    const interrupt = seg.interruptible ? signalOf(signal) : undefined;
     let moved = 0;
     try {
       while (moved < n) {
@@ -425,8 +435,9 @@ export class VmServices {
   }
 
   /** Awaits `wait`; on a V_INTRSEG segment a cancelled request (aborted signal) ends it with EINTR. */
-  private async interruptible<T>(seg: Segment, wait: Promise<T>, signal?: AbortSignal): Promise<T> {
-    if (!seg.interruptible || signal === undefined) return wait;
+  private async interruptible<T>(seg: Segment, wait: Promise<T>, source?: SignalSource): Promise<T> {
+    const signal = seg.interruptible ? signalOf(source) : undefined;
+    if (signal === undefined) return wait;
     if (signal.aborted) throw new PagerError('interrupted');
     let onAbort!: () => void;
     const aborted = new Promise<never>((_resolve, reject) => {
