@@ -14,7 +14,9 @@ import { naiveWrites, pagerdDurablePageout, sequentialWrites } from './durable-p
 import { RawClient, startEchoServer } from './raw-client.js';
 import { pagerdRoundTrips, rawRoundTrips } from './round-trip.js';
 import { repeat, summarize, type Summary } from './stats.js';
-import { pagerdThroughput, rawThroughput } from './throughput.js';
+import { zipfianLoad } from './pressure.js';
+import { buildStore, removeStore, startUp } from './scale.js';
+import { multiProcessThroughput, pagerdThroughput, rawThroughput } from './throughput.js';
 
 // The baselines get the same libuv pool as the daemon (set before the pool is first used).
 process.env.UV_THREADPOOL_SIZE ??= '16';
@@ -75,6 +77,14 @@ async function main(): Promise<void> {
       }
     }
 
+    for (const rw of ['read', 'write'] as const) {
+      for (const window of [1, 16, 64]) {
+        const p = await repeat(RUNS, () => multiProcessThroughput('pagerd', daemon.socket, rw, 4, window, ops / 4));
+        const b = await repeat(RUNS, () => multiProcessThroughput('raw', echo.path, rw, 4, window, ops / 4));
+        row({ section: 'throughput', name: `vmMove 4 KiB ${rw}, ${window} in flight each, 4 processes`, unit: 'ops/s', pagerd: p, baselineName: 'raw pipelined echo', baseline: b, ...(window === 16 ? { target: 'ratio ≥ 0.6', check: (x: number) => x >= 0.6 } : {}) });
+      }
+    }
+
     log('3. durable page-out');
     const naive = await repeat(RUNS, () => naiveWrites(daemon.dir, flags.quick ? 200 : 1000));
     for (const n of flags.quick ? [1000, 16000] : [1000, 16000, 256000]) {
@@ -100,8 +110,72 @@ async function main(): Promise<void> {
     await daemon.stop();
     if (flags.device === undefined) rmSync(daemon.dir, { recursive: true, force: true });
   }
+  await pressure();
+  await scale();
   print();
 }
+
+/** 5. A zipfian working set four times the frame pool, against the same load with everything resident. */
+async function pressure(): Promise<void> {
+  log('5. under memory pressure');
+  const poolPages = flags.quick ? 1024 : 4096;
+  const workingSet = 4 * poolPages;
+  const ops = flags.quick ? 10000 : 40000;
+  const results: Record<'tight' | 'roomy', Awaited<ReturnType<typeof zipfianLoad>>[]> = { tight: [], roomy: [] };
+  for (const [kind, pages] of [['tight', poolPages], ['roomy', workingSet + 1024]] as const) {
+    const d = await startBenchDaemon({ memory: `${(pages * 4096) / 1024 / 1024}MiB`, device: flags.device, createBytes: '1GiB', env: { PAGERD_MEMORY_MIN_FREE: '64', PAGERD_MEMORY_MAX_FREE: '256' } });
+    const c = await d.client();
+    try {
+      await zipfianLoad(c, workingSet, ops, 99); // warm-up
+      for (let i = 0; i < RUNS; i++) results[kind].push(await zipfianLoad(c, workingSet, ops, i + 1));
+    } finally {
+      await c.close();
+      await d.stop();
+      if (flags.device === undefined) rmSync(d.dir, { recursive: true, force: true });
+    }
+  }
+  const pick = (kind: 'tight' | 'roomy', k: 'opsPerSecond' | 'hitRatio' | 'pageInsPerOp' | 'pageOutsPerOp') => summarize(results[kind].map((r) => r[k]));
+  const name = `zipfian (s=0.99) 70/30 read/write, working set ${workingSet} pages = 4 × pool`;
+  row({ section: 'memory pressure', name: `${name}: ops/s`, unit: 'ops/s', pagerd: pick('tight', 'opsPerSecond'), baselineName: 'all resident', baseline: pick('roomy', 'opsPerSecond') });
+  row({ section: 'memory pressure', name: `${name}: hit ratio`, unit: '', pagerd: pick('tight', 'hitRatio'), baselineName: 'all resident', baseline: pick('roomy', 'hitRatio') });
+  row({ section: 'memory pressure', name: `${name}: page-ins per op`, unit: '', pagerd: pick('tight', 'pageInsPerOp'), baselineName: 'all resident', baseline: pick('roomy', 'pageInsPerOp') });
+  row({ section: 'memory pressure', name: `${name}: page-outs per op`, unit: '', pagerd: pick('tight', 'pageOutsPerOp'), baselineName: 'all resident', baseline: pick('roomy', 'pageOutsPerOp') });
+}
+
+/** 6. Start-up time and RSS with 0, 1 million and 10 million mapped pages; metadata bytes per page. */
+async function scale(): Promise<void> {
+  log('6. scale');
+  const memory = '64MiB';
+  const sizes = flags.quick ? [0, 1_000_000] : [0, 1_000_000, 10_000_000];
+  const startups = new Map<number, Summary>();
+  const rss = new Map<number, Summary>();
+  const dbBytes = new Map<number, number>();
+  for (const n of sizes) {
+    log(`   building a store with ${n} mapped pages`);
+    const built = await buildStore(n);
+    dbBytes.set(n, built.dbBytes);
+    try {
+      await startUp(built.dir, memory); // warm the page cache, as a restart would find it
+      const samples = [];
+      for (let i = 0; i < RUNS; i++) samples.push(await startUp(built.dir, memory));
+      startups.set(n, summarize(samples.map((s) => s.ms)));
+      rss.set(n, summarize(samples.map((s) => s.rssBytes / 1048576)));
+    } finally {
+      removeStore(built.dir);
+    }
+  }
+  const largest = sizes[sizes.length - 1];
+  for (const n of sizes.slice(1)) {
+    row({ section: 'scale', name: `start-up with ${n.toLocaleString('en-US')} mapped pages`, unit: 'ms', pagerd: startups.get(n)!, baselineName: 'empty store', baseline: startups.get(0)!, ...(n === 10_000_000 ? { target: '< 1000 ms (absolute)', check: () => startups.get(n)!.median < 1000 } : {}) });
+    row({ section: 'scale', name: `RSS after start-up with ${n.toLocaleString('en-US')} mapped pages`, unit: 'MiB', pagerd: rss.get(n)!, baselineName: 'empty store', baseline: rss.get(0)!, target: 'RSS ≤ pool (64 MiB) + 100 MiB', check: () => rss.get(n)!.median <= 164 });
+  }
+  const perPage = (dbBytes.get(largest)! - dbBytes.get(0)!) / largest;
+  const memPerPage = ((rss.get(largest)!.median - rss.get(0)!.median) * 1048576) / largest;
+  const one = (x: number): Summary => ({ median: x, min: x, max: x, runs: 1 });
+  row({ section: 'scale', name: `metadata bytes per mapped page in SQLite (${largest.toLocaleString('en-US')} pages)`, unit: 'B', pagerd: one(perPage), baselineName: 'one page of data', baseline: one(4096) });
+  row({ section: 'scale', name: `daemon memory per mapped page (RSS growth over the empty store)`, unit: 'B', pagerd: one(Math.max(0, memPerPage)), baselineName: 'one page of data', baseline: one(4096) });
+}
+
 
 async function collect<T>(runs: number, sample: () => Promise<T>): Promise<T[]> {
   await sample();

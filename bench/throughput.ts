@@ -33,3 +33,16 @@ export async function pagerdThroughput(c: PagerClient, rw: 'read' | 'write', win
 export function rawThroughput(raw: RawClient, rw: 'read' | 'write', window: number, ops: number): Promise<number> {
   return pipelined(ops, window, () => (rw === 'read' ? raw.request(64, PAGE) : raw.request(PAGE + 64, 16)));
 }
+
+/** `processes` client processes at once, each with `window` in flight: total ops/s. */
+export async function multiProcessThroughput(mode: 'pagerd' | 'raw', socket: string, rw: 'read' | 'write', processes: number, window: number, ops: number): Promise<number> {
+  const { fork } = await import('node:child_process');
+  const { join } = await import('node:path');
+  const workers = Array.from({ length: processes }, () =>
+    fork(join(import.meta.dirname, 'throughput-worker.js'), [mode, socket, rw, String(window), String(ops)], { stdio: 'ignore' }),
+  );
+  await Promise.all(workers.map((w) => new Promise((r) => w.once('message', r))));
+  const rates = workers.map((w) => new Promise<number>((resolve) => w.once('message', (m: { rate: number }) => resolve(m.rate))));
+  for (const w of workers) w.send('go');
+  return (await Promise.all(rates)).reduce((a, b) => a + b, 0);
+}

@@ -110,7 +110,7 @@ export class Connection {
       if (err instanceof FrameTooLargeError) return this.fail(new PagerError('frame-too-large', err.message));
       throw err;
     }
-    this.backlog.push(...frames);
+    for (const frame of frames) this.backlog.push(frame);
     this.pump();
     this.armPartialTimer();
   }

@@ -389,7 +389,7 @@ export class PersistentStore implements BackingStore {
   /** Slots left by commits wait here until given back to the device, then become free. */
   private toLimbo(slots: readonly number[]): void {
     if (slots.length === 0) return;
-    this.limboQueue.push(...slots);
+    for (const slot of slots) this.limboQueue.push(slot); // not push(...slots): a segment may hold millions
     if (!this.limboScheduled) {
       this.limboScheduled = true;
       setImmediate(() => this.drainLimbo());

@@ -14,8 +14,8 @@ export function emptyScrubTotals(): ScrubTotals {
 /** Adds one chunk's findings to the totals and recomputes ok. */
 export function addScrubChunk(totals: ScrubTotals, chunk: Omit<ScrubTotals, 'ok'>): void {
   totals.pages += chunk.pages;
-  totals.bad.push(...chunk.bad);
-  totals.mappedButFree.push(...chunk.mappedButFree);
-  totals.sharedSlots.push(...chunk.sharedSlots);
+  for (const b of chunk.bad) totals.bad.push(b);
+  for (const slot of chunk.mappedButFree) totals.mappedButFree.push(slot);
+  for (const slot of chunk.sharedSlots) totals.sharedSlots.push(slot);
   totals.ok = totals.bad.length === 0 && totals.mappedButFree.length === 0 && totals.sharedSlots.length === 0;
 }

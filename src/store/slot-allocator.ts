@@ -73,7 +73,7 @@ export class SlotAllocator {
   /** A page-out failed: its slots are free again and its pages need their reservations back. */
   giveBack(slots: readonly number[]): void {
     for (const slot of slots) this.setFree(slot);
-    this.unrecorded.push(...slots);
+    for (const slot of slots) this.unrecorded.push(slot);
     this.inFlight -= slots.length;
     this.reserved += slots.length;
   }

@@ -404,6 +404,7 @@ export class VmServices {
     const cursor = new IovCursor(uio.iov, total - uio.resid);
     const interrupt = seg.interruptible ? signalOf(signal) : undefined;
     let moved = 0;
+    let faulted = -1; // the page this move last faulted in: its next look is not a hit
     try {
       while (moved < n) {
         const pos = offset + moved;
@@ -414,9 +415,10 @@ export class VmServices {
         if (f < 0) {
           if (write && len === ps && seg.pages.get(pno) < 0) await makePage(vmm, seg, pno, interrupt);
           else await fault(vmm, seg, pno, write, interrupt);
+          faulted = pno;
           continue; // look again: anything may have happened while we waited
         }
-        vmm.counters.hits++;
+        if (pno !== faulted) vmm.counters.hits++;
         const at = vmm.pool.offsetOf(f) + inPage;
         if (write) {
           vmm.markModified(f);

@@ -1,5 +1,7 @@
 import { closeSync, openSync, readSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
+import { crc32 } from 'node:zlib';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { V_CLIENT, V_WORKING } from '../../src/constants.js';
 import { PersistentStore } from '../../src/store/persistent-store.js';
@@ -165,4 +167,33 @@ describe('PersistentStore', () => {
     expect(await readBack(b, vmid, 0)).toEqual(page(3));
     await b.close();
   });
+});
+
+describe('PersistentStore at scale', () => {
+  it('releases and deletes segments with hundreds of thousands of mapped pages', async () => {
+    const dir = storeDir();
+    const pages = 300_000;
+    let store = await openStore(dir, { createBytes: (pages + 16) * PAGE });
+    const a = await store.createSegment({ ...segment, extent: pages * PAGE });
+    const b = await store.createSegment({ ...segment, extent: pages * PAGE });
+    await store.close();
+    // Map the pages the fast way, straight into the page map (slots hold zero pages).
+    const db = new Database(join(dir, 'meta.sqlite'));
+    const insert = db.prepare('INSERT INTO pages (vmid, pno, slot, checksum, version) VALUES (?, ?, ?, ?, 1)');
+    const zero = crc32(new Uint8Array(PAGE));
+    db.transaction(() => {
+      for (let p = 0; p < pages / 2; p++) insert.run(a, p, p, zero);
+      for (let p = 0; p < pages / 2; p++) insert.run(b, p, pages / 2 + p, zero);
+      db.prepare("UPDATE meta SET value = ? WHERE key = 'slot_high'").run(String(pages));
+    })();
+    db.close();
+    store = await openStore(dir, { createBytes: (pages + 16) * PAGE });
+    expect(store.slotStats.mapped).toBe(pages);
+    await store.releasePages(a, 0, pages);
+    await store.deleteSegment(b);
+    await new Promise((r) => setImmediate(r));
+    expect(store.mappedPages()).toBe(0);
+    expect(store.slotStats).toMatchObject({ mapped: 0, limbo: 0 });
+    await store.close();
+  }, 60_000);
 });
