@@ -47,7 +47,7 @@ export const TUNABLES = {
   'store.createBytes': { unit: 'bytes', default: '1GiB', description: 'size of a backing file created on first start', schema: size },
   'store.preallocate': { unit: 'boolean', default: false, description: 'allocate a new backing file up front instead of sparse', schema: z.boolean() },
   'store.spareSlots': { unit: 'slots', default: 64, description: 'slots held back from reservations as copy-on-write room', schema: z.number().int().nonnegative() },
-  'store.maxBatchPages': { unit: 'pages', default: 4096, description: 'most pages in one write cycle (one fdatasync, one commit)', schema: z.number().int().positive() },
+  'store.maxBatchPages': { unit: 'pages', default: 16384, description: 'most pages in one write cycle (one fdatasync, one commit)', schema: z.number().int().positive() },
   'server.maxConnections': { unit: 'connections', default: 256, description: 'connections accepted at once', schema: z.number().int().positive() },
   'server.maxInFlight': { unit: 'requests', default: 64, description: 'requests one connection may have in flight before it is paused', schema: z.number().int().positive() },
   'server.maxQueuedBytes': { unit: 'bytes', default: '8MiB', description: 'reply bytes queued for one connection before it is paused', schema: size },

@@ -73,6 +73,9 @@ export class PersistentStore implements BackingStore {
   private readonly allocator: SlotAllocator;
   private readonly writer: PageWriter;
   private readonly log: StoreLog;
+  private readonly zeros: Uint8Array;
+  /** meta.slot_high as last committed: only slots below it can be listed in free_slots. */
+  private persistedHigh: number;
   private readonly observeIo: StoreOptions['observeIo'];
   /** Call-order stamps (SPEC: a later call's effect is never overridden by an earlier one). */
   private clock = 0;
@@ -98,11 +101,13 @@ export class PersistentStore implements BackingStore {
     this.recoveryCheck = recoveryCheck;
     this.log = options.log ?? SILENT;
     this.observeIo = options.observeIo;
+    this.zeros = new Uint8Array(header.pageSize);
     this.meta = new MetaTable(db);
     this.segments = new SegmentsTable(db);
     this.pages = new PagesTable(db);
     this.slots = new SlotsTable(db);
-    this.allocator = new SlotAllocator(header.slotCount, options.spareSlots, Number(this.meta.get('slot_high') ?? 0), this.slots.all());
+    this.persistedHigh = Number(this.meta.get('slot_high') ?? 0);
+    this.allocator = new SlotAllocator(header.slotCount, options.spareSlots, this.persistedHigh, this.slots.all());
     this.writer = new PageWriter({
       device,
       pageSize: this.pageSize,
@@ -217,7 +222,7 @@ export class PersistentStore implements BackingStore {
   async readPage(vmid: number, pno: number, into: Uint8Array): Promise<void> {
     const loc = this.pages.get(vmid, pno);
     if (loc === undefined) {
-      into.fill(0);
+      into.set(this.zeros); // not fill(0): frames are shared memory, where fill is slow
       return;
     }
     try {
@@ -343,11 +348,12 @@ export class PersistentStore implements BackingStore {
             this.pages.put(write.vmid, write.pno, slot, checksum);
             if (old !== undefined) left.push(old.slot);
           }
-          for (const { slot } of written) this.slots.take(slot);
+          for (const { slot } of written) if (slot < this.persistedHigh) this.slots.take(slot);
           this.recordFree([...left, ...overtaken]);
           this.meta.set('slot_high', this.allocator.high);
         })
         .immediate();
+      this.persistedHigh = this.allocator.high;
     } catch (err) {
       if (FATAL_SQLITE.test((err as { code?: string }).code ?? '')) this.failPermanently(err as Error);
       throw err;

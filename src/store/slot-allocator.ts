@@ -67,6 +67,11 @@ export class SlotAllocator {
     }
     this.reserved -= count;
     this.inFlight += count;
+    if (this.unrecorded.length > 0) {
+      // A slot given back and taken again before any commit must not be listed free by that commit.
+      const taken = new Set(slots);
+      this.unrecorded = this.unrecorded.filter((slot) => !taken.has(slot));
+    }
     return slots.sort((a, b) => a - b);
   }
 

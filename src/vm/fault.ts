@@ -108,7 +108,7 @@ export async function makePage(vmm: Vmm, seg: Segment, pno: number, signal?: Abo
       vmm.freeFrame(f);
       continue;
     }
-    vmm.pool.frameBytes(f).fill(0);
+    vmm.pool.zero(f);
     vmm.link(seg, pno, f);
     vmm.transition(f, PageState.MODIFIED);
     return f;

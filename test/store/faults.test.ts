@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_WORKING } from '../../src/constants.js';
 import { openDevice } from '../../src/store/device.js';
 import { PersistentStore, type StoreOptions } from '../../src/store/persistent-store.js';
+import { scrub } from '../../src/store/scrub.js';
 import { VmServices } from '../../src/vm/services.js';
 import { Vmm } from '../../src/vm/vmm.js';
 import { FaultyDevice } from '../support/faulty-device.js';
@@ -120,5 +121,25 @@ describe('a real full filesystem', () => {
       execFileSync('umount', ['-l', mount]);
       rmSync(mount, { recursive: true, force: true });
     }
+  });
+});
+
+describe('slots of a failed page-out', () => {
+  it('are reused by the next page-out and never listed free while mapped (checked by a scrub after reopen)', async () => {
+    const dir = storeDir();
+    const options = storeOptions(dir);
+    const e = await engineOnFaultyDevice(options);
+    await e.svc.vmMove(e.ctx, e.vmid, 0, 4 * PAGE, UIO_WRITE, uio(new Uint8Array(4 * PAGE).fill(3)));
+    e.faulty().failWritev = 'EIO';
+    await e.svc.vmWritep(e.ctx, e.vmid, 0, 4);
+    await expect(e.svc.vmsIowait(e.ctx, e.vmid)).rejects.toMatchObject({ code: 'EIO' });
+    e.faulty().failWritev = undefined;
+    await e.svc.vmWritep(e.ctx, e.vmid, 0, 4);
+    await e.svc.vmsIowait(e.ctx, e.vmid);
+    await e.store.close();
+    const store = await PersistentStore.open(options);
+    const report = await scrub(store);
+    expect(report).toMatchObject({ ok: true, pages: 4, mappedButFree: [] });
+    await store.close();
   });
 });
