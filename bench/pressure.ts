@@ -37,9 +37,13 @@ export interface PressureResult {
   pageOutsPerOp: number;
 }
 
-/** Zipfian 4 KiB moves (70% reads, 30% writes) over `pages` pages, 16 in flight. */
-export async function zipfianLoad(c: PagerClient, pages: number, ops: number, seed: number): Promise<PressureResult> {
-  const vmid = await c.vmsCreate(V_WORKING, pages * PAGE);
+/** A segment for zipfianLoad, created once per daemon so that runs after the first find it warm. */
+export function pressureSegment(c: PagerClient, pages: number): Promise<number> {
+  return c.vmsCreate(V_WORKING, pages * PAGE);
+}
+
+/** Zipfian 4 KiB moves (70% reads, 30% writes) over the segment's `pages` pages, 16 in flight. */
+export async function zipfianLoad(c: PagerClient, vmid: number, pages: number, ops: number, seed: number): Promise<PressureResult> {
   const next = zipf(pages, 0.99, seed);
   const buffers = Array.from({ length: 16 }, () => new Uint8Array(PAGE).fill(seed & 0xff));
   const before = (await c.stats()).counters as Record<string, number>;
@@ -48,7 +52,6 @@ export async function zipfianLoad(c: PagerClient, pages: number, ops: number, se
     return c.vmMove(vmid, next() * PAGE, PAGE, write ? UIO_WRITE : UIO_READ, { iov: [buffers[i % 16]], offset: 0, resid: PAGE, segflg: 0 });
   });
   const after = (await c.stats()).counters as Record<string, number>;
-  await c.vmsDelete(vmid);
   const d = (k: string): number => after[k] - before[k];
   return { opsPerSecond: rate, hitRatio: d('hits') / Math.max(1, d('hits') + d('misses')), pageInsPerOp: d('pageIns') / ops, pageOutsPerOp: d('pageOuts') / ops };
 }

@@ -14,7 +14,7 @@ import { naiveWrites, pagerdDurablePageout, sequentialWrites } from './durable-p
 import { RawClient, startEchoServer } from './raw-client.js';
 import { pagerdRoundTrips, rawRoundTrips } from './round-trip.js';
 import { repeat, summarize, type Summary } from './stats.js';
-import { zipfianLoad } from './pressure.js';
+import { pressureSegment, zipfianLoad } from './pressure.js';
 import { buildStore, removeStore, startUp } from './scale.js';
 import { multiProcessThroughput, pagerdThroughput, rawThroughput } from './throughput.js';
 
@@ -126,8 +126,9 @@ async function pressure(): Promise<void> {
     const d = await startBenchDaemon({ memory: `${(pages * 4096) / 1024 / 1024}MiB`, device: flags.device, createBytes: '1GiB', env: { PAGERD_MEMORY_MIN_FREE: '64', PAGERD_MEMORY_MAX_FREE: '256' } });
     const c = await d.client();
     try {
-      await zipfianLoad(c, workingSet, ops, 99); // warm-up
-      for (let i = 0; i < RUNS; i++) results[kind].push(await zipfianLoad(c, workingSet, ops, i + 1));
+      const vmid = await pressureSegment(c, workingSet);
+      await zipfianLoad(c, vmid, workingSet, ops, 99); // warm-up: every page touched at least once is resident when it fits
+      for (let i = 0; i < RUNS; i++) results[kind].push(await zipfianLoad(c, vmid, workingSet, ops, i + 1));
     } finally {
       await c.close();
       await d.stop();
