@@ -16,12 +16,6 @@ interface Addon {
   sdNotify(socketPath: string, state: string): void;
 }
 
-export interface SystemError extends Error {
-  code: string;
-  errno: number;
-  syscall: string;
-}
-
 let addon: Addon | undefined;
 
 function load(): Addon {
@@ -89,8 +83,4 @@ export function discard(fd: number, offset: number, length: number): void {
 export function sdNotify(socketPath: string, state: string): void {
   if (socketPath.length === 0) throw new TypeError('empty notify socket path');
   load().sdNotify(socketPath, state);
-}
-
-export function isSystemError(err: unknown): err is SystemError {
-  return err instanceof Error && typeof (err as SystemError).code === 'string' && typeof (err as SystemError).syscall === 'string';
 }

@@ -211,10 +211,6 @@ function replyWriter(reply: Reply): Writer {
   return w;
 }
 
-export function encodeReply(reply: Reply): Buffer {
-  return replyWriter(reply).done();
-}
-
 /** A reply as a whole frame, ready to write. */
 export function encodeReplyFrame(reply: Reply): Buffer {
   return replyWriter(reply).frame();

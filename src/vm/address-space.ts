@@ -56,11 +56,6 @@ export class AddressSpace {
     if (region?.kind === 'segment' && region.segment.deleted) return undefined;
     return region;
   }
-
-  /** Number of regions in use. */
-  get attachedCount(): number {
-    return this.regions.filter((r) => r !== undefined).length;
-  }
 }
 
 function regionIndex(vaddr: number): number {

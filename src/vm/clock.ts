@@ -1,5 +1,5 @@
 import { FrameFlag } from './frame-layout.js';
-import { PageState } from './page-state.js';
+import { PageState, STEALABLE } from './page-state.js';
 import type { Vmm } from './vmm.js';
 
 /** What the clock hand makes of one frame as it passes. */
@@ -32,12 +32,12 @@ export class Clock {
     // Locked, pinned, or already on its way out (laundered or flushed): not the hand's to judge.
     if ((flags & (FrameFlag.LOCKED | FrameFlag.FREE_AT_IO_DONE)) !== 0 || t.pins[f] !== 0) return { frame: f, verdict: Verdict.SKIP };
     const state = t.state[f];
-    if (state !== PageState.CLEAN && state !== PageState.MODIFIED) return { frame: f, verdict: Verdict.SKIP };
+    if (!STEALABLE[state] && state !== PageState.MODIFIED) return { frame: f, verdict: Verdict.SKIP };
     if ((flags & FrameFlag.REFERENCED) !== 0) {
       t.flags[f] = flags & ~FrameFlag.REFERENCED;
       return { frame: f, verdict: Verdict.SKIP };
     }
-    return { frame: f, verdict: state === PageState.CLEAN ? Verdict.STEAL : Verdict.LAUNDER };
+    return { frame: f, verdict: STEALABLE[state] ? Verdict.STEAL : Verdict.LAUNDER };
   }
 
   /**

@@ -1,6 +1,6 @@
 import { PagerError, isPagerError } from '../errors.js';
 import { FrameFlag } from './frame-layout.js';
-import { PageState } from './page-state.js';
+import { HOLDS_DATA, PageState } from './page-state.js';
 import type { Segment } from './segment.js';
 import type { Vmm } from './vmm.js';
 
@@ -20,8 +20,7 @@ export function residentFrame(vmm: Vmm, seg: Segment, pno: number, forWrite: boo
   const f = seg.pages.get(pno);
   if (f < 0) return -1;
   const t = vmm.pool.table;
-  const state = t.state[f];
-  if (state === PageState.PAGE_IN) return -1;
+  if (!HOLDS_DATA[t.state[f]]) return -1; // in page-in
   if (forWrite && t.pins[f] !== 0) return -1;
   return f;
 }

@@ -15,7 +15,6 @@ export class FramePool {
   readonly memory: SharedArrayBuffer;
   readonly bytes: Uint8Array;
   readonly table: FrameTable;
-  readonly tableBuffer: SharedArrayBuffer;
   /** A page of zeros: TypedArray.fill on shared memory is several times slower than set(). */
   private readonly zeros: Uint8Array;
   private freeHead = -1;
@@ -29,9 +28,7 @@ export class FramePool {
     this.memory = new SharedArrayBuffer(pageSize * count);
     this.bytes = new Uint8Array(this.memory);
     this.zeros = new Uint8Array(pageSize);
-    const { buffer, table } = createFrameTable(count);
-    this.tableBuffer = buffer;
-    this.table = table;
+    this.table = createFrameTable(count).table;
     for (let f = 0; f < count; f++) this.pushFree(f);
   }
 

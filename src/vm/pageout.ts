@@ -23,8 +23,6 @@ const SCAN_PER_TURN = 4096;
  */
 export class Pageout {
   private scheduled = false;
-  /** The last error a page-out batch failed with (for logs and stats). */
-  lastError: Error | undefined;
 
   constructor(private readonly vmm: Vmm) {}
 
@@ -88,10 +86,7 @@ export class Pageout {
     const vmm = this.vmm;
     const t = vmm.pool.table;
     const ok = error === undefined;
-    if (!ok) {
-      this.lastError = error;
-      vmm.counters.pageOutFailures += batch.length;
-    }
+    if (!ok) vmm.counters.pageOutFailures += batch.length;
     const again: number[] = [];
     const againSeqs: number[] = [];
     for (const { frame: f, segment, seq } of batch) {

@@ -52,9 +52,4 @@ export class WaitQueue<K> {
     if (set === undefined) return;
     for (const wake of [...set]) wake();
   }
-
-  /** Number of keys with sleepers (for tests and stats). */
-  get waitingKeys(): number {
-    return this.sleepers.size;
-  }
 }
