@@ -45,55 +45,67 @@ export class DecodeError extends Error {
   }
 }
 
+/**
+ * Builds one message. Fields are listed first and written once into a buffer of the exact size
+ * (optionally behind the frame's length prefix): no per-field buffers, one copy of any bytes.
+ */
 class Writer {
-  private parts: Buffer[] = [];
-  u8(v: number): this {
-    const b = Buffer.allocUnsafe(1);
-    b.writeUInt8(v, 0);
-    this.parts.push(b);
+  private readonly fields: (number | Value)[] = [];
+  private readonly widths: number[] = [];
+  private size = 0;
+
+  private add(field: number | Value, width: number): this {
+    this.fields.push(field);
+    this.widths.push(width);
+    this.size += width;
     return this;
+  }
+  u8(v: number): this {
+    return this.add(v, 1);
   }
   u16(v: number): this {
-    const b = Buffer.allocUnsafe(2);
-    b.writeUInt16LE(v, 0);
-    this.parts.push(b);
-    return this;
+    return this.add(v, 2);
   }
   u32(v: number): this {
-    const b = Buffer.allocUnsafe(4);
-    b.writeUInt32LE(v, 0);
-    this.parts.push(b);
-    return this;
+    return this.add(v, 4);
   }
   value(v: Value): this {
-    if (typeof v === 'number') {
-      const b = Buffer.allocUnsafe(9);
-      b.writeUInt8(TAG.n, 0);
-      b.writeDoubleLE(v, 1);
-      this.parts.push(b);
-    } else if (typeof v === 'string') {
-      const s = Buffer.from(v, 'utf8');
-      this.u8(TAG.s).u32(s.length);
-      this.parts.push(s);
-    } else {
-      this.u8(TAG.b).u32(v.length);
-      this.parts.push(Buffer.from(v.buffer, v.byteOffset, v.byteLength));
-    }
-    return this;
+    if (typeof v === 'number') return this.add(v, -9); // negative width: a tagged value
+    if (typeof v === 'string') return this.add(v, -(5 + Buffer.byteLength(v, 'utf8')));
+    return this.add(v, -(5 + v.length));
   }
   done(): Buffer {
-    return Buffer.concat(this.parts);
+    return this.write(0);
   }
-  /** The message as one frame (length prefix included), copied once. */
+  /** The message as one frame (length prefix included). */
   frame(): Buffer {
-    let length = 0;
-    for (const p of this.parts) length += p.length;
-    const out = Buffer.allocUnsafe(4 + length);
-    out.writeUInt32BE(length, 0);
-    let at = 4;
-    for (const p of this.parts) {
-      out.set(p, at);
-      at += p.length;
+    return this.write(4);
+  }
+  private write(prefix: number): Buffer {
+    let total = 0;
+    for (const w of this.widths) total += Math.abs(w);
+    const out = Buffer.allocUnsafe(prefix + total);
+    if (prefix > 0) out.writeUInt32BE(total, 0);
+    let at = prefix;
+    for (let i = 0; i < this.fields.length; i++) {
+      const f = this.fields[i];
+      const w = this.widths[i];
+      if (w === 1) out[at] = f as number;
+      else if (w === 2) out.writeUInt16LE(f as number, at);
+      else if (w === 4) out.writeUInt32LE(f as number, at);
+      else if (typeof f === 'number') {
+        out[at] = TAG.n;
+        out.writeDoubleLE(f, at + 1);
+      } else if (typeof f === 'string') {
+        out[at] = TAG.s;
+        out.writeUInt32LE(-w - 5, at + 1);
+        out.write(f, at + 5, 'utf8');
+      } else {
+        out[at] = TAG.b;
+        out.writeUInt32LE(f.length, at + 1);
+        out.set(f, at + 5);
+      }
+      at += Math.abs(w);
     }
     return out;
   }

@@ -166,21 +166,19 @@ export class Connection {
     this.inFlight.set(request.id, cancellation);
     const started = process.hrtime.bigint();
     const env: HandlerEnv = { ...this.env, signal: () => cancellation.signal };
-    HANDLERS[request.op](env, request.args)
-      .then(
-        (out): Outcome => (Array.isArray(out) ? { results: out } : out),
-        (err: unknown): Outcome => {
-          if (isPagerError(err)) return { results: [], error: err };
-          this.log.error({ err, op: request.op }, 'request failed unexpectedly');
-          return { results: [], error: new PagerError('internal-error', (err as Error)?.message ?? String(err)) };
-        },
-      )
-      .then((outcome) => {
-        this.host.observe(request.op, Number(process.hrtime.bigint() - started) / 1e9, outcome.error === undefined);
-        this.inFlight.delete(request.id);
-        this.reply({ id: request.id, error: outcome.error && answer(outcome.error), results: outcome.results });
-        this.pump();
-      });
+    const finish = (outcome: Outcome): void => {
+      this.host.observe(request.op, Number(process.hrtime.bigint() - started) / 1e9, outcome.error === undefined);
+      this.inFlight.delete(request.id);
+      this.reply({ id: request.id, error: outcome.error && answer(outcome.error), results: outcome.results });
+      this.pump();
+    };
+    HANDLERS[request.op](env, request.args).then(
+      (out) => finish(Array.isArray(out) ? { results: out } : out),
+      (err: unknown) => {
+        if (!isPagerError(err)) this.log.error({ err, op: request.op }, 'request failed unexpectedly');
+        finish({ results: [], error: isPagerError(err) ? err : new PagerError('internal-error', (err as Error)?.message ?? String(err)) });
+      },
+    );
   }
 
   private reply(reply: Reply): void {

@@ -43,7 +43,8 @@ async function move(env: HandlerEnv, vmid: number, offset: number | undefined, l
     buffer = data;
   } else {
     if (bytes > env.maxMoveBytes) throw new PagerError('move-too-large');
-    buffer = rw === UIO_READ ? new Uint8Array(bytes) : EMPTY;
+    // Unzeroed: only the bytes the move fills are ever sent.
+    buffer = rw === UIO_READ ? Buffer.allocUnsafe(bytes) : EMPTY;
   }
   const uio = { iov: [buffer], offset: uioOffset, resid: buffer.length, segflg };
   const moved = (): Value[] => [buffer.length - uio.resid, rw === UIO_READ ? buffer.subarray(0, buffer.length - uio.resid) : EMPTY];

@@ -1,0 +1,74 @@
+import { describe, expect, it } from 'vitest';
+import {
+  DecodeError,
+  decodeHello,
+  decodeReply,
+  decodeRequest,
+  decodeWelcome,
+  encodeHello,
+  encodeReplyFrame,
+  encodeRequest,
+  encodeRequestFrame,
+  encodeWelcome,
+} from '../../src/protocol/codec.js';
+import { FrameDecoder, FrameTooLargeError, encodeFrame } from '../../src/protocol/frame.js';
+import { OPERATIONS } from '../../src/protocol/operations.js';
+
+describe('framing', () => {
+  it('reassembles frames split anywhere and answers several from one chunk', () => {
+    const a = encodeFrame(Buffer.from('hello'));
+    const b = encodeFrame(Buffer.from('world!'));
+    const stream = Buffer.concat([a, b]);
+    for (let cut = 0; cut <= stream.length; cut++) {
+      const d = new FrameDecoder(1024);
+      const frames = [...d.push(stream.subarray(0, cut)), ...d.push(stream.subarray(cut))];
+      expect(frames.map((f) => f.toString())).toEqual(['hello', 'world!']);
+      expect(d.pending).toBe(0);
+    }
+  });
+
+  it('refuses a length above the maximum before buffering it', () => {
+    const d = new FrameDecoder(16);
+    const head = Buffer.alloc(4);
+    head.writeUInt32BE(17, 0);
+    expect(() => d.push(head)).toThrow(FrameTooLargeError);
+  });
+});
+
+describe('messages', () => {
+  it('round-trips hello, welcome, requests and replies', () => {
+    expect(decodeHello(encodeHello(1))).toBe(1);
+    expect(decodeWelcome(encodeWelcome(4096, 1 << 21))).toEqual({ version: 1, pageSize: 4096, maxPayload: 1 << 21 });
+    const data = Uint8Array.from([1, 2, 3]);
+    const req = { id: 77, op: 'vmMove' as const, args: [1, -0.5, 4096, 0, 0, 4096, 0, data] };
+    const frame = encodeRequestFrame(req);
+    expect(frame.readUInt32BE(0)).toBe(frame.length - 4);
+    expect(frame.subarray(4)).toEqual(encodeRequest(req));
+    const back = decodeRequest(frame.subarray(4));
+    expect(back).toMatchObject({ id: 77, op: 'vmMove' });
+    expect(back.args.slice(0, 7)).toEqual([1, -0.5, 4096, 0, 0, 4096, 0]);
+    expect([...(back.args[7] as Uint8Array)]).toEqual([1, 2, 3]);
+    const reply = encodeReplyFrame({ id: 77, error: { code: 'EINVAL', reason: 'bad-rw', detail: 'ü' }, results: [3, 'x', data] });
+    expect(decodeReply(reply.subarray(4))).toMatchObject({ id: 77, error: { code: 'EINVAL', reason: 'bad-rw', detail: 'ü' }, results: [3, 'x', Buffer.from(data)] });
+  });
+
+  it('refuses unknown operations, wrong kinds, wrong counts, truncation and trailing bytes, naming the id when it can', () => {
+    const good = encodeRequest({ id: 9, op: 'vmQpages', args: [1] });
+    const unknown = Buffer.from(good);
+    unknown.writeUInt16LE(999, 5);
+    expect(() => decodeRequest(unknown)).toThrow(expect.objectContaining({ id: 9, message: expect.stringMatching(/unknown operation/) }));
+    const wrongKind = encodeRequest({ id: 9, op: 'vmQpages', args: ['1'] as never });
+    expect(() => decodeRequest(wrongKind)).toThrow(DecodeError);
+    const wrongCount = Buffer.from(good);
+    wrongCount[7] = 2;
+    expect(() => decodeRequest(wrongCount)).toThrow(/takes 1 arguments/);
+    expect(() => decodeRequest(good.subarray(0, good.length - 1))).toThrow(/truncated/);
+    expect(() => decodeRequest(Buffer.concat([good, Buffer.from([0])]))).toThrow(/after the end/);
+    expect(() => decodeRequest(good.subarray(0, 3))).toThrow(expect.objectContaining({ id: undefined }));
+  });
+
+  it('gives every operation a distinct code', () => {
+    const codes = Object.values(OPERATIONS).map((o) => o.code);
+    expect(new Set(codes).size).toBe(codes.length);
+  });
+});
