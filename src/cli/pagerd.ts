@@ -60,11 +60,12 @@ async function main(): Promise<void> {
   if (opts.check) {
     const store = await openConfiguredStore(config, log);
     const bar = progressBar('checking');
+    const integrity = store.checkMetadata();
     const report = await scrub(store, bar.update);
     bar.stop();
     await store.close();
-    process.stdout.write(`${JSON.stringify({ integrity: store.recoveryCheck ?? 'ok (clean shutdown)', ...report })}\n`);
-    process.exit(report.ok ? 0 : 1);
+    process.stdout.write(`${JSON.stringify({ integrity, ...report })}\n`);
+    process.exit(report.ok && integrity === 'ok' ? 0 : 1);
   }
 
   const systemd = new SystemdNotifier(process.env, (err) => log.warn({ err }, 'sd_notify failed'));

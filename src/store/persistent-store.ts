@@ -283,6 +283,11 @@ export class PersistentStore implements BackingStore {
     return { capacity: a.capacity, mapped: a.mapped, inFlight: a.inFlight, reserved: a.reserved, limbo: a.limbo, available: a.available };
   }
 
+  /** Runs SQLite's integrity check on the metadata now; answers 'ok' or the problems. */
+  checkMetadata(): string {
+    return integrityCheck(this.db);
+  }
+
   /** Mapped pages per the metadata. */
   mappedPages(): number {
     return this.pages.count();

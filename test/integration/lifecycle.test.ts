@@ -1,4 +1,4 @@
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -95,5 +95,20 @@ describe('daemon lifecycle', () => {
     const err = await startDaemon({ env: { PAGERD_MEMORY_MIN_FREE: '-3' } }).catch((e: Error) => e);
     expect(String(err)).toMatch(/exited with 78/);
     expect(String(err)).toMatch(/memory\.minFree \(PAGERD_MEMORY_MIN_FREE\)/);
+  });
+});
+
+describe('pagerd --check', () => {
+  it('checks a stopped store offline and prints a JSON summary', async () => {
+    const stateDir = storeDir('pagerd-check-');
+    const daemon = await startDaemon({ stateDir });
+    const c = await daemon.client();
+    const vmid = await c.vmsCreate(V_WORKING, 8 * PAGE);
+    await c.vmMove(vmid, 0, 8 * PAGE, UIO_WRITE, uio(new Uint8Array(8 * PAGE).fill(4)));
+    await c.close();
+    expect(await daemon.stop()).toBe(0);
+    const r = spawnSync(process.execPath, [PAGERD, '--state-dir', stateDir, '--check', '--log-level', 'warn'], { env: { ...process.env, PAGERD_STORE_CREATE_BYTES: '64MiB' }, encoding: 'utf8' });
+    expect(r.status).toBe(0);
+    expect(JSON.parse(r.stdout)).toMatchObject({ integrity: 'ok', ok: true, pages: 8 });
   });
 });
