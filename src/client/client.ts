@@ -3,6 +3,7 @@ import { ERRNO, PagerError, type ErrorCode, type Reason } from '../errors.js';
 import { UIO_READ, UIO_WRITE } from '../constants.js';
 import { decodeReply, decodeWelcome, encodeHello, encodeRequestFrame, type Reply, type Value } from '../protocol/codec.js';
 import { FrameDecoder, encodeFrame } from '../protocol/frame.js';
+import { TurnWriter } from '../protocol/turn-writer.js';
 import { addScrubChunk, emptyScrubTotals, type ScrubTotals } from '../store/scrub-report.js';
 import type { OperationName } from '../protocol/operations.js';
 
@@ -32,7 +33,7 @@ export class PagerClient {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
   private closedError: Error | undefined;
-  private corked = false;
+  private readonly writer: TurnWriter;
 
   private constructor(
     private readonly socket: Socket,
@@ -41,6 +42,7 @@ export class PagerClient {
     private readonly maxPayload: number,
     decoder: FrameDecoder,
   ) {
+    this.writer = new TurnWriter(socket);
     socket.on('data', (chunk: Buffer) => {
       for (const frame of decoder.push(chunk)) {
         const reply = decodeReply(frame);
@@ -114,17 +116,9 @@ export class PagerClient {
     return id;
   }
 
-  /** Writes a request; writes within one turn of the event loop go out in one syscall. */
+  /** Writes a request; those of one turn of the event loop go out together. */
   private send(op: OperationName, args: Value[], id: number): void {
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
-    }
-    this.socket.write(encodeRequestFrame({ id, op, args }));
+    this.writer.write(encodeRequestFrame({ id, op, args }));
   }
 
   private async results(op: OperationName, args: Value[], signal?: AbortSignal): Promise<Value[]> {

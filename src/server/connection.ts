@@ -10,6 +10,7 @@ import {
   type Reply,
 } from '../protocol/codec.js';
 import { FrameDecoder, FrameTooLargeError, encodeFrame } from '../protocol/frame.js';
+import { TurnWriter } from '../protocol/turn-writer.js';
 import type { ClientContext } from '../vm/context.js';
 import { HANDLERS, type HandlerEnv, type Outcome } from './handlers.js';
 
@@ -55,7 +56,7 @@ export class Connection {
   private readonly inFlight = new Map<number, Cancellation>();
   /** Frames read but not yet started, held while the connection is at its caps. */
   private readonly backlog: Buffer[] = [];
-  private corked = false;
+  private readonly writer: TurnWriter;
   /** Set by a graceful stop: nothing new starts. */
   private stopped = false;
   private partialTimer: NodeJS.Timeout | undefined;
@@ -71,6 +72,7 @@ export class Connection {
     private readonly log: ConnectionLog,
   ) {
     this.decoder = new FrameDecoder(host.limits.maxPayloadBytes);
+    this.writer = new TurnWriter(socket);
     this.env = host.env(ctx, (id) => this.inFlight.get(id)?.cancel());
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
     socket.on('drain', () => this.onDrain());
@@ -189,21 +191,10 @@ export class Connection {
     this.write(encodeFrame(payload));
   }
 
-  /**
-   * Writes a frame. Writes within one turn of the event loop are corked into one syscall: with
-   * many requests in flight, replies finish together.
-   */
+  /** Writes a frame (with the others of this turn: many requests in flight finish together). */
   private write(frame: Buffer): void {
     if (this.state === 'closed' || this.socket.destroyed) return;
-    if (!this.corked) {
-      this.corked = true;
-      this.socket.cork();
-      process.nextTick(() => {
-        this.corked = false;
-        this.socket.uncork();
-      });
-    }
-    this.socket.write(frame);
+    this.writer.write(frame);
     if (this.socket.writableLength > this.host.limits.maxQueuedBytes) {
       this.socket.pause();
       if (this.stallTimer === undefined) {
