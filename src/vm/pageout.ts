@@ -111,7 +111,10 @@ export class Pageout {
         vmm.transition(f, PageState.MODIFIED);
         // A failed batch gave back its reservation; a page modified again holds one already.
         if (!ok && remodified) vmm.store.unreserveSlots(1);
-        if (!ok) t.flags[f] &= ~FrameFlag.FREE_AT_IO_DONE;
+        // Freed at completion only after a successful write of its latest bytes: a forced page-out
+        // queued behind (flush) keeps the mark; otherwise the page is hot again and back in the
+        // clock's hands.
+        if (!ok || (flags & FrameFlag.PAGEOUT_AGAIN) === 0) t.flags[f] &= ~FrameFlag.FREE_AT_IO_DONE;
       }
       if ((flags & FrameFlag.PAGEOUT_AGAIN) !== 0) {
         t.flags[f] &= ~FrameFlag.PAGEOUT_AGAIN;

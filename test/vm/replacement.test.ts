@@ -55,3 +55,26 @@ describe('page replacement', () => {
     expect(e.vmm.pool.table.flags[f] & FrameFlag.REFERENCED).toBe(FrameFlag.REFERENCED);
   });
 });
+
+describe('laundry', () => {
+  it('gives a laundered page written again during its page-out back to the clock instead of leaving it marked', async () => {
+    const e = await testEngine({ frames: 8, minFree: 2, maxFree: 4 });
+    e.store.writeMode = 'manual';
+    const vmid = await e.svc.vmsCreate(e.ctx, V_WORKING, 16 * PAGE);
+    for (let p = 0; p < 7; p++) await writeBytes(e, vmid, p * PAGE, filled(p + 1));
+    for (let i = 0; i < 5; i++) await tick();
+    const laundering = e.store.pendingWrites.flatMap((w) => w.pages.map((p) => p.pno));
+    expect(laundering.length).toBeGreaterThan(0);
+    const pno = laundering[0];
+    for (const w of e.store.pendingWrites) e.store.capture(w);
+    await tick();
+    await writeBytes(e, vmid, pno * PAGE, filled(99)); // written again while in page-out
+    e.store.settleAllWrites();
+    await tick();
+    const f = frameOf(e, vmid, pno);
+    expect(f).toBeGreaterThanOrEqual(0);
+    expect(e.vmm.isModified(f)).toBe(true);
+    expect(e.vmm.pool.table.flags[f] & FrameFlag.FREE_AT_IO_DONE).toBe(0);
+    expect(await readBytes(e, vmid, pno * PAGE, PAGE)).toEqual(filled(99));
+  });
+});
