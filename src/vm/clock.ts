@@ -2,6 +2,9 @@ import { FrameFlag } from './frame-layout.js';
 import { PageState, STEALABLE } from './page-state.js';
 import type { Vmm } from './vmm.js';
 
+/** Most frames one allocation looks at for a clean frame to steal. */
+const STEAL_SCAN_LIMIT = 8192;
+
 /** What the clock hand makes of one frame as it passes. */
 export const Verdict = {
   /** Busy, locked, free, or given a second chance. */
@@ -42,11 +45,13 @@ export class Clock {
 
   /**
    * Steals one clean frame for an allocation that found the free list empty: at most two turns
-   * of the hand (the second finds the reference bits the first cleared). Answers the frame,
-   * unlinked and ABSENT, or -1.
+   * of the hand (the second finds the reference bits the first cleared), and at most
+   * STEAL_SCAN_LIMIT frames. Answers the frame, unlinked and ABSENT, or -1.
    */
   stealOne(): number {
-    const limit = 2 * this.vmm.pool.count;
+    // Bounded: with a large pool full of dirty pages a whole turn would cost every allocation a
+    // scan of the pool; past the bound the allocation waits for the pageout daemon instead.
+    const limit = Math.min(2 * this.vmm.pool.count, STEAL_SCAN_LIMIT);
     for (let i = 0; i < limit; i++) {
       const { frame, verdict } = this.advance();
       if (verdict === Verdict.STEAL) {
