@@ -13,6 +13,10 @@ interface InFlight {
   seq: number;
 }
 
+/** Bounds of the laundry's back-off after failed page-outs (ms). */
+const MIN_BACKOFF_MS = 50;
+const MAX_BACKOFF_MS = 5000;
+
 /** Frames the daemon looks at per turn of the event loop, so client calls are never held up long. */
 const SCAN_PER_TURN = 4096;
 
@@ -23,6 +27,8 @@ const SCAN_PER_TURN = 4096;
  */
 export class Pageout {
   private scheduled = false;
+  /** After a failed page-out the daemon waits this long before laundering again (0: no wait). */
+  private backoffMs = 0;
 
   constructor(private readonly vmm: Vmm) {}
 
@@ -87,6 +93,8 @@ export class Pageout {
     const t = vmm.pool.table;
     const ok = error === undefined;
     if (!ok) vmm.counters.pageOutFailures += batch.length;
+    // A failing device must not be hammered by the laundry: back off, doubling, until a success.
+    this.backoffMs = ok ? 0 : Math.min(MAX_BACKOFF_MS, Math.max(MIN_BACKOFF_MS, this.backoffMs * 2));
     const again: number[] = [];
     const againSeqs: number[] = [];
     for (const { frame: f, segment, seq } of batch) {
@@ -137,7 +145,8 @@ export class Pageout {
   kick(): void {
     if (this.scheduled || this.vmm.pool.freeCount >= this.vmm.options.minFree) return;
     this.scheduled = true;
-    setImmediate(() => this.pass());
+    if (this.backoffMs > 0) setTimeout(() => this.pass(), this.backoffMs).unref();
+    else setImmediate(() => this.pass());
   }
 
   /**

@@ -1,5 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import { V_WORKING } from '../../src/constants.js';
+import { PagerError } from '../../src/errors.js';
 import { FrameFlag } from '../../src/vm/frame-layout.js';
 import { PAGE, filled, frameOf, readBytes, testEngine, tick, writeBytes } from '../support/engine.js';
 
@@ -76,5 +77,22 @@ describe('laundry', () => {
     expect(e.vmm.isModified(f)).toBe(true);
     expect(e.vmm.pool.table.flags[f] & FrameFlag.FREE_AT_IO_DONE).toBe(0);
     expect(await readBytes(e, vmid, pno * PAGE, PAGE)).toEqual(filled(99));
+  });
+});
+
+describe('laundry on a failing device', () => {
+  it('backs off instead of retrying failed page-outs as fast as the device fails them', async () => {
+    const e = await testEngine({ frames: 16, minFree: 4, maxFree: 8 });
+    const vmid = await e.svc.vmsCreate(e.ctx, V_WORKING, 64 * PAGE);
+    e.store.failWrites = new PagerError('page-out-failed', 'injected');
+    for (let p = 0; p < 13; p++) await writeBytes(e, vmid, p * PAGE, filled(p + 1));
+    await new Promise((r) => setTimeout(r, 500));
+    // Without a back-off the laundry retries on every turn of the event loop: thousands of attempts.
+    expect(e.store.writeLog.length).toBeGreaterThan(0);
+    expect(e.vmm.counters.pageOutFailures).toBeLessThan(200);
+    // Healed: the laundry succeeds again and the pages survive.
+    e.store.failWrites = undefined;
+    await new Promise((r) => setTimeout(r, 400));
+    for (let p = 0; p < 13; p++) expect(await readBytes(e, vmid, p * PAGE, PAGE)).toEqual(filled(p + 1));
   });
 });
