@@ -5,15 +5,10 @@ import { decodeReply, decodeWelcome, encodeHello, encodeRequestFrame, type Reply
 import { FrameDecoder, encodeFrame } from '../protocol/frame.js';
 import { TurnWriter } from '../protocol/turn-writer.js';
 import { addScrubChunk, emptyScrubTotals, type ScrubTotals } from '../store/scrub-report.js';
-import type { OperationName } from '../protocol/operations.js';
+import { IovCursor, type Uio } from '../vm/uio.js';
 
-/** The caller's buffers for a move (AIX struct uio); updated in place by vmMove / vmUiomove. */
-export interface Uio {
-  iov: Uint8Array[];
-  offset: number;
-  resid: number;
-  segflg: number;
-}
+export type { Uio };
+import type { OperationName } from '../protocol/operations.js';
 
 /** For services that may wait: aborting the signal interrupts a wait on a V_INTRSEG segment (EINTR). */
 export interface WaitOptions {
@@ -24,6 +19,8 @@ export interface ConnectOptions {
   /** Socket path; default $PAGERD_SOCKET, then ./var/pagerd.sock. */
   socket?: string;
 }
+
+const EMPTY = new Uint8Array(0);
 
 /** Bytes of a request besides a move's data (generous: keeps every move under the daemon's maximum). */
 const REQUEST_OVERHEAD = 1024;
@@ -174,11 +171,11 @@ export class PagerClient {
     do {
       const bytes = Math.min(piece, Math.max(0, wanted - moved));
       const pieceLimit = moved === 0 && bytes === 0 ? limit : bytes;
-      const data = rw === UIO_WRITE && bytes > 0 && resid >= 0 ? gather(uio.iov, total - uio.resid, bytes) : new Uint8Array(0);
+      const data = rw === UIO_WRITE && bytes > 0 && resid >= 0 ? gather(uio.iov, total - uio.resid, bytes) : EMPTY;
       const at = offset === undefined ? [] : [offset + moved];
       const reply = await this.call(offset === undefined ? 'vmUiomove' : 'vmMove', [vmid, ...at, pieceLimit, rw, uio?.offset, resid < 0 ? -1 : uio.resid, uio?.segflg, data], signal);
       const done = (reply.results[0] as number | undefined) ?? 0;
-      if (rw === UIO_READ && done > 0) scatter(uio.iov, total - uio.resid, reply.results[1] as Uint8Array);
+      if (rw === UIO_READ && done > 0) new IovCursor(uio.iov, total - uio.resid).writeFrom(reply.results[1] as Uint8Array, 0, done);
       if (done > 0) {
         uio.resid -= done;
         uio.offset += done;
@@ -271,34 +268,17 @@ function toError(reply: Reply): PagerError | Error {
   return Object.assign(new Error(`${e.code} (${e.reason}): ${e.detail}`), e);
 }
 
+/** The next `length` bytes of the iovecs after `skip`: a view when they lie in one iovec, else a copy. */
 function gather(iov: Uint8Array[], skip: number, length: number): Uint8Array {
+  let rest = skip;
+  for (const buf of iov) {
+    if (rest < buf.length) {
+      if (rest + length <= buf.length) return buf.subarray(rest, rest + length);
+      break;
+    }
+    rest -= buf.length;
+  }
   const out = new Uint8Array(length);
-  let at = 0;
-  for (const buf of iov) {
-    if (skip >= buf.length) {
-      skip -= buf.length;
-      continue;
-    }
-    const n = Math.min(buf.length - skip, length - at);
-    out.set(buf.subarray(skip, skip + n), at);
-    at += n;
-    skip = 0;
-    if (at === length) break;
-  }
+  new IovCursor(iov, skip).readInto(out, 0, length);
   return out;
-}
-
-function scatter(iov: Uint8Array[], skip: number, data: Uint8Array): void {
-  let at = 0;
-  for (const buf of iov) {
-    if (skip >= buf.length) {
-      skip -= buf.length;
-      continue;
-    }
-    const n = Math.min(buf.length - skip, data.length - at);
-    buf.set(data.subarray(at, at + n), skip);
-    at += n;
-    skip = 0;
-    if (at === data.length) break;
-  }
 }
