@@ -79,10 +79,14 @@ export class PersistentStore implements BackingStore {
   private readonly observeIo: StoreOptions['observeIo'];
   /** Call-order stamps (SPEC: a later call's effect is never overridden by an earlier one). */
   private clock = 0;
-  /** Page-outs in flight per page, and the stamp of the last release that overtook them. */
-  private readonly inFlight = new Map<string, number>();
-  private readonly releasedAt = new Map<string, number>();
-  private readonly deletedAt = new Map<number, number>();
+  /** First stamps of the page-out batches in flight. */
+  private readonly batchesInFlight = new Set<number>();
+  /**
+   * Releases and deletes made while page-outs were in flight, with their stamps: a page-out with
+   * an older stamp must not map a page they cover when it commits. Dropped once no page-out older
+   * than them is in flight, so the list stays as short as the overlap.
+   */
+  private forgets: { vmid: number; first: number; end: number; stamp: number }[] = [];
   private limboQueue: number[] = [];
   private limboScheduled = false;
   private closed = false;
@@ -216,7 +220,7 @@ export class PersistentStore implements BackingStore {
       this.segments.delete(vmid);
       return slots;
     });
-    this.deletedAt.set(vmid, stamp);
+    this.rememberForget(vmid, 0, Infinity, stamp);
   }
 
   async readPage(vmid: number, pno: number, into: Uint8Array): Promise<void> {
@@ -243,18 +247,14 @@ export class PersistentStore implements BackingStore {
       return { captured: Promise.resolve(), complete: Promise.reject(new PagerError('store-failed', this.failure.message)) };
     }
     const writes: StampedWrite[] = pages.map((p) => ({ ...p, stamp: ++this.clock }));
-    for (const w of writes) this.inFlight.set(key(w.vmid, w.pno), (this.inFlight.get(key(w.vmid, w.pno)) ?? 0) + 1);
+    const first = writes[0]?.stamp ?? this.clock;
+    this.batchesInFlight.add(first);
     const ticket = this.writer.submit(writes);
     const done = (): void => {
-      for (const w of writes) {
-        const k = key(w.vmid, w.pno);
-        const n = (this.inFlight.get(k) ?? 1) - 1;
-        if (n > 0) this.inFlight.set(k, n);
-        else {
-          this.inFlight.delete(k);
-          this.releasedAt.delete(k);
-        }
-      }
+      this.batchesInFlight.delete(first);
+      let oldest = Infinity;
+      for (const stamp of this.batchesInFlight) oldest = Math.min(oldest, stamp);
+      this.forgets = this.forgets.filter((f) => f.stamp > oldest);
     };
     ticket.complete.then(done, done);
     return ticket;
@@ -262,11 +262,7 @@ export class PersistentStore implements BackingStore {
 
   async releasePages(vmid: number, pfirst: number, npages: number): Promise<void> {
     const stamp = this.forgetPages(() => this.pages.deleteRange(vmid, pfirst, pfirst + npages));
-    // Page-outs of these pages still in flight must not map them again when they commit.
-    for (const k of this.inFlight.keys()) {
-      const [v, p] = k.split(':').map(Number);
-      if (v === vmid && p >= pfirst && p < pfirst + npages) this.releasedAt.set(k, stamp);
-    }
+    this.rememberForget(vmid, pfirst, pfirst + npages, stamp);
   }
 
   reserveSlots(count: number): boolean {
@@ -344,8 +340,7 @@ export class PersistentStore implements BackingStore {
       this.db
         .transaction(() => {
           for (const { write, slot, checksum } of written) {
-            const k = key(write.vmid, write.pno);
-            if ((this.releasedAt.get(k) ?? 0) > write.stamp || (this.deletedAt.get(write.vmid) ?? 0) > write.stamp) {
+            if (this.overtaken(write)) {
               overtaken.push(slot);
               continue;
             }
@@ -388,6 +383,16 @@ export class PersistentStore implements BackingStore {
     this.allocator.released(slots.length);
     this.toLimbo(slots);
     return stamp;
+  }
+
+  /** Page-outs in flight must not undo this release or delete (see `forgets`). */
+  private rememberForget(vmid: number, first: number, end: number, stamp: number): void {
+    if (this.batchesInFlight.size > 0) this.forgets.push({ vmid, first, end, stamp });
+  }
+
+  /** True if a release or delete made after this page-out was started covers its page. */
+  private overtaken(write: StampedWrite): boolean {
+    return this.forgets.some((f) => f.stamp > write.stamp && f.vmid === write.vmid && write.pno >= f.first && write.pno < f.end);
   }
 
   /** Lists slots in free_slots inside the caller's transaction, with any the allocator freed unrecorded. */
@@ -443,8 +448,4 @@ export class PersistentStore implements BackingStore {
     this.log.error({ err }, 'metadata update failed');
     return new PagerError(code === 'SQLITE_FULL' && reason === 'metadata-full' ? 'metadata-full' : 'metadata-failed', (err as Error).message);
   }
-}
-
-function key(vmid: number, pno: number): string {
-  return `${vmid}:${pno}`;
 }
