@@ -56,20 +56,10 @@ export class Clock {
       const { frame, verdict } = this.advance();
       if (verdict === Verdict.STEAL) {
         this.vmm.counters.steals++;
-        this.unlinkForReuse(frame);
+        this.vmm.unlinkClean(frame);
         return frame;
       }
     }
     return -1;
-  }
-
-  private unlinkForReuse(f: number): void {
-    const vmm = this.vmm;
-    const seg = vmm.segments.get(vmm.pool.table.vmid[f]);
-    if (seg === undefined) throw new Error(`clean frame ${f} belongs to no live segment`);
-    seg.pages.delete(vmm.pool.table.pno[f]);
-    vmm.transition(f, PageState.ABSENT);
-    vmm.frameEvents.wake(f);
-    vmm.pool.table.flags[f] = 0;
   }
 }

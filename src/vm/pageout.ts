@@ -152,18 +152,19 @@ export class Pageout {
   /**
    * One pass of the pageout daemon: turns the clock hand until the free list reaches the high
    * watermark, stealing clean pages and laundering modified ones (marked to be freed when their
-   * page-out completes). Yields to the event loop every SCAN_PER_TURN frames.
+   * page-out completes). Yields to the event loop every SCAN_PER_TURN frames; the frames in
+   * laundry are counted once per pass chain and carried along.
    */
-  private pass(budget = 2 * this.vmm.pool.count): void {
+  private pass(budget = 2 * this.vmm.pool.count, laundering = this.countLaundering()): void {
     this.scheduled = false;
     const vmm = this.vmm;
     const t = vmm.pool.table;
     const target = vmm.options.maxFree;
-    let laundering = 0;
-    for (let f = 0; f < vmm.pool.count; f++) {
-      if ((t.flags[f] & FrameFlag.FREE_AT_IO_DONE) !== 0 && t.state[f] === PageState.PAGE_OUT) laundering++;
-    }
     const launder: number[] = [];
+    const startLaundry = (): void => {
+      laundering += launder.length;
+      this.start(launder.splice(0));
+    };
     let scanned = 0;
     while (vmm.pool.freeCount + laundering + launder.length < target && scanned < Math.min(budget, SCAN_PER_TURN)) {
       const { frame, verdict } = vmm.clock.advance();
@@ -174,16 +175,22 @@ export class Pageout {
       } else if (verdict === Verdict.LAUNDER) {
         t.flags[frame] |= FrameFlag.FREE_AT_IO_DONE;
         launder.push(frame);
-      }
-      if (launder.length >= vmm.options.pageoutBatchPages) {
-        this.start(launder.splice(0));
+        if (launder.length >= vmm.options.pageoutBatchPages) startLaundry();
       }
     }
-    this.start(launder);
+    startLaundry();
     const remaining = budget - scanned;
     if (vmm.pool.freeCount + laundering < target && remaining > 0) {
       this.scheduled = true;
-      setImmediate(() => this.pass(remaining));
+      setImmediate(() => this.pass(remaining, laundering));
     }
+  }
+
+  /** Frames being laundered or flushed now: they will be free when their page-outs complete. */
+  private countLaundering(): number {
+    const t = this.vmm.pool.table;
+    let n = 0;
+    for (let f = 0; f < this.vmm.pool.count; f++) if ((t.flags[f] & FrameFlag.FREE_AT_IO_DONE) !== 0 && t.state[f] === PageState.PAGE_OUT) n++;
+    return n;
   }
 }

@@ -181,11 +181,18 @@ export class Vmm {
     seg.pages.forEachInRange(first, end, (pno) => this.discardPage(seg, pno));
   }
 
-  /** Unlinks and frees a CLEAN frame (stolen, flushed or freed after page-out). */
-  evictClean(f: number): void {
+  /** Unlinks a CLEAN frame from its page table; it is left ABSENT, on no list, for the caller. */
+  unlinkClean(f: number): void {
     const seg = this.segments.get(this.pool.table.vmid[f]);
     if (seg === undefined) throw new Error(`frame ${f} belongs to no live segment`);
     seg.pages.delete(this.pool.table.pno[f]);
+    this.transition(f, ABSENT);
+    this.frameEvents.wake(f);
+  }
+
+  /** Unlinks and frees a CLEAN frame (stolen, flushed or freed after page-out). */
+  evictClean(f: number): void {
+    this.unlinkClean(f);
     this.freeFrame(f);
   }
 
