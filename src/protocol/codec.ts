@@ -39,6 +39,8 @@ export class DecodeError extends Error {
   constructor(
     message: string,
     readonly id?: number,
+    /** The documented reason the daemon answers with. */
+    readonly reason: 'malformed-request' | 'unknown-operation' = 'malformed-request',
   ) {
     super(message);
     this.name = 'DecodeError';
@@ -206,7 +208,7 @@ export function decodeRequest(buf: Buffer): Request {
   r.id = id;
   const code = r.u16();
   const op = OPERATION_BY_CODE.get(code);
-  if (op === undefined) throw new DecodeError(`unknown operation ${code}`, id);
+  if (op === undefined) throw new DecodeError(`unknown operation ${code}`, id, 'unknown-operation');
   const kinds = OPERATIONS[op].args;
   const argc = r.u8();
   if (argc !== kinds.length) throw new DecodeError(`${op} takes ${kinds.length} arguments, got ${argc}`, id);

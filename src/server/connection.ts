@@ -156,8 +156,7 @@ export class Connection {
       request = decodeRequest(frame);
     } catch (err) {
       const known = err instanceof DecodeError ? err : new DecodeError(String(err));
-      const reason = /unknown operation/.test(known.message) ? 'unknown-operation' : 'malformed-request';
-      const error = new PagerError(reason, known.message);
+      const error = new PagerError(known.reason, known.message);
       if (known.id === undefined) return this.fail(error);
       return this.reply({ id: known.id, error: answer(error), results: [] });
     }

@@ -56,6 +56,7 @@ const MAX_IOVECS = 1024;
 export class PageWriter {
   private readonly queue: Waiter[] = [];
   private running = false;
+  private idleWaiters: (() => void)[] = [];
 
   constructor(private readonly host: WriteCycleHost) {}
 
@@ -76,9 +77,9 @@ export class PageWriter {
     return { captured, complete };
   }
 
-  /** True while page-outs are queued or being written. */
-  get busy(): boolean {
-    return this.running;
+  /** Resolves once no page-out is queued or being written. */
+  idle(): Promise<void> {
+    return this.running ? new Promise((resolve) => this.idleWaiters.push(resolve)) : Promise.resolve();
   }
 
   private async drain(): Promise<void> {
@@ -93,6 +94,7 @@ export class PageWriter {
       await this.runCycle(cycle);
     }
     this.running = false;
+    for (const wake of this.idleWaiters.splice(0)) wake();
   }
 
   private async runCycle(cycle: Waiter[]): Promise<void> {

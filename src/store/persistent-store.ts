@@ -309,7 +309,7 @@ export class PersistentStore implements BackingStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    while (this.writer.busy) await new Promise((r) => setTimeout(r, 5));
+    await this.writer.idle();
     this.drainLimbo();
     if (this.failure === undefined) {
       this.meta.set('clean_shutdown', 1);
