@@ -2,7 +2,7 @@ import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
+import { crc32c } from '../src/native/addon.js';
 import Database from 'better-sqlite3';
 import { V_LARGE, V_WORKING, connect } from '../src/client/index.js';
 import { PersistentStore } from '../src/store/persistent-store.js';
@@ -30,7 +30,7 @@ export async function buildStore(pages: number): Promise<{ dir: string; dbBytes:
   const vmid = await store.createSegment({ type: V_WORKING, options: V_LARGE, extent: Math.max(1, pages) * PAGE, uid: 0, gid: 0, mode: 0o600 });
   await store.close();
   const db = new Database(join(dir, 'pagerd.sqlite'));
-  const zero = crc32(new Uint8Array(PAGE));
+  const zero = crc32c(new Uint8Array(PAGE));
   const insert = db.prepare('INSERT INTO pages (vmid, pno, slot, checksum, version) VALUES (?, ?, ?, ?, 1)');
   db.transaction(() => {
     for (let p = 0; p < pages; p++) insert.run(vmid, p, p, zero);

@@ -1,4 +1,6 @@
-// pagerd's native addon: each function is one Linux syscall (or one datagram), nothing more.
+// pagerd's native addon: each function is one Linux syscall (or one datagram), nothing more —
+// except crc32c, the page checksum, which Node has no fast form of (zlib.crc32 costs ~2.9 µs per
+// 4 KiB page here; the SSE4.2 instruction ~0.4 µs).
 // Errors are thrown shaped like Node's system errors: { code, errno (negative), syscall }.
 #include <napi.h>
 #include <uv.h>
@@ -16,6 +18,52 @@
 #include <unistd.h>
 
 namespace {
+
+// ---- CRC-32C (Castagnoli), reflected, as iSCSI/ext4/btrfs use it ----------------------------
+
+uint32_t crc32c_table[256];
+
+void InitCrc32cTable() {
+  for (uint32_t i = 0; i < 256; i++) {
+    uint32_t c = i;
+    for (int k = 0; k < 8; k++) c = (c & 1) ? (c >> 1) ^ 0x82F63B78u : c >> 1;
+    crc32c_table[i] = c;
+  }
+}
+
+uint32_t Crc32cTable(uint32_t crc, const uint8_t* p, size_t n) {
+  for (size_t i = 0; i < n; i++) crc = crc32c_table[(crc ^ p[i]) & 0xff] ^ (crc >> 8);
+  return crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) uint32_t Crc32cHw(uint32_t crc, const uint8_t* p, size_t n) {
+  uint64_t c = crc;
+  for (; n >= 8; n -= 8, p += 8) {
+    uint64_t word;
+    std::memcpy(&word, p, 8);
+    c = __builtin_ia32_crc32di(c, word);
+  }
+  uint32_t c32 = static_cast<uint32_t>(c);
+  for (; n > 0; n--, p++) c32 = __builtin_ia32_crc32qi(c32, *p);
+  return c32;
+}
+const bool kHaveSse42 = __builtin_cpu_supports("sse4.2");
+#endif
+
+uint32_t Crc32c(const uint8_t* p, size_t n) {
+  uint32_t crc = 0xFFFFFFFFu;
+#if defined(__x86_64__)
+  if (kHaveSse42) return ~Crc32cHw(crc, p, n);
+#endif
+  return ~Crc32cTable(crc, p, n);
+}
+
+// crc32c(bytes) -> the CRC-32C of a Uint8Array (any backing, shared memory included).
+Napi::Value Crc32cOf(const Napi::CallbackInfo& info) {
+  Napi::Uint8Array bytes = info[0].As<Napi::Uint8Array>();
+  return Napi::Number::New(info.Env(), Crc32c(bytes.Data(), bytes.ByteLength()));
+}
 
 Napi::Value ThrowErrno(Napi::Env env, int err, const char* syscall) {
   int uverr = uv_translate_sys_error(err);
@@ -112,6 +160,8 @@ Napi::Value SdNotify(const Napi::CallbackInfo& info) {
 }
 
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  InitCrc32cTable();
+  exports.Set("crc32c", Napi::Function::New(env, Crc32cOf));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("blockDeviceSize", Napi::Function::New(env, BlockDeviceSize));
   exports.Set("blockSectorSize", Napi::Function::New(env, BlockSectorSize));

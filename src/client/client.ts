@@ -96,15 +96,21 @@ export class PagerClient {
   private call(op: OperationName, args: Value[], signal?: AbortSignal): Promise<Reply> {
     if (this.closedError !== undefined) return Promise.reject(this.closedError);
     const id = this.takeId();
+    if (signal === undefined) {
+      return new Promise<Reply>((resolve, reject) => {
+        this.pending.set(id, { resolve, reject });
+        this.send(op, args, id);
+      });
+    }
     const cancel = (): void => {
       if (this.pending.has(id) && this.closedError === undefined) this.send('cancel', [id], this.takeId());
     };
     return new Promise<Reply>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       this.send(op, args, id);
-      if (signal?.aborted) cancel();
-      else signal?.addEventListener('abort', cancel, { once: true });
-    }).finally(() => signal?.removeEventListener('abort', cancel));
+      if (signal.aborted) cancel();
+      else signal.addEventListener('abort', cancel, { once: true });
+    }).finally(() => signal.removeEventListener('abort', cancel));
   }
 
   private takeId(): number {

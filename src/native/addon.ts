@@ -14,6 +14,7 @@ interface Addon {
   allocate(fd: number, offset: number, length: number): void;
   discard(fd: number, offset: number, length: number): void;
   sdNotify(socketPath: string, state: string): void;
+  crc32c(bytes: Uint8Array): number;
 }
 
 let addon: Addon | undefined;
@@ -83,4 +84,10 @@ export function discard(fd: number, offset: number, length: number): void {
 export function sdNotify(socketPath: string, state: string): void {
   if (socketPath.length === 0) throw new TypeError('empty notify socket path');
   load().sdNotify(socketPath, state);
+}
+
+/** CRC-32C (Castagnoli) of the bytes: the page checksum (hardware-assisted where the CPU has SSE4.2). */
+export function crc32c(bytes: Uint8Array): number {
+  if (!(bytes instanceof Uint8Array)) throw new TypeError('crc32c takes a Uint8Array');
+  return load().crc32c(bytes);
 }

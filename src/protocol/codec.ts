@@ -1,3 +1,4 @@
+import { allocBuffer } from './buffer-slab.js';
 import { OPERATION_BY_CODE, OPERATIONS, type OperationName, type ValueKind } from './operations.js';
 
 /**
@@ -86,7 +87,7 @@ class Writer {
   private write(prefix: number): Buffer {
     let total = 0;
     for (const w of this.widths) total += Math.abs(w);
-    const out = Buffer.allocUnsafe(prefix + total);
+    const out = allocBuffer(prefix + total);
     if (prefix > 0) out.writeUInt32BE(total, 0);
     let at = prefix;
     for (let i = 0; i < this.fields.length; i++) {

@@ -3,6 +3,8 @@
  * Pure: no sockets. The decoder refuses a length above its maximum before buffering anything.
  */
 
+import { allocBuffer } from './buffer-slab.js';
+
 export const LENGTH_BYTES = 4;
 
 export class FrameTooLargeError extends Error {
@@ -13,7 +15,7 @@ export class FrameTooLargeError extends Error {
 }
 
 export function encodeFrame(payload: Uint8Array): Buffer {
-  const frame = Buffer.allocUnsafe(LENGTH_BYTES + payload.length);
+  const frame = allocBuffer(LENGTH_BYTES + payload.length);
   frame.writeUInt32BE(payload.length, 0);
   frame.set(payload, LENGTH_BYTES);
   return frame;

@@ -12,7 +12,7 @@ import {
 import { FrameDecoder, FrameTooLargeError, encodeFrame } from '../protocol/frame.js';
 import { TurnWriter } from '../protocol/turn-writer.js';
 import type { ClientContext } from '../vm/context.js';
-import { HANDLERS, type HandlerEnv, type Outcome } from './handlers.js';
+import { HANDLERS, type Answer, type HandlerEnv, type Outcome } from './handlers.js';
 
 export interface ConnectionLimits {
   maxPayloadBytes: number;
@@ -34,7 +34,7 @@ export interface ConnectionLog {
 export interface ConnectionHost {
   pageSize: number;
   limits: ConnectionLimits;
-  env(ctx: ClientContext, cancel: (id: number) => void): Omit<HandlerEnv, 'signal'>;
+  env(ctx: ClientContext, cancel: (id: number) => void): HandlerEnv;
   /** Called with each request's operation and duration (metrics). */
   observe(op: string, seconds: number, ok: boolean): void;
 }
@@ -59,10 +59,11 @@ export class Connection {
   private readonly writer: TurnWriter;
   /** Set by a graceful stop: nothing new starts. */
   private stopped = false;
+  private pumping = false;
   private partialTimer: NodeJS.Timeout | undefined;
   private stallTimer: NodeJS.Timeout | undefined;
   private idleTimer: NodeJS.Timeout | undefined;
-  private readonly env: Omit<HandlerEnv, 'signal'>;
+  private readonly env: HandlerEnv;
   private readonly closedWaiters: (() => void)[] = [];
 
   constructor(
@@ -127,11 +128,17 @@ export class Connection {
    * One chunk from the socket can hold many requests: the caps apply to each, not to the chunk.
    */
   private pump(): void {
-    if (this.stopped) return;
-    while (this.backlog.length > 0 && this.state !== 'closed' && (this.state === 'hello' || this.hasRoom)) {
-      const frame = this.backlog.shift()!;
-      if (this.state === 'hello') this.onHello(frame);
-      else this.onRequest(frame);
+    // A request answered at once calls pump again from inside this loop: the loop goes on instead.
+    if (this.stopped || this.pumping) return;
+    this.pumping = true;
+    try {
+      while (this.backlog.length > 0 && this.state !== 'closed' && (this.state === 'hello' || this.hasRoom)) {
+        const frame = this.backlog.shift()!;
+        if (this.state === 'hello') this.onHello(frame);
+        else this.onRequest(frame);
+      }
+    } finally {
+      this.pumping = false;
     }
     if (this.state === 'closed') return;
     if (this.backlog.length > 0 || !this.hasRoom) this.socket.pause();
@@ -165,21 +172,27 @@ export class Connection {
     }
     const cancellation = new Cancellation();
     this.inFlight.set(request.id, cancellation);
-    const started = process.hrtime.bigint();
-    const env: HandlerEnv = { ...this.env, signal: () => cancellation.signal };
+    const started = performance.now();
     const finish = (outcome: Outcome): void => {
-      this.host.observe(request.op, Number(process.hrtime.bigint() - started) / 1e9, outcome.error === undefined);
+      this.host.observe(request.op, (performance.now() - started) / 1e3, outcome.error === undefined);
       this.inFlight.delete(request.id);
       this.reply({ id: request.id, error: outcome.error && answer(outcome.error), results: outcome.results });
       this.pump();
     };
-    HANDLERS[request.op](env, request.args).then(
-      (out) => finish(Array.isArray(out) ? { results: out } : out),
-      (err: unknown) => {
-        if (!isPagerError(err)) this.log.error({ err, op: request.op }, 'request failed unexpectedly');
-        finish({ results: [], error: isPagerError(err) ? err : new PagerError('internal-error', (err as Error)?.message ?? String(err)) });
-      },
-    );
+    const failed = (err: unknown): void => {
+      if (!isPagerError(err)) this.log.error({ err, op: request.op }, 'request failed unexpectedly');
+      finish({ results: [], error: isPagerError(err) ? err : new PagerError('internal-error', (err as Error)?.message ?? String(err)) });
+    };
+    const done = (out: Answer): void => finish(Array.isArray(out) ? { results: out } : out);
+    let answered: Answer | Promise<Answer>;
+    try {
+      answered = HANDLERS[request.op](this.env, request.args, () => cancellation.signal);
+    } catch (err) {
+      return failed(err);
+    }
+    // A move of resident pages answers at once: no promise, no extra turn.
+    if (answered instanceof Promise) answered.then(done, failed);
+    else done(answered);
   }
 
   private reply(reply: Reply): void {

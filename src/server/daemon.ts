@@ -117,7 +117,7 @@ export class Daemon {
     const host: ConnectionHost = {
       pageSize: this.vmm.pageSize,
       limits,
-      env: (ctx, cancel): Omit<HandlerEnv, 'signal'> => ({
+      env: (ctx, cancel): HandlerEnv => ({
         svc: this.svc,
         ctx,
         maxMoveBytes: limits.maxPayloadBytes - 1024,

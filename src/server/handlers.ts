@@ -1,5 +1,6 @@
 import { UIO_READ, UIO_WRITE } from '../constants.js';
 import { PagerError } from '../errors.js';
+import { allocBuffer } from '../protocol/buffer-slab.js';
 import type { Value } from '../protocol/codec.js';
 import type { OperationName } from '../protocol/operations.js';
 import type { Access } from '../vm/address-space.js';
@@ -10,8 +11,6 @@ import type { VmServices } from '../vm/services.js';
 export interface HandlerEnv {
   svc: VmServices;
   ctx: ClientContext;
-  /** The request's cancellation (made on first use: only waits on V_INTRSEG segments use it). */
-  signal: () => AbortSignal;
   /** Largest move one request may carry. */
   maxMoveBytes: number;
   /** Daemon-wide answers (stats, metrics, segments, verify) and request cancellation. */
@@ -28,13 +27,20 @@ export interface Outcome {
   error?: PagerError;
 }
 
-type Handler = (env: HandlerEnv, args: Value[]) => Promise<Value[] | Outcome>;
+/** A handler's answer: at once where nothing waits (a move of resident pages), else a promise. */
+export type Answer = Value[] | Outcome;
+
+/**
+ * A handler: decoded arguments in, answer out. `signal` is the request's cancellation, made on
+ * first use (only waits on V_INTRSEG segments use it).
+ */
+type Handler = (env: HandlerEnv, args: Value[], signal: () => AbortSignal) => Answer | Promise<Answer>;
 
 const n = (v: Value): number => v as number;
 const EMPTY = new Uint8Array(0);
 
 /** vm_move and vm_uiomove: the uio travels as (offset, resid, segflg) plus the bytes to write. */
-async function move(env: HandlerEnv, vmid: number, offset: number | undefined, limit: number, rw: number, uioOffset: number, resid: number, segflg: number, data: Uint8Array): Promise<Outcome> {
+function move(env: HandlerEnv, signal: () => AbortSignal, vmid: number, offset: number | undefined, limit: number, rw: number, uioOffset: number, resid: number, segflg: number, data: Uint8Array): Outcome | Promise<Outcome> {
   if (!Number.isSafeInteger(resid) || resid < 0 || !Number.isSafeInteger(uioOffset) || uioOffset < 0) throw new PagerError('malformed-uio');
   const bytes = Number.isFinite(limit) ? Math.max(0, Math.min(limit, resid)) : 0;
   let buffer: Uint8Array;
@@ -44,18 +50,22 @@ async function move(env: HandlerEnv, vmid: number, offset: number | undefined, l
   } else {
     if (bytes > env.maxMoveBytes) throw new PagerError('move-too-large');
     // Unzeroed: only the bytes the move fills are ever sent.
-    buffer = rw === UIO_READ ? Buffer.allocUnsafe(bytes) : EMPTY;
+    buffer = rw === UIO_READ ? allocBuffer(bytes) : EMPTY;
   }
   const uio = { iov: [buffer], offset: uioOffset, resid: buffer.length, segflg };
   const moved = (): Value[] => [buffer.length - uio.resid, rw === UIO_READ ? buffer.subarray(0, buffer.length - uio.resid) : EMPTY];
-  try {
-    if (offset === undefined) await env.svc.vmUiomove(env.ctx, vmid, limit, rw, uio, env.signal);
-    else await env.svc.vmMove(env.ctx, vmid, offset, limit, rw, uio, env.signal);
-    return { results: moved() };
-  } catch (err) {
+  // A move that fails part way still reports what it moved.
+  const failed = (err: unknown): Outcome => {
     if (err instanceof PagerError) return { results: moved(), error: err };
     throw err;
+  };
+  let done: number | Promise<number>;
+  try {
+    done = env.svc.moveNow(env.ctx, vmid, offset, limit, rw, uio, signal);
+  } catch (err) {
+    return failed(err);
   }
+  return typeof done === 'number' ? { results: moved() } : done.then(() => ({ results: moved() }), failed);
 }
 
 /** One handler per operation: decoded arguments in, results out. */
@@ -67,8 +77,8 @@ export const HANDLERS: Record<OperationName, Handler> = {
   ioAtt: async ({ svc, ctx }, a) => [svc.ioAtt(ctx, n(a[0]))],
   vmWrite: async ({ svc, ctx }, a) => (await svc.vmWrite(ctx, n(a[0]), n(a[1]), n(a[2])), []),
   vmRelease: async ({ svc, ctx }, a) => (await svc.vmRelease(ctx, n(a[0]), n(a[1])), []),
-  vmMove: (env, a) => move(env, n(a[0]), n(a[1]), n(a[2]), n(a[3]), n(a[4]), n(a[5]), n(a[6]), a[7] as Uint8Array),
-  vmUiomove: (env, a) => move(env, n(a[0]), undefined, n(a[1]), n(a[2]), n(a[3]), n(a[4]), n(a[5]), a[6] as Uint8Array),
+  vmMove: (env, a, signal) => move(env, signal, n(a[0]), n(a[1]), n(a[2]), n(a[3]), n(a[4]), n(a[5]), n(a[6]), a[7] as Uint8Array),
+  vmUiomove: (env, a, signal) => move(env, signal, n(a[0]), undefined, n(a[1]), n(a[2]), n(a[3]), n(a[4]), n(a[5]), a[6] as Uint8Array),
   vmIoaccessp: async ({ svc, ctx }, a) => (await svc.vmIoaccessp(ctx, n(a[0]), n(a[1]), n(a[2]), n(a[3])), []),
   vmWritep: async ({ svc, ctx }, a) => (await svc.vmWritep(ctx, n(a[0]), n(a[1]), n(a[2])), []),
   vmReleasep: async ({ svc, ctx }, a) => (await svc.vmReleasep(ctx, n(a[0]), n(a[1]), n(a[2])), []),
@@ -78,8 +88,8 @@ export const HANDLERS: Record<OperationName, Handler> = {
   vmInvalidatep: async ({ svc, ctx }, a) => (await svc.vmInvalidatep(ctx, n(a[0]), n(a[1]), n(a[2])), []),
   vmQpages: async ({ svc, ctx }, a) => [svc.vmQpages(ctx, n(a[0]))],
   vmQmodify: async ({ svc, ctx }, a) => [svc.vmQmodify(ctx, n(a[0])) ? 1 : 0],
-  vmsIowait: async ({ svc, ctx, signal }, a) => (await svc.vmsIowait(ctx, n(a[0]), signal), []),
-  vmsIowaitf: async ({ svc, ctx, signal }, a) => (await svc.vmsIowaitf(ctx, n(a[0]), n(a[1]), signal), []),
+  vmsIowait: async ({ svc, ctx }, a, signal) => (await svc.vmsIowait(ctx, n(a[0]), signal), []),
+  vmsIowaitf: async ({ svc, ctx }, a, signal) => (await svc.vmsIowaitf(ctx, n(a[0]), n(a[1]), signal), []),
   stats: async (env) => [JSON.stringify(env.stats())],
   segments: async (env) => [JSON.stringify(env.segments(env.ctx))],
   verify: async (env, a) => [JSON.stringify(await env.verify({ vmid: n(a[0]), pno: n(a[1]) }, n(a[2])))],

@@ -1,7 +1,8 @@
-import { Counter, Gauge, Histogram, Registry } from 'prom-client';
+import { Counter, Gauge, Registry } from 'prom-client';
 import type { IoOp } from '../store/io-timing.js';
 import type { PersistentStore } from '../store/persistent-store.js';
 import type { Vmm } from '../vm/vmm.js';
+import { LatencyHistogram } from './latency-histogram.js';
 
 /**
  * Prometheus metrics: engine counters and gauges read at scrape time, and request latency by
@@ -9,24 +10,18 @@ import type { Vmm } from '../vm/vmm.js';
  */
 export class Metrics {
   readonly registry = new Registry();
-  private readonly requests: Histogram<'op' | 'outcome'>;
-  private readonly deviceIo: Histogram<'op'>;
+  private readonly requests = new LatencyHistogram('pagerd_request_seconds', 'Request latency by operation', ['op', 'outcome'], [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5,
+  ]);
+  private readonly deviceIo = new LatencyHistogram('pagerd_device_io_seconds', 'Backing store latency: device read, writev, fdatasync, and metadata commit', ['op'], [
+    0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1,
+  ]);
+  /** Label values per operation and outcome, made once. */
+  private readonly requestLabels = new Map<string, readonly string[]>();
 
   constructor() {
-    this.requests = new Histogram({
-      name: 'pagerd_request_seconds',
-      help: 'Request latency by operation',
-      labelNames: ['op', 'outcome'],
-      buckets: [0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5],
-      registers: [this.registry],
-    });
-    this.deviceIo = new Histogram({
-      name: 'pagerd_device_io_seconds',
-      help: 'Backing store latency: device read, writev, fdatasync, and metadata commit',
-      labelNames: ['op'],
-      buckets: [0.00002, 0.00005, 0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.05, 0.25, 1],
-      registers: [this.registry],
-    });
+    this.registry.registerMetric(this.requests.asMetric());
+    this.registry.registerMetric(this.deviceIo.asMetric());
   }
 
   /** Registers the engine and store gauges and counters (read at scrape time). */
@@ -76,19 +71,17 @@ export class Metrics {
   }
 
   observeDeviceIo(op: IoOp, seconds: number): void {
-    this.deviceIo.observe({ op }, seconds);
+    this.deviceIo.observe([op], seconds);
   }
-
-  private readonly requestChildren = new Map<string, ReturnType<Histogram<'op' | 'outcome'>['labels']>>();
 
   observeRequest(op: string, seconds: number, ok: boolean): void {
     const key = ok ? op : `${op}!`;
-    let child = this.requestChildren.get(key);
-    if (child === undefined) {
-      child = this.requests.labels(op, ok ? 'ok' : 'error');
-      this.requestChildren.set(key, child);
+    let labels = this.requestLabels.get(key);
+    if (labels === undefined) {
+      labels = [op, ok ? 'ok' : 'error'];
+      this.requestLabels.set(key, labels);
     }
-    child.observe(seconds);
+    this.requests.observe(labels, seconds);
   }
 
   text(): Promise<string> {

@@ -14,7 +14,8 @@ import { crc32 } from 'node:zlib';
  *  48  4  CRC-32 of bytes 0..47
  */
 export const MAGIC = Buffer.from('PAGERD\0\x01', 'latin1');
-export const FORMAT_VERSION = 1;
+/** 2: page checksums are CRC-32C (version 1 used zlib's CRC-32). */
+export const FORMAT_VERSION = 2;
 /** Bytes read to tell a blank device, one of ours, or a foreign one. */
 export const HEADER_PROBE_BYTES = 4096;
 

@@ -1,4 +1,4 @@
-import { crc32 } from 'node:zlib';
+import { crc32c } from '../native/addon.js';
 import { PagerError } from '../errors.js';
 import type { PageWrite } from '../vm/store.js';
 import type { BackingDevice } from './device.js';
@@ -102,7 +102,7 @@ export class PageWriter {
     const writes = cycle.flatMap((w) => w.writes);
     const slots = host.takeSlots(writes.length);
     // Pages are pinned until captured: their bytes cannot change under the checksum or the write.
-    const written: WrittenPage[] = writes.map((write, i) => ({ write, slot: slots[i], checksum: crc32(write.data) }));
+    const written: WrittenPage[] = writes.map((write, i) => ({ write, slot: slots[i], checksum: crc32c(write.data) }));
     const fail = (stage: 'write' | 'datasync' | 'commit', error: unknown): void => {
       host.giveBackSlots(slots);
       host.failed(stage, error);

@@ -1,4 +1,4 @@
-import { crc32 } from 'node:zlib';
+import { crc32c } from '../native/addon.js';
 import { PagerError } from '../errors.js';
 import { integrityCheck, openDatabase, type Database } from '../meta/database.js';
 import { MetaTable } from '../meta/meta-table.js';
@@ -235,7 +235,7 @@ export class PersistentStore implements BackingStore {
       this.log.error({ vmid, pno, slot: loc.slot, err }, 'page-in failed');
       throw new PagerError('page-in-failed', `reading slot ${loc.slot}: ${(err as Error).message}`);
     }
-    if (crc32(into) !== loc.checksum) {
+    if (crc32c(into) !== loc.checksum) {
       this.log.error({ vmid, pno, slot: loc.slot }, 'slot failed its checksum; answering EIO');
       throw new PagerError('checksum-mismatch', `page ${pno} of segment ${vmid} (slot ${loc.slot}) failed its checksum`);
     }

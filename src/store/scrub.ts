@@ -1,4 +1,4 @@
-import { crc32 } from 'node:zlib';
+import { crc32c } from '../native/addon.js';
 import type { PersistentStore } from './persistent-store.js';
 import { addScrubChunk, emptyScrubTotals, type ScrubTotals } from './scrub-report.js';
 
@@ -38,7 +38,7 @@ export async function scrubChunk(store: PersistentStore, after: { vmid: number; 
     if (store.slotIsFree(slot)) chunk.mappedButFree.push(slot);
     try {
       await store.device.read(buf, store.dataOffset + slot * store.pageSize);
-      if (crc32(buf) !== checksum) chunk.bad.push({ vmid, pno, slot, why: 'checksum mismatch' });
+      if (crc32c(buf) !== checksum) chunk.bad.push({ vmid, pno, slot, why: 'checksum mismatch' });
     } catch (err) {
       chunk.bad.push({ vmid, pno, slot, why: (err as Error).message });
     }

@@ -18,11 +18,12 @@ import {
 import { PagerError } from '../errors.js';
 import { offsetInRegion, type Access } from './address-space.js';
 import { ClientContext, type Credentials } from './context.js';
-import { fault, makePage, pageIn, residentFrame } from './fault.js';
+import { makePage, pageIn } from './fault.js';
 import { FrameFlag } from './frame-layout.js';
 import { PageState } from './page-state.js';
 import { SEGMENT_OPTIONS, SEGMENT_TYPES, Segment, type SegmentType } from './segment.js';
-import { checkUio, IovCursor, type Uio } from './uio.js';
+import { Move } from './move.js';
+import { checkUio, type Uio } from './uio.js';
 import type { Vmm } from './vmm.js';
 
 const { PAGE_IN, CLEAN, MODIFIED, PAGE_OUT } = PageState;
@@ -137,13 +138,13 @@ export class VmServices {
   // ---- Moving data ------------------------------------------------------------------------
 
   /** vm_move: moves min(limit, uio.resid) bytes between the segment at `offset` and the uio. */
-  vmMove(ctx: ClientContext, vmid: number, offset: number, limit: number, rw: number, uio: Uio, signal?: SignalSource): Promise<number> {
-    return this.move(ctx, vmid, offset, limit, rw, uio, signal);
+  async vmMove(ctx: ClientContext, vmid: number, offset: number, limit: number, rw: number, uio: Uio, signal?: SignalSource): Promise<number> {
+    return this.moveNow(ctx, vmid, offset, limit, rw, uio, signal);
   }
 
   /** vm_uiomove: as vm_move, at segment offset uio.offset. */
-  vmUiomove(ctx: ClientContext, vmid: number, limit: number, rw: number, uio: Uio, signal?: SignalSource): Promise<number> {
-    return this.move(ctx, vmid, undefined, limit, rw, uio, signal);
+  async vmUiomove(ctx: ClientContext, vmid: number, limit: number, rw: number, uio: Uio, signal?: SignalSource): Promise<number> {
+    return this.moveNow(ctx, vmid, undefined, limit, rw, uio, signal);
   }
 
   // ---- Page-range services ----------------------------------------------------------------
@@ -377,16 +378,13 @@ export class VmServices {
     }
   }
 
-  /** vm_move and vm_uiomove: checks, then the page-by-page copy. */
-  private async move(
-    ctx: ClientContext,
-    vmid: number,
-    offsetArg: number | undefined,
-    limit: number,
-    rw: number,
-    uio: Uio,
-    signal?: SignalSource,
-  ): Promise<number> {
+  /**
+   * vm_move and vm_uiomove as the daemon calls them: the checks, then the copy. Answers the bytes
+   * moved at once when no page needs waiting for, else a promise of them. Throws the errors that
+   * come before any byte moves, and a copy's error, synchronously (vmMove turns both into
+   * rejections).
+   */
+  moveNow(ctx: ClientContext, vmid: number, offsetArg: number | undefined, limit: number, rw: number, uio: Uio, signal?: SignalSource): number | Promise<number> {
     const total = checkUio(uio);
     const seg = this.segment(ctx, vmid);
     if (!Number.isSafeInteger(limit)) throw new PagerError('bad-argument', 'limit is not an integer');
@@ -397,43 +395,9 @@ export class VmServices {
     const write = rw === UIO_WRITE;
     if (write ? !ctx.mayWrite(seg) : !ctx.mayRead(seg)) throw new PagerError(write ? 'no-write-access' : 'no-read-access');
     if (n === 0) return 0;
-
-    const vmm = this.vmm;
-    const ps = vmm.pageSize;
-    const t = vmm.pool.table;
-    const cursor = new IovCursor(uio.iov, total - uio.resid);
     const interrupt = seg.interruptible ? signalOf(signal) : undefined;
-    let moved = 0;
-    let faulted = -1; // the page this move last faulted in: its next look is not a hit
-    try {
-      while (moved < n) {
-        const pos = offset + moved;
-        const pno = Math.floor(pos / ps);
-        const inPage = pos - pno * ps;
-        const len = Math.min(ps - inPage, n - moved);
-        const f = residentFrame(vmm, seg, pno, write);
-        if (f < 0) {
-          if (write && len === ps && seg.pages.get(pno) < 0) await makePage(vmm, seg, pno, interrupt);
-          else await fault(vmm, seg, pno, write, interrupt);
-          faulted = pno;
-          continue; // look again: anything may have happened while we waited
-        }
-        if (pno !== faulted) vmm.counters.hits++;
-        const at = vmm.pool.offsetOf(f) + inPage;
-        if (write) {
-          vmm.markModified(f);
-          cursor.readInto(vmm.pool.bytes, at, len);
-        } else {
-          cursor.writeFrom(vmm.pool.bytes, at, len);
-        }
-        t.flags[f] |= FrameFlag.REFERENCED;
-        moved += len;
-      }
-    } finally {
-      uio.resid -= moved;
-      uio.offset += moved;
-    }
-    return moved;
+    const move = new Move(this.vmm, seg, offset, n, write, uio, total, interrupt);
+    return move.copyResident() ? move.moved : move.run();
   }
 
   /** Awaits `wait`; on a V_INTRSEG segment a cancelled request (aborted signal) ends it with EINTR. */

@@ -1,12 +1,28 @@
-import { closeSync, fstatSync, mkdtempSync, openSync, readSync, writeSync } from 'node:fs';
+import { closeSync, fstatSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { blockDeviceSize, punchHole } from '../../src/native/addon.js';
+import { blockDeviceSize, crc32c, punchHole } from '../../src/native/addon.js';
+import { mulberry32 } from '../support/random.js';
+
+/** CRC-32C bit by bit: the definition, to check the addon against. */
+function referenceCrc32c(bytes: Uint8Array): number {
+  let crc = 0xffffffff;
+  for (const b of bytes) {
+    crc ^= b;
+    for (let k = 0; k < 8; k++) crc = crc & 1 ? (crc >>> 1) ^ 0x82f63b78 : crc >>> 1;
+  }
+  return (crc ^ 0xffffffff) >>> 0;
+}
+
+function scratchFile(): { file: string; remove: () => void } {
+  const dir = mkdtempSync(join(tmpdir(), 'pagerd-addon-'));
+  return { file: join(dir, 'f'), remove: () => rmSync(dir, { recursive: true, force: true }) };
+}
 
 describe('native addon', () => {
   it('punches a hole in a file: the range reads zeros, the size stays', () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'pagerd-addon-')), 'f');
+    const { file, remove } = scratchFile();
     const fd = openSync(file, 'w+');
     try {
       writeSync(fd, Buffer.alloc(3 * 4096, 0xab), 0, 3 * 4096, 0);
@@ -18,16 +34,31 @@ describe('native addon', () => {
       expect(fstatSync(fd).size).toBe(3 * 4096);
     } finally {
       closeSync(fd);
+      remove();
     }
   });
 
   it('fails like a Node system error on a regular file asked for its block device size', () => {
-    const file = join(mkdtempSync(join(tmpdir(), 'pagerd-addon-')), 'f');
+    const { file, remove } = scratchFile();
     const fd = openSync(file, 'w+');
     try {
       expect(() => blockDeviceSize(fd)).toThrow(expect.objectContaining({ code: 'ENOTTY', errno: -25, syscall: 'ioctl BLKGETSIZE64' }));
     } finally {
       closeSync(fd);
+      remove();
+    }
+  });
+
+  it('computes CRC-32C: the standard check values, and the definition for any length, offset and shared memory', () => {
+    expect(crc32c(Buffer.from('123456789'))).toBe(0xe3069283);
+    expect(crc32c(new Uint8Array(32))).toBe(0x8a9136aa); // RFC 3720 B.4: 32 bytes of zeros
+    expect(crc32c(new Uint8Array(0))).toBe(0);
+    const random = mulberry32(7);
+    const shared = new Uint8Array(new SharedArrayBuffer(8192));
+    for (let i = 0; i < shared.length; i++) shared[i] = Math.floor(random() * 256);
+    for (const [offset, length] of [[0, 4096], [1, 4095], [3, 17], [4093, 7], [0, 8192], [5, 0]]) {
+      const view = shared.subarray(offset, offset + length);
+      expect(crc32c(view)).toBe(referenceCrc32c(view));
     }
   });
 

@@ -1,6 +1,6 @@
 import { closeSync, openSync, readSync, statSync, unlinkSync, writeFileSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import { crc32 } from 'node:zlib';
+import { crc32c } from '../../src/native/addon.js';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { V_CLIENT, V_WORKING } from '../../src/constants.js';
@@ -180,7 +180,7 @@ describe('PersistentStore at scale', () => {
     // Map the pages the fast way, straight into the page map (slots hold zero pages).
     const db = new Database(join(dir, 'meta.sqlite'));
     const insert = db.prepare('INSERT INTO pages (vmid, pno, slot, checksum, version) VALUES (?, ?, ?, ?, 1)');
-    const zero = crc32(new Uint8Array(PAGE));
+    const zero = crc32c(new Uint8Array(PAGE));
     db.transaction(() => {
       for (let p = 0; p < pages / 2; p++) insert.run(a, p, p, zero);
       for (let p = 0; p < pages / 2; p++) insert.run(b, p, pages / 2 + p, zero);

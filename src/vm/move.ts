@@ -1,0 +1,77 @@
+import { fault, makePage, residentFrame } from './fault.js';
+import { FrameFlag } from './frame-layout.js';
+import type { Segment } from './segment.js';
+import { IovCursor, type Uio } from './uio.js';
+import type { Vmm } from './vmm.js';
+
+/**
+ * One checked vm_move/vm_uiomove in progress: the page-by-page copy between a segment and a uio.
+ * `copyResident` copies without waiting while the pages it reaches are usable; `run` waits for
+ * the page that stopped it and goes on. A move of resident pages thus finishes synchronously,
+ * without a promise (the common case, and most of a request's cost otherwise). The uio's resid
+ * and offset follow every page copied, so a move ended by an error reports what it moved.
+ */
+export class Move {
+  moved = 0;
+  /** The page this move last faulted in: its next look is not a hit. */
+  private faulted = -1;
+  private readonly cursor: IovCursor;
+
+  constructor(
+    private readonly vmm: Vmm,
+    private readonly seg: Segment,
+    private readonly offset: number,
+    private readonly n: number,
+    private readonly write: boolean,
+    private readonly uio: Uio,
+    uioTotal: number,
+    private readonly interrupt: AbortSignal | undefined,
+  ) {
+    this.cursor = new IovCursor(uio.iov, uioTotal - uio.resid);
+  }
+
+  /** Copies while pages are usable now; true once the whole move is done. */
+  copyResident(): boolean {
+    const { vmm, seg, write, uio, cursor } = this;
+    const ps = vmm.pageSize;
+    const flags = vmm.pool.table.flags;
+    while (this.moved < this.n) {
+      const pos = this.offset + this.moved;
+      const pno = Math.floor(pos / ps);
+      const inPage = pos - pno * ps;
+      const len = Math.min(ps - inPage, this.n - this.moved);
+      const f = residentFrame(vmm, seg, pno, write);
+      if (f < 0) return false;
+      if (pno !== this.faulted) vmm.counters.hits++;
+      const at = vmm.pool.offsetOf(f) + inPage;
+      if (write) {
+        vmm.markModified(f);
+        cursor.readInto(vmm.pool.bytes, at, len);
+      } else {
+        cursor.writeFrom(vmm.pool.bytes, at, len);
+      }
+      flags[f] |= FrameFlag.REFERENCED;
+      this.moved += len;
+      uio.resid -= len;
+      uio.offset += len;
+    }
+    return true;
+  }
+
+  /** Finishes the move, waiting for each page that is not usable yet. */
+  async run(): Promise<number> {
+    const { vmm, seg, write } = this;
+    const ps = vmm.pageSize;
+    while (!this.copyResident()) {
+      const pos = this.offset + this.moved;
+      const pno = Math.floor(pos / ps);
+      const whole = pos % ps === 0 && this.n - this.moved >= ps;
+      // A whole page about to be overwritten is made, not read in. Then look again: anything may
+      // have happened while we waited.
+      if (write && whole && seg.pages.get(pno) < 0) await makePage(vmm, seg, pno, this.interrupt);
+      else await fault(vmm, seg, pno, write, this.interrupt);
+      this.faulted = pno;
+    }
+    return this.moved;
+  }
+}
