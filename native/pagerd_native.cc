@@ -14,6 +14,7 @@
 #include <string>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -90,6 +91,20 @@ Napi::Value PeerCred(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// readCached(fd, bytes, position) -> bytes read, or -1 where it would have to wait for the device
+// (preadv2 with RWF_NOWAIT: only what the page cache holds; EAGAIN, or no support, answers -1).
+Napi::Value ReadCached(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  Napi::Uint8Array bytes = info[1].As<Napi::Uint8Array>();
+  off_t position = static_cast<off_t>(info[2].As<Napi::Number>().Int64Value());
+  struct iovec iov = {bytes.Data(), bytes.ByteLength()};
+  ssize_t n = preadv2(fd, &iov, 1, position, RWF_NOWAIT);
+  if (n >= 0) return Napi::Number::New(env, static_cast<double>(n));
+  if (errno == EAGAIN || errno == EOPNOTSUPP || errno == ENOSYS || errno == EINVAL) return Napi::Number::New(env, -1);
+  return ThrowErrno(env, errno, "preadv2");
+}
+
 // blockDeviceSize(fd) -> bytes (BLKGETSIZE64).
 Napi::Value BlockDeviceSize(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -162,6 +177,7 @@ Napi::Value SdNotify(const Napi::CallbackInfo& info) {
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   InitCrc32cTable();
   exports.Set("crc32c", Napi::Function::New(env, Crc32cOf));
+  exports.Set("readCached", Napi::Function::New(env, ReadCached));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("blockDeviceSize", Napi::Function::New(env, BlockDeviceSize));
   exports.Set("blockSectorSize", Napi::Function::New(env, BlockSectorSize));

@@ -9,7 +9,7 @@ export interface PageLocation {
 
 /** The page map's statements: (vmid, pno) -> slot, checksum, version. Read on demand, never loaded whole. */
 export class PagesTable {
-  readonly #get: Statement<[number, number], PageLocation>;
+  readonly #get: Statement<[number, number], [number, number, number]>;
   readonly #put: Statement<[number, number, number, number]>;
   readonly #slotsInRange: Statement<[number, number, number], { slot: number }>;
   readonly #deleteRange: Statement<[number, number, number]>;
@@ -20,7 +20,8 @@ export class PagesTable {
   readonly #scan: Statement<[number, number, number], { vmid: number; pno: number; slot: number; checksum: number }>;
 
   constructor(db: Database) {
-    this.#get = db.prepare('SELECT slot, checksum, version FROM pages WHERE vmid = ? AND pno = ?');
+    // Raw rows: the lookup is on every page-in and every page-out commit; no object per row.
+    this.#get = db.prepare<[number, number], [number, number, number]>('SELECT slot, checksum, version FROM pages WHERE vmid = ? AND pno = ?').raw();
     this.#put = db.prepare(`
       INSERT INTO pages (vmid, pno, slot, checksum, version) VALUES (?, ?, ?, ?, 1)
       ON CONFLICT (vmid, pno) DO UPDATE SET slot = excluded.slot, checksum = excluded.checksum, version = version + 1`);
@@ -34,7 +35,8 @@ export class PagesTable {
   }
 
   get(vmid: number, pno: number): PageLocation | undefined {
-    return this.#get.get(vmid, pno);
+    const row = this.#get.get(vmid, pno);
+    return row === undefined ? undefined : { slot: row[0], checksum: row[1], version: row[2] };
   }
 
   /** Points the page at a slot (inside the caller's transaction). */

@@ -15,6 +15,7 @@ interface Addon {
   discard(fd: number, offset: number, length: number): void;
   sdNotify(socketPath: string, state: string): void;
   crc32c(bytes: Uint8Array): number;
+  readCached(fd: number, into: Uint8Array, position: number): number;
 }
 
 let addon: Addon | undefined;
@@ -90,4 +91,15 @@ export function sdNotify(socketPath: string, state: string): void {
 export function crc32c(bytes: Uint8Array): number {
   if (!(bytes instanceof Uint8Array)) throw new TypeError('crc32c takes a Uint8Array');
   return load().crc32c(bytes);
+}
+
+/**
+ * Reads at `position` only what the page cache already holds (preadv2 with RWF_NOWAIT): answers
+ * the bytes read, or -1 where the read would wait for the device. A cached read on the event loop
+ * costs a syscall; through libuv's thread pool it costs ~11 µs of hand-offs here.
+ */
+export function readCached(fd: number, into: Uint8Array, position: number): number {
+  checkFd(fd);
+  if (!Number.isSafeInteger(position) || position < 0) throw new RangeError(`bad position ${position}`);
+  return load().readCached(fd, into, position);
 }

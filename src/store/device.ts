@@ -1,7 +1,7 @@
 import { constants, type Stats } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import fsExt from 'fs-ext';
-import { allocate, blockDeviceSize, discard, punchHole } from '../native/addon.js';
+import { allocate, blockDeviceSize, discard, punchHole, readCached } from '../native/addon.js';
 
 /**
  * The raw storage under a store: a regular file or a block device, read and written at positions,
@@ -38,7 +38,8 @@ class HandleDevice implements BackingDevice {
   ) {}
 
   async read(into: Uint8Array, position: number): Promise<void> {
-    let done = 0;
+    // What the page cache holds is read at once; only the rest goes through the thread pool.
+    let done = Math.max(0, readCached(this.handle.fd, into, position));
     while (done < into.length) {
       const { bytesRead } = await this.handle.read(into, done, into.length - done, position + done);
       if (bytesRead === 0) {

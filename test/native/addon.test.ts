@@ -2,7 +2,7 @@ import { closeSync, fstatSync, mkdtempSync, openSync, readSync, rmSync, writeSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { blockDeviceSize, crc32c, punchHole } from '../../src/native/addon.js';
+import { blockDeviceSize, crc32c, punchHole, readCached } from '../../src/native/addon.js';
 import { mulberry32 } from '../support/random.js';
 
 /** CRC-32C bit by bit: the definition, to check the addon against. */
@@ -59,6 +59,22 @@ describe('native addon', () => {
     for (const [offset, length] of [[0, 4096], [1, 4095], [3, 17], [4093, 7], [0, 8192], [5, 0]]) {
       const view = shared.subarray(offset, offset + length);
       expect(crc32c(view)).toBe(referenceCrc32c(view));
+    }
+  });
+
+  it('reads what the page cache holds without the thread pool, and nothing past the end', () => {
+    const { file, remove } = scratchFile();
+    const fd = openSync(file, 'w+');
+    try {
+      writeSync(fd, Buffer.alloc(2 * 4096, 0x5a), 0, 2 * 4096, 0); // just written: in the page cache
+      const into = new Uint8Array(new SharedArrayBuffer(4096));
+      expect(readCached(fd, into, 4096)).toBe(4096);
+      expect(into.every((b) => b === 0x5a)).toBe(true);
+      expect(readCached(fd, into, 8192)).toBe(0);
+      expect(() => readCached(fd, into, -1)).toThrow(RangeError);
+    } finally {
+      closeSync(fd);
+      remove();
     }
   });
 
