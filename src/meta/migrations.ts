@@ -1,4 +1,5 @@
 import type { Database } from 'better-sqlite3';
+import { CHUNK_SLOTS } from './free-slot-map.js';
 
 /**
  * The metadata schema, as numbered migrations. PRAGMA user_version holds the number of the last
@@ -39,6 +40,20 @@ export const MIGRATIONS: readonly ((db: Database) => void)[] = [
         slot INTEGER PRIMARY KEY
       );
     `),
+  // 2: free slots as a bitmap in chunks of CHUNK_SLOTS (a row per slot cost two statements per page).
+  (db) => {
+    db.exec('CREATE TABLE free_slot_map (chunk INTEGER PRIMARY KEY, bits BLOB NOT NULL)');
+    const chunks = new Map<number, Uint8Array>();
+    for (const slot of db.prepare('SELECT slot FROM free_slots').pluck().iterate() as IterableIterator<number>) {
+      const chunk = Math.floor(slot / CHUNK_SLOTS);
+      let bits = chunks.get(chunk);
+      if (bits === undefined) chunks.set(chunk, (bits = new Uint8Array(CHUNK_SLOTS / 8)));
+      bits[(slot % CHUNK_SLOTS) >> 3] |= 1 << (slot & 7);
+    }
+    const put = db.prepare('INSERT INTO free_slot_map (chunk, bits) VALUES (?, ?)');
+    for (const [chunk, bits] of chunks) put.run(chunk, bits);
+    db.exec('DROP TABLE free_slots');
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -1,10 +1,10 @@
 import { crc32c } from '../native/addon.js';
 import { PagerError } from '../errors.js';
 import { integrityCheck, openDatabase, type Database } from '../meta/database.js';
+import { FreeSlotMap } from '../meta/free-slot-map.js';
 import { MetaTable } from '../meta/meta-table.js';
 import { PagesTable } from '../meta/pages-table.js';
 import { SegmentsTable } from '../meta/segments-table.js';
-import { SlotsTable } from '../meta/slots-table.js';
 import type { SegmentRecord } from '../vm/segment.js';
 import type { BackingStore, PageWrite, WriteTicket } from '../vm/store.js';
 import { openDevice, type BackingDevice, type DeviceOptions } from './device.js';
@@ -69,12 +69,12 @@ export class PersistentStore implements BackingStore {
   private readonly meta: MetaTable;
   private readonly segments: SegmentsTable;
   private readonly pages: PagesTable;
-  private readonly slots: SlotsTable;
+  private readonly freeSlots: FreeSlotMap;
   private readonly allocator: SlotAllocator;
   private readonly writer: PageWriter;
   private readonly log: StoreLog;
   private readonly zeros: Uint8Array;
-  /** meta.slot_high as last committed: only slots below it can be listed in free_slots. */
+  /** meta.slot_high as last committed. */
   private persistedHigh: number;
   private readonly observeIo: StoreOptions['observeIo'];
   /** Call-order stamps (SPEC: a later call's effect is never overridden by an earlier one). */
@@ -109,9 +109,9 @@ export class PersistentStore implements BackingStore {
     this.meta = new MetaTable(db);
     this.segments = new SegmentsTable(db);
     this.pages = new PagesTable(db);
-    this.slots = new SlotsTable(db);
+    this.freeSlots = new FreeSlotMap(db, header.slotCount);
     this.persistedHigh = Number(this.meta.get('slot_high') ?? 0);
-    this.allocator = new SlotAllocator(header.slotCount, options.spareSlots, this.persistedHigh, this.slots.all());
+    this.allocator = new SlotAllocator(header.slotCount, options.spareSlots, this.persistedHigh, this.freeSlots.bitmap);
     this.writer = new PageWriter({
       device,
       pageSize: this.pageSize,
@@ -188,7 +188,7 @@ export class PersistentStore implements BackingStore {
     await device.writev([encodeHeader(header)], 0);
     await device.datasync();
     db.transaction(() => {
-      db.exec('DELETE FROM pages; DELETE FROM free_slots; DELETE FROM segments; DELETE FROM meta;');
+      db.exec('DELETE FROM pages; DELETE FROM free_slot_map; DELETE FROM segments; DELETE FROM meta;');
       const meta = new MetaTable(db);
       meta.set('store_id', header.storeId);
       meta.set('page_size', header.pageSize);
@@ -337,29 +337,32 @@ export class PersistentStore implements BackingStore {
     const left: number[] = [];
     const overtaken: number[] = [];
     try {
-      this.db
-        .transaction(() => {
-          for (const { write, slot, checksum } of written) {
-            if (this.overtaken(write)) {
-              overtaken.push(slot);
-              continue;
-            }
-            const old = this.pages.get(write.vmid, write.pno);
-            this.pages.put(write.vmid, write.pno, slot, checksum);
-            if (old !== undefined) left.push(old.slot);
+      this.transact(() => {
+        for (const { write, slot, checksum } of written) {
+          if (this.overtaken(write)) {
+            overtaken.push(slot);
+            continue;
           }
-          for (const { slot } of written) if (slot < this.persistedHigh) this.slots.take(slot);
-          this.recordFree([...left, ...overtaken]);
-          this.meta.set('slot_high', this.allocator.high);
-        })
-        .immediate();
+          const old = this.pages.get(write.vmid, write.pno);
+          this.pages.put(write.vmid, write.pno, slot, checksum);
+          if (old !== undefined) left.push(old.slot);
+        }
+        this.freeSlots.mark(written.map((w) => w.slot), false);
+        this.freeSlots.mark(left, true);
+        this.freeSlots.mark(overtaken, true);
+        this.meta.set('slot_high', this.allocator.high);
+      });
       this.persistedHigh = this.allocator.high;
     } catch (err) {
       if (FATAL_SQLITE.test((err as { code?: string }).code ?? '')) this.failPermanently(err as Error);
       throw err;
     }
     this.allocator.committed(written.length, written.length - overtaken.length, left.length);
-    this.toLimbo([...left, ...overtaken]);
+    // A slot a rewritten page left is reused as it is: giving it back to the device would cost a
+    // syscall per scattered run (a tenth of a page-out's time) and a fresh allocation when it is
+    // written again (where a full file system answers ENOSPC). Released pages' slots are given back.
+    this.allocator.freed(left);
+    this.toLimbo(overtaken);
   }
 
   /**
@@ -371,12 +374,10 @@ export class PersistentStore implements BackingStore {
     const stamp = ++this.clock;
     let slots: number[] = [];
     try {
-      this.db
-        .transaction(() => {
-          slots = forget();
-          this.recordFree(slots);
-        })
-        .immediate();
+      this.transact(() => {
+        slots = forget();
+        this.freeSlots.mark(slots, true);
+      });
     } catch (err) {
       throw this.metadataError(err, 'metadata-failed');
     }
@@ -395,11 +396,27 @@ export class PersistentStore implements BackingStore {
     return this.forgets.some((f) => f.stamp > write.stamp && f.vmid === write.vmid && write.pno >= f.first && write.pno < f.end);
   }
 
-  /** Lists slots in free_slots inside the caller's transaction, with any the allocator freed unrecorded. */
-  private recordFree(slots: readonly number[]): void {
-    for (const slot of slots) this.slots.add(slot);
-    for (const slot of this.allocator.unrecorded) this.slots.add(slot);
-    this.allocator.unrecorded = [];
+  /**
+   * Runs `work` in one immediate transaction, with the free-slot map's staged changes (and the
+   * slots the allocator freed unrecorded) written in it; they become the known state only if the
+   * transaction commits.
+   */
+  private transact(work: () => void): void {
+    const unrecorded = this.allocator.unrecorded;
+    try {
+      this.db
+        .transaction(() => {
+          work();
+          this.freeSlots.mark(unrecorded, true);
+          this.freeSlots.write();
+        })
+        .immediate();
+    } catch (err) {
+      this.freeSlots.abandoned();
+      throw err;
+    }
+    this.freeSlots.committed();
+    this.allocator.unrecorded = []; // nothing frees slots while the (synchronous) transaction runs
   }
 
   /** Slots left by commits wait here until given back to the device, then become free. */

@@ -24,15 +24,18 @@ export class SlotAllocator {
   inFlight = 0;
   reserved = 0;
   limbo = 0;
-  /** Slots made free in memory that the free_slots table does not list yet (written by the next commit). */
+  /** Slots made free in memory that the durable free-slot map does not list yet (written by the next commit). */
   unrecorded: number[] = [];
 
-  constructor(capacity: number, spare: number, high: number, free: readonly number[]) {
+  /** `free`: the durable free-slot bitmap (set bit = free; bits at or above `high` are ignored). */
+  constructor(capacity: number, spare: number, high: number, free: Uint8Array) {
     this.capacity = capacity;
     this.spare = spare;
     this.high = high;
     this.freeBits = new Uint8Array(Math.ceil(capacity / 8));
-    for (const slot of free) this.setFree(slot);
+    this.freeBits.set(free.subarray(0, Math.ceil(high / 8)));
+    if (high % 8 !== 0) this.freeBits[high >> 3] &= (1 << (high % 8)) - 1;
+    for (let i = 0; i < Math.ceil(high / 8); i++) this.freeBelowHigh += popcount8(this.freeBits[i]);
     this.mapped = high - this.freeBelowHigh;
   }
 
@@ -136,4 +139,10 @@ export class SlotAllocator {
     this.freeBits[slot >> 3] &= ~(1 << (slot & 7));
     this.freeBelowHigh--;
   }
+}
+
+function popcount8(b: number): number {
+  let n = 0;
+  for (; b !== 0; b &= b - 1) n++;
+  return n;
 }
