@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { crc32c } from '../src/native/addon.js';
 import Database from 'better-sqlite3';
 import { V_LARGE, V_WORKING, connect } from '../src/client/index.js';
+import { PagesTable } from '../src/meta/pages-table.js';
 import { PersistentStore } from '../src/store/persistent-store.js';
 
 const PAGE = 4096;
@@ -31,9 +32,11 @@ export async function buildStore(pages: number): Promise<{ dir: string; dbBytes:
   await store.close();
   const db = new Database(join(dir, 'pagerd.sqlite'));
   const zero = crc32c(new Uint8Array(PAGE));
-  const insert = db.prepare('INSERT INTO pages (vmid, pno, slot, checksum, version) VALUES (?, ?, ?, ?, 1)');
+  const map = new PagesTable(db);
   db.transaction(() => {
-    for (let p = 0; p < pages; p++) insert.run(vmid, p, p, zero);
+    for (let p = 0; p < pages; p += 65536) {
+      map.putMany(Array.from({ length: Math.min(65536, pages - p) }, (_, i) => ({ vmid, pno: p + i, slot: p + i, checksum: zero })));
+    }
     db.prepare("UPDATE meta SET value = ? WHERE key = 'slot_high'").run(String(pages));
   })();
   db.pragma('wal_checkpoint(TRUNCATE)');

@@ -3,7 +3,7 @@ import { PagerError } from '../errors.js';
 import { integrityCheck, openDatabase, type Database } from '../meta/database.js';
 import { FreeSlotMap } from '../meta/free-slot-map.js';
 import { MetaTable } from '../meta/meta-table.js';
-import { PagesTable } from '../meta/pages-table.js';
+import { PagesTable, type PageMapping } from '../meta/pages-table.js';
 import { SegmentsTable } from '../meta/segments-table.js';
 import type { SegmentRecord } from '../vm/segment.js';
 import type { BackingStore, PageWrite, WriteTicket } from '../vm/store.js';
@@ -188,7 +188,7 @@ export class PersistentStore implements BackingStore {
     await device.writev([encodeHeader(header)], 0);
     await device.datasync();
     db.transaction(() => {
-      db.exec('DELETE FROM pages; DELETE FROM free_slot_map; DELETE FROM segments; DELETE FROM meta;');
+      db.exec('DELETE FROM page_map; DELETE FROM free_slot_map; DELETE FROM segments; DELETE FROM meta;');
       const meta = new MetaTable(db);
       meta.set('store_id', header.storeId);
       meta.set('page_size', header.pageSize);
@@ -338,15 +338,12 @@ export class PersistentStore implements BackingStore {
     const overtaken: number[] = [];
     try {
       this.transact(() => {
+        const mappings: PageMapping[] = [];
         for (const { write, slot, checksum } of written) {
-          if (this.overtaken(write)) {
-            overtaken.push(slot);
-            continue;
-          }
-          const old = this.pages.get(write.vmid, write.pno);
-          this.pages.put(write.vmid, write.pno, slot, checksum);
-          if (old !== undefined) left.push(old.slot);
+          if (this.overtaken(write)) overtaken.push(slot);
+          else mappings.push({ vmid: write.vmid, pno: write.pno, slot, checksum });
         }
+        for (const slot of this.pages.putMany(mappings)) left.push(slot);
         this.freeSlots.mark(written.map((w) => w.slot), false);
         this.freeSlots.mark(left, true);
         this.freeSlots.mark(overtaken, true);

@@ -4,6 +4,7 @@ import { crc32c } from '../../src/native/addon.js';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { V_CLIENT, V_WORKING } from '../../src/constants.js';
+import { PagesTable } from '../../src/meta/pages-table.js';
 import { PersistentStore } from '../../src/store/persistent-store.js';
 import { openStore, storeDir, storeOptions } from '../support/store-files.js';
 
@@ -179,11 +180,11 @@ describe('PersistentStore at scale', () => {
     await store.close();
     // Map the pages the fast way, straight into the page map (slots hold zero pages).
     const db = new Database(join(dir, 'meta.sqlite'));
-    const insert = db.prepare('INSERT INTO pages (vmid, pno, slot, checksum, version) VALUES (?, ?, ?, ?, 1)');
+    const map = new PagesTable(db);
     const zero = crc32c(new Uint8Array(PAGE));
     db.transaction(() => {
-      for (let p = 0; p < pages / 2; p++) insert.run(a, p, p, zero);
-      for (let p = 0; p < pages / 2; p++) insert.run(b, p, pages / 2 + p, zero);
+      map.putMany(Array.from({ length: pages / 2 }, (_, p) => ({ vmid: a, pno: p, slot: p, checksum: zero })));
+      map.putMany(Array.from({ length: pages / 2 }, (_, p) => ({ vmid: b, pno: p, slot: pages / 2 + p, checksum: zero })));
       db.prepare("UPDATE meta SET value = ? WHERE key = 'slot_high'").run(String(pages));
     })();
     db.close();

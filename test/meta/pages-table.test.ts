@@ -1,0 +1,62 @@
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { migrate } from '../../src/meta/migrations.js';
+import { PagesTable, RUN_PAGES } from '../../src/meta/pages-table.js';
+
+function table(): PagesTable {
+  const db = new Database(':memory:');
+  migrate(db);
+  return new PagesTable(db);
+}
+
+const R = RUN_PAGES;
+
+describe('the page map in rows of RUN_PAGES pages', () => {
+  it('answers the slots pages left, the later of a page listed twice winning', () => {
+    const map = table();
+    expect(map.putMany([{ vmid: 1, pno: 3, slot: 10, checksum: 1 }, { vmid: 1, pno: R + 1, slot: 11, checksum: 2 }])).toEqual([]);
+    const left = map.putMany([
+      { vmid: 1, pno: 3, slot: 20, checksum: 3 },
+      { vmid: 1, pno: 3, slot: 21, checksum: 4 },
+      { vmid: 2, pno: 3, slot: 22, checksum: 5 },
+    ]);
+    expect(left.sort((a, b) => a - b)).toEqual([10, 20]);
+    expect(map.get(1, 3)).toEqual({ slot: 21, checksum: 4 });
+    expect(map.get(2, 3)).toEqual({ slot: 22, checksum: 5 });
+    expect(map.get(1, 4)).toBeUndefined();
+    expect(map.count()).toBe(3);
+    expect(map.sharedSlots()).toEqual([]);
+  });
+
+  it('forgets ranges that start and end inside rows, keeping their neighbours', () => {
+    const map = table();
+    map.putMany(Array.from({ length: 3 * R }, (_, p) => ({ vmid: 1, pno: p, slot: p, checksum: p })));
+    const freed = map.deleteRange(1, R - 2, 2 * R + 2);
+    expect(freed.sort((a, b) => a - b)).toEqual(Array.from({ length: R + 4 }, (_, i) => R - 2 + i));
+    expect(map.get(1, R - 3)).toEqual({ slot: R - 3, checksum: R - 3 });
+    expect(map.get(1, R - 2)).toBeUndefined();
+    expect(map.get(1, 2 * R + 1)).toBeUndefined();
+    expect(map.get(1, 2 * R + 2)).toEqual({ slot: 2 * R + 2, checksum: 2 * R + 2 });
+    expect(map.count()).toBe(2 * R - 4);
+    expect(map.deleteSegment(1)).toHaveLength(2 * R - 4);
+    expect(map.count()).toBe(0);
+  });
+
+  it('lists pages after a point exactly `limit` at a time, across rows and segments', () => {
+    const map = table();
+    const pages = [
+      ...[0, 1, R - 1, R, 7 * R + 5].map((pno, i) => ({ vmid: 1, pno, slot: i, checksum: 0 })),
+      ...[2, 3 * R].map((pno, i) => ({ vmid: 3, pno, slot: 100 + i, checksum: 0 })),
+    ];
+    map.putMany(pages);
+    const seen: number[] = [];
+    let after = { vmid: 0, pno: -1 };
+    for (;;) {
+      const batch = map.after(after.vmid, after.pno, 2);
+      seen.push(...batch.map((p) => p.slot));
+      if (batch.length < 2) break;
+      after = batch[1];
+    }
+    expect(seen).toEqual(pages.map((p) => p.slot));
+  });
+});
