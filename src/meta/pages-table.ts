@@ -61,15 +61,17 @@ export class PagesTable {
    * held before. A page listed twice ends at its later slot; the earlier one is answered as left.
    */
   putMany(pages: readonly PageMapping[]): number[] {
-    const byRun = new Map<string, PageMapping[]>();
+    const bySegment = new Map<number, Map<number, PageMapping[]>>();
     for (const p of pages) {
-      const key = `${p.vmid}:${Math.floor(p.pno / RUN_PAGES)}`;
-      const group = byRun.get(key);
-      if (group === undefined) byRun.set(key, [p]);
+      let byRun = bySegment.get(p.vmid);
+      if (byRun === undefined) bySegment.set(p.vmid, (byRun = new Map()));
+      const run = Math.floor(p.pno / RUN_PAGES);
+      const group = byRun.get(run);
+      if (group === undefined) byRun.set(run, [p]);
       else group.push(p);
     }
     const left: number[] = [];
-    for (const group of byRun.values()) {
+    for (const group of [...bySegment.values()].flatMap((byRun) => [...byRun.values()])) {
       const { vmid, pno } = group[0];
       const run = Math.floor(pno / RUN_PAGES);
       const entries = Buffer.alloc(RUN_PAGES * ENTRY_BYTES);

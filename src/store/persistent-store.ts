@@ -246,7 +246,7 @@ export class PersistentStore implements BackingStore {
       // Refused whole: the batch consumed no reservations, so it has none to give back.
       return { captured: Promise.resolve(), complete: Promise.reject(new PagerError('store-failed', this.failure.message)) };
     }
-    const writes: StampedWrite[] = pages.map((p) => ({ ...p, stamp: ++this.clock }));
+    const writes: StampedWrite[] = pages.map((p) => ({ vmid: p.vmid, pno: p.pno, data: p.data, stamp: ++this.clock }));
     const first = writes[0]?.stamp ?? this.clock;
     this.batchesInFlight.add(first);
     const ticket = this.writer.submit(writes);
