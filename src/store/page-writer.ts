@@ -101,8 +101,7 @@ export class PageWriter {
     const host = this.host;
     const writes = cycle.flatMap((w) => w.writes);
     const slots = host.takeSlots(writes.length);
-    // Pages are pinned until captured: their bytes cannot change under the checksum or the write.
-    const written: WrittenPage[] = writes.map((write, i) => ({ write, slot: slots[i], checksum: crc32c(write.data) }));
+    const written: WrittenPage[] = writes.map((write, i) => ({ write, slot: slots[i], checksum: 0 }));
     const fail = (stage: 'write' | 'datasync' | 'commit', error: unknown): void => {
       host.giveBackSlots(slots);
       host.failed(stage, error);
@@ -113,7 +112,14 @@ export class PageWriter {
       }
     };
 
-    const results = await Promise.allSettled(this.runs(written).map(({ position, buffers }) => timed('writev', host.observeIo, () => host.device.writev(buffers, position))));
+    // Each run's checksums are taken just before its write starts, so the first writes are in
+    // flight while later runs are still being summed. Pages are pinned until captured: their
+    // bytes cannot change under the checksum or the write.
+    const writing = this.runs(written).map(({ position, pages }) => {
+      for (const page of pages) page.checksum = crc32c(page.write.data);
+      return timed('writev', host.observeIo, () => host.device.writev(pages.map((page) => page.write.data), position));
+    });
+    const results = await Promise.allSettled(writing);
     for (const w of cycle) w.captured();
     const writeError = results.find((r) => r.status === 'rejected');
     if (writeError !== undefined) return fail('write', (writeError as PromiseRejectedResult).reason);
@@ -131,15 +137,15 @@ export class PageWriter {
   }
 
   /** Groups pages with consecutive slots into writev calls. */
-  private runs(written: WrittenPage[]): { position: number; buffers: Uint8Array[] }[] {
+  private runs(written: WrittenPage[]): { position: number; pages: WrittenPage[] }[] {
     const { pageSize, dataOffset } = this.host;
     const sorted = [...written].sort((a, b) => a.slot - b.slot);
-    const runs: { position: number; buffers: Uint8Array[] }[] = [];
+    const runs: { position: number; pages: WrittenPage[] }[] = [];
     let prev = -2;
     for (const page of sorted) {
       const last = runs[runs.length - 1];
-      if (page.slot === prev + 1 && last.buffers.length < MAX_IOVECS) last.buffers.push(page.write.data);
-      else runs.push({ position: dataOffset + page.slot * pageSize, buffers: [page.write.data] });
+      if (page.slot === prev + 1 && last.pages.length < MAX_IOVECS) last.pages.push(page);
+      else runs.push({ position: dataOffset + page.slot * pageSize, pages: [page] });
       prev = page.slot;
     }
     return runs;

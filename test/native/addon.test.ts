@@ -49,14 +49,14 @@ describe('native addon', () => {
     }
   });
 
-  it('computes CRC-32C: the standard check values, and the definition for any length, offset and shared memory', () => {
+  it('computes CRC-32C: the standard check values, and the definition for any length (one, three-stream short and long blocks), offset and shared memory', () => {
     expect(crc32c(Buffer.from('123456789'))).toBe(0xe3069283);
     expect(crc32c(new Uint8Array(32))).toBe(0x8a9136aa); // RFC 3720 B.4: 32 bytes of zeros
     expect(crc32c(new Uint8Array(0))).toBe(0);
     const random = mulberry32(7);
-    const shared = new Uint8Array(new SharedArrayBuffer(8192));
+    const shared = new Uint8Array(new SharedArrayBuffer(65536));
     for (let i = 0; i < shared.length; i++) shared[i] = Math.floor(random() * 256);
-    for (const [offset, length] of [[0, 4096], [1, 4095], [3, 17], [4093, 7], [0, 8192], [5, 0]]) {
+    for (const [offset, length] of [[0, 4096], [1, 4095], [3, 17], [4093, 7], [0, 8192], [5, 0], [0, 65536], [3, 30001]]) {
       const view = shared.subarray(offset, offset + length);
       expect(crc32c(view)).toBe(referenceCrc32c(view));
     }
