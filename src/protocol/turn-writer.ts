@@ -12,7 +12,7 @@ export class TurnWriter {
 
   constructor(
     private readonly stream: Writable,
-    private readonly flushBytes = 32 * 1024,
+    private readonly flushBytes = 16 * 1024,
   ) {}
 
   write(frame: Uint8Array): void {
