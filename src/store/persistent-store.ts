@@ -74,8 +74,6 @@ export class PersistentStore implements BackingStore {
   private readonly writer: PageWriter;
   private readonly log: StoreLog;
   private readonly zeros: Uint8Array;
-  /** meta.slot_high as last committed. */
-  private persistedHigh: number;
   private readonly observeIo: StoreOptions['observeIo'];
   /** Call-order stamps (SPEC: a later call's effect is never overridden by an earlier one). */
   private clock = 0;
@@ -110,8 +108,8 @@ export class PersistentStore implements BackingStore {
     this.segments = new SegmentsTable(db);
     this.pages = new PagesTable(db);
     this.freeSlots = new FreeSlotMap(db, header.slotCount);
-    this.persistedHigh = Number(this.meta.get('slot_high') ?? 0);
-    this.allocator = new SlotAllocator(header.slotCount, options.spareSlots, this.persistedHigh, this.freeSlots.bitmap);
+    const high = Number(this.meta.get('slot_high') ?? 0);
+    this.allocator = new SlotAllocator(header.slotCount, options.spareSlots, high, this.freeSlots.bitmap);
     this.writer = new PageWriter({
       device,
       pageSize: this.pageSize,
@@ -349,7 +347,6 @@ export class PersistentStore implements BackingStore {
         this.freeSlots.mark(overtaken, true);
         this.meta.set('slot_high', this.allocator.high);
       });
-      this.persistedHigh = this.allocator.high;
     } catch (err) {
       if (FATAL_SQLITE.test((err as { code?: string }).code ?? '')) this.failPermanently(err as Error);
       throw err;
