@@ -332,7 +332,7 @@ export class PersistentStore implements BackingStore {
 
   /** The metadata step of a page-out cycle: one transaction mapping every page to its new slot. */
   private commitPageOuts(written: WrittenPage[]): void {
-    const left: number[] = [];
+    let left: number[] = [];
     const overtaken: number[] = [];
     try {
       this.transact(() => {
@@ -341,7 +341,7 @@ export class PersistentStore implements BackingStore {
           if (this.overtaken(write)) overtaken.push(slot);
           else mappings.push({ vmid: write.vmid, pno: write.pno, slot, checksum });
         }
-        for (const slot of this.pages.putMany(mappings)) left.push(slot);
+        left = this.pages.putMany(mappings);
         this.freeSlots.mark(written.map((w) => w.slot), false);
         this.freeSlots.mark(left, true);
         this.freeSlots.mark(overtaken, true);
@@ -351,11 +351,10 @@ export class PersistentStore implements BackingStore {
       if (FATAL_SQLITE.test((err as { code?: string }).code ?? '')) this.failPermanently(err as Error);
       throw err;
     }
-    this.allocator.committed(written.length, written.length - overtaken.length, left.length);
     // A slot a rewritten page left is reused as it is: giving it back to the device would cost a
     // syscall per scattered run (a tenth of a page-out's time) and a fresh allocation when it is
     // written again (where a full file system answers ENOSPC). Released pages' slots are given back.
-    this.allocator.freed(left);
+    this.allocator.committed(written.length, written.length - overtaken.length, left);
     this.toLimbo(overtaken);
   }
 

@@ -8,7 +8,7 @@
  * Accounting (every slot is in exactly one of these, or free):
  *   mapped   - referenced by a page's committed metadata
  *   inFlight - allocated to a page-out not yet committed
- *   limbo    - freed by a commit, not yet given back to the device (hole punch / discard)
+ *   limbo    - released (or overtaken by a release), not yet given back to the device (hole punch / discard)
  * and `reserved` counts slots promised to modified pages (SPEC §2: a page-out never meets a full
  * store). reserve() refuses once mapped + inFlight + reserved would pass capacity − spare.
  */
@@ -87,13 +87,15 @@ export class SlotAllocator {
   }
 
   /**
-   * A page-out committed: `kept` of its slots are now mapped; the rest of its slots, and the old
-   * slots the pages left (`left`), go to limbo until given back to the device.
+   * A page-out committed: `kept` of its slots are now mapped, the rest (pages released while it
+   * was in flight) go to limbo until given back to the device. The slots the rewritten pages left
+   * are free at once: they are about to be written again, so they are not given back.
    */
-  committed(batchSize: number, kept: number, left: number): void {
+  committed(batchSize: number, kept: number, left: readonly number[]): void {
     this.inFlight -= batchSize;
-    this.mapped += kept - left;
-    this.limbo += batchSize - kept + left;
+    this.mapped += kept - left.length;
+    this.limbo += batchSize - kept;
+    for (const slot of left) this.setFree(slot);
   }
 
   /** Pages were released or deleted: their slots go to limbo. */
