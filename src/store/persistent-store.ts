@@ -293,7 +293,7 @@ export class PersistentStore implements BackingStore {
   }
 
   sharedSlots(): number[] {
-    return this.pages.sharedSlots();
+    return this.pages.sharedSlots(this.header.slotCount);
   }
 
   slotIsFree(slot: number): boolean {

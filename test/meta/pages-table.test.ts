@@ -25,7 +25,9 @@ describe('the page map in rows of RUN_PAGES pages', () => {
     expect(map.get(2, 3)).toEqual({ slot: 22, checksum: 5 });
     expect(map.get(1, 4)).toBeUndefined();
     expect(map.count()).toBe(3);
-    expect(map.sharedSlots()).toEqual([]);
+    expect(map.sharedSlots(64)).toEqual([]);
+    map.putMany([{ vmid: 3, pno: 0, slot: 21, checksum: 6 }]); // a second page on slot 21: corrupt
+    expect(map.sharedSlots(64)).toEqual([21]);
   });
 
   it('forgets ranges that start and end inside rows, keeping their neighbours', () => {
