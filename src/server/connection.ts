@@ -65,6 +65,7 @@ export class Connection {
   private idleTimer: NodeJS.Timeout | undefined;
   private readonly env: HandlerEnv;
   private readonly closedWaiters: (() => void)[] = [];
+  private readonly idleWaiters: (() => void)[] = [];
 
   constructor(
     private readonly socket: Socket,
@@ -82,9 +83,9 @@ export class Connection {
     this.touch();
   }
 
-  /** Requests being served now. */
-  get busy(): number {
-    return this.inFlight.size;
+  /** Resolves once no request is being served (a graceful stop waits for this). */
+  idle(): Promise<void> {
+    return this.inFlight.size === 0 ? Promise.resolve() : new Promise((r) => this.idleWaiters.push(r));
   }
 
   /** Resolves when the connection has closed. */
@@ -176,6 +177,7 @@ export class Connection {
     const finish = (outcome: Outcome): void => {
       this.host.observe(request.op, (performance.now() - started) / 1e3, outcome.error === undefined);
       this.inFlight.delete(request.id);
+      if (this.inFlight.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
       this.reply({ id: request.id, error: outcome.error && answer(outcome.error), results: outcome.results });
       this.pump();
     };

@@ -173,8 +173,10 @@ export class Daemon {
     // Stop accepting at once; close()'s callback would wait for every client to hang up.
     this.server?.close();
     for (const c of this.connections) c.stopReading();
-    const deadline = Date.now() + 30_000;
-    while ([...this.connections].some((c) => c.busy > 0) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 10));
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise((r) => (timer = setTimeout(r, 30_000)));
+    await Promise.race([Promise.all([...this.connections].map((c) => c.idle())), deadline]);
+    clearTimeout(timer);
     await this.flushAll();
     for (const c of this.connections) c.end();
     await this.store.close();
