@@ -1,7 +1,7 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { ERRNO, PagerError, type ErrorCode, type Reason } from '../errors.js';
 import { UIO_READ, UIO_WRITE } from '../constants.js';
-import { decodeReply, decodeWelcome, encodeHello, encodeRequestFrame, type Reply, type Value } from '../protocol/codec.js';
+import { MESSAGE_OVERHEAD_BYTES, decodeReply, decodeWelcome, encodeHello, encodeRequestFrame, type Reply, type Value } from '../protocol/codec.js';
 import { FrameDecoder, encodeFrame } from '../protocol/frame.js';
 import { TurnWriter } from '../protocol/turn-writer.js';
 import { addScrubChunk, emptyScrubTotals, type ScrubTotals } from '../store/scrub-report.js';
@@ -21,9 +21,6 @@ export interface ConnectOptions {
 }
 
 const EMPTY = new Uint8Array(0);
-
-/** Bytes of a request besides a move's data (generous: keeps every move under the daemon's maximum). */
-const REQUEST_OVERHEAD = 1024;
 
 /** A connection to pagerd. Methods are named after the services; each resolves on 0 and rejects with a PagerError otherwise. */
 export class PagerClient {
@@ -167,7 +164,7 @@ export class PagerClient {
    * its semantics: the uio advances by what moved, also when an error stops it part-way.
    */
   private async move(vmid: number, offset: number | undefined, limit: number, rw: number, uio: Uio, signal?: AbortSignal): Promise<number> {
-    const piece = Math.max(1, this.maxPayload - REQUEST_OVERHEAD);
+    const piece = Math.max(1, this.maxPayload - MESSAGE_OVERHEAD_BYTES);
     let moved = 0;
     const wellFormed = Array.isArray(uio?.iov) && uio.iov.every((b) => b instanceof Uint8Array);
     const total = wellFormed ? uio.iov.reduce((n, b) => n + b.length, 0) : 0;

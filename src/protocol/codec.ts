@@ -12,6 +12,13 @@ import { OPERATION_BY_CODE, OPERATIONS, type OperationName, type ValueKind } fro
  */
 export const PROTOCOL_VERSION = 1;
 
+/**
+ * Bytes a move's request or reply carries besides its data (generous): the largest move one
+ * message may carry is the maximum payload less this. The client splits moves by it; the daemon
+ * refuses larger ones.
+ */
+export const MESSAGE_OVERHEAD_BYTES = 1024;
+
 export const Kind = { HELLO: 1, WELCOME: 2, REQUEST: 3, REPLY: 4 } as const;
 const TAG: Record<ValueKind, number> = { n: 1, b: 2, s: 3 };
 

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { parseSize, type Config } from '../config/tunables.js';
 import { PagerError } from '../errors.js';
 import { peerCred } from '../native/addon.js';
+import { MESSAGE_OVERHEAD_BYTES } from '../protocol/codec.js';
 import type { IoObserver } from '../store/io-timing.js';
 import { PersistentStore } from '../store/persistent-store.js';
 import { scrubChunk } from '../store/scrub.js';
@@ -120,7 +121,7 @@ export class Daemon {
       env: (ctx, cancel): HandlerEnv => ({
         svc: this.svc,
         ctx,
-        maxMoveBytes: limits.maxPayloadBytes - 1024,
+        maxMoveBytes: limits.maxPayloadBytes - MESSAGE_OVERHEAD_BYTES,
         stats: () => this.stats(),
         metrics: () => this.metrics.text(),
         segments: (c) => this.segmentsVisibleTo(c),
