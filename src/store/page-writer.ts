@@ -25,7 +25,7 @@ export interface WriteCycleHost {
   readonly dataOffset: number;
   /** Told how long each writev, fdatasync and commit took. */
   readonly observeIo?: IoObserver;
-  /** Allocates slots for `count` pages (consuming their reservations). */
+  /** Allocates slots for `count` pages (consuming their reservations), in ascending order. */
   takeSlots(count: number): number[];
   /** A cycle failed before commit: its slots are free again, reservations restored. */
   giveBackSlots(slots: number[]): void;
@@ -136,13 +136,12 @@ export class PageWriter {
     for (const w of cycle) w.complete();
   }
 
-  /** Groups pages with consecutive slots into writev calls. */
+  /** Groups pages with consecutive slots into writev calls (`written` is in slot order: takeSlots answers ascending slots). */
   private runs(written: WrittenPage[]): { position: number; pages: WrittenPage[] }[] {
     const { pageSize, dataOffset } = this.host;
-    const sorted = [...written].sort((a, b) => a.slot - b.slot);
     const runs: { position: number; pages: WrittenPage[] }[] = [];
     let prev = -2;
-    for (const page of sorted) {
+    for (const page of written) {
       const last = runs[runs.length - 1];
       if (page.slot === prev + 1 && last.pages.length < MAX_IOVECS) last.pages.push(page);
       else runs.push({ position: dataOffset + page.slot * pageSize, pages: [page] });
