@@ -14,7 +14,7 @@ export interface ScrubFindings {
 export interface ScrubChunk extends ScrubFindings {
   /** Where the next chunk starts, or null when the scrub is done. */
   next: { vmid: number; pno: number } | null;
-  /** Mapped pages in all. */
+  /** Mapped pages in all (the allocator's count: summing the page map per chunk made a scrub quadratic). */
   total: number;
   /** Slots mapped by more than one page (checked with the first chunk only; must never happen). */
   sharedSlots: number[];
@@ -31,7 +31,7 @@ export const SCRUB_START = { vmid: -1, pno: -1 };
  */
 export async function scrubChunk(store: PersistentStore, after: { vmid: number; pno: number }, limit: number): Promise<ScrubChunk> {
   const first = after.vmid === SCRUB_START.vmid && after.pno === SCRUB_START.pno;
-  const chunk: ScrubChunk = { pages: 0, bad: [], mappedButFree: [], next: null, total: store.mappedPages(), sharedSlots: first ? store.sharedSlots() : [] };
+  const chunk: ScrubChunk = { pages: 0, bad: [], mappedButFree: [], next: null, total: store.slotStats.mapped, sharedSlots: first ? store.sharedSlots() : [] };
   const buf = new Uint8Array(store.pageSize);
   const batch = store.pageBatchAfter(after.vmid, after.pno, limit);
   for (const { vmid, pno, slot, checksum } of batch) {
