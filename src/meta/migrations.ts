@@ -79,6 +79,15 @@ export const MIGRATIONS: readonly ((db: Database) => void)[] = [
     map.putMany(batch);
     db.exec('DROP TABLE pages');
   },
+  // 4: page-out cycles committed while their data flush was still in flight (see UnsyncedPageouts).
+  (db) =>
+    db.exec(`
+      -- entries: per page, u32 vmid, u32 pno, u32 previous slot + 1 (0: none), u32 previous CRC-32C.
+      CREATE TABLE unsynced_pageouts (
+        cycle   INTEGER PRIMARY KEY,
+        entries BLOB NOT NULL
+      );
+    `),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -12,6 +12,9 @@ export interface PageMapping extends PageLocation {
   pno: number;
 }
 
+/** What putMany answers for an entry: where its page was before, or that a later entry replaced it. */
+export type Previous = PageLocation | undefined | 'superseded';
+
 /** Pages per row of the page map. */
 export const RUN_PAGES = 32;
 /** Bytes per page in a row: u32 slot + 1 (0: not mapped), u32 checksum. Little-endian. */
@@ -57,35 +60,47 @@ export class PagesTable {
   }
 
   /**
-   * Points each page at its slot (inside the caller's transaction); answers the slots the pages
-   * held before. A page listed twice ends at its later slot; the earlier one is answered as left.
+   * Points each page at its slot (inside the caller's transaction). Answers, entry by entry, where
+   * the page was before the call (undefined: nowhere). A page listed twice ends at its later slot:
+   * the later entry answers where the page was before the call, the earlier one 'superseded'.
    */
-  putMany(pages: readonly PageMapping[]): number[] {
-    const bySegment = new Map<number, Map<number, PageMapping[]>>();
-    for (const p of pages) {
+  putMany(pages: readonly PageMapping[]): Previous[] {
+    const bySegment = new Map<number, Map<number, number[]>>();
+    pages.forEach((p, i) => {
       let byRun = bySegment.get(p.vmid);
       if (byRun === undefined) bySegment.set(p.vmid, (byRun = new Map()));
       const run = Math.floor(p.pno / RUN_PAGES);
       const group = byRun.get(run);
-      if (group === undefined) byRun.set(run, [p]);
-      else group.push(p);
-    }
-    const left: number[] = [];
+      if (group === undefined) byRun.set(run, [i]);
+      else group.push(i);
+    });
+    const previous: Previous[] = new Array(pages.length);
+    const latest = new Array<number>(RUN_PAGES);
     for (const group of [...bySegment.values()].flatMap((byRun) => [...byRun.values()])) {
-      const { vmid, pno } = group[0];
+      const { vmid, pno } = pages[group[0]];
       const run = Math.floor(pno / RUN_PAGES);
       const entries = Buffer.alloc(RUN_PAGES * ENTRY_BYTES);
       this.#getRow.get(vmid, run)?.copy(entries);
-      for (const p of group) {
-        const at = (p.pno % RUN_PAGES) * ENTRY_BYTES;
-        const old = entries.readUInt32LE(at);
-        if (old !== 0) left.push(old - 1);
+      let seen = 0;
+      for (const i of group) {
+        const p = pages[i];
+        const index = p.pno % RUN_PAGES;
+        const at = index * ENTRY_BYTES;
+        if ((seen & (1 << index)) !== 0) {
+          previous[i] = previous[latest[index]];
+          previous[latest[index]] = 'superseded';
+        } else {
+          const old = entries.readUInt32LE(at);
+          previous[i] = old === 0 ? undefined : { slot: old - 1, checksum: entries.readUInt32LE(at + 4) };
+        }
+        seen |= 1 << index;
+        latest[index] = i;
         entries.writeUInt32LE(p.slot + 1, at);
         entries.writeUInt32LE(p.checksum, at + 4);
       }
       this.#putRow.run(vmid, run, entries, mappedIn(entries));
     }
-    return left;
+    return previous;
   }
 
   /** Forgets pages [first, end) of a segment; answers the slots they held. */

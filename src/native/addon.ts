@@ -2,8 +2,9 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 /**
- * The native addon (native/pagerd_native.cc): Linux syscalls Node 20 lacks. Each function does
- * one syscall; arguments are checked here, and failures are Node-style system errors
+ * The native addon (native/pagerd_native.cc): Linux syscalls Node 20 lacks, and the page
+ * checksum. Each function does one syscall (writevSummed: a positional write with checksums, in
+ * the thread pool); arguments are checked here, and failures are Node-style system errors
  * ({ code, errno, syscall }).
  */
 interface Addon {
@@ -16,6 +17,7 @@ interface Addon {
   sdNotify(socketPath: string, state: string): void;
   crc32c(bytes: Uint8Array): number;
   readCached(fd: number, into: Uint8Array, position: number): number;
+  writevSummed(fd: number, position: number, backings: Uint8Array[], which: Uint32Array, offsets: Float64Array, lengths: Uint32Array, sums: Uint32Array): Promise<void>;
 }
 
 let addon: Addon | undefined;
@@ -102,4 +104,29 @@ export function readCached(fd: number, into: Uint8Array, position: number): numb
   checkFd(fd);
   if (!Number.isSafeInteger(position) || position < 0) throw new RangeError(`bad position ${position}`);
   return load().readCached(fd, into, position);
+}
+
+/**
+ * Writes the buffers back to back from `position` and sets sums[i] to the CRC-32C of buffers[i],
+ * both in libuv's thread pool: the event loop neither sums nor copies the bytes. The buffers must
+ * not change until the promise settles.
+ */
+export function writevSummed(fd: number, buffers: readonly Uint8Array[], position: number, sums: Uint32Array): Promise<void> {
+  checkFd(fd);
+  if (!Number.isSafeInteger(position) || position < 0) throw new RangeError(`bad position ${position}`);
+  if (sums.length < buffers.length) throw new RangeError(`${sums.length} sums for ${buffers.length} buffers`);
+  // Each buffer is passed as (which backing store, offset, length): pages of a page-out share one.
+  const backings: ArrayBufferLike[] = [];
+  const which = new Uint32Array(buffers.length);
+  const offsets = new Float64Array(buffers.length);
+  const lengths = new Uint32Array(buffers.length);
+  buffers.forEach((b, i) => {
+    if (!(b instanceof Uint8Array)) throw new TypeError('writevSummed takes Uint8Arrays');
+    let k = backings.length > 0 && backings[backings.length - 1] === b.buffer ? backings.length - 1 : backings.indexOf(b.buffer);
+    if (k < 0) k = backings.push(b.buffer) - 1;
+    which[i] = k;
+    offsets[i] = b.byteOffset;
+    lengths[i] = b.byteLength;
+  });
+  return load().writevSummed(fd, position, backings.map((buffer) => new Uint8Array(buffer)), which, offsets, lengths, sums);
 }

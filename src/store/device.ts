@@ -1,7 +1,7 @@
 import { constants, type Stats } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import fsExt from 'fs-ext';
-import { allocate, blockDeviceSize, discard, punchHole, readCached } from '../native/addon.js';
+import { allocate, blockDeviceSize, discard, punchHole, readCached, writevSummed } from '../native/addon.js';
 
 /**
  * The raw storage under a store: a regular file or a block device, read and written at positions,
@@ -13,8 +13,11 @@ export interface BackingDevice {
   readonly size: number;
   /** Fills `into` from `position`. */
   read(into: Uint8Array, position: number): Promise<void>;
-  /** Writes the buffers back to back from `position`. */
-  writev(buffers: readonly Uint8Array[], position: number): Promise<void>;
+  /**
+   * Writes the buffers back to back from `position`. With `sums`, also sets sums[i] to the CRC-32C
+   * of buffers[i] as written (the buffers must not change until the write settles).
+   */
+  writev(buffers: readonly Uint8Array[], position: number, sums?: Uint32Array): Promise<void>;
   /** Flushes written data to stable storage (fdatasync). */
   datasync(): Promise<void>;
   /** Gives a range back to the device (hole punch on a file, discard on a block device); may throw. */
@@ -50,7 +53,8 @@ class HandleDevice implements BackingDevice {
     }
   }
 
-  async writev(buffers: readonly Uint8Array[], position: number): Promise<void> {
+  async writev(buffers: readonly Uint8Array[], position: number, sums?: Uint32Array): Promise<void> {
+    if (sums !== undefined) return writevSummed(this.handle.fd, buffers, position, sums);
     let rest = [...buffers];
     while (rest.length > 0) {
       const { bytesWritten } = await this.handle.writev(rest, position);

@@ -1,4 +1,3 @@
-import { crc32c } from '../native/addon.js';
 import { PagerError } from '../errors.js';
 import type { PageWrite } from '../vm/store.js';
 import type { BackingDevice } from './device.js';
@@ -29,8 +28,15 @@ export interface WriteCycleHost {
   takeSlots(count: number): number[];
   /** A cycle failed before commit: its slots are free again, reservations restored. */
   giveBackSlots(slots: number[]): void;
-  /** Commits the cycle's metadata durably (one transaction); throws if it could not. */
+  /**
+   * Commits the cycle's metadata durably (one transaction), while its data flush is in flight;
+   * throws if it could not. Exactly one of `synced` and `notSynced` follows a commit.
+   */
   commit(pages: WrittenPage[]): void;
+  /** The committed cycle's data flush succeeded: the cycle is complete. */
+  synced(): void;
+  /** The committed cycle's data flush failed: undo the commit. */
+  notSynced(): void;
   /** Called when a cycle failed (for logging and the store's failure policy). */
   failed(stage: 'write' | 'datasync' | 'commit', error: unknown): void;
 }
@@ -49,9 +55,10 @@ const MAX_IOVECS = 1024;
  * The page-out path: batches of page-outs queue here and are written in cycles, one at a time
  * (group commit). A cycle takes every batch queued so far (up to maxBatchPages), gives its pages
  * fresh slots (never the slot holding a page's last complete version), writes contiguous runs
- * with positional writev, all runs in flight at once, then one fdatasync, then one metadata
- * transaction. Only then are its batches complete. Cycles never overlap, so a failed fdatasync is
- * charged to exactly the batches that wrote before it, and never retried and trusted.
+ * with positional writev, all runs in flight at once, then one fdatasync and one metadata
+ * transaction at the same time. Only when both succeeded are its batches complete. Cycles never
+ * overlap, so a failed fdatasync is charged to exactly the batches that wrote before it, and
+ * never retried and trusted.
  */
 export class PageWriter {
   private readonly queue: Waiter[] = [];
@@ -102,8 +109,8 @@ export class PageWriter {
     const writes = cycle.flatMap((w) => w.writes);
     const slots = host.takeSlots(writes.length);
     const written: WrittenPage[] = writes.map((write, i) => ({ write, slot: slots[i], checksum: 0 }));
-    const fail = (stage: 'write' | 'datasync' | 'commit', error: unknown): void => {
-      host.giveBackSlots(slots);
+    const fail = (stage: 'write' | 'datasync' | 'commit', error: unknown, giveBack = true): void => {
+      if (giveBack) host.giveBackSlots(slots); // else notSynced() has freed them
       host.failed(stage, error);
       const err = new PagerError('page-out-failed', `page-out ${stage} failed: ${(error as Error)?.message ?? String(error)}`);
       for (const w of cycle) {
@@ -112,27 +119,30 @@ export class PageWriter {
       }
     };
 
-    // Each run's checksums are taken just before its write starts, so the first writes are in
-    // flight while later runs are still being summed. Pages are pinned until captured: their
-    // bytes cannot change under the checksum or the write.
-    const writing = this.runs(written).map(({ position, pages }) => {
-      for (const page of pages) page.checksum = crc32c(page.write.data);
-      return timed('writev', host.observeIo, () => host.device.writev(pages.map((page) => page.write.data), position));
+    // The device sums each page as it writes it, in the thread pool. Pages are pinned until
+    // captured: their bytes cannot change under the checksum or the write.
+    const writing = this.runs(written).map(async ({ position, pages }) => {
+      const sums = new Uint32Array(pages.length);
+      await timed('writev', host.observeIo, () => host.device.writev(pages.map((page) => page.write.data), position, sums));
+      pages.forEach((page, i) => (page.checksum = sums[i]));
     });
     const results = await Promise.allSettled(writing);
     for (const w of cycle) w.captured();
     const writeError = results.find((r) => r.status === 'rejected');
     if (writeError !== undefined) return fail('write', (writeError as PromiseRejectedResult).reason);
-    try {
-      await timed('datasync', host.observeIo, () => host.device.datasync());
-    } catch (err) {
-      return fail('datasync', err);
+    // The data flush (in the thread pool) and the metadata commit (here, with its own WAL sync) run
+    // at once: one sync's wait instead of two in a row. Until the flush is known good the commit
+    // keeps the pages' old slots, and says how to go back (see UnsyncedPageouts).
+    const [flushed, committed] = await Promise.allSettled([
+      timed('datasync', host.observeIo, () => host.device.datasync()),
+      timed('commit', host.observeIo, () => host.commit(written)),
+    ]);
+    if (committed.status === 'rejected') return fail('commit', committed.reason);
+    if (flushed.status === 'rejected') {
+      host.notSynced();
+      return fail('datasync', flushed.reason, false);
     }
-    try {
-      await timed('commit', host.observeIo, () => host.commit(written));
-    } catch (err) {
-      return fail('commit', err);
-    }
+    host.synced();
     for (const w of cycle) w.complete();
   }
 

@@ -5,6 +5,7 @@ import { FreeSlotMap } from '../meta/free-slot-map.js';
 import { MetaTable } from '../meta/meta-table.js';
 import { PagesTable, type PageMapping } from '../meta/pages-table.js';
 import { SegmentsTable } from '../meta/segments-table.js';
+import { UnsyncedPageouts, type UnsyncedPage } from '../meta/unsynced-pageouts.js';
 import type { SegmentRecord } from '../vm/segment.js';
 import type { BackingStore, PageWrite, WriteTicket } from '../vm/store.js';
 import { openDevice, type BackingDevice, type DeviceOptions } from './device.js';
@@ -12,6 +13,7 @@ import { encodeHeader, HEADER_PROBE_BYTES, newHeader, probeHeader, type StoreHea
 import { timed, type IoObserver } from './io-timing.js';
 import { PageWriter, type StampedWrite, type WrittenPage } from './page-writer.js';
 import { SlotAllocator } from './slot-allocator.js';
+import { recoverUnsynced, rollBackUnsynced } from './unsynced-rollback.js';
 
 /** What the store logs through (a pino logger fits). */
 export interface StoreLog {
@@ -54,9 +56,10 @@ const FATAL_SQLITE = /^SQLITE_(CORRUPT|NOTADB|READONLY|CANTOPEN|MISUSE)/;
 /**
  * The backing store on a file or block device, with its metadata in SQLite (SPEC §2).
  *
- * Page-outs go to fresh slots (copy-on-write), one fdatasync and one transaction per cycle; old
- * slots are freed only after that commit. A release deletes the page's row durably before it
- * answers. Metadata is the truth: at start-up a slot no page references is free.
+ * Page-outs go to fresh slots (copy-on-write), one fdatasync and one transaction per cycle, run at
+ * once; old slots are freed only after both (see UnsyncedPageouts). A release deletes the page's
+ * row durably before it answers. Metadata is the truth: at start-up a slot no page references is
+ * free, and a page whose unsynced new slot fails its checksum goes back to its old one.
  */
 export class PersistentStore implements BackingStore {
   readonly pageSize: number;
@@ -70,6 +73,11 @@ export class PersistentStore implements BackingStore {
   private readonly segments: SegmentsTable;
   private readonly pages: PagesTable;
   private readonly freeSlots: FreeSlotMap;
+  private readonly unsynced: UnsyncedPageouts;
+  /** The cycle committed last, while its data flush is in flight. */
+  private unsyncedCycle: { id: number; pages: UnsyncedPage[]; written: number } | undefined;
+  /** Cycles whose flush succeeded: their rows go in the next transaction. */
+  private syncedCycles: number[] = [];
   private readonly allocator: SlotAllocator;
   private readonly writer: PageWriter;
   private readonly log: StoreLog;
@@ -108,6 +116,7 @@ export class PersistentStore implements BackingStore {
     this.segments = new SegmentsTable(db);
     this.pages = new PagesTable(db);
     this.freeSlots = new FreeSlotMap(db, header.slotCount);
+    this.unsynced = new UnsyncedPageouts(db);
     const high = Number(this.meta.get('slot_high') ?? 0);
     this.allocator = new SlotAllocator(header.slotCount, options.spareSlots, high, this.freeSlots.bitmap);
     this.writer = new PageWriter({
@@ -119,6 +128,8 @@ export class PersistentStore implements BackingStore {
       takeSlots: (n) => this.allocator.take(n),
       giveBackSlots: (slots) => this.allocator.giveBack(slots),
       commit: (pages) => this.commitPageOuts(pages),
+      synced: () => this.pageOutsSynced(),
+      notSynced: () => this.rollBackPageOuts(),
       failed: (stage, error) => this.log.error({ stage, err: error }, 'page-out cycle failed; its pages stay modified'),
     });
   }
@@ -168,6 +179,8 @@ export class PersistentStore implements BackingStore {
         if (recovery !== 'ok') throw new StoreRefusedError(`metadata integrity check failed after an unclean shutdown: ${recovery}`);
         options.log?.info({ device: where }, 'recovered after an unclean shutdown; metadata integrity ok');
       }
+      const wentBack = await recoverUnsynced(db, device, header);
+      if (wentBack > 0) options.log?.warn({ device: where, pages: wentBack }, 'pages whose last page-out was cut short went back to their previous version');
       meta.set('clean_shutdown', 0);
       return new PersistentStore(device, db, header, options, recovery);
     } catch (err) {
@@ -310,7 +323,7 @@ export class PersistentStore implements BackingStore {
     await this.writer.idle();
     this.drainLimbo();
     if (this.failure === undefined) {
-      this.meta.set('clean_shutdown', 1);
+      this.transact(() => this.meta.set('clean_shutdown', 1));
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     }
     this.db.close();
@@ -330,10 +343,14 @@ export class PersistentStore implements BackingStore {
 
   // ---- Internals --------------------------------------------------------------------------
 
-  /** The metadata step of a page-out cycle: one transaction mapping every page to its new slot. */
+  /**
+   * The metadata step of a page-out cycle, run while its data flush is in flight: one transaction
+   * mapping every page to its new slot and recording the cycle as unsynced. The slots the pages
+   * leave stay allocated until the flush has succeeded (pageOutsSynced).
+   */
   private commitPageOuts(written: WrittenPage[]): void {
-    let left: number[] = [];
     const overtaken: number[] = [];
+    const unsynced: UnsyncedPage[] = [];
     try {
       this.transact(() => {
         const mappings: PageMapping[] = [];
@@ -341,21 +358,62 @@ export class PersistentStore implements BackingStore {
           if (this.overtaken(write)) overtaken.push(slot);
           else mappings.push({ vmid: write.vmid, pno: write.pno, slot, checksum });
         }
-        left = this.pages.putMany(mappings);
+        this.pages.putMany(mappings).forEach((previous, i) => {
+          const { vmid, pno, slot } = mappings[i];
+          if (previous === 'superseded') overtaken.push(slot); // the same page, written again in this cycle
+          else unsynced.push({ vmid, pno, previous });
+        });
+        const id = this.unsynced.add(unsynced);
+        this.unsyncedCycle = { id, pages: unsynced, written: written.length };
         this.freeSlots.mark(written.map((w) => w.slot), false);
-        this.freeSlots.mark(left, true);
         this.freeSlots.mark(overtaken, true);
         this.meta.set('slot_high', this.allocator.high);
       });
     } catch (err) {
+      this.unsyncedCycle = undefined;
       if (FATAL_SQLITE.test((err as { code?: string }).code ?? '')) this.failPermanently(err as Error);
       throw err;
     }
-    // A slot a rewritten page left is reused as it is: giving it back to the device would cost a
-    // syscall per scattered run (a tenth of a page-out's time) and a fresh allocation when it is
-    // written again (where a full file system answers ENOSPC). Released pages' slots are given back.
-    this.allocator.committed(written.length, written.length - overtaken.length, left);
+    this.allocator.committed(written.length, written.length - overtaken.length);
     this.toLimbo(overtaken);
+  }
+
+  /**
+   * The committed cycle's flush succeeded: its pages are durable. The slots they left are free
+   * (reused as they are: giving them back to the device would cost a syscall per scattered run,
+   * a tenth of a page-out, and a fresh allocation when written again, where a full file system
+   * answers ENOSPC); its unsynced row goes in the next transaction.
+   */
+  private pageOutsSynced(): void {
+    const cycle = this.unsyncedCycle!;
+    this.unsyncedCycle = undefined;
+    this.syncedCycles.push(cycle.id);
+    const left: number[] = [];
+    for (const { previous } of cycle.pages) if (previous !== undefined) left.push(previous.slot);
+    this.allocator.unmapped(left, true);
+  }
+
+  /**
+   * The committed cycle's flush failed: its pages go back to where they were, their new slots are
+   * free again and their reservations restored (the pages stay modified). If even that cannot be
+   * committed, the store fails: the next open resolves the cycle from its unsynced row.
+   */
+  private rollBackPageOuts(): void {
+    const cycle = this.unsyncedCycle!;
+    this.unsyncedCycle = undefined;
+    let unused: number[] = [];
+    try {
+      this.transact(() => {
+        unused = rollBackUnsynced(this.pages, cycle.pages, () => false);
+        this.freeSlots.mark(unused, true);
+        this.unsynced.delete(cycle.id);
+      });
+    } catch (err) {
+      this.failPermanently(err as Error);
+      return;
+    }
+    this.allocator.unmapped(unused, false);
+    this.allocator.restoreReservations(cycle.written);
   }
 
   /**
@@ -391,17 +449,19 @@ export class PersistentStore implements BackingStore {
 
   /**
    * Runs `work` in one immediate transaction, with the free-slot map's staged changes (and the
-   * slots the allocator freed unrecorded) written in it; they become the known state only if the
-   * transaction commits.
+   * slots the allocator freed unrecorded, and the rows of cycles since synced) written in it; they
+   * become the known state only if the transaction commits.
    */
   private transact(work: () => void): void {
-    const unrecorded = this.allocator.unrecorded;
+    const unrecorded = this.allocator.stillUnrecorded();
+    const synced = this.syncedCycles;
     try {
       this.db
         .transaction(() => {
           work();
           this.freeSlots.mark(unrecorded, true);
           this.freeSlots.write();
+          for (const id of synced) this.unsynced.delete(id);
         })
         .immediate();
     } catch (err) {
@@ -410,6 +470,7 @@ export class PersistentStore implements BackingStore {
     }
     this.freeSlots.committed();
     this.allocator.unrecorded = []; // nothing frees slots while the (synchronous) transaction runs
+    this.syncedCycles = this.syncedCycles.filter((id) => !synced.includes(id));
   }
 
   /** Slots left by commits wait here until given back to the device, then become free. */

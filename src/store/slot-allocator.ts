@@ -9,6 +9,7 @@
  *   mapped   - referenced by a page's committed metadata
  *   inFlight - allocated to a page-out not yet committed
  *   limbo    - released (or overtaken by a release), not yet given back to the device (hole punch / discard)
+ * (a slot a page left in a page-out stays mapped until that page-out's flush has succeeded)
  * and `reserved` counts slots promised to modified pages (SPEC §2: a page-out never meets a full
  * store). reserve() refuses once mapped + inFlight + reserved would pass capacity − spare.
  */
@@ -24,7 +25,10 @@ export class SlotAllocator {
   inFlight = 0;
   reserved = 0;
   limbo = 0;
-  /** Slots made free in memory that the durable free-slot map does not list yet (written by the next commit). */
+  /**
+   * Slots made free in memory that the durable free-slot map does not list yet (written by the
+   * next commit). One taken again since is no longer free: see stillUnrecorded().
+   */
   unrecorded: number[] = [];
 
   /** `free`: the durable free-slot bitmap (set bit = free; bits at or above `high` are ignored). */
@@ -59,8 +63,10 @@ export class SlotAllocator {
   take(count: number): number[] {
     if (count > this.reserved) throw new Error(`take ${count} slots with only ${this.reserved} reserved`);
     const slots: number[] = [];
+    let wrapped = false;
     while (slots.length < count && this.freeBelowHigh > 0) {
       const slot = this.nextFree();
+      wrapped ||= slots.length > 0 && slot < slots[slots.length - 1];
       this.clearFree(slot);
       slots.push(slot);
     }
@@ -70,12 +76,7 @@ export class SlotAllocator {
     }
     this.reserved -= count;
     this.inFlight += count;
-    if (this.unrecorded.length > 0) {
-      // A slot given back and taken again before any commit must not be listed free by that commit.
-      const taken = new Set(slots);
-      this.unrecorded = this.unrecorded.filter((slot) => !taken.has(slot));
-    }
-    return slots.sort((a, b) => a - b);
+    return wrapped ? slots.sort((a, b) => a - b) : slots; // next-fit answers ascending slots until it wraps
   }
 
   /** A page-out failed: its slots are free again and its pages need their reservations back. */
@@ -88,14 +89,28 @@ export class SlotAllocator {
 
   /**
    * A page-out committed: `kept` of its slots are now mapped, the rest (pages released while it
-   * was in flight) go to limbo until given back to the device. The slots the rewritten pages left
-   * are free at once: they are about to be written again, so they are not given back.
+   * was in flight) go to limbo until given back to the device. The slots its pages left stay
+   * mapped until its flush has succeeded (unmapped).
    */
-  committed(batchSize: number, kept: number, left: readonly number[]): void {
+  committed(batchSize: number, kept: number): void {
     this.inFlight -= batchSize;
-    this.mapped += kept - left.length;
+    this.mapped += kept;
     this.limbo += batchSize - kept;
-    for (const slot of left) this.setFree(slot);
+  }
+
+  /**
+   * Slots no page points at any more are free at once (they are about to be written again, so they
+   * are not given back to the device). `unrecorded`: the free-slot map does not list them yet.
+   */
+  unmapped(slots: readonly number[], unrecorded: boolean): void {
+    this.mapped -= slots.length;
+    for (const slot of slots) this.setFree(slot);
+    if (unrecorded) for (const slot of slots) this.unrecorded.push(slot);
+  }
+
+  /** A committed page-out was rolled back: its pages need their reservations again. */
+  restoreReservations(count: number): void {
+    this.reserved += count;
   }
 
   /** Pages were released or deleted: their slots go to limbo. */
@@ -110,18 +125,24 @@ export class SlotAllocator {
     this.limbo -= slots.length;
   }
 
+  /** The unrecorded slots that are still free (a slot given back and taken again is not). */
+  stillUnrecorded(): number[] {
+    return this.unrecorded.filter((slot) => this.isFree(slot));
+  }
+
   isFree(slot: number): boolean {
     return slot >= this.high || (this.freeBits[slot >> 3] & (1 << (slot & 7))) !== 0;
   }
 
   private nextFree(): number {
     for (let i = 0; i < this.high; i++) {
-      const slot = (this.cursor + i) % this.high;
+      let slot = this.cursor + i;
+      if (slot >= this.high) slot -= this.high;
       if ((slot & 7) === 0 && this.freeBits[slot >> 3] === 0 && slot + 8 <= this.high) {
         i += 7; // skip a whole byte of used slots
         continue;
       }
-      if (this.isFree(slot)) {
+      if ((this.freeBits[slot >> 3] & (1 << (slot & 7))) !== 0) {
         this.cursor = slot + 1;
         return slot;
       }

@@ -12,15 +12,15 @@ function table(): PagesTable {
 const R = RUN_PAGES;
 
 describe('the page map in rows of RUN_PAGES pages', () => {
-  it('answers the slots pages left, the later of a page listed twice winning', () => {
+  it('answers where each page was, the later of a page listed twice winning', () => {
     const map = table();
-    expect(map.putMany([{ vmid: 1, pno: 3, slot: 10, checksum: 1 }, { vmid: 1, pno: R + 1, slot: 11, checksum: 2 }])).toEqual([]);
-    const left = map.putMany([
+    expect(map.putMany([{ vmid: 1, pno: 3, slot: 10, checksum: 1 }, { vmid: 1, pno: R + 1, slot: 11, checksum: 2 }])).toEqual([undefined, undefined]);
+    const previous = map.putMany([
       { vmid: 1, pno: 3, slot: 20, checksum: 3 },
       { vmid: 1, pno: 3, slot: 21, checksum: 4 },
       { vmid: 2, pno: 3, slot: 22, checksum: 5 },
     ]);
-    expect(left.sort((a, b) => a - b)).toEqual([10, 20]);
+    expect(previous).toEqual(['superseded', { slot: 10, checksum: 1 }, undefined]);
     expect(map.get(1, 3)).toEqual({ slot: 21, checksum: 4 });
     expect(map.get(2, 3)).toEqual({ slot: 22, checksum: 5 });
     expect(map.get(1, 4)).toBeUndefined();

@@ -2,7 +2,7 @@ import { closeSync, fstatSync, mkdtempSync, openSync, readSync, rmSync, writeSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { blockDeviceSize, crc32c, punchHole, readCached } from '../../src/native/addon.js';
+import { blockDeviceSize, crc32c, punchHole, readCached, writevSummed } from '../../src/native/addon.js';
 import { mulberry32 } from '../support/random.js';
 
 /** CRC-32C bit by bit: the definition, to check the addon against. */
@@ -72,6 +72,29 @@ describe('native addon', () => {
       expect(into.every((b) => b === 0x5a)).toBe(true);
       expect(readCached(fd, into, 8192)).toBe(0);
       expect(() => readCached(fd, into, -1)).toThrow(RangeError);
+    } finally {
+      closeSync(fd);
+      remove();
+    }
+  });
+
+  it('writes buffers from several backing stores back to back in the thread pool, with each one\'s CRC-32C', async () => {
+    const { file, remove } = scratchFile();
+    const fd = openSync(file, 'w+');
+    try {
+      const random = mulberry32(7);
+      const pool = new Uint8Array(new SharedArrayBuffer(64 * 4096)).map(() => random() * 256);
+      // 40 pages (more than one 128 KiB chunk of summing), one of them from its own buffer, one short.
+      const buffers = Array.from({ length: 40 }, (_, i) => pool.subarray((i * 7 % 64) * 4096, (i * 7 % 64 + 1) * 4096));
+      buffers[5] = new Uint8Array(4096).fill(0x5a);
+      buffers[39] = buffers[39].subarray(0, 100);
+      const sums = new Uint32Array(buffers.length);
+      await writevSummed(fd, buffers, 4096, sums);
+      const back = Buffer.alloc(39 * 4096 + 100);
+      expect(readSync(fd, back, 0, back.length, 4096)).toBe(back.length);
+      expect(back).toEqual(Buffer.concat(buffers));
+      expect([...sums]).toEqual(buffers.map((b) => referenceCrc32c(b)));
+      await expect(writevSummed(9999, buffers, 0, sums)).rejects.toMatchObject({ code: 'EBADF', syscall: 'pwritev' });
     } finally {
       closeSync(fd);
       remove();

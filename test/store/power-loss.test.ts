@@ -56,6 +56,7 @@ async function run(seed: number, ops: Op[], crashAfter: number): Promise<{ ops: 
   const vmid = await store.createSegment({ type: V_WORKING, options: 0, extent: PAGES * PAGE, uid: 0, gid: 0, mode: 0o600 });
   device.ops = 0;
   device.crashAfter = crashAfter;
+  device.onDeath = () => void store.abort(); // the process dies with the power: no metadata commit after it
 
   const history: Event[][] = Array.from({ length: PAGES }, () => []);
   const inFlight: Promise<unknown>[] = [];

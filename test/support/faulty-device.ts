@@ -25,9 +25,9 @@ export class FaultyDevice implements BackingDevice {
     return this.inner.read(into, position);
   }
 
-  async writev(buffers: readonly Uint8Array[], position: number): Promise<void> {
+  async writev(buffers: readonly Uint8Array[], position: number, sums?: Uint32Array): Promise<void> {
     if (this.failWritev) throw this.fault(this.failWritev, 'writev');
-    return this.inner.writev(buffers, position);
+    return this.inner.writev(buffers, position, sums);
   }
 
   async datasync(): Promise<void> {

@@ -1,11 +1,13 @@
+import { crc32c } from '../../src/native/addon.js';
 import type { BackingDevice } from '../../src/store/device.js';
 
 /**
  * A simulated storage layer for power-loss tests. Writes land in a volatile cache; fdatasync makes
  * the writes completed before it durable. At a crash, each unsynced write is independently dropped,
  * applied whole, or torn at 512-byte sector granularity, in a shuffled order (so unsynced writes
- * may be reordered). A device "dies" after a chosen number of operations: every later operation
- * fails with EIO, as the process would stop seeing its storage.
+ * may be reordered). A device "dies" after a chosen number of operations (or during the last
+ * one, if that is a flush): every later operation fails with EIO, and `onDeath` lets the test
+ * stop the process's other effects (its metadata commits) at that moment, as a power loss would.
  */
 const SECTOR = 512;
 
@@ -44,12 +46,21 @@ export class SimulatedDevice implements BackingDevice {
     this.size = disk.size;
   }
 
+  /** Called once when the device dies: the power is gone, so is the process using it. */
+  onDeath: () => void = () => {};
+
   private op(): void {
     if (this.dead || this.ops >= this.crashAfter) {
-      this.dead = true;
+      this.die();
       throw eio();
     }
     this.ops++;
+  }
+
+  private die(): void {
+    if (this.dead) return;
+    this.dead = true;
+    this.onDeath();
   }
 
   /** A random number of event-loop turns, so operations overlap and complete out of order. */
@@ -68,8 +79,9 @@ export class SimulatedDevice implements BackingDevice {
     }
   }
 
-  async writev(buffers: readonly Uint8Array[], position: number): Promise<void> {
+  async writev(buffers: readonly Uint8Array[], position: number, sums?: Uint32Array): Promise<void> {
     this.op();
+    if (sums !== undefined) buffers.forEach((b, i) => (sums[i] = crc32c(b)));
     const total = buffers.reduce((n, b) => n + b.length, 0);
     const data = new Uint8Array(total);
     let at = 0;
@@ -88,6 +100,8 @@ export class SimulatedDevice implements BackingDevice {
     this.op();
     const flushing = this.cache.filter((w) => w.completed);
     await this.delay();
+    // The last operation allowed may be a flush the power fails during: nothing of it is durable.
+    if (this.ops >= this.crashAfter && this.random() < 0.5) this.die();
     if (this.dead) throw eio();
     for (const w of flushing) this.disk.image.set(w.data, w.position);
     this.cache = this.cache.filter((w) => !flushing.includes(w));
