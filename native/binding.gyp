@@ -1,7 +1,8 @@
 {
   # pagerd's native addon: Linux syscalls that Node 20 does not offer (peer credentials, block
-  # device ioctls, hole punching, sd_notify). Syscalls only; argument checks and policy live in
-  # TypeScript (src/native/).
+  # device ioctls, hole punching, sd_notify, cached reads), the CRC-32C page checksum, and a
+  # page-out's summed writes in the thread pool. Argument checks and policy live in TypeScript
+  # (src/native/).
   "targets": [
     {
       "target_name": "pagerd_native",
