@@ -3,16 +3,21 @@ import type { PageWrite } from '../vm/store.js';
 import type { BackingDevice } from './device.js';
 import { timed, type IoObserver } from './io-timing.js';
 
-/** One page of a page-out, stamped in call order by the store. */
-export interface StampedWrite extends PageWrite {
+/** One writePages call: its pages, and the call's stamp in call order (one moment for all of them). */
+export interface Batch {
+  writes: readonly PageWrite[];
   stamp: number;
 }
 
-/** What a cycle hands to the commit step: each page with its new slot and checksum. */
-export interface WrittenPage {
-  write: StampedWrite;
-  slot: number;
-  checksum: number;
+/**
+ * What a cycle hands to the commit step: its batches, and for its i-th page (batches in order,
+ * pages in order) the new slot `slots[i]` and checksum `sums[i]`. Parallel arrays, not an object
+ * per page: a cycle has up to maxBatchPages pages, and each pass over per-page objects costs.
+ */
+export interface WrittenCycle {
+  batches: readonly Batch[];
+  slots: readonly number[];
+  sums: Uint32Array;
 }
 
 /** The parts of the store a write cycle uses. */
@@ -32,7 +37,7 @@ export interface WriteCycleHost {
    * Commits the cycle's metadata durably (one transaction), while its data flush is in flight;
    * throws if it could not. Exactly one of `synced` and `notSynced` follows a commit.
    */
-  commit(pages: WrittenPage[]): void;
+  commit(cycle: WrittenCycle): void;
   /** The committed cycle's data flush succeeded: the cycle is complete. */
   synced(): void;
   /** The committed cycle's data flush failed: undo the commit. */
@@ -42,7 +47,7 @@ export interface WriteCycleHost {
 }
 
 interface Waiter {
-  writes: StampedWrite[];
+  batch: Batch;
   captured: () => void;
   complete: () => void;
   reject: (err: Error) => void;
@@ -67,10 +72,10 @@ export class PageWriter {
 
   constructor(private readonly host: WriteCycleHost) {}
 
-  submit(writes: StampedWrite[]): { captured: Promise<void>; complete: Promise<void> } {
+  submit(batch: Batch): { captured: Promise<void>; complete: Promise<void> } {
     let waiter!: Waiter;
     const captured = new Promise<void>((resolve) => {
-      waiter = { writes, captured: resolve, complete: () => {}, reject: () => {} };
+      waiter = { batch, captured: resolve, complete: () => {}, reject: () => {} };
     });
     const complete = new Promise<void>((resolve, reject) => {
       waiter.complete = resolve;
@@ -93,10 +98,10 @@ export class PageWriter {
     while (this.queue.length > 0) {
       const cycle: Waiter[] = [];
       let pages = 0;
-      while (this.queue.length > 0 && (cycle.length === 0 || pages + this.queue[0].writes.length <= this.host.maxBatchPages)) {
+      while (this.queue.length > 0 && (cycle.length === 0 || pages + this.queue[0].batch.writes.length <= this.host.maxBatchPages)) {
         const w = this.queue.shift()!;
         cycle.push(w);
-        pages += w.writes.length;
+        pages += w.batch.writes.length;
       }
       await this.runCycle(cycle);
     }
@@ -106,9 +111,10 @@ export class PageWriter {
 
   private async runCycle(cycle: Waiter[]): Promise<void> {
     const host = this.host;
-    const writes = cycle.flatMap((w) => w.writes);
+    const batches = cycle.map((w) => w.batch);
+    const writes = batches.length === 1 ? batches[0].writes : batches.flatMap((b) => b.writes);
     const slots = host.takeSlots(writes.length);
-    const written: WrittenPage[] = writes.map((write, i) => ({ write, slot: slots[i], checksum: 0 }));
+    const sums = new Uint32Array(writes.length);
     const fail = (stage: 'write' | 'datasync' | 'commit', error: unknown, giveBack = true): void => {
       if (giveBack) host.giveBackSlots(slots); // else notSynced() has freed them
       host.failed(stage, error);
@@ -121,11 +127,9 @@ export class PageWriter {
 
     // The device sums each page as it writes it, in the thread pool. Pages are pinned until
     // captured: their bytes cannot change under the checksum or the write.
-    const writing = this.runs(written).map(async ({ position, pages }) => {
-      const sums = new Uint32Array(pages.length);
-      await timed('writev', host.observeIo, () => host.device.writev(pages.map((page) => page.write.data), position, sums));
-      pages.forEach((page, i) => (page.checksum = sums[i]));
-    });
+    const writing = this.runs(slots).map(({ position, first, end }) =>
+      timed('writev', host.observeIo, () => host.device.writev(writes.slice(first, end).map((w) => w.data), position, sums.subarray(first, end))),
+    );
     const results = await Promise.allSettled(writing);
     for (const w of cycle) w.captured();
     const writeError = results.find((r) => r.status === 'rejected');
@@ -135,7 +139,7 @@ export class PageWriter {
     // keeps the pages' old slots, and says how to go back (see UnsyncedPageouts).
     const [flushed, committed] = await Promise.allSettled([
       timed('datasync', host.observeIo, () => host.device.datasync()),
-      timed('commit', host.observeIo, () => host.commit(written)),
+      timed('commit', host.observeIo, () => host.commit({ batches, slots, sums })),
     ]);
     if (committed.status === 'rejected') return fail('commit', committed.reason);
     if (flushed.status === 'rejected') {
@@ -146,16 +150,14 @@ export class PageWriter {
     for (const w of cycle) w.complete();
   }
 
-  /** Groups pages with consecutive slots into writev calls (`written` is in slot order: takeSlots answers ascending slots). */
-  private runs(written: WrittenPage[]): { position: number; pages: WrittenPage[] }[] {
+  /** Groups pages with consecutive slots into writev calls: [first, end) of the cycle's pages (takeSlots answers ascending slots). */
+  private runs(slots: readonly number[]): { position: number; first: number; end: number }[] {
     const { pageSize, dataOffset } = this.host;
-    const runs: { position: number; pages: WrittenPage[] }[] = [];
-    let prev = -2;
-    for (const page of written) {
+    const runs: { position: number; first: number; end: number }[] = [];
+    for (let i = 0; i < slots.length; i++) {
       const last = runs[runs.length - 1];
-      if (page.slot === prev + 1 && last.pages.length < MAX_IOVECS) last.pages.push(page);
-      else runs.push({ position: dataOffset + page.slot * pageSize, pages: [page] });
-      prev = page.slot;
+      if (i > 0 && slots[i] === slots[i - 1] + 1 && last.end - last.first < MAX_IOVECS) last.end++;
+      else runs.push({ position: dataOffset + slots[i] * pageSize, first: i, end: i + 1 });
     }
     return runs;
   }

@@ -11,7 +11,7 @@ import type { BackingStore, PageWrite, WriteTicket } from '../vm/store.js';
 import { openDevice, type BackingDevice, type DeviceOptions } from './device.js';
 import { encodeHeader, HEADER_PROBE_BYTES, newHeader, probeHeader, type StoreHeader } from './header.js';
 import { timed, type IoObserver } from './io-timing.js';
-import { PageWriter, type StampedWrite, type WrittenPage } from './page-writer.js';
+import { PageWriter, type WrittenCycle } from './page-writer.js';
 import { SlotAllocator } from './slot-allocator.js';
 import { recoverUnsynced, rollBackUnsynced } from './unsynced-rollback.js';
 
@@ -85,7 +85,7 @@ export class PersistentStore implements BackingStore {
   private readonly observeIo: StoreOptions['observeIo'];
   /** Call-order stamps (SPEC: a later call's effect is never overridden by an earlier one). */
   private clock = 0;
-  /** First stamps of the page-out batches in flight. */
+  /** Stamps of the page-out batches in flight. */
   private readonly batchesInFlight = new Set<number>();
   /**
    * Releases and deletes made while page-outs were in flight, with their stamps: a page-out with
@@ -257,14 +257,13 @@ export class PersistentStore implements BackingStore {
       // Refused whole: the batch consumed no reservations, so it has none to give back.
       return { captured: Promise.resolve(), complete: Promise.reject(new PagerError('store-failed', this.failure.message)) };
     }
-    const writes: StampedWrite[] = pages.map((p) => ({ vmid: p.vmid, pno: p.pno, data: p.data, stamp: ++this.clock }));
-    const first = writes[0]?.stamp ?? this.clock;
-    this.batchesInFlight.add(first);
-    const ticket = this.writer.submit(writes);
+    const stamp = ++this.clock; // one call, one moment: its pages share the stamp
+    this.batchesInFlight.add(stamp);
+    const ticket = this.writer.submit({ writes: pages, stamp });
     const done = (): void => {
-      this.batchesInFlight.delete(first);
+      this.batchesInFlight.delete(stamp);
       let oldest = Infinity;
-      for (const stamp of this.batchesInFlight) oldest = Math.min(oldest, stamp);
+      for (const inFlight of this.batchesInFlight) oldest = Math.min(oldest, inFlight);
       this.forgets = this.forgets.filter((f) => f.stamp > oldest);
     };
     ticket.complete.then(done, done);
@@ -348,24 +347,28 @@ export class PersistentStore implements BackingStore {
    * mapping every page to its new slot and recording the cycle as unsynced. The slots the pages
    * leave stay allocated until the flush has succeeded (pageOutsSynced).
    */
-  private commitPageOuts(written: WrittenPage[]): void {
+  private commitPageOuts({ batches, slots, sums }: WrittenCycle): void {
     const overtaken: number[] = [];
     const unsynced: UnsyncedPage[] = [];
     try {
       this.transact(() => {
         const mappings: PageMapping[] = [];
-        for (const { write, slot, checksum } of written) {
-          if (this.overtaken(write)) overtaken.push(slot);
-          else mappings.push({ vmid: write.vmid, pno: write.pno, slot, checksum });
+        let i = 0;
+        for (const { writes, stamp } of batches) {
+          for (const { vmid, pno } of writes) {
+            if (this.overtaken(vmid, pno, stamp)) overtaken.push(slots[i]);
+            else mappings.push({ vmid, pno, slot: slots[i], checksum: sums[i] });
+            i++;
+          }
         }
-        this.pages.putMany(mappings).forEach((previous, i) => {
-          const { vmid, pno, slot } = mappings[i];
+        this.pages.putMany(mappings).forEach((previous, k) => {
+          const { vmid, pno, slot } = mappings[k];
           if (previous === 'superseded') overtaken.push(slot); // the same page, written again in this cycle
           else unsynced.push({ vmid, pno, previous });
         });
         const id = this.unsynced.add(unsynced);
-        this.unsyncedCycle = { id, pages: unsynced, written: written.length };
-        this.freeSlots.mark(written.map((w) => w.slot), false);
+        this.unsyncedCycle = { id, pages: unsynced, written: slots.length };
+        this.freeSlots.mark(slots, false);
         this.freeSlots.mark(overtaken, true);
         this.meta.set('slot_high', this.allocator.high);
       });
@@ -374,7 +377,7 @@ export class PersistentStore implements BackingStore {
       if (FATAL_SQLITE.test((err as { code?: string }).code ?? '')) this.failPermanently(err as Error);
       throw err;
     }
-    this.allocator.committed(written.length, written.length - overtaken.length);
+    this.allocator.committed(slots.length, slots.length - overtaken.length);
     this.toLimbo(overtaken);
   }
 
@@ -443,8 +446,8 @@ export class PersistentStore implements BackingStore {
   }
 
   /** True if a release or delete made after this page-out was started covers its page. */
-  private overtaken(write: StampedWrite): boolean {
-    return this.forgets.some((f) => f.stamp > write.stamp && f.vmid === write.vmid && write.pno >= f.first && write.pno < f.end);
+  private overtaken(vmid: number, pno: number, stamp: number): boolean {
+    return this.forgets.some((f) => f.stamp > stamp && f.vmid === vmid && pno >= f.first && pno < f.end);
   }
 
   /**
