@@ -469,6 +469,7 @@ export class PersistentStore implements BackingStore {
         .immediate();
     } catch (err) {
       this.freeSlots.abandoned();
+      this.pages.forgetCached();
       throw err;
     }
     this.freeSlots.committed();

@@ -4,9 +4,13 @@ import { migrate } from '../../src/meta/migrations.js';
 import { PagesTable, RUN_PAGES } from '../../src/meta/pages-table.js';
 
 function table(): PagesTable {
+  return tableAndDatabase().map;
+}
+
+function tableAndDatabase(): { map: PagesTable; db: Database.Database } {
   const db = new Database(':memory:');
   migrate(db);
-  return new PagesTable(db);
+  return { map: new PagesTable(db), db };
 }
 
 const R = RUN_PAGES;
@@ -42,6 +46,33 @@ describe('the page map in rows of RUN_PAGES pages', () => {
     expect(map.count()).toBe(2 * R - 4);
     expect(map.deleteSegment(1)).toHaveLength(2 * R - 4);
     expect(map.count()).toBe(0);
+  });
+
+  it('answers lookups from the rows it keeps in memory as SQLite would, through changes and a rollback', () => {
+    const { map, db } = tableAndDatabase();
+    const fresh = (): PagesTable => new PagesTable(db); // reads SQLite, nothing cached
+    const lookups = (t: PagesTable) => [0, 1, R, 2 * R + 3, 5 * R].flatMap((pno) => [1, 2].map((vmid) => t.get(vmid, pno)));
+    expect(map.get(1, 0)).toBeUndefined(); // a missing row, remembered as missing
+    map.putMany([0, 1, R, 2 * R + 3].map((pno, i) => ({ vmid: 1, pno, slot: i, checksum: i })));
+    map.putMany([{ vmid: 2, pno: 1, slot: 9, checksum: 9 }]);
+    expect(lookups(map)).toEqual(lookups(fresh()));
+    map.deleteRange(1, 1, R + 1);
+    expect(lookups(map)).toEqual(lookups(fresh()));
+    map.deleteSegment(2);
+    expect(lookups(map)).toEqual(lookups(fresh()));
+    expect(() =>
+      db.transaction(() => {
+        map.putMany([{ vmid: 1, pno: 5 * R, slot: 7, checksum: 7 }]);
+        throw new Error('rolled back');
+      })(),
+    ).toThrow('rolled back');
+    map.forgetCached();
+    expect(lookups(map)).toEqual(lookups(fresh()));
+    expect(map.get(1, 5 * R)).toBeUndefined();
+    // Past the cache's bound, the oldest rows are dropped and read again from SQLite.
+    map.putMany(Array.from({ length: 9000 }, (_, run) => ({ vmid: 3, pno: run * R, slot: 100 + run, checksum: run })));
+    expect(map.get(3, 0)).toEqual({ slot: 100, checksum: 0 });
+    expect(map.get(1, 0)).toEqual({ slot: 0, checksum: 0 });
   });
 
   it('lists pages after a point exactly `limit` at a time, across rows and segments', () => {
