@@ -36,6 +36,10 @@ class NullStore implements BackingStore {
   async readPage(_vmid: number, _pno: number, into: Uint8Array): Promise<void> {
     into.fill(0);
   }
+  readPageNow(_vmid: number, _pno: number, into: Uint8Array): boolean {
+    into.fill(0);
+    return true;
+  }
   writePages(_pages: readonly PageWrite[]): WriteTicket {
     const done = Promise.resolve();
     return { captured: done, complete: done };

@@ -8,8 +8,9 @@ import type { Vmm } from './vmm.js';
  * The fault path: making a page resident so its bytes can be read or written.
  *
  * residentFrame() answers at once when the page is already usable (the hot path: no await, no
- * allocation); fault() does the rest: waits out page-ins and pinned frames, allocates a frame and
- * reads the page's last complete version (or zeros) from the store.
+ * allocation); pageInNow() brings a page in at once when nothing needs a wait; fault() does the
+ * rest: waits out page-ins and pinned frames, allocates a frame and reads the page's last
+ * complete version (or zeros) from the store.
  */
 
 /**
@@ -22,6 +23,35 @@ export function residentFrame(vmm: Vmm, seg: Segment, pno: number, forWrite: boo
   const t = vmm.pool.table;
   if (!HOLDS_DATA[t.state[f]]) return -1; // in page-in
   if (forWrite && t.pins[f] !== 0) return -1;
+  return f;
+}
+
+/**
+ * Page-in without waiting: when page `pno` has no frame, a frame can be had at once and the store
+ * can fill it at once (an unmapped page, or bytes in the page cache), the page becomes resident
+ * and CLEAN and its frame is answered. Otherwise -1, and nothing changed (a frame taken is given
+ * back). EIO as the store answers it, with nothing linked.
+ */
+export function pageInNow(vmm: Vmm, seg: Segment, pno: number): number {
+  if (seg.pages.get(pno) >= 0) return -1;
+  const f = vmm.tryAllocateFrame();
+  if (f < 0) return -1;
+  let filled: boolean;
+  try {
+    filled = vmm.store.readPageNow(seg.vmid, pno, vmm.pool.frameBytes(f));
+  } catch (err) {
+    vmm.freeFrame(f);
+    throw isPagerError(err) ? err : new PagerError('page-in-failed', String(err));
+  }
+  if (!filled) {
+    vmm.freeFrame(f);
+    return -1;
+  }
+  vmm.link(seg, pno, f);
+  vmm.transition(f, PageState.PAGE_IN);
+  vmm.transition(f, PageState.CLEAN);
+  vmm.counters.misses++;
+  vmm.counters.pageIns++;
   return f;
 }
 

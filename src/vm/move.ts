@@ -1,4 +1,4 @@
-import { fault, makePage, residentFrame } from './fault.js';
+import { fault, makePage, pageInNow, residentFrame } from './fault.js';
 import { FrameFlag } from './frame-layout.js';
 import type { Segment } from './segment.js';
 import { IovCursor, type Uio } from './uio.js';
@@ -7,8 +7,9 @@ import type { Vmm } from './vmm.js';
 /**
  * One checked vm_move/vm_uiomove in progress: the page-by-page copy between a segment and a uio.
  * `copyResident` copies without waiting while the pages it reaches are usable; `run` waits for
- * the page that stopped it and goes on. A move of resident pages thus finishes synchronously,
- * without a promise (the common case, and most of a request's cost otherwise). The uio's resid
+ * the page that stopped it and goes on. A move of resident pages (or of pages the store has at
+ * hand) thus finishes synchronously, without a promise (the common case, and most of a request's
+ * cost otherwise). The uio's resid
  * and offset follow every page copied, so a move ended by an error reports what it moved.
  */
 export class Move {
@@ -40,7 +41,13 @@ export class Move {
       const pno = Math.floor(pos / ps);
       const inPage = pos - pno * ps;
       const len = Math.min(ps - inPage, this.n - this.moved);
-      const f = residentFrame(vmm, seg, pno, write);
+      let f = residentFrame(vmm, seg, pno, write);
+      // A page not resident is read in at once when nothing needs a wait; a whole page about to
+      // be overwritten is left to run(), which makes it instead.
+      if (f < 0 && !(write && inPage === 0 && len === ps)) {
+        f = pageInNow(vmm, seg, pno);
+        if (f >= 0) this.faulted = pno;
+      }
       if (f < 0) return false;
       if (pno !== this.faulted) vmm.counters.hits++;
       const at = vmm.pool.offsetOf(f) + inPage;

@@ -48,6 +48,11 @@ export interface BackingStore {
 
   /** Fills `into` with the page's last complete version, or zeros if it has none. EIO on failure. */
   readPage(vmid: number, pno: number, into: Uint8Array): Promise<void>;
+  /**
+   * readPage without waiting, when the store can (the page has no slot, or its bytes are at hand):
+   * answers true once `into` is filled, false if only readPage can fill it. EIO on failure.
+   */
+  readPageNow(vmid: number, pno: number, into: Uint8Array): boolean;
   /** Starts page-outs of a batch of pages. */
   writePages(pages: readonly PageWrite[]): WriteTicket;
   /** Makes pages [pfirst, pfirst + npages) read as zeros from now on, durably when it resolves. */

@@ -25,6 +25,11 @@ export class FaultyDevice implements BackingDevice {
     return this.inner.read(into, position);
   }
 
+  readNow(into: Uint8Array, position: number): boolean {
+    if (this.failRead) throw this.fault(this.failRead, 'read');
+    return this.inner.readNow(into, position);
+  }
+
   async writev(buffers: readonly Uint8Array[], position: number, sums?: Uint32Array): Promise<void> {
     if (this.failWritev) throw this.fault(this.failWritev, 'writev');
     return this.inner.writev(buffers, position, sums);

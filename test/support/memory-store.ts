@@ -71,13 +71,24 @@ export class MemoryStore implements BackingStore {
     for (const key of [...this.pages.keys()]) if (key.startsWith(`${vmid}:`)) this.pages.delete(key);
   }
 
+  /** In 'auto' read mode every page is at hand; in 'manual' mode only readPage reads (the test completes it). */
+  readPageNow(vmid: number, pno: number, into: Uint8Array): boolean {
+    if (this.readMode !== 'auto') return false;
+    const key = `${vmid}:${pno}`;
+    if (this.corrupt.has(key)) throw new PagerError('checksum-mismatch');
+    this.fill(key, into);
+    return true;
+  }
+
+  private fill(key: string, into: Uint8Array): void {
+    const data = this.pages.get(key)?.data;
+    if (data) into.set(data);
+    else into.fill(0);
+  }
+
   readPage(vmid: number, pno: number, into: Uint8Array): Promise<void> {
     const key = `${vmid}:${pno}`;
-    const fill = (): void => {
-      const data = this.pages.get(key)?.data;
-      if (data) into.set(data);
-      else into.fill(0);
-    };
+    const fill = (): void => this.fill(key, into);
     if (this.corrupt.has(key)) return Promise.reject(new PagerError('checksum-mismatch'));
     if (this.readMode === 'auto') return Promise.resolve().then(fill);
     return new Promise((resolve, reject) => {

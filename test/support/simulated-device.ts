@@ -70,6 +70,11 @@ export class SimulatedDevice implements BackingDevice {
   }
 
   async read(into: Uint8Array, position: number): Promise<void> {
+    this.readNow(into, position);
+  }
+
+  /** Everything is at hand: the disk image, and over it the cached writes. */
+  readNow(into: Uint8Array, position: number): boolean {
     if (this.dead) throw eio();
     into.set(this.disk.image.subarray(position, position + into.length));
     for (const w of this.cache) {
@@ -77,6 +82,7 @@ export class SimulatedDevice implements BackingDevice {
       const to = Math.min(position + into.length, w.position + w.data.length);
       if (from < to) into.set(w.data.subarray(from - w.position, to - w.position), from - position);
     }
+    return true;
   }
 
   async writev(buffers: readonly Uint8Array[], position: number, sums?: Uint32Array): Promise<void> {
