@@ -7,5 +7,6 @@ export default defineConfig({
     pool: 'forks',
     testTimeout: 60_000,
     globalSetup: ['test/global-setup.ts'],
+    setupFiles: ['test/support/cleanup.ts'],
   },
 });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { V_WORKING } from '../../src/constants.js';
 import { PersistentStore } from '../../src/store/persistent-store.js';
 import { SimulatedDevice, SimulatedDisk } from '../support/simulated-device.js';
-import { storeDir, storeOptions } from '../support/store-files.js';
+import { removeStoreDir, storeDir, storeOptions } from '../support/store-files.js';
 import { mulberry32 } from '../support/random.js';
 
 /**
@@ -105,6 +105,7 @@ async function run(seed: number, ops: Op[], crashAfter: number): Promise<{ ops: 
     }
   } finally {
     await reopened.close();
+    removeStoreDir(dir);
   }
   return { ops: used, problems };
 }

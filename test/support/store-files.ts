@@ -1,12 +1,31 @@
-import { existsSync, mkdtempSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PersistentStore, type StoreOptions } from '../../src/store/persistent-store.js';
 
-/** A fresh directory for a store's files (on /dev/shm when there is one: fsync is free there). */
+const made: string[] = [];
+
+/**
+ * A fresh directory for a store's files (on /dev/shm when there is one: fsync is free there).
+ * Removed after the test file by removeStoreDirs() (test/support/cleanup.ts): /dev/shm is memory,
+ * and a run of the suite made gigabytes of them.
+ */
 export function storeDir(prefix = 'pagerd-store-'): string {
   const base = existsSync('/dev/shm') ? '/dev/shm' : tmpdir();
-  return mkdtempSync(join(base, prefix));
+  const dir = mkdtempSync(join(base, prefix));
+  made.push(dir);
+  return dir;
+}
+
+/** Removes a directory storeDir made (before the file ends: tests that make thousands). */
+export function removeStoreDir(dir: string): void {
+  rmSync(dir, { recursive: true, force: true });
+  const i = made.indexOf(dir);
+  if (i >= 0) made.splice(i, 1);
+}
+
+export function removeStoreDirs(): void {
+  for (const dir of made.splice(0)) rmSync(dir, { recursive: true, force: true });
 }
 
 export function storeOptions(dir: string, overrides: Partial<StoreOptions> = {}): StoreOptions {
