@@ -32,7 +32,7 @@ export interface WriteCycleHost {
   /** Allocates slots for `count` pages (consuming their reservations), in ascending order. */
   takeSlots(count: number): number[];
   /** A cycle failed before commit: its slots are free again, reservations restored. */
-  giveBackSlots(slots: number[]): void;
+  giveBackSlots(slots: readonly number[]): void;
   /**
    * Commits the cycle's metadata durably (one transaction), while its data flush is in flight;
    * throws if it could not. Exactly one of `synced` and `notSynced` follows a commit.
@@ -56,14 +56,25 @@ interface Waiter {
 /** Most buffers in one writev call (Linux IOV_MAX is 1024). */
 const MAX_IOVECS = 1024;
 
+/** A cycle whose pages are written, on its way to its flush and commit. */
+interface WrittenState {
+  waiters: Waiter[];
+  cycle: WrittenCycle;
+}
+
 /**
- * The page-out path: batches of page-outs queue here and are written in cycles, one at a time
- * (group commit). A cycle takes every batch queued so far (up to maxBatchPages), gives its pages
- * fresh slots (never the slot holding a page's last complete version), writes contiguous runs
- * with positional writev, all runs in flight at once, then one fdatasync and one metadata
- * transaction at the same time. Only when both succeeded are its batches complete. Cycles never
- * overlap, so a failed fdatasync is charged to exactly the batches that wrote before it, and
- * never retried and trusted.
+ * The page-out path: batches of page-outs queue here and are written in cycles (group commit).
+ * A cycle takes every batch queued so far (up to maxBatchPages), gives its pages fresh slots
+ * (never the slot holding a page's last complete version), and writes contiguous runs with
+ * positional writev, all runs in flight at once; then one fdatasync and one metadata transaction
+ * at the same time. Only when both succeeded are its batches complete.
+ *
+ * Cycles overlap by one stage: the next cycle's writes run while this one flushes and commits
+ * (the device is otherwise idle while it syncs), but flushes and commits run one cycle at a time,
+ * in order. A failed fdatasync is charged to every batch that wrote before it returned: its own
+ * cycle's and the next one's, which may have been written back (and lost) by it; Linux reports a
+ * writeback error to one fdatasync only, so the next one's own flush could not be trusted. A
+ * failed flush is never retried and trusted.
  */
 export class PageWriter {
   private readonly queue: Waiter[] = [];
@@ -95,59 +106,92 @@ export class PageWriter {
   }
 
   private async drain(): Promise<void> {
-    while (this.queue.length > 0) {
-      const cycle: Waiter[] = [];
-      let pages = 0;
-      while (this.queue.length > 0 && (cycle.length === 0 || pages + this.queue[0].batch.writes.length <= this.host.maxBatchPages)) {
-        const w = this.queue.shift()!;
-        cycle.push(w);
-        pages += w.batch.writes.length;
+    /** The previous cycle's flush and commit: resolves to whether its fdatasync succeeded. */
+    let flushing: Promise<boolean> = Promise.resolve(true);
+    for (;;) {
+      if (this.queue.length === 0) {
+        await flushing; // batches submitted meanwhile (as its completions are answered) go on
+        if (this.queue.length === 0) break;
       }
-      await this.runCycle(cycle);
+      const written = await this.write(this.nextCycle());
+      const previousFlushed = await flushing;
+      if (written === undefined) continue;
+      if (!previousFlushed) {
+        this.fail(written, 'datasync', new Error('the fdatasync of the page-out written before it failed while it was being written'));
+        continue;
+      }
+      flushing = this.flush(written);
     }
     this.running = false;
     for (const wake of this.idleWaiters.splice(0)) wake();
   }
 
-  private async runCycle(cycle: Waiter[]): Promise<void> {
+  private nextCycle(): Waiter[] {
+    const cycle: Waiter[] = [];
+    let pages = 0;
+    while (this.queue.length > 0 && (cycle.length === 0 || pages + this.queue[0].batch.writes.length <= this.host.maxBatchPages)) {
+      const w = this.queue.shift()!;
+      cycle.push(w);
+      pages += w.batch.writes.length;
+    }
+    return cycle;
+  }
+
+  /** Writes a cycle's pages to fresh slots; answers it written, or undefined if it failed. */
+  private async write(waiters: Waiter[]): Promise<WrittenState | undefined> {
     const host = this.host;
-    const batches = cycle.map((w) => w.batch);
+    const batches = waiters.map((w) => w.batch);
     const writes = batches.length === 1 ? batches[0].writes : batches.flatMap((b) => b.writes);
     const slots = host.takeSlots(writes.length);
     const sums = new Uint32Array(writes.length);
-    const fail = (stage: 'write' | 'datasync' | 'commit', error: unknown, giveBack = true): void => {
-      if (giveBack) host.giveBackSlots(slots); // else notSynced() has freed them
-      host.failed(stage, error);
-      const err = new PagerError('page-out-failed', `page-out ${stage} failed: ${(error as Error)?.message ?? String(error)}`);
-      for (const w of cycle) {
-        w.captured();
-        w.reject(err);
-      }
-    };
-
+    const written: WrittenState = { waiters, cycle: { batches, slots, sums } };
     // The device sums each page as it writes it, in the thread pool. Pages are pinned until
     // captured: their bytes cannot change under the checksum or the write.
-    const writing = this.runs(slots).map(({ position, first, end }) =>
-      timed('writev', host.observeIo, () => host.device.writev(writes.slice(first, end).map((w) => w.data), position, sums.subarray(first, end))),
+    const results = await Promise.allSettled(
+      this.runs(slots).map(({ position, first, end }) =>
+        timed('writev', host.observeIo, () => host.device.writev(writes.slice(first, end).map((w) => w.data), position, sums.subarray(first, end))),
+      ),
     );
-    const results = await Promise.allSettled(writing);
-    for (const w of cycle) w.captured();
+    for (const w of waiters) w.captured();
     const writeError = results.find((r) => r.status === 'rejected');
-    if (writeError !== undefined) return fail('write', (writeError as PromiseRejectedResult).reason);
-    // The data flush (in the thread pool) and the metadata commit (here, with its own WAL sync) run
-    // at once: one sync's wait instead of two in a row. Until the flush is known good the commit
-    // keeps the pages' old slots, and says how to go back (see UnsyncedPageouts).
+    if (writeError === undefined) return written;
+    this.fail(written, 'write', (writeError as PromiseRejectedResult).reason);
+    return undefined;
+  }
+
+  /**
+   * The data flush (in the thread pool) and the metadata commit (here, with its own WAL sync) at
+   * once: one sync's wait instead of two in a row. Until the flush is known good the commit keeps
+   * the pages' old slots, and says how to go back (see UnsyncedPageouts). Resolves to whether the
+   * fdatasync succeeded.
+   */
+  private async flush(written: WrittenState): Promise<boolean> {
+    const host = this.host;
     const [flushed, committed] = await Promise.allSettled([
       timed('datasync', host.observeIo, () => host.device.datasync()),
-      timed('commit', host.observeIo, () => host.commit({ batches, slots, sums })),
+      timed('commit', host.observeIo, () => host.commit(written.cycle)),
     ]);
-    if (committed.status === 'rejected') return fail('commit', committed.reason);
-    if (flushed.status === 'rejected') {
+    if (committed.status === 'rejected') {
+      this.fail(written, 'commit', committed.reason);
+    } else if (flushed.status === 'rejected') {
       host.notSynced();
-      return fail('datasync', flushed.reason, false);
+      this.fail(written, 'datasync', flushed.reason, false);
+    } else {
+      host.synced();
+      for (const w of written.waiters) w.complete();
     }
-    host.synced();
-    for (const w of cycle) w.complete();
+    return flushed.status === 'fulfilled';
+  }
+
+  /** A cycle failed: its batches are told, its slots (unless already rolled back) are free again. */
+  private fail({ waiters, cycle }: WrittenState, stage: 'write' | 'datasync' | 'commit', error: unknown, giveBack = true): void {
+    if (giveBack) this.host.giveBackSlots(cycle.slots); // else notSynced() has freed them
+    this.host.failed(stage, error);
+    const err = new PagerError('page-out-failed', `page-out ${stage} failed: ${(error as Error)?.message ?? String(error)}`);
+    for (const w of waiters) {
+      w.captured();
+      w.reject(err);
+    }
   }
 
   /** Groups pages with consecutive slots into writev calls: [first, end) of the cycle's pages (takeSlots answers ascending slots). */

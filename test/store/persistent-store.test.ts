@@ -68,6 +68,17 @@ describe('PersistentStore', () => {
     await store.close();
   });
 
+  it('writes a page-out submitted as the one before it completes (from its completion)', async () => {
+    const store = await openStore(storeDir());
+    const vmid = await store.createSegment(segment);
+    expect(store.reserveSlots(3)).toBe(true);
+    const chained = (pno: number): Promise<void> =>
+      store.writePages([{ vmid, pno, data: page(pno + 1) }]).complete.then(() => (pno < 2 ? chained(pno + 1) : undefined));
+    await chained(0);
+    expect(store.mappedPages()).toBe(3);
+    await store.close();
+  });
+
   it('answers EIO when a slot fails its checksum, and logs it', async () => {
     const dir = storeDir();
     const errors: object[] = [];
