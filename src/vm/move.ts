@@ -9,8 +9,8 @@ import type { Vmm } from './vmm.js';
  * `copyResident` copies without waiting while the pages it reaches are usable; `run` waits for
  * the page that stopped it and goes on. A move of resident pages (or of pages the store has at
  * hand) thus finishes synchronously, without a promise (the common case, and most of a request's
- * cost otherwise). The uio's resid
- * and offset follow every page copied, so a move ended by an error reports what it moved.
+ * cost otherwise). The uio's resid and offset follow every page copied, so a move ended by an
+ * error reports what it moved.
  */
 export class Move {
   moved = 0;
@@ -42,9 +42,9 @@ export class Move {
       const inPage = pos - pno * ps;
       const len = Math.min(ps - inPage, this.n - this.moved);
       let f = residentFrame(vmm, seg, pno, write);
-      // A page not resident is read in at once when nothing needs a wait; a whole page about to
-      // be overwritten is left to run(), which makes it instead.
-      if (f < 0 && !(write && inPage === 0 && len === ps)) {
+      // A page not resident is read in at once when nothing needs a wait (one to be made is left
+      // to run()).
+      if (f < 0 && !this.makes(pno, len)) {
         f = pageInNow(vmm, seg, pno);
         if (f >= 0) this.faulted = pno;
       }
@@ -72,13 +72,17 @@ export class Move {
     while (!this.copyResident()) {
       const pos = this.offset + this.moved;
       const pno = Math.floor(pos / ps);
-      const whole = pos % ps === 0 && this.n - this.moved >= ps;
-      // A whole page about to be overwritten is made, not read in. Then look again: anything may
-      // have happened while we waited.
-      if (write && whole && seg.pages.get(pno) < 0) await makePage(vmm, seg, pno, this.interrupt);
+      const len = Math.min(ps - (pos - pno * ps), this.n - this.moved);
+      // Then look again: anything may have happened while we waited.
+      if (this.makes(pno, len)) await makePage(vmm, seg, pno, this.interrupt);
       else await fault(vmm, seg, pno, write, this.interrupt);
       this.faulted = pno;
     }
     return this.moved;
+  }
+
+  /** A write of `len` bytes covering all of page `pno`, which has no frame: made, not read in. */
+  private makes(pno: number, len: number): boolean {
+    return this.write && len === this.vmm.pageSize && this.seg.pages.get(pno) < 0;
   }
 }
