@@ -11,7 +11,7 @@ export interface BackingDevice {
   readonly kind: 'file' | 'block';
   /** Bytes on the device. */
   readonly size: number;
-  /** Fills `into` from `position`. */
+  /** Fills `into` from `position` (through the thread pool: try readNow first where that pays). */
   read(into: Uint8Array, position: number): Promise<void>;
   /** Fills `into` from `position` if that needs no wait (the page cache holds it): answers false otherwise. */
   readNow(into: Uint8Array, position: number): boolean;
@@ -43,7 +43,6 @@ class HandleDevice implements BackingDevice {
   ) {}
 
   async read(into: Uint8Array, position: number): Promise<void> {
-    if (this.readNow(into, position)) return;
     let done = 0;
     while (done < into.length) {
       const { bytesRead } = await this.handle.read(into, done, into.length - done, position + done);

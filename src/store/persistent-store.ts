@@ -13,7 +13,7 @@ import { encodeHeader, HEADER_PROBE_BYTES, newHeader, probeHeader, type StoreHea
 import { timed, type IoObserver } from './io-timing.js';
 import { PageWriter, type WrittenCycle } from './page-writer.js';
 import { SlotAllocator } from './slot-allocator.js';
-import { recoverUnsynced, rollBackUnsynced } from './unsynced-rollback.js';
+import { rollBackUnsynced } from './unsynced-rollback.js';
 
 /** What the store logs through (a pino logger fits). */
 export interface StoreLog {
@@ -179,10 +179,11 @@ export class PersistentStore implements BackingStore {
         if (recovery !== 'ok') throw new StoreRefusedError(`metadata integrity check failed after an unclean shutdown: ${recovery}`);
         options.log?.info({ device: where }, 'recovered after an unclean shutdown; metadata integrity ok');
       }
-      const wentBack = await recoverUnsynced(db, device, header);
-      if (wentBack > 0) options.log?.warn({ device: where, pages: wentBack }, 'pages whose last page-out was cut short went back to their previous version');
       meta.set('clean_shutdown', 0);
-      return new PersistentStore(device, db, header, options, recovery);
+      const store = new PersistentStore(device, db, header, options, recovery);
+      const wentBack = await store.recoverUnsynced();
+      if (wentBack > 0) options.log?.warn({ device: where, pages: wentBack }, 'pages whose last page-out was cut short went back to their previous version');
+      return store;
     } catch (err) {
       db?.close();
       await device.close();
@@ -235,33 +236,19 @@ export class PersistentStore implements BackingStore {
   }
 
   async readPage(vmid: number, pno: number, into: Uint8Array): Promise<void> {
-    if (this.readPageNow(vmid, pno, into)) return;
-    const loc = this.pages.get(vmid, pno)!; // readPageNow answers true for a page with no slot
+    const loc = this.pages.get(vmid, pno);
+    if (this.fillNow(vmid, pno, into, loc)) return;
+    const { slot } = loc!; // fillNow fills a page with no slot
     try {
-      await timed('read', this.observeIo, () => this.device.read(into, this.dataOffset + loc.slot * this.pageSize));
+      await timed('read', this.observeIo, () => this.device.read(into, this.dataOffset + slot * this.pageSize));
     } catch (err) {
-      throw this.readFailed(vmid, pno, loc.slot, err);
+      throw this.readFailed(vmid, pno, slot, err);
     }
-    this.checkRead(vmid, pno, into, loc);
+    this.checkRead(vmid, pno, into, loc!);
   }
 
   readPageNow(vmid: number, pno: number, into: Uint8Array): boolean {
-    const loc = this.pages.get(vmid, pno);
-    if (loc === undefined) {
-      into.set(this.zeros); // not fill(0): frames are shared memory, where fill is slow
-      return true;
-    }
-    let done: boolean;
-    const start = performance.now();
-    try {
-      done = this.device.readNow(into, this.dataOffset + loc.slot * this.pageSize);
-    } catch (err) {
-      throw this.readFailed(vmid, pno, loc.slot, err);
-    }
-    if (!done) return false;
-    this.observeIo?.('read', (performance.now() - start) / 1000);
-    this.checkRead(vmid, pno, into, loc);
-    return true;
+    return this.fillNow(vmid, pno, into, this.pages.get(vmid, pno));
   }
 
   writePages(pages: readonly PageWrite[]): WriteTicket {
@@ -416,19 +403,48 @@ export class PersistentStore implements BackingStore {
   private rollBackPageOuts(): void {
     const cycle = this.unsyncedCycle!;
     this.unsyncedCycle = undefined;
-    let unused: number[] = [];
     try {
-      this.transact(() => {
-        unused = rollBackUnsynced(this.pages, cycle.pages, () => false);
-        this.freeSlots.mark(unused, true);
-        this.unsynced.delete(cycle.id);
-      });
+      this.rollBack(cycle.id, cycle.pages, () => false);
     } catch (err) {
       this.failPermanently(err as Error);
       return;
     }
-    this.allocator.unmapped(unused, false);
     this.allocator.restoreReservations(cycle.written);
+  }
+
+  /**
+   * At open: resolves the cycles a crash left unsynced. Each page still on its new slot is read and
+   * checked; one whose bytes did not all reach the device goes back to its last complete version.
+   * Answers how many pages went back.
+   */
+  private async recoverUnsynced(): Promise<number> {
+    const cycles = this.unsynced.all();
+    const bad = new Set<UnsyncedPage>();
+    const into = new Uint8Array(this.pageSize);
+    for (const { pages } of cycles) {
+      for (const page of pages) {
+        const now = this.pages.get(page.vmid, page.pno);
+        if (now === undefined) continue;
+        await this.device.read(into, this.dataOffset + now.slot * this.pageSize);
+        if (crc32c(into) !== now.checksum) bad.add(page);
+      }
+    }
+    for (const { cycle, pages } of cycles) this.rollBack(cycle, pages, (page) => !bad.has(page));
+    return bad.size;
+  }
+
+  /**
+   * In one transaction: an unsynced cycle's pages that `keep` does not vouch for go back to where
+   * they were, the slots no page points at any more are free, and the cycle's row is gone.
+   */
+  private rollBack(cycle: number, pages: readonly UnsyncedPage[], keep: (page: UnsyncedPage) => boolean): void {
+    let unused: number[] = [];
+    this.transact(() => {
+      unused = rollBackUnsynced(this.pages, pages, keep);
+      this.freeSlots.mark(unused, true);
+      this.unsynced.delete(cycle);
+    });
+    this.allocator.unmapped(unused, false);
   }
 
   /**
@@ -517,6 +533,25 @@ export class PersistentStore implements BackingStore {
       start = i;
     }
     this.allocator.freed(slots);
+  }
+
+  /** Fills `into` with a page at `loc` if that needs no wait: zeros for no slot, or a cached read. */
+  private fillNow(vmid: number, pno: number, into: Uint8Array, loc: PageLocation | undefined): boolean {
+    if (loc === undefined) {
+      into.set(this.zeros); // not fill(0): frames are shared memory, where fill is slow
+      return true;
+    }
+    let done: boolean;
+    const start = performance.now();
+    try {
+      done = this.device.readNow(into, this.dataOffset + loc.slot * this.pageSize);
+    } catch (err) {
+      throw this.readFailed(vmid, pno, loc.slot, err);
+    }
+    if (!done) return false;
+    this.observeIo?.('read', (performance.now() - start) / 1000);
+    this.checkRead(vmid, pno, into, loc);
+    return true;
   }
 
   private readFailed(vmid: number, pno: number, slot: number, err: unknown): PagerError {
