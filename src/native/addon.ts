@@ -2,10 +2,9 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 
 /**
- * The native addon (native/pagerd_native.cc): Linux syscalls Node 20 lacks, and the page
- * checksum. Each function does one syscall (writevSummed: a positional write with checksums, in
- * the thread pool); arguments are checked here, and failures are Node-style system errors
- * ({ code, errno, syscall }).
+ * The native addon (native/pagerd_native.cc): Linux syscalls Node 20 lacks, the page checksum,
+ * and a page-out's positional writes with their checksums (in the thread pool). Arguments are
+ * checked here; failures are Node-style system errors ({ code, errno, syscall }).
  */
 interface Addon {
   peerCred(fd: number): { pid: number; uid: number; gid: number };
@@ -36,6 +35,10 @@ function load(): Addon {
 
 function checkFd(fd: number): void {
   if (!Number.isInteger(fd) || fd < 0) throw new TypeError(`not a file descriptor: ${fd}`);
+}
+
+function checkPosition(position: number): void {
+  if (!Number.isSafeInteger(position) || position < 0) throw new RangeError(`bad position ${position}`);
 }
 
 function checkRange(offset: number, length: number): void {
@@ -102,7 +105,7 @@ export function crc32c(bytes: Uint8Array): number {
  */
 export function readCached(fd: number, into: Uint8Array, position: number): number {
   checkFd(fd);
-  if (!Number.isSafeInteger(position) || position < 0) throw new RangeError(`bad position ${position}`);
+  checkPosition(position);
   return load().readCached(fd, into, position);
 }
 
@@ -113,7 +116,7 @@ export function readCached(fd: number, into: Uint8Array, position: number): numb
  */
 export function writevSummed(fd: number, buffers: readonly Uint8Array[], position: number, sums: Uint32Array): Promise<void> {
   checkFd(fd);
-  if (!Number.isSafeInteger(position) || position < 0) throw new RangeError(`bad position ${position}`);
+  checkPosition(position);
   if (sums.length < buffers.length) throw new RangeError(`${sums.length} sums for ${buffers.length} buffers`);
   // Each buffer is passed as (which backing store, offset, length): pages of a page-out share one.
   const backings: ArrayBufferLike[] = [];
