@@ -111,8 +111,9 @@ export function readCached(fd: number, into: Uint8Array, position: number): numb
 
 /**
  * Writes the buffers back to back from `position` and sets sums[i] to the CRC-32C of buffers[i],
- * both in libuv's thread pool: the event loop neither sums nor copies the bytes. The buffers must
- * not change until the promise settles.
+ * both in libuv's thread pool: the event loop neither sums nor copies the bytes. Writeback of each
+ * chunk starts as soon as it is written (sync_file_range), so a flush after it waits for less. The
+ * buffers must not change until the promise settles.
  */
 export function writevSummed(fd: number, buffers: readonly Uint8Array[], position: number, sums: Uint32Array): Promise<void> {
   checkFd(fd);
