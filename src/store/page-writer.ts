@@ -53,8 +53,12 @@ interface Waiter {
   reject: (err: Error) => void;
 }
 
-/** Most buffers in one writev call (Linux IOV_MAX is 1024). */
-const MAX_IOVECS = 1024;
+/**
+ * Most pages in one writev call: 1 MiB of 4 KiB pages. A cycle's slots are mostly one run; split,
+ * its summing and copying spread over the thread pool's threads instead of one (1,000 pages:
+ * 3.5 ms on one thread). Below Linux's IOV_MAX (1024).
+ */
+const MAX_IOVECS = 256;
 
 /** A cycle whose pages are written, on its way to its flush and commit. */
 interface WrittenState {
