@@ -27,11 +27,26 @@ describe('framing', () => {
     }
   });
 
+  it('reassembles frames from a stream cut into pieces of any size', () => {
+    const payloads = [Buffer.alloc(0), Buffer.from('a'), Buffer.alloc(5000, 3), Buffer.from('tail')];
+    const stream = Buffer.concat(payloads.map((p) => encodeFrame(p)));
+    for (const piece of [1, 2, 3, 5, 7, 4096, 4099]) {
+      const d = new FrameDecoder(8192);
+      const frames: Buffer[] = [];
+      for (let at = 0; at < stream.length; at += piece) frames.push(...d.push(stream.subarray(at, at + piece)));
+      expect(frames).toEqual(payloads);
+      expect(d.pending).toBe(0);
+    }
+  });
+
   it('refuses a length above the maximum before buffering it', () => {
     const d = new FrameDecoder(16);
     const head = Buffer.alloc(4);
     head.writeUInt32BE(17, 0);
     expect(() => d.push(head)).toThrow(FrameTooLargeError);
+    const split = new FrameDecoder(16);
+    expect(split.push(head.subarray(0, 3))).toEqual([]);
+    expect(() => split.push(head.subarray(3))).toThrow(FrameTooLargeError);
   });
 });
 
