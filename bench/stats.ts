@@ -16,9 +16,18 @@ export function percentile(samples: number[], p: number): number {
   return s[Math.min(s.length - 1, Math.floor((p / 100) * s.length))];
 }
 
-/** Runs `sample` `runs` times (after one warm-up) and summarizes the values it answers. */
+/**
+ * Unmeasured runs before the measured ones: at least one, and at least this long in all. A fresh
+ * daemon runs its first 1,000-page page-outs 2–3× slower than later ones (scan, writes and commit
+ * alike, while V8 compiles on the same 2 cores); one short warm-up run was not enough.
+ */
+const WARM_UP_MS = 500;
+
+/** Runs `sample` `runs` times (after warming up) and summarizes the values it answers. */
 export async function repeat(runs: number, sample: () => Promise<number>): Promise<Summary> {
-  await sample();
+  const warm = performance.now() + WARM_UP_MS;
+  do await sample();
+  while (performance.now() < warm);
   const values: number[] = [];
   for (let i = 0; i < runs; i++) values.push(await sample());
   return summarize(values);
