@@ -5,9 +5,12 @@ import { storeDir } from './store-files.js';
 
 export const isRoot = process.getuid?.() === 0;
 
-/** Attaches a loop device over a new file of `bytes`; answers its path and a detach function. */
-export function attachLoopDevice(bytes: number): { path: string; detach: () => void } {
-  const file = join(storeDir('pagerd-loop-'), 'image');
+/**
+ * Attaches a loop device over a new (sparse) file of `bytes`, in `dir` or a new directory; answers
+ * its path and a detach function.
+ */
+export function attachLoopDevice(bytes: number, dir = storeDir('pagerd-loop-')): { path: string; detach: () => void } {
+  const file = join(dir, 'image');
   const fd = openSync(file, 'w');
   ftruncateSync(fd, bytes);
   closeSync(fd);
