@@ -58,7 +58,7 @@ interface Waiter {
  * its summing and copying spread over the thread pool's threads instead of one (1,000 pages:
  * 3.5 ms on one thread). Below Linux's IOV_MAX (1024).
  */
-const MAX_IOVECS = 256;
+const PAGES_PER_WRITEV = 256;
 
 /** A cycle whose pages are written, on its way to its flush and commit. */
 interface WrittenState {
@@ -204,7 +204,7 @@ export class PageWriter {
     const runs: { position: number; first: number; end: number }[] = [];
     for (let i = 0; i < slots.length; i++) {
       const last = runs[runs.length - 1];
-      if (i > 0 && slots[i] === slots[i - 1] + 1 && last.end - last.first < MAX_IOVECS) last.end++;
+      if (i > 0 && slots[i] === slots[i - 1] + 1 && last.end - last.first < PAGES_PER_WRITEV) last.end++;
       else runs.push({ position: dataOffset + slots[i] * pageSize, first: i, end: i + 1 });
     }
     return runs;
