@@ -21,13 +21,8 @@ export function encodeFrame(payload: Uint8Array): Buffer {
   return frame;
 }
 
-/**
- * Turns a byte stream into frames. push() answers the complete payloads so far, as views of the
- * chunks read: frames that lie inside one chunk (most, with many requests in flight) cost one view
- * each; only a frame split across chunks is copied together, once it is complete.
- */
+/** Turns a byte stream into frames. push() answers the complete payloads so far. */
 export class FrameDecoder {
-  /** The incomplete frame's pieces, in order. */
   private chunks: Buffer[] = [];
   private buffered = 0;
 
@@ -39,35 +34,33 @@ export class FrameDecoder {
   }
 
   push(chunk: Buffer): Buffer[] {
-    if (this.chunks.length > 0) {
-      this.chunks.push(chunk);
-      this.buffered += chunk.length;
-      if (this.buffered < LENGTH_BYTES) return [];
-      if (this.chunks[0].length < LENGTH_BYTES) this.chunks = [Buffer.concat(this.chunks)];
-      const length = this.lengthAt(this.chunks[0], 0);
-      if (this.buffered < LENGTH_BYTES + length) return [];
-      chunk = Buffer.concat(this.chunks, this.buffered);
-      this.chunks = [];
-      this.buffered = 0;
-    }
+    this.chunks.push(chunk);
+    this.buffered += chunk.length;
     const frames: Buffer[] = [];
-    let at = 0;
-    while (chunk.length - at >= LENGTH_BYTES) {
-      const length = this.lengthAt(chunk, at);
-      if (chunk.length - at - LENGTH_BYTES < length) break;
-      frames.push(chunk.subarray(at + LENGTH_BYTES, at + LENGTH_BYTES + length));
-      at += LENGTH_BYTES + length;
-    }
-    if (at < chunk.length) {
-      this.chunks.push(at === 0 ? chunk : chunk.subarray(at));
-      this.buffered = chunk.length - at;
+    for (;;) {
+      if (this.buffered < LENGTH_BYTES) break;
+      const head = this.peek(LENGTH_BYTES);
+      const length = head.readUInt32BE(0);
+      if (length > this.maxPayload) throw new FrameTooLargeError(length, this.maxPayload);
+      if (this.buffered < LENGTH_BYTES + length) break;
+      const all = this.take(LENGTH_BYTES + length);
+      frames.push(all.subarray(LENGTH_BYTES));
     }
     return frames;
   }
 
-  private lengthAt(buf: Buffer, at: number): number {
-    const length = buf.readUInt32BE(at);
-    if (length > this.maxPayload) throw new FrameTooLargeError(length, this.maxPayload);
-    return length;
+  private peek(n: number): Buffer {
+    if (this.chunks[0].length >= n) return this.chunks[0];
+    this.chunks = [Buffer.concat(this.chunks)];
+    return this.chunks[0];
+  }
+
+  private take(n: number): Buffer {
+    const joined = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
+    const out = joined.subarray(0, n);
+    const rest = joined.subarray(n);
+    this.chunks = rest.length > 0 ? [rest] : [];
+    this.buffered = rest.length;
+    return out;
   }
 }
