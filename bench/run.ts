@@ -5,10 +5,12 @@
  *   npm run bench                      # the table
  *   npm run bench -- --json            # the same figures as one JSON document
  *   npm run bench -- --device /dev/loopN --runs 7 --quick
+ *   npm run bench -- --only durable,cold    # some sections: round-trip, throughput, durable, cold, pressure, scale
  */
 import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pagerdColdReads, preparedColdSegment, rawRandomReads } from './cold-pagein.js';
+import type { PagerClient } from '../src/client/index.js';
 import { startBenchDaemon } from './daemon.js';
 import { naiveWrites, pagerdDurablePageout, sequentialWrites } from './durable-pageout.js';
 import { RawClient, startEchoServer } from './raw-client.js';
@@ -27,9 +29,19 @@ const { values: flags } = parseArgs({
     device: { type: 'string' },
     runs: { type: 'string', default: '5' },
     quick: { type: 'boolean', default: false },
+    only: { type: 'string' },
   },
 });
 const RUNS = Math.max(5, Number(flags.runs));
+
+const SECTIONS = ['round-trip', 'throughput', 'durable', 'cold', 'pressure', 'scale'];
+const only = flags.only?.split(',');
+const unknown = only?.filter((name) => !SECTIONS.includes(name)) ?? [];
+if (unknown.length > 0) {
+  process.stderr.write(`unknown section ${unknown.join(', ')}: the sections are ${SECTIONS.join(', ')}\n`);
+  process.exit(64);
+}
+const wanted = (section: string): boolean => only === undefined || only.includes(section);
 
 interface Row {
   section: string;
@@ -61,48 +73,10 @@ async function main(): Promise<void> {
   const c = await daemon.client();
   const raw = await RawClient.open(echo.path);
   try {
-    log('1. round trip');
-    const rtP = await collect(RUNS, () => pagerdRoundTrips(c));
-    const rtR = await collect(RUNS, () => rawRoundTrips(raw));
-    row({ section: 'round trip', name: 'vmMove 4 KiB read, p50', unit: 'µs', pagerd: summarize(rtP.map((x) => x.p50)), baselineName: 'raw socket ping-pong', baseline: summarize(rtR.map((x) => x.p50)), target: 'ratio ≤ 1.5', check: (x) => x <= 1.5 });
-    row({ section: 'round trip', name: 'vmMove 4 KiB read, p99', unit: 'µs', pagerd: summarize(rtP.map((x) => x.p99)), baselineName: 'raw socket ping-pong', baseline: summarize(rtR.map((x) => x.p99)) });
-
-    log('2. pipelined throughput');
-    const ops = flags.quick ? 5000 : 20000;
-    for (const rw of ['read', 'write'] as const) {
-      for (const window of [1, 16, 64]) {
-        const p = await repeat(RUNS, () => pagerdThroughput(c, rw, window, ops));
-        const b = await repeat(RUNS, () => rawThroughput(raw, rw, window, ops));
-        row({ section: 'throughput', name: `vmMove 4 KiB ${rw}, ${window} in flight, 1 process`, unit: 'ops/s', pagerd: p, baselineName: 'raw pipelined echo', baseline: b, ...(window === 16 ? { target: 'ratio ≥ 0.6', check: (x: number) => x >= 0.6 } : {}) });
-      }
-    }
-
-    for (const rw of ['read', 'write'] as const) {
-      for (const window of [1, 16, 64]) {
-        const p = await repeat(RUNS, () => multiProcessThroughput('pagerd', daemon.socket, rw, 4, window, ops / 4));
-        const b = await repeat(RUNS, () => multiProcessThroughput('raw', echo.path, rw, 4, window, ops / 4));
-        row({ section: 'throughput', name: `vmMove 4 KiB ${rw}, ${window} in flight each, 4 processes`, unit: 'ops/s', pagerd: p, baselineName: 'raw pipelined echo', baseline: b, ...(window === 16 ? { target: 'ratio ≥ 0.6', check: (x: number) => x >= 0.6 } : {}) });
-      }
-    }
-
-    log('3. durable page-out');
-    const naive = await repeat(RUNS, () => naiveWrites(daemon.dir, flags.quick ? 200 : 1000));
-    for (const n of flags.quick ? [1000, 16000] : [1000, 16000, 256000]) {
-      const p = await repeat(RUNS, () => pagerdDurablePageout(c, n));
-      const seq = await repeat(RUNS, () => sequentialWrites(daemon.dir, n));
-      row({ section: 'durable page-out', name: `${n} random pages, vm_write(force) + vms_iowait`, unit: 'pages/s', pagerd: p, baselineName: 'sequential pwrite + 1 fdatasync', baseline: seq, target: 'ratio ≥ 0.7', check: (x) => x >= 0.7 });
-      row({ section: 'durable page-out', name: `${n} random pages, against the naive way`, unit: 'pages/s', pagerd: p, baselineName: 'pwrite + fdatasync per page', baseline: naive, target: 'ratio ≥ 10', check: (x) => x >= 10 });
-    }
-
-    log('4. cold page-in');
-    const coldPages = flags.quick ? 4096 : 16384;
-    const vmid = await preparedColdSegment(c, coldPages);
-    let seed = 1;
-    const p = await repeat(RUNS, () => pagerdColdReads(c, vmid, coldPages, 16, seed++));
-    const slots = (await c.stats()).slots as { mapped: number };
-    const b = await repeat(RUNS, () => rawRandomReads(daemon.devicePath, slots.mapped, coldPages, 16, seed++));
-    row({ section: 'cold page-in', name: `random 4 KiB vmMove reads of non-resident pages, 16 in flight`, unit: 'ops/s', pagerd: p, baselineName: 'raw random pread, 16 in flight', baseline: b, target: 'ratio ≥ 0.6', check: (x) => x >= 0.6 });
-    await c.vmsDelete(vmid);
+    if (wanted('round-trip')) await roundTrip(c, raw);
+    if (wanted('throughput')) await throughput(c, raw, daemon.socket, echo.path);
+    if (wanted('durable')) await durablePageout(c, daemon.dir);
+    if (wanted('cold')) await coldPagein(c, daemon.devicePath);
   } finally {
     raw.close();
     echo.proc.kill();
@@ -110,9 +84,64 @@ async function main(): Promise<void> {
     await daemon.stop();
     if (flags.device === undefined) rmSync(daemon.dir, { recursive: true, force: true });
   }
-  await pressure();
-  await scale();
+  if (wanted('pressure')) await pressure();
+  if (wanted('scale')) await scale();
   print();
+}
+
+/** 1. One request at a time: latency against a raw socket ping-pong. */
+async function roundTrip(c: PagerClient, raw: RawClient): Promise<void> {
+  log('1. round trip');
+  const rtP = await collect(RUNS, () => pagerdRoundTrips(c));
+  const rtR = await collect(RUNS, () => rawRoundTrips(raw));
+  row({ section: 'round trip', name: 'vmMove 4 KiB read, p50', unit: 'µs', pagerd: summarize(rtP.map((x) => x.p50)), baselineName: 'raw socket ping-pong', baseline: summarize(rtR.map((x) => x.p50)), target: 'ratio ≤ 1.5', check: (x) => x <= 1.5 });
+  row({ section: 'round trip', name: 'vmMove 4 KiB read, p99', unit: 'µs', pagerd: summarize(rtP.map((x) => x.p99)), baselineName: 'raw socket ping-pong', baseline: summarize(rtR.map((x) => x.p99)) });
+}
+
+/** 2. 1, 16 and 64 requests in flight, from 1 and 4 processes, against a raw pipelined echo. */
+async function throughput(c: PagerClient, raw: RawClient, socket: string, echoPath: string): Promise<void> {
+  log('2. pipelined throughput');
+  const ops = flags.quick ? 5000 : 20000;
+  for (const rw of ['read', 'write'] as const) {
+    for (const window of [1, 16, 64]) {
+      const p = await repeat(RUNS, () => pagerdThroughput(c, rw, window, ops));
+      const b = await repeat(RUNS, () => rawThroughput(raw, rw, window, ops));
+      row({ section: 'throughput', name: `vmMove 4 KiB ${rw}, ${window} in flight, 1 process`, unit: 'ops/s', pagerd: p, baselineName: 'raw pipelined echo', baseline: b, ...(window === 16 ? { target: 'ratio ≥ 0.6', check: (x: number) => x >= 0.6 } : {}) });
+    }
+  }
+
+  for (const rw of ['read', 'write'] as const) {
+    for (const window of [1, 16, 64]) {
+      const p = await repeat(RUNS, () => multiProcessThroughput('pagerd', socket, rw, 4, window, ops / 4));
+      const b = await repeat(RUNS, () => multiProcessThroughput('raw', echoPath, rw, 4, window, ops / 4));
+      row({ section: 'throughput', name: `vmMove 4 KiB ${rw}, ${window} in flight each, 4 processes`, unit: 'ops/s', pagerd: p, baselineName: 'raw pipelined echo', baseline: b, ...(window === 16 ? { target: 'ratio ≥ 0.6', check: (x: number) => x >= 0.6 } : {}) });
+    }
+  }
+}
+
+/** 3. vm_write(force) + vms_iowait of N random pages against sequential and naive writes. */
+async function durablePageout(c: PagerClient, dir: string): Promise<void> {
+  log('3. durable page-out');
+  const naive = await repeat(RUNS, () => naiveWrites(dir, flags.quick ? 200 : 1000));
+  for (const n of flags.quick ? [1000, 16000] : [1000, 16000, 256000]) {
+    const p = await repeat(RUNS, () => pagerdDurablePageout(c, n));
+    const seq = await repeat(RUNS, () => sequentialWrites(dir, n));
+    row({ section: 'durable page-out', name: `${n} random pages, vm_write(force) + vms_iowait`, unit: 'pages/s', pagerd: p, baselineName: 'sequential pwrite + 1 fdatasync', baseline: seq, target: 'ratio ≥ 0.7', check: (x) => x >= 0.7 });
+    row({ section: 'durable page-out', name: `${n} random pages, against the naive way`, unit: 'pages/s', pagerd: p, baselineName: 'pwrite + fdatasync per page', baseline: naive, target: 'ratio ≥ 10', check: (x) => x >= 10 });
+  }
+}
+
+/** 4. Random reads of non-resident pages against raw random reads of the device. */
+async function coldPagein(c: PagerClient, devicePath: string): Promise<void> {
+  log('4. cold page-in');
+  const coldPages = flags.quick ? 4096 : 16384;
+  const vmid = await preparedColdSegment(c, coldPages);
+  let seed = 1;
+  const p = await repeat(RUNS, () => pagerdColdReads(c, vmid, coldPages, 16, seed++));
+  const slots = (await c.stats()).slots as { mapped: number };
+  const b = await repeat(RUNS, () => rawRandomReads(devicePath, slots.mapped, coldPages, 16, seed++));
+  row({ section: 'cold page-in', name: `random 4 KiB vmMove reads of non-resident pages, 16 in flight`, unit: 'ops/s', pagerd: p, baselineName: 'raw random pread, 16 in flight', baseline: b, target: 'ratio ≥ 0.6', check: (x) => x >= 0.6 });
+  await c.vmsDelete(vmid);
 }
 
 /** 5. A zipfian working set four times the frame pool, against the same load with everything resident. */
