@@ -48,8 +48,9 @@ describe('a real writeback error', () => {
   // The writer starts writeback early (sync_file_range): that must not swallow the error.
   // The tmpfs holds the header page and exactly four cycles of 8 pages: on this kernel (6.18) a
   // loop request that crosses the point where its backing file system fills completes as a
-  // success and its tail is lost (seen with plain pwritev + fdatasync too); one that starts past it
-  // fails. pagerd's checksums still turn such a lost page into EIO on reading, never wrong bytes.
+  // success and its tail is lost (a bare writev + fdatasync of the loop device shows it too); one
+  // that starts past it fails. pagerd's checksums still turn such a lost page into EIO on
+  // reading, never wrong bytes.
   it.runIf(isRoot)('fails the page-out whose writeback failed, with EIO from its fdatasync; what was acknowledged before reads back', async () => {
     const mount = mkdtempSync(join(tmpdir(), 'pagerd-wberr-'));
     execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${(1 + 4 * 8) * 4}k`, 'tmpfs', mount]);
