@@ -59,14 +59,8 @@ class HandleDevice implements BackingDevice {
     return readCached(this.handle.fd, into, position) === into.length;
   }
 
-  async writev(buffers: readonly Uint8Array[], position: number, sums?: Uint32Array): Promise<void> {
-    if (sums !== undefined) return writevSummed(this.handle.fd, buffers, position, sums);
-    let rest = [...buffers];
-    while (rest.length > 0) {
-      const { bytesWritten } = await this.handle.writev(rest, position);
-      position += bytesWritten;
-      rest = skipBytes(rest, bytesWritten);
-    }
+  writev(buffers: readonly Uint8Array[], position: number, sums = new Uint32Array(buffers.length)): Promise<void> {
+    return writevSummed(this.handle.fd, buffers, position, sums); // resumes short writes itself
   }
 
   datasync(): Promise<void> {
@@ -81,19 +75,6 @@ class HandleDevice implements BackingDevice {
   close(): Promise<void> {
     return this.handle.close();
   }
-}
-
-function skipBytes(buffers: Uint8Array[], n: number): Uint8Array[] {
-  const out: Uint8Array[] = [];
-  for (const b of buffers) {
-    if (n >= b.length) {
-      n -= b.length;
-      continue;
-    }
-    out.push(n > 0 ? b.subarray(n) : b);
-    n = 0;
-  }
-  return out;
 }
 
 async function statOrUndefined(path: string): Promise<Stats | undefined> {
