@@ -75,22 +75,12 @@ export class PagesTable {
    * the later entry answers where the page was before the call, the earlier one 'superseded'.
    */
   putMany(pages: readonly PageMapping[]): Previous[] {
-    const bySegment = new Map<number, Map<number, number[]>>();
-    pages.forEach((p, i) => {
-      let byRun = bySegment.get(p.vmid);
-      if (byRun === undefined) bySegment.set(p.vmid, (byRun = new Map()));
-      const run = Math.floor(p.pno / RUN_PAGES);
-      const group = byRun.get(run);
-      if (group === undefined) byRun.set(run, [i]);
-      else group.push(i);
-    });
     const previous: Previous[] = new Array(pages.length);
     const latest = new Array<number>(RUN_PAGES);
-    for (const group of [...bySegment.values()].flatMap((byRun) => [...byRun.values()])) {
+    for (const group of byRow(pages)) {
       const { vmid, pno } = pages[group[0]];
       const run = Math.floor(pno / RUN_PAGES);
-      const entries = Buffer.alloc(RUN_PAGES * ENTRY_BYTES);
-      this.row(vmid, run)?.copy(entries);
+      const entries = this.rowCopy(vmid, run);
       let seen = 0;
       for (const i of group) {
         const p = pages[i];
@@ -108,10 +98,23 @@ export class PagesTable {
         entries.writeUInt32LE(p.slot + 1, at);
         entries.writeUInt32LE(p.checksum, at + 4);
       }
-      this.#putRow.run(vmid, run, entries, mappedIn(entries));
-      this.cache(vmid, run, entries);
+      this.writeRow(vmid, run, entries);
     }
     return previous;
+  }
+
+  /** Makes each page read as zeros again (inside the caller's transaction), a row write per row touched. */
+  unmapMany(pages: readonly { vmid: number; pno: number }[]): void {
+    for (const group of byRow(pages)) {
+      const { vmid, pno } = pages[group[0]];
+      const run = Math.floor(pno / RUN_PAGES);
+      const entries = this.rowCopy(vmid, run);
+      for (const i of group) {
+        const at = (pages[i].pno % RUN_PAGES) * ENTRY_BYTES;
+        entries.fill(0, at, at + ENTRY_BYTES);
+      }
+      this.writeRow(vmid, run, entries);
+    }
   }
 
   /** Forgets pages [first, end) of a segment; answers the slots they held. */
@@ -127,10 +130,7 @@ export class PagesTable {
         slots.push(slot - 1);
         entries.fill(0, i * ENTRY_BYTES, (i + 1) * ENTRY_BYTES);
       }
-      const mapped = mappedIn(entries);
-      if (mapped === 0) this.#deleteRow.run(vmid, run);
-      else this.#putRow.run(vmid, run, entries, mapped);
-      this.cache(vmid, run, mapped === 0 ? null : entries);
+      this.writeRow(vmid, run, entries);
     }
     return slots;
   }
@@ -157,6 +157,21 @@ export class PagesTable {
     const entries = this.#getRow.get(vmid, run) ?? null;
     this.cache(vmid, run, entries);
     return entries;
+  }
+
+  /** A row's entries as a copy to change (all zeros if the row does not exist). */
+  private rowCopy(vmid: number, run: number): Buffer {
+    const entries = Buffer.alloc(RUN_PAGES * ENTRY_BYTES);
+    this.row(vmid, run)?.copy(entries);
+    return entries;
+  }
+
+  /** Stores a changed row (deleted once no page in it is mapped) and keeps it current in memory. */
+  private writeRow(vmid: number, run: number, entries: Buffer): void {
+    const mapped = mappedIn(entries);
+    if (mapped === 0) this.#deleteRow.run(vmid, run);
+    else this.#putRow.run(vmid, run, entries, mapped);
+    this.cache(vmid, run, mapped === 0 ? null : entries);
   }
 
   private cache(vmid: number, run: number, entries: Buffer | null): void {
@@ -207,6 +222,20 @@ export class PagesTable {
     }
     return out.slice(0, limit);
   }
+}
+
+/** Entry indices grouped by the row (segment and run) they fall in, each group in entry order. */
+function byRow(pages: readonly { vmid: number; pno: number }[]): number[][] {
+  const bySegment = new Map<number, Map<number, number[]>>();
+  pages.forEach(({ vmid, pno }, i) => {
+    let byRun = bySegment.get(vmid);
+    if (byRun === undefined) bySegment.set(vmid, (byRun = new Map()));
+    const run = Math.floor(pno / RUN_PAGES);
+    const group = byRun.get(run);
+    if (group === undefined) byRun.set(run, [i]);
+    else group.push(i);
+  });
+  return [...bySegment.values()].flatMap((byRun) => [...byRun.values()]);
 }
 
 function eachMapped(entries: Buffer, visit: (index: number, slot: number, checksum: number) => void): void {

@@ -10,6 +10,7 @@ import type { UnsyncedPage } from '../meta/unsynced-pageouts.js';
 export function rollBackUnsynced(pages: PagesTable, unsynced: readonly UnsyncedPage[], keep: (page: UnsyncedPage) => boolean): number[] {
   const unused: number[] = [];
   const restore: PageMapping[] = [];
+  const unmap: UnsyncedPage[] = [];
   for (const page of unsynced) {
     const now = pages.get(page.vmid, page.pno);
     if (now === undefined || keep(page)) {
@@ -18,8 +19,9 @@ export function rollBackUnsynced(pages: PagesTable, unsynced: readonly UnsyncedP
     }
     unused.push(now.slot);
     if (page.previous !== undefined) restore.push({ vmid: page.vmid, pno: page.pno, ...page.previous });
-    else pages.deleteRange(page.vmid, page.pno, page.pno + 1);
+    else unmap.push(page);
   }
   pages.putMany(restore);
+  pages.unmapMany(unmap);
   return unused;
 }

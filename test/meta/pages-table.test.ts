@@ -48,6 +48,19 @@ describe('the page map in rows of RUN_PAGES pages', () => {
     expect(map.count()).toBe(0);
   });
 
+  it('unmaps scattered pages a row at a time, dropping rows left empty', () => {
+    const { map, db } = tableAndDatabase();
+    map.putMany([0, 1, R, 2 * R].map((pno) => ({ vmid: 1, pno, slot: pno, checksum: pno })));
+    map.unmapMany([{ vmid: 1, pno: 1 }, { vmid: 1, pno: R }, { vmid: 1, pno: 2 * R }]);
+    const fresh = new PagesTable(db);
+    for (const t of [map, fresh]) {
+      expect(t.get(1, 0)).toEqual({ slot: 0, checksum: 0 });
+      expect([1, R, 2 * R].map((pno) => t.get(1, pno))).toEqual([undefined, undefined, undefined]);
+    }
+    expect(map.count()).toBe(1);
+    expect(db.prepare('SELECT count(*) FROM page_map').pluck().get()).toBe(1);
+  });
+
   it('answers lookups from the rows it keeps in memory as SQLite would, through changes and a rollback', () => {
     const { map, db } = tableAndDatabase();
     const fresh = (): PagesTable => new PagesTable(db); // reads SQLite, nothing cached
@@ -57,6 +70,8 @@ describe('the page map in rows of RUN_PAGES pages', () => {
     map.putMany([{ vmid: 2, pno: 1, slot: 9, checksum: 9 }]);
     expect(lookups(map)).toEqual(lookups(fresh()));
     map.deleteRange(1, 1, R + 1);
+    expect(lookups(map)).toEqual(lookups(fresh()));
+    map.unmapMany([{ vmid: 1, pno: 2 * R + 3 }]);
     expect(lookups(map)).toEqual(lookups(fresh()));
     map.deleteSegment(2);
     expect(lookups(map)).toEqual(lookups(fresh()));
