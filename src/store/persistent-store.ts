@@ -501,8 +501,9 @@ export class PersistentStore implements BackingStore {
       throw err;
     }
     this.freeSlots.committed();
-    this.allocator.unrecorded = []; // nothing frees slots while the (synchronous) transaction runs
-    this.syncedCycles = this.syncedCycles.filter((id) => !synced.includes(id));
+    // Nothing frees slots or completes a flush while the (synchronous) transaction runs.
+    this.allocator.unrecorded = [];
+    this.syncedCycles = [];
   }
 
   /** Slots left by commits wait here until given back to the device, then become free. */

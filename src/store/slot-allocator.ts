@@ -104,8 +104,10 @@ export class SlotAllocator {
    */
   unmapped(slots: readonly number[], unrecorded: boolean): void {
     this.mapped -= slots.length;
-    for (const slot of slots) this.setFree(slot);
-    if (unrecorded) for (const slot of slots) this.unrecorded.push(slot);
+    for (const slot of slots) {
+      this.setFree(slot);
+      if (unrecorded) this.unrecorded.push(slot);
+    }
   }
 
   /** A committed page-out was rolled back: its pages need their reservations again. */

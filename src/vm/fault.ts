@@ -41,7 +41,7 @@ export function pageInNow(vmm: Vmm, seg: Segment, pno: number): number {
     filled = vmm.store.readPageNow(seg.vmid, pno, vmm.pool.frameBytes(f));
   } catch (err) {
     vmm.freeFrame(f);
-    throw isPagerError(err) ? err : new PagerError('page-in-failed', String(err));
+    throw asPageInError(err);
   }
   if (!filled) {
     vmm.freeFrame(f);
@@ -110,7 +110,12 @@ export async function pageIn(vmm: Vmm, seg: Segment, pno: number, f: number): Pr
     else vmm.frameEvents.wake(f);
   }
   // A page discarded while it was read has no reader to tell: whoever faults it next reads again.
-  if (failure !== undefined && !discarded) throw isPagerError(failure) ? failure : new PagerError('page-in-failed', String(failure));
+  if (failure !== undefined && !discarded) throw asPageInError(failure);
+}
+
+/** A store's read failure as the mover sees it: the store's own EIO, or page-in-failed. */
+function asPageInError(err: unknown): PagerError {
+  return isPagerError(err) ? err : new PagerError('page-in-failed', String(err));
 }
 
 /**
