@@ -68,6 +68,14 @@ function row(r: Omit<Row, 'ratio' | 'met'> & { check?: (ratio: number) => boolea
 }
 
 async function main(): Promise<void> {
+  if (['round-trip', 'throughput', 'durable', 'cold'].some(wanted)) await sectionsOnOneDaemon();
+  if (wanted('pressure')) await pressure();
+  if (wanted('scale')) await scale();
+  print();
+}
+
+/** Sections 1–4 share one daemon and one echo server. */
+async function sectionsOnOneDaemon(): Promise<void> {
   const daemon = await startBenchDaemon({ memory: flags.quick ? '256MiB' : '1280MiB', device: flags.device, createBytes: '8GiB' });
   const echo = await startEchoServer(daemon.dir);
   const c = await daemon.client();
@@ -84,9 +92,6 @@ async function main(): Promise<void> {
     await daemon.stop();
     if (flags.device === undefined) rmSync(daemon.dir, { recursive: true, force: true });
   }
-  if (wanted('pressure')) await pressure();
-  if (wanted('scale')) await scale();
-  print();
 }
 
 /** 1. One request at a time: latency against a raw socket ping-pong. */
