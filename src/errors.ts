@@ -16,7 +16,10 @@ export const ERRNO = {
   EINVAL: 22,
   ENOSPC: 28,
   EINTR: 4,
+  EAGAIN: 11,
   EPROTO: 71,
+  ECONNRESET: 104,
+  ETIMEDOUT: 110,
 } as const;
 
 export type ErrorCode = keyof typeof ERRNO;
@@ -59,6 +62,7 @@ export const REASONS = {
   'malformed-uio': { code: 'EFAULT', text: 'the uio is malformed (iovecs, offset, resid or segflg)' },
   'cross-memory': { code: 'EFAULT', text: 'segflg UIO_XMEM: cross-memory descriptors are not supported' },
   'no-frame': { code: 'ENOMEM', text: 'no page frame could be had within memory.allocTimeoutMs' },
+  'pinned-limit': { code: 'ENOMEM', text: "the caller's uid already holds memory.maxPinnedPerUid frames pinned (large-page segments)" },
   'metadata-full': { code: 'ENOMEM', text: 'the metadata store cannot take another segment' },
   'no-backing-space': { code: 'ENOSPC', text: 'the backing store has no slot left to back a newly modified page' },
   // I/O.
@@ -76,6 +80,11 @@ export const REASONS = {
   'not-hello': { code: 'EPROTO', text: 'the first frame of a connection was not a hello; the connection is closed' },
   'internal-error': { code: 'EIO', text: 'the daemon failed unexpectedly while serving the request (it is logged)' },
   'interrupted': { code: 'EINTR', text: 'a wait on a V_INTRSEG segment was interrupted' },
+  'too-many-connections': { code: 'EAGAIN', text: "the daemon is at a connection cap (server.maxConnections, or the uid's share); the connection is closed" },
+  // Seen by the client library only.
+  'protocol-error': { code: 'EPROTO', text: 'the daemon sent a frame the client cannot decode, or one the protocol does not send that way; the connection is closed' },
+  'connection-closed': { code: 'ECONNRESET', text: 'the connection to the daemon closed; calls pending on it, and later ones, fail' },
+  'connect-timeout': { code: 'ETIMEDOUT', text: 'connecting and the handshake took longer than connectTimeoutMs' },
 } as const satisfies Record<string, { code: ErrorCode; text: string }>;
 
 export type Reason = keyof typeof REASONS;

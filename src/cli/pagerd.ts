@@ -4,8 +4,9 @@
  * under ./var ($PAGERD_STATE_DIR), a 1 GiB sparse backing file and the SQLite database created on
  * first start, the socket at ./var/pagerd.sock ($PAGERD_SOCKET). No root needed.
  *
- * Exit status: 0 after a graceful stop, 1 on a failure, 78 on a bad configuration or a store it
- * refuses to open (systemd: RestartPreventExitStatus=78).
+ * Exit status: 0 after a graceful stop, 1 on a failure, 70 on an internal error (an exception
+ * nothing handled), 78 on a bad configuration or a store it refuses to open (systemd:
+ * RestartPreventExitStatus=78).
  */
 import { Command } from '@commander-js/extra-typings';
 import { pino } from 'pino';
@@ -18,6 +19,7 @@ import { progressBar } from './progress.js';
 import { StoreRefusedError } from '../store/persistent-store.js';
 
 const EXIT_CONFIG = 78;
+const EXIT_SOFTWARE = 70;
 
 // Page-out cycles keep many positional writes in flight; libuv's pool of 4 threads would serialize
 // them. Set before the pool is first used (it is created lazily, at the first fs call).
@@ -56,6 +58,14 @@ async function main(): Promise<void> {
     throw err;
   }
   const log = pino({ level: config.logLevel, base: { pid: process.pid } });
+  // An exception nobody handled is a bug: going on would serve from state in doubt. Logged, then
+  // exit EX_SOFTWARE; systemd restarts the daemon and the store recovers as after a crash.
+  const fatal = (kind: string) => (err: unknown) => {
+    log.fatal({ err }, kind);
+    process.exit(EXIT_SOFTWARE);
+  };
+  process.on('uncaughtException', fatal('uncaught exception'));
+  process.on('unhandledRejection', fatal('unhandled rejection'));
 
   if (opts.check) {
     const store = await openConfiguredStore(config, log);
@@ -108,12 +118,12 @@ async function main(): Promise<void> {
     process.exit(err instanceof StoreRefusedError ? EXIT_CONFIG : 1);
   }
   systemd.notify('READY=1\nSTATUS=serving');
-  systemd.startWatchdog(process.env, config['server.watchdogMs']);
+  const running = daemon;
+  systemd.startWatchdog(process.env, config['server.watchdogMs'], (timeoutMs) => running.store.pageOutsProgressing(timeoutMs));
   if (stopping) {
     stopping = false;
     stop('a signal during start-up');
   }
-  process.on('unhandledRejection', (err) => log.error({ err }, 'unhandled rejection'));
 }
 
 main().catch((err) => {

@@ -4,8 +4,8 @@ import { UIO_READ, UIO_WRITE } from '../constants.js';
 import { MESSAGE_OVERHEAD_BYTES, decodeReply, decodeWelcome, encodeHello, encodeRequestFrame, type Reply, type Value } from '../protocol/codec.js';
 import { FrameDecoder, encodeFrame } from '../protocol/frame.js';
 import { TurnWriter } from '../protocol/turn-writer.js';
-import { addScrubChunk, emptyScrubTotals, type ScrubTotals } from '../store/scrub-report.js';
-import { IovCursor, type Uio } from '../vm/uio.js';
+import { addScrubChunk, emptyScrubTotals, type ScrubTotals } from '../scrub-report.js';
+import { IovCursor, type Uio } from '../uio.js';
 
 export type { Uio };
 import type { OperationName } from '../protocol/operations.js';
@@ -18,11 +18,26 @@ export interface WaitOptions {
 export interface ConnectOptions {
   /** Socket path; default $PAGERD_SOCKET, then ./var/pagerd.sock. */
   socket?: string;
+  /** Bound on connecting plus the handshake (ms); past it connect() rejects with ETIMEDOUT. Default 10 s. */
+  connectTimeoutMs?: number;
 }
 
+const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** Largest frame the client accepts: a reply carries at most the daemon's maximum payload. */
+const MAX_REPLY_BYTES = 64 * 1024 * 1024;
 const EMPTY = new Uint8Array(0);
 
-/** A connection to pagerd. Methods are named after the services; each resolves on 0 and rejects with a PagerError otherwise. */
+/**
+ * A connection to pagerd. Methods are named after the services; each resolves on 0 and rejects
+ * with a PagerError otherwise.
+ *
+ *   connecting ──(welcome)──► open ──(close, socket error, bad frame)──► closed
+ *
+ * Nothing the daemon (or something posing as it) sends can throw out of an event handler: a frame
+ * that cannot be decoded, or that is no reply, destroys the connection and rejects every pending
+ * call with EPROTO (protocol-error); a connection that closes rejects them with ECONNRESET
+ * (connection-closed), or with the error the daemon said it closed for.
+ */
 export class PagerClient {
   private nextId = 1;
   private readonly pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
@@ -34,56 +49,80 @@ export class PagerClient {
     /** Page size of the daemon's store. */
     readonly pageSize: number,
     private readonly maxPayload: number,
-    decoder: FrameDecoder,
+    private readonly decoder: FrameDecoder,
   ) {
     this.writer = new TurnWriter(socket);
-    socket.on('data', (chunk: Buffer) => {
-      for (const frame of decoder.push(chunk)) {
+    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    socket.on('close', () => this.fail(new PagerError('connection-closed')));
+    socket.on('error', (err) => {
+      this.closedError ??= new PagerError('connection-closed', err.message);
+    });
+  }
+
+  /** Connects and greets the daemon; rejects with ETIMEDOUT when that takes longer than connectTimeoutMs. */
+  static async connect(options: ConnectOptions = {}): Promise<PagerClient> {
+    const path = options.socket ?? process.env.PAGERD_SOCKET ?? './var/pagerd.sock';
+    const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    const socket = netConnect(path);
+    const decoder = new FrameDecoder(MAX_REPLY_BYTES);
+    let timer: NodeJS.Timeout | undefined;
+    try {
+      const welcome = await new Promise<Buffer>((resolve, reject) => {
+        timer = setTimeout(() => reject(new PagerError('connect-timeout', `no welcome from ${path} within ${timeoutMs} ms`)), timeoutMs);
+        const onData = (chunk: Buffer): void => {
+          let frames: Buffer[];
+          try {
+            frames = decoder.push(chunk);
+          } catch (err) {
+            return reject(new PagerError('protocol-error', (err as Error).message));
+          }
+          if (frames.length === 0) return;
+          socket.off('data', onData);
+          if (frames.length > 1) reject(new PagerError('protocol-error', 'the daemon sent more than a welcome'));
+          else resolve(frames[0]);
+        };
+        socket.on('data', onData);
+        socket.once('error', (err) => reject(Object.assign(err, { message: `cannot connect to pagerd at ${path}: ${err.message}` })));
+        socket.once('close', () => reject(new PagerError('connection-closed', 'pagerd closed the connection during the handshake')));
+        socket.write(encodeFrame(encodeHello()));
+      });
+      const { pageSize, maxPayload } = decodeWelcomeOrError(welcome);
+      socket.removeAllListeners('close');
+      socket.removeAllListeners('error');
+      return new PagerClient(socket, pageSize, maxPayload, decoder);
+    } catch (err) {
+      socket.destroy();
+      throw err;
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
+  private onData(chunk: Buffer): void {
+    try {
+      for (const frame of this.decoder.push(chunk)) {
         const reply = decodeReply(frame);
         const waiter = this.pending.get(reply.id);
         if (waiter !== undefined) {
           this.pending.delete(reply.id);
           waiter.resolve(reply);
         } else if (reply.id === 0 && reply.error) {
-          this.closedError = toError(reply);
+          this.closedError ??= toError(reply); // why the daemon is about to close
+        } else {
+          throw new Error(`a reply to request ${reply.id}, which is not pending`);
         }
       }
-    });
-    socket.on('close', () => {
-      const err = this.closedError ?? Object.assign(new Error('connection to pagerd closed'), { code: 'ECONNRESET' });
-      this.closedError = err;
-      for (const w of this.pending.values()) w.reject(err);
-      this.pending.clear();
-    });
-    socket.on('error', (err) => {
-      this.closedError ??= err;
-    });
+    } catch (err) {
+      this.fail(new PagerError('protocol-error', (err as Error).message));
+      this.socket.destroy();
+    }
   }
 
-  /** Connects and greets the daemon. */
-  static async connect(options: ConnectOptions = {}): Promise<PagerClient> {
-    const path = options.socket ?? process.env.PAGERD_SOCKET ?? './var/pagerd.sock';
-    const socket = netConnect(path);
-    await new Promise<void>((resolve, reject) => {
-      socket.once('connect', resolve);
-      socket.once('error', reject);
-    });
-    const decoder = new FrameDecoder(64 * 1024 * 1024);
-    const welcome = await new Promise<Buffer>((resolve, reject) => {
-      const onData = (chunk: Buffer): void => {
-        const frames = decoder.push(chunk);
-        if (frames.length > 0) {
-          socket.off('data', onData);
-          if (frames.length > 1) reject(new Error('pagerd sent more than a welcome'));
-          resolve(frames[0]);
-        }
-      };
-      socket.on('data', onData);
-      socket.once('close', () => reject(new Error('pagerd closed the connection during the handshake')));
-      socket.write(encodeFrame(encodeHello()));
-    });
-    const { pageSize, maxPayload } = decodeWelcome(welcome);
-    return new PagerClient(socket, pageSize, maxPayload, decoder);
+  /** The connection is over: every pending call, and every later one, rejects with why. */
+  private fail(error: PagerError): void {
+    this.closedError ??= error;
+    for (const w of this.pending.values()) w.reject(this.closedError);
+    this.pending.clear();
   }
 
   /**
@@ -100,7 +139,10 @@ export class PagerClient {
       });
     }
     const cancel = (): void => {
-      if (this.pending.has(id) && this.closedError === undefined) this.send('cancel', [id], this.takeId());
+      if (!this.pending.has(id) || this.closedError !== undefined) return;
+      const cancelId = this.takeId();
+      this.pending.set(cancelId, { resolve: () => {}, reject: () => {} }); // its reply says nothing
+      this.send('cancel', [id], cancelId);
     };
     return new Promise<Reply>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
@@ -171,12 +213,14 @@ export class PagerClient {
     // A uio the daemon cannot see whole (its buffers stay here) is sent so that it answers EFAULT.
     const resid = wellFormed && uio.resid <= total ? uio.resid : -1;
     const wanted = typeof limit === 'number' && typeof uio?.resid === 'number' ? Math.min(limit, uio.resid) : 0;
+    // Every piece carries where the whole move ends: the daemon checks the extent for all of it.
+    const requestEnd = (offset ?? uio?.offset) + Math.max(0, wanted);
     do {
       const bytes = Math.min(piece, Math.max(0, wanted - moved));
       const pieceLimit = moved === 0 && bytes === 0 ? limit : bytes;
       const data = rw === UIO_WRITE && bytes > 0 && resid >= 0 ? gather(uio.iov, total - uio.resid, bytes) : EMPTY;
       const at = offset === undefined ? [] : [offset + moved];
-      const reply = await this.call(offset === undefined ? 'vmUiomove' : 'vmMove', [vmid, ...at, pieceLimit, rw, uio?.offset, resid < 0 ? -1 : uio.resid, uio?.segflg, data], signal);
+      const reply = await this.call(offset === undefined ? 'vmUiomove' : 'vmMove', [vmid, ...at, pieceLimit, rw, uio?.offset, resid < 0 ? -1 : uio.resid, uio?.segflg, requestEnd, data], signal);
       const done = (reply.results[0] as number | undefined) ?? 0;
       if (rw === UIO_READ && done > 0) new IovCursor(uio.iov, total - uio.resid).writeFrom(reply.results[1] as Uint8Array, 0, done);
       if (done > 0) {
@@ -259,6 +303,21 @@ export class PagerClient {
       this.socket.once('close', () => resolve());
       this.socket.end();
     });
+  }
+}
+
+/** The welcome; or, when the daemon answered the hello with an error (a version it does not speak), that error. */
+function decodeWelcomeOrError(frame: Buffer): { pageSize: number; maxPayload: number } {
+  try {
+    return decodeWelcome(frame);
+  } catch (err) {
+    let reply: Reply;
+    try {
+      reply = decodeReply(frame);
+    } catch {
+      throw new PagerError('protocol-error', (err as Error).message);
+    }
+    throw reply.error ? toError(reply) : new PagerError('protocol-error', 'the daemon answered the hello with a reply');
   }
 }
 

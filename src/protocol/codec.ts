@@ -10,7 +10,7 @@ import { OPERATION_BY_CODE, OPERATIONS, type OperationName, type ValueKind } fro
  *   reply   : u8 kind=4, u32 id, u8 status (0 ok, 1 error), [error: s code, s reason, s detail], u8 count, values
  *   value   : u8 tag (1 number: f64; 2 bytes: u32 length + bytes; 3 string: u32 length + UTF-8)
  */
-export const PROTOCOL_VERSION = 1;
+export const PROTOCOL_VERSION = 2;
 
 /**
  * Bytes a move's request or reply carries besides its data (generous): the largest move one

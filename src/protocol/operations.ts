@@ -22,10 +22,12 @@ export const OPERATIONS = {
   ioAtt: { code: 5, args: ['n'], results: ['n'] },
   vmWrite: { code: 6, args: ['n', 'n', 'n'], results: [] },
   vmRelease: { code: 7, args: ['n', 'n'], results: [] },
-  // vmid, offset, limit, rw, uio.offset, uio.resid, uio.segflg, bytes to write -> moved, bytes read
-  vmMove: { code: 8, args: ['n', 'n', 'n', 'n', 'n', 'n', 'n', 'b'], results: ['n', 'b'] },
-  // vmid, limit, rw, uio.offset, uio.resid, uio.segflg, bytes to write -> moved, bytes read
-  vmUiomove: { code: 9, args: ['n', 'n', 'n', 'n', 'n', 'n', 'b'], results: ['n', 'b'] },
+  // vmid, offset, limit, rw, uio.offset, uio.resid, uio.segflg, end of the whole request in the
+  // segment, bytes to write -> moved, bytes read
+  vmMove: { code: 8, args: ['n', 'n', 'n', 'n', 'n', 'n', 'n', 'n', 'b'], results: ['n', 'b'] },
+  // vmid, limit, rw, uio.offset, uio.resid, uio.segflg, end of the whole request, bytes to write
+  // -> moved, bytes read
+  vmUiomove: { code: 9, args: ['n', 'n', 'n', 'n', 'n', 'n', 'n', 'b'], results: ['n', 'b'] },
   vmIoaccessp: { code: 10, args: ['n', 'n', 'n', 'n'], results: [] },
   vmWritep: { code: 11, args: ['n', 'n', 'n'], results: [] },
   vmReleasep: { code: 12, args: ['n', 'n', 'n'], results: [] },

@@ -51,7 +51,6 @@ export async function openConfiguredStore(config: Config, log: Logger, observeIo
 export class Daemon {
   private readonly connections = new Set<Connection>();
   private server: Server | undefined;
-  private readonly root: ClientContext;
 
   private constructor(
     readonly config: Config,
@@ -62,7 +61,6 @@ export class Daemon {
     private readonly metrics: Metrics,
   ) {
     metrics.watch(vmm, store, () => this.connections.size);
-    this.root = svc.createContext({ uid: 0, gid: 0, pid: process.pid });
   }
 
   static async start(config: Config, log: Logger): Promise<Daemon> {
@@ -130,10 +128,12 @@ export class Daemon {
       }),
       observe: (op, seconds, ok) => this.metrics.observeRequest(op, seconds, ok),
     };
-    const connection = new Connection(socket, this.svc.createContext(cred), host, log);
+    const ctx = this.svc.createContext(cred);
+    const connection = new Connection(socket, ctx, host, log);
     this.connections.add(connection);
     log.debug({}, 'client connected');
     void connection.closed().then(() => {
+      this.svc.endContext(ctx);
       this.connections.delete(connection);
       log.debug({}, 'client disconnected');
     });
@@ -184,18 +184,30 @@ export class Daemon {
     this.log.info({}, 'stopped cleanly');
   }
 
-  /** Pages out every modified page of every segment and waits until all are durable. */
+  /**
+   * Pages out every modified page of every segment and waits until all are durable. Its own
+   * context hears only the failures of these page-outs.
+   */
   async flushAll(): Promise<void> {
-    for (const seg of this.vmm.segments.values()) {
-      if (seg.largePages || seg.pageCount === 0) continue;
-      await this.svc.vmWritep(this.root, seg.vmid, 0, seg.pageCount);
-    }
-    for (const seg of this.vmm.segments.values()) {
-      try {
-        await this.svc.vmsIowait(this.root, seg.vmid);
-      } catch (err) {
-        this.log.error({ err, vmid: seg.vmid }, 'a page-out failed during shutdown; its pages were not saved');
+    const root = this.svc.createContext({ uid: 0, gid: 0, pid: process.pid });
+    try {
+      if (this.store.failed) {
+        this.log.error({}, 'the store has failed: modified pages cannot be saved');
+        return;
       }
+      for (const seg of this.vmm.segments.values()) {
+        if (seg.largePages || seg.pageCount === 0) continue;
+        await this.svc.vmWritep(root, seg.vmid, 0, seg.pageCount);
+      }
+      for (const seg of this.vmm.segments.values()) {
+        try {
+          await this.svc.vmsIowait(root, seg.vmid);
+        } catch (err) {
+          this.log.error({ err, vmid: seg.vmid }, 'a page-out failed during shutdown; its pages were not saved');
+        }
+      }
+    } finally {
+      this.svc.endContext(root);
     }
   }
 }

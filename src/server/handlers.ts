@@ -39,8 +39,24 @@ type Handler = (env: HandlerEnv, args: Value[], signal: () => AbortSignal) => An
 const n = (v: Value): number => v as number;
 const EMPTY = new Uint8Array(0);
 
-/** vm_move and vm_uiomove: the uio travels as (offset, resid, segflg) plus the bytes to write. */
-function move(env: HandlerEnv, signal: () => AbortSignal, vmid: number, offset: number | undefined, limit: number, rw: number, uioOffset: number, resid: number, segflg: number, data: Uint8Array): Outcome | Promise<Outcome> {
+/**
+ * vm_move and vm_uiomove: the uio travels as (offset, resid, segflg) plus the bytes to write, and
+ * `requestEnd`, where the client's whole request ends in the segment (a long move travels in
+ * pieces; the extent check covers the whole).
+ */
+function move(
+  env: HandlerEnv,
+  signal: () => AbortSignal,
+  vmid: number,
+  offset: number | undefined,
+  limit: number,
+  rw: number,
+  uioOffset: number,
+  resid: number,
+  segflg: number,
+  requestEnd: number,
+  data: Uint8Array,
+): Outcome | Promise<Outcome> {
   if (!Number.isSafeInteger(resid) || resid < 0 || !Number.isSafeInteger(uioOffset) || uioOffset < 0) throw new PagerError('malformed-uio');
   const bytes = Number.isFinite(limit) ? Math.max(0, Math.min(limit, resid)) : 0;
   let buffer: Uint8Array;
@@ -49,8 +65,9 @@ function move(env: HandlerEnv, signal: () => AbortSignal, vmid: number, offset: 
     buffer = data;
   } else {
     if (bytes > env.maxMoveBytes) throw new PagerError('move-too-large');
-    // Unzeroed: only the bytes the move fills are ever sent.
-    buffer = rw === UIO_READ ? allocBuffer(bytes) : EMPTY;
+    // Unzeroed: only the bytes the move fills are ever sent. A bad rw gets its buffer too, so the
+    // service checks the extent (EFAULT) before rw (EINVAL), in SPEC order.
+    buffer = bytes === 0 ? EMPTY : allocBuffer(bytes);
   }
   const uio = { iov: [buffer], offset: uioOffset, resid: buffer.length, segflg };
   const moved = (): Value[] => [buffer.length - uio.resid, rw === UIO_READ ? buffer.subarray(0, buffer.length - uio.resid) : EMPTY];
@@ -61,7 +78,7 @@ function move(env: HandlerEnv, signal: () => AbortSignal, vmid: number, offset: 
   };
   let done: number | Promise<number>;
   try {
-    done = env.svc.moveNow(env.ctx, vmid, offset, limit, rw, uio, signal);
+    done = env.svc.moveNow(env.ctx, vmid, offset, limit, rw, uio, signal, requestEnd);
   } catch (err) {
     return failed(err);
   }
@@ -77,15 +94,15 @@ export const HANDLERS: Record<OperationName, Handler> = {
   ioAtt: async ({ svc, ctx }, a) => [svc.ioAtt(ctx, n(a[0]))],
   vmWrite: async ({ svc, ctx }, a) => (await svc.vmWrite(ctx, n(a[0]), n(a[1]), n(a[2])), []),
   vmRelease: async ({ svc, ctx }, a) => (await svc.vmRelease(ctx, n(a[0]), n(a[1])), []),
-  vmMove: (env, a, signal) => move(env, signal, n(a[0]), n(a[1]), n(a[2]), n(a[3]), n(a[4]), n(a[5]), n(a[6]), a[7] as Uint8Array),
-  vmUiomove: (env, a, signal) => move(env, signal, n(a[0]), undefined, n(a[1]), n(a[2]), n(a[3]), n(a[4]), n(a[5]), a[6] as Uint8Array),
-  vmIoaccessp: async ({ svc, ctx }, a) => (await svc.vmIoaccessp(ctx, n(a[0]), n(a[1]), n(a[2]), n(a[3])), []),
+  vmMove: (env, a, signal) => move(env, signal, n(a[0]), n(a[1]), n(a[2]), n(a[3]), n(a[4]), n(a[5]), n(a[6]), n(a[7]), a[8] as Uint8Array),
+  vmUiomove: (env, a, signal) => move(env, signal, n(a[0]), undefined, n(a[1]), n(a[2]), n(a[3]), n(a[4]), n(a[5]), n(a[6]), a[7] as Uint8Array),
+  vmIoaccessp: async ({ svc, ctx }, a, signal) => (await svc.vmIoaccessp(ctx, n(a[0]), n(a[1]), n(a[2]), n(a[3]), signal), []),
   vmWritep: async ({ svc, ctx }, a) => (await svc.vmWritep(ctx, n(a[0]), n(a[1]), n(a[2])), []),
   vmReleasep: async ({ svc, ctx }, a) => (await svc.vmReleasep(ctx, n(a[0]), n(a[1]), n(a[2])), []),
   vmFlushp: async ({ svc, ctx }, a) => (await svc.vmFlushp(ctx, n(a[0]), n(a[1]), n(a[2])), []),
-  vmReadp: async ({ svc, ctx }, a) => (await svc.vmReadp(ctx, n(a[0]), n(a[1]), n(a[2]), n(a[3])), []),
+  vmReadp: async ({ svc, ctx }, a, signal) => (await svc.vmReadp(ctx, n(a[0]), n(a[1]), n(a[2]), n(a[3]), signal), []),
   vmMakep: async ({ svc, ctx }, a) => (await svc.vmMakep(ctx, n(a[0]), n(a[1])), []),
-  vmInvalidatep: async ({ svc, ctx }, a) => (await svc.vmInvalidatep(ctx, n(a[0]), n(a[1]), n(a[2])), []),
+  vmInvalidatep: async ({ svc, ctx }, a, signal) => (await svc.vmInvalidatep(ctx, n(a[0]), n(a[1]), n(a[2]), signal), []),
   vmQpages: async ({ svc, ctx }, a) => [svc.vmQpages(ctx, n(a[0]))],
   vmQmodify: async ({ svc, ctx }, a) => [svc.vmQmodify(ctx, n(a[0])) ? 1 : 0],
   vmsIowait: async ({ svc, ctx }, a, signal) => (await svc.vmsIowait(ctx, n(a[0]), signal), []),

@@ -24,12 +24,20 @@ export class SystemdNotifier {
     }
   }
 
-  /** Pings the watchdog at half of WATCHDOG_USEC (or of fallbackMs), if either is set. */
-  startWatchdog(env: NodeJS.ProcessEnv, fallbackMs: number): void {
+  /**
+   * Pings the watchdog at half of WATCHDOG_USEC (or of fallbackMs), if either is set, while
+   * `healthy(timeoutMs)` says so. A timer that fires shows the event loop turns; `healthy` adds
+   * what a turning loop does not show (the page writer stuck on a device). Unhealthy, the pings
+   * stop and systemd restarts the daemon when the timeout passes.
+   */
+  startWatchdog(env: NodeJS.ProcessEnv, fallbackMs: number, healthy: (timeoutMs: number) => boolean): void {
     const usec = Number(env.WATCHDOG_USEC);
     const ms = Number.isFinite(usec) && usec > 0 ? usec / 1000 : fallbackMs;
     if (ms <= 0 || this.socket === undefined) return;
-    this.watchdog = setInterval(() => this.notify('WATCHDOG=1'), ms / 2);
+    this.watchdog = setInterval(() => {
+      if (healthy(ms)) this.notify('WATCHDOG=1');
+      else this.onError(new Error('not pinging the watchdog: the page writer has made no progress within its timeout'));
+    }, ms / 2);
     this.watchdog.unref();
   }
 

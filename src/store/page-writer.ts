@@ -44,6 +44,11 @@ export interface WriteCycleHost {
   notSynced(): void;
   /** Called when a cycle failed (for logging and the store's failure policy). */
   failed(stage: 'write' | 'datasync' | 'commit', error: unknown): void;
+  /**
+   * The writer itself threw (a bug): every batch it held has been failed. The host must not
+   * trust the store any more; the error is thrown again on the next tick, to end the process.
+   */
+  crashed(error: unknown): void;
 }
 
 interface Waiter {
@@ -82,8 +87,12 @@ interface WrittenState {
  */
 export class PageWriter {
   private readonly queue: Waiter[] = [];
+  /** Batches taken from the queue and not yet settled (being written, flushed or committed). */
+  private readonly active = new Set<Waiter>();
   private running = false;
   private idleWaiters: (() => void)[] = [];
+  /** When a cycle last settled, or the writer last went idle (performance.now() ms). */
+  private lastProgressMs = performance.now();
 
   constructor(private readonly host: WriteCycleHost) {}
 
@@ -99,7 +108,8 @@ export class PageWriter {
     this.queue.push(waiter);
     if (!this.running) {
       this.running = true;
-      setImmediate(() => void this.drain());
+      this.lastProgressMs = performance.now();
+      setImmediate(() => this.drain().catch((err: unknown) => this.crash(err)));
     }
     return { captured, complete };
   }
@@ -107,6 +117,29 @@ export class PageWriter {
   /** Resolves once no page-out is queued or being written. */
   idle(): Promise<void> {
     return this.running ? new Promise((resolve) => this.idleWaiters.push(resolve)) : Promise.resolve();
+  }
+
+  /** True while the writer is idle or has settled a cycle within the last `withinMs` (the watchdog asks). */
+  progressing(withinMs: number): boolean {
+    return !this.running || performance.now() - this.lastProgressMs < withinMs;
+  }
+
+  /** The drain loop threw: no batch may be left pending, so every one it held fails. */
+  private crash(error: unknown): void {
+    const err = new PagerError('store-failed', `the page writer failed: ${(error as Error)?.message ?? String(error)}`);
+    for (const w of [...this.active, ...this.queue.splice(0)]) {
+      w.captured();
+      w.reject(err);
+    }
+    this.active.clear();
+    this.finish();
+    this.host.crashed(error);
+  }
+
+  private finish(): void {
+    this.running = false;
+    this.lastProgressMs = performance.now();
+    for (const wake of this.idleWaiters.splice(0)) wake();
   }
 
   private async drain(): Promise<void> {
@@ -126,8 +159,7 @@ export class PageWriter {
       }
       flushing = this.flush(written);
     }
-    this.running = false;
-    for (const wake of this.idleWaiters.splice(0)) wake();
+    this.finish();
   }
 
   private nextCycle(): Waiter[] {
@@ -135,6 +167,7 @@ export class PageWriter {
     let pages = 0;
     while (this.queue.length > 0 && (cycle.length === 0 || pages + this.queue[0].batch.writes.length <= this.host.maxBatchPages)) {
       const w = this.queue.shift()!;
+      this.active.add(w);
       cycle.push(w);
       pages += w.batch.writes.length;
     }
@@ -182,8 +215,9 @@ export class PageWriter {
       this.fail(written, 'datasync', flushed.reason, false);
     } else {
       host.synced();
-      for (const w of written.waiters) w.complete();
+      for (const w of written.waiters) this.settled(w).complete();
     }
+    this.lastProgressMs = performance.now();
     return flushed.status === 'fulfilled';
   }
 
@@ -194,8 +228,13 @@ export class PageWriter {
     const err = new PagerError('page-out-failed', `page-out ${stage} failed: ${(error as Error)?.message ?? String(error)}`);
     for (const w of waiters) {
       w.captured();
-      w.reject(err);
+      this.settled(w).reject(err);
     }
+  }
+
+  private settled(w: Waiter): Waiter {
+    this.active.delete(w);
+    return w;
   }
 
   /** Groups pages with consecutive slots into writev calls: [first, end) of the cycle's pages (takeSlots answers ascending slots). */

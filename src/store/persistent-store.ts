@@ -131,6 +131,12 @@ export class PersistentStore implements BackingStore {
       synced: () => this.pageOutsSynced(),
       notSynced: () => this.rollBackPageOuts(),
       failed: (stage, error) => this.log.error({ stage, err: error }, 'page-out cycle failed; its pages stay modified'),
+      crashed: (error) => {
+        this.failPermanently(error as Error);
+        process.nextTick(() => {
+          throw error; // a bug: the daemon ends (non-zero) rather than go on with a store in doubt
+        });
+      },
     });
   }
 
@@ -213,6 +219,11 @@ export class PersistentStore implements BackingStore {
     return this.failure !== undefined;
   }
 
+  /** True while page-outs are idle or completing cycles within the last `withinMs` (for the watchdog). */
+  pageOutsProgressing(withinMs: number): boolean {
+    return this.writer.progressing(withinMs);
+  }
+
   async loadSegments(): Promise<SegmentRecord[]> {
     return this.segments.all();
   }
@@ -226,7 +237,7 @@ export class PersistentStore implements BackingStore {
     }
   }
 
-  async deleteSegment(vmid: number): Promise<void> {
+  deleteSegment(vmid: number): void {
     const stamp = this.forgetPages(() => {
       const slots = this.pages.deleteSegment(vmid);
       this.segments.delete(vmid);
@@ -269,7 +280,7 @@ export class PersistentStore implements BackingStore {
     return ticket;
   }
 
-  async releasePages(vmid: number, pfirst: number, npages: number): Promise<void> {
+  releasePages(vmid: number, pfirst: number, npages: number): void {
     const stamp = this.forgetPages(() => this.pages.deleteRange(vmid, pfirst, pfirst + npages));
     this.rememberForget(vmid, pfirst, pfirst + npages, stamp);
   }

@@ -1,6 +1,6 @@
 import { crc32c } from '../native/addon.js';
 import type { PersistentStore } from './persistent-store.js';
-import { addScrubChunk, emptyScrubTotals, type ScrubTotals } from './scrub-report.js';
+import { addScrubChunk, emptyScrubTotals, type ScrubTotals } from '../scrub-report.js';
 
 export interface ScrubFindings {
   /** Pages checked. */

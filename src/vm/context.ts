@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import { AddressSpace } from './address-space.js';
 import type { Segment } from './segment.js';
 
@@ -10,18 +11,37 @@ export interface Credentials {
 
 /**
  * The context a client call runs in: the caller's credentials and its address space. One per
- * client connection; its attachments end with it.
+ * client connection; its attachments end with it, and so does every wait it is in.
  */
 export class ClientContext {
   readonly uid: number;
   readonly gid: number;
   readonly pid: number;
   readonly space = new AddressSpace();
+  /**
+   * Page-out failures this client has not heard yet: one entry per segment, holding what failed
+   * first (SPEC §4: an error is reported once to each connection). Set by the engine when a
+   * page-out fails, taken by this client's next vms_iowait on the segment.
+   */
+  readonly unheardFailures = new Map<number, string>();
+  private readonly ended = new AbortController();
 
   constructor(cred: Credentials) {
     this.uid = cred.uid;
     this.gid = cred.gid;
     this.pid = cred.pid;
+    // Every wait of the connection listens on it: no leak warning at a handful of listeners.
+    setMaxListeners(0, this.ended.signal);
+  }
+
+  /** Aborts when the client is gone (its connection closed): every wait it is in ends. */
+  get gone(): AbortSignal {
+    return this.ended.signal;
+  }
+
+  /** The client is gone: ends its waits. */
+  end(): void {
+    this.ended.abort();
   }
 
   /** Permission bits (r=4, w=2) the segment's mode grants this caller; root gets all. */

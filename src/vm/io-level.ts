@@ -1,10 +1,12 @@
+import { WaitQueue } from './wait-queue.js';
+
 /**
  * A segment's I/O level (SPEC §4): every page-out of the segment takes the next sequence number;
  * the level is the highest number L such that every page-out numbered 1..L is complete. Page-outs
  * may complete in any order; the level advances only over an unbroken prefix.
  *
- * A failed page-out is complete too, and leaves an error behind: the first wait whose captured
- * level covers it reports EIO once, and the error is then cleared.
+ * A failed page-out is complete too. Who hears of the failure is the clients' business (each
+ * client context keeps one flag per segment), so nothing here grows with failures.
  */
 export class IoLevel {
   /** Sequence numbers handed out so far. */
@@ -12,9 +14,7 @@ export class IoLevel {
   private level = 0;
   /** Completed page-outs above the level (completed out of order). */
   private readonly doneAhead = new Set<number>();
-  /** Failed page-outs not yet reported, with what failed. */
-  private readonly failures = new Map<number, Error>();
-  private listeners: Array<() => void> = [];
+  private readonly waiters = new WaitQueue<0>();
 
   /** Numbers the next page-out. */
   next(): number {
@@ -35,40 +35,30 @@ export class IoLevel {
     return this.issued - this.level - this.doneAhead.size;
   }
 
-  /** Records page-out `seq` as complete: successfully, or failed with `error`. */
-  complete(seq: number, error?: Error): void {
+  /** Records page-out `seq` as complete (successfully or not). */
+  complete(seq: number): void {
     if (seq <= this.level || this.doneAhead.has(seq) || seq > this.issued) {
       throw new Error(`page-out ${seq} completed twice or was never issued (level ${this.level}, issued ${this.issued})`);
     }
-    if (error !== undefined) this.failures.set(seq, error);
     if (seq === this.level + 1) {
       this.level = seq;
       while (this.doneAhead.delete(this.level + 1)) this.level++;
     } else {
       this.doneAhead.add(seq);
     }
-    this.notify();
+    this.wake();
   }
 
-  /** The first unreported failure of a page-out numbered at most `upTo`, if any. */
-  failureUpTo(upTo: number): Error | undefined {
-    for (const [seq, error] of this.failures) if (seq <= upTo) return error;
-    return undefined;
+  /**
+   * Resolves at the next completion or wake(); rejects with EINTR if `signal` aborts first (its
+   * listener is gone either way).
+   */
+  changed(signal?: AbortSignal): Promise<boolean> {
+    return this.waiters.wait(0, undefined, signal);
   }
 
-  /** Marks every failure numbered at most `upTo` as reported. */
-  clearFailuresUpTo(upTo: number): void {
-    for (const seq of this.failures.keys()) if (seq <= upTo) this.failures.delete(seq);
-  }
-
-  /** Resolves at the next completion. */
-  changed(): Promise<void> {
-    return new Promise((resolve) => this.listeners.push(resolve));
-  }
-
-  private notify(): void {
-    const listeners = this.listeners;
-    this.listeners = [];
-    for (const listener of listeners) listener();
+  /** Wakes every waiter to look again (a completion, a failure, the segment deleted). */
+  wake(): void {
+    this.waiters.wake(0);
   }
 }

@@ -1,7 +1,7 @@
 import { fault, makePage, pageInNow, residentFrame } from './fault.js';
 import { FrameFlag } from './frame-layout.js';
 import type { Segment } from './segment.js';
-import { IovCursor, type Uio } from './uio.js';
+import { IovCursor, type Uio } from '../uio.js';
 import type { Vmm } from './vmm.js';
 
 /**

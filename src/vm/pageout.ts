@@ -95,10 +95,11 @@ export class Pageout {
     if (!ok) vmm.counters.pageOutFailures += batch.length;
     // A failing device must not be hammered by the laundry: back off, doubling, until a success.
     this.backoffMs = ok ? 0 : Math.min(MAX_BACKOFF_MS, Math.max(MIN_BACKOFF_MS, this.backoffMs * 2));
+    if (!ok) for (const segment of new Set(batch.map((p) => p.segment))) vmm.pageOutFailed(segment, error);
     const again: number[] = [];
     const againSeqs: number[] = [];
     for (const { frame: f, segment, seq } of batch) {
-      segment.io.complete(seq, error);
+      segment.io.complete(seq);
       const flags = t.flags[f];
       if ((flags & FrameFlag.DISCARD) !== 0) {
         // Unlinked by a release or delete while in flight. A failed batch gave its reservation back.
@@ -172,7 +173,9 @@ export class Pageout {
       if (verdict === Verdict.STEAL) {
         vmm.counters.steals++;
         vmm.evictClean(frame);
-      } else if (verdict === Verdict.LAUNDER) {
+      } else if (verdict === Verdict.LAUNDER && !vmm.store.failed) {
+        // A failed store is not retried (SPEC §3: page-outs answer EIO at once): only clean pages
+        // are stolen until it is reopened.
         t.flags[frame] |= FrameFlag.FREE_AT_IO_DONE;
         launder.push(frame);
         if (launder.length >= vmm.options.pageoutBatchPages) startLaundry();

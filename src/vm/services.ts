@@ -23,7 +23,7 @@ import { FrameFlag } from './frame-layout.js';
 import { PageState } from './page-state.js';
 import { SEGMENT_OPTIONS, SEGMENT_TYPES, Segment, type SegmentType } from './segment.js';
 import { Move } from './move.js';
-import { checkUio, type Uio } from './uio.js';
+import { checkUio, type Uio } from '../uio.js';
 import type { Vmm } from './vmm.js';
 
 const { PAGE_IN, CLEAN, MODIFIED, PAGE_OUT } = PageState;
@@ -57,7 +57,15 @@ export class VmServices {
 
   /** A context for a new client: its credentials and an empty address space. */
   createContext(cred: Credentials): ClientContext {
-    return new ClientContext(cred);
+    const ctx = new ClientContext(cred);
+    this.vmm.clients.add(ctx);
+    return ctx;
+  }
+
+  /** The client is gone: its waits end, and it hears no more page-out failures. */
+  endContext(ctx: ClientContext): void {
+    ctx.end();
+    this.vmm.clients.delete(ctx);
   }
 
   // ---- Segments ---------------------------------------------------------------------------
@@ -79,16 +87,19 @@ export class VmServices {
   }
 
   /**
-   * vms_delete: the vmid is invalid at once; modified pages are discarded, not written; frames
-   * under I/O are freed when it completes. Resolves once the store has forgotten the segment.
+   * vms_delete: the store forgets the segment durably first (if it cannot, nothing changed); then
+   * the vmid is invalid at once, modified pages are discarded, not written, frames under I/O are
+   * freed when it completes, and waits on the segment end with EINVAL.
    */
   async vmsDelete(ctx: ClientContext, vmid: number): Promise<void> {
     const seg = this.segment(ctx, vmid);
     if (!ctx.mayWrite(seg)) throw new PagerError('no-write-access');
+    this.vmm.store.deleteSegment(vmid);
     seg.deleted = true;
     this.vmm.segments.delete(vmid);
     this.vmm.discardRange(seg, 0, seg.pageCount);
-    await this.vmm.store.deleteSegment(vmid);
+    for (const client of this.vmm.clients) client.unheardFailures.delete(vmid);
+    seg.io.wake();
   }
 
   // ---- Attachments ------------------------------------------------------------------------
@@ -125,8 +136,9 @@ export class VmServices {
    */
   async vmWrite(ctx: ClientContext, vaddr: number, nbytes: number, force: number): Promise<void> {
     const range = this.addressRange(ctx, vaddr, nbytes);
+    if (range === undefined) return; // nbytes = 0 touches nothing (SPEC §3), failed store or not
     if (this.vmm.store.failed) throw new PagerError('store-failed');
-    if (range !== undefined) this.initiatePageOut(range, force !== 0);
+    this.initiatePageOut(range, force !== 0);
   }
 
   /** vm_release: the pages of the range read as zeros from now on, durably once this resolves. */
@@ -150,7 +162,7 @@ export class VmServices {
   // ---- Page-range services ----------------------------------------------------------------
 
   /** vm_ioaccessp: advisory page-in (MAKE) or flush (FLUSH) of a client segment's pages, then the waits. */
-  async vmIoaccessp(ctx: ClientContext, bsid: number, pfirst: number, npages: number, modifier: number): Promise<void> {
+  async vmIoaccessp(ctx: ClientContext, bsid: number, pfirst: number, npages: number, modifier: number, signal?: SignalSource): Promise<void> {
     if (pfirst === 0 && npages === 0) throw new PagerError('zero-range');
     if (!Number.isSafeInteger(pfirst)) throw new PagerError('bad-argument', 'pfirst is not an integer');
     if (pfirst < 0) throw new PagerError('negative-page');
@@ -158,7 +170,7 @@ export class VmServices {
     if (npages < 0) throw new PagerError('negative-count');
     const seg = this.segment(ctx, bsid);
     if (pfirst + npages > seg.pageCount) throw new PagerError('range-beyond-extent');
-    if (!Number.isSafeInteger(modifier)) throw new PagerError('unsupported-flag');
+    if (!Number.isSafeInteger(modifier)) throw new PagerError('bad-argument', 'modifier is not an integer');
     const make = (modifier & VM_IOACCESSP_MAKE) !== 0;
     const flush = (modifier & VM_IOACCESSP_FLUSH) !== 0;
     const waitOnly = (modifier & VM_IOACCESSP_WAITONLY) !== 0;
@@ -175,7 +187,7 @@ export class VmServices {
     if (make) this.startPageIns(range);
     if (flush && !seg.largePages) this.flush(range);
     const states = [...(waitIn ? [PAGE_IN] : []), ...(waitOut ? [PAGE_OUT] : [])];
-    if (states.length > 0) await this.vmm.waitRangeIdle(seg, range.first, range.end, states);
+    if (states.length > 0) await this.waitRangeIdle(ctx, range, states, signal);
   }
 
   /** vm_writep: initiates page-out of every modified page of the range (as vm_write with force). */
@@ -198,10 +210,10 @@ export class VmServices {
   }
 
   /** vm_readp: advisory page-in of the range; with V_IOWAIT, first waits for I/O in the range. */
-  async vmReadp(ctx: ClientContext, vmid: number, pfirst: number, npages: number, flags: number): Promise<void> {
+  async vmReadp(ctx: ClientContext, vmid: number, pfirst: number, npages: number, flags: number, signal?: SignalSource): Promise<void> {
     const range = this.pageRange(ctx, vmid, pfirst, npages, { write: false, largePages: true });
     if (!Number.isSafeInteger(flags) || flags < 0 || (flags & ~V_IOWAIT) !== 0) throw new PagerError('unsupported-flag');
-    if ((flags & V_IOWAIT) !== 0) await this.vmm.waitRangeIdle(range.seg, range.first, range.end, [PAGE_IN, PAGE_OUT]);
+    if ((flags & V_IOWAIT) !== 0) await this.waitRangeIdle(ctx, range, [PAGE_IN, PAGE_OUT], signal);
     this.startPageIns(range);
   }
 
@@ -215,10 +227,10 @@ export class VmServices {
   }
 
   /** vm_invalidatep: waits for I/O in the range, then discards its frames without writing them. */
-  async vmInvalidatep(ctx: ClientContext, vmid: number, pfirst: number, npages: number): Promise<void> {
-    const { seg, first, end } = this.pageRange(ctx, vmid, pfirst, npages, { write: true, largePages: false });
-    await this.vmm.waitRangeIdle(seg, first, end, [PAGE_IN, PAGE_OUT]);
-    if (!seg.deleted) this.vmm.discardRange(seg, first, end);
+  async vmInvalidatep(ctx: ClientContext, vmid: number, pfirst: number, npages: number, signal?: SignalSource): Promise<void> {
+    const range = this.pageRange(ctx, vmid, pfirst, npages, { write: true, largePages: false });
+    await this.waitRangeIdle(ctx, range, [PAGE_IN, PAGE_OUT], signal);
+    this.vmm.discardRange(range.seg, range.first, range.end);
   }
 
   /** vm_qpages: the number of page frames the segment holds. */
@@ -249,23 +261,27 @@ export class VmServices {
 
   /**
    * vms_iowaitf: waits until every page-out of the segment initiated before the call is complete.
-   * V_WAITERR answers EIO as soon as one of them has failed; V_WAITALL waits for all, then answers
-   * EIO if one failed. Each failure is reported once.
+   * V_WAITERR answers EIO as soon as a page-out has failed that this client has not heard of;
+   * V_WAITALL waits for all, then answers EIO if one failed. Each failure is reported once to
+   * each client that was connected when it happened, then cleared for that client (SPEC §4), so
+   * no client can take another's error. A segment deleted meanwhile answers EINVAL.
    */
   async vmsIowaitf(ctx: ClientContext, vmid: number, flags: number, signal?: SignalSource): Promise<void> {
     const seg = this.segment(ctx, vmid);
     if (flags !== V_WAITERR && flags !== V_WAITALL) throw new PagerError('unsupported-flag');
     const io = seg.io;
     const target = io.captured;
+    const wakeOn = this.waitSignal(ctx, seg, signal);
     for (;;) {
+      if (seg.deleted) throw new PagerError('no-such-segment');
       const done = io.completed >= target;
-      const failure = done || flags === V_WAITERR ? io.failureUpTo(target) : undefined;
+      const failure = done || flags === V_WAITERR ? ctx.unheardFailures.get(vmid) : undefined;
       if (failure !== undefined) {
-        io.clearFailuresUpTo(target);
-        throw new PagerError('page-out-failed', failure instanceof PagerError ? failure.detail : failure.message);
+        ctx.unheardFailures.delete(vmid);
+        throw new PagerError('page-out-failed', failure);
       }
       if (done) return;
-      await this.interruptible(seg, io.changed(), signal);
+      await io.changed(wakeOn);
     }
   }
 
@@ -359,16 +375,39 @@ export class VmServices {
     vmm.pageout.start(batch);
   }
 
-  /** Discards the range's frames and has the store zero its pages; resolves when that is durable. */
+  /**
+   * Has the store zero the range's pages durably, then discards their frames. The store goes
+   * first: when it refuses, the frames (perhaps the only copy of newer bytes) are still there and
+   * nothing changed.
+   */
   private async release({ seg, first, end }: PageRange): Promise<void> {
+    this.vmm.store.releasePages(seg.vmid, first, end - first);
     this.vmm.discardRange(seg, first, end);
     this.vmm.counters.releases += end - first;
-    await this.vmm.store.releasePages(seg.vmid, first, end - first);
+  }
+
+  /**
+   * Waits until no page of the range is in one of `states`; ends with EINTR when the client goes
+   * (or cancels, on a V_INTRSEG segment), and with EINVAL when the segment is deleted meanwhile.
+   */
+  private async waitRangeIdle(ctx: ClientContext, { seg, first, end }: PageRange, states: readonly PageState[], signal?: SignalSource): Promise<void> {
+    await this.vmm.waitRangeIdle(seg, first, end, states, this.waitSignal(ctx, seg, signal));
+    if (seg.deleted) throw new PagerError('no-such-segment');
+  }
+
+  /**
+   * What ends a wait of this client on this segment: the request's cancellation on a V_INTRSEG
+   * segment (the server cancels every request of a closed connection too), else the client's
+   * going away.
+   */
+  private waitSignal(ctx: ClientContext, seg: Segment, source: SignalSource | undefined): AbortSignal {
+    return (seg.interruptible ? signalOf(source) : undefined) ?? ctx.gone;
   }
 
   /** Advisory page-in of the range's absent pages, while frames can be had without waiting. */
   private startPageIns({ seg, first, end }: PageRange): void {
     const vmm = this.vmm;
+    if (seg.deleted) return;
     for (let pno = first; pno < end; pno++) {
       if (seg.pages.get(pno) >= 0) continue;
       const f = vmm.tryAllocateFrame();
@@ -383,37 +422,34 @@ export class VmServices {
    * moved at once when no page needs waiting for, else a promise of them. Throws the errors that
    * come before any byte moves, and a copy's error, synchronously (vmMove turns both into
    * rejections).
+   *
+   * `requestEnd` is where the caller's whole request ends in the segment when this call moves one
+   * piece of it (a client splits a move larger than a message): the extent check covers the whole
+   * request, so a move that passes the extent answers EFAULT before any piece moves a byte.
    */
-  moveNow(ctx: ClientContext, vmid: number, offsetArg: number | undefined, limit: number, rw: number, uio: Uio, signal?: SignalSource): number | Promise<number> {
+  moveNow(
+    ctx: ClientContext,
+    vmid: number,
+    offsetArg: number | undefined,
+    limit: number,
+    rw: number,
+    uio: Uio,
+    signal?: SignalSource,
+    requestEnd?: number,
+  ): number | Promise<number> {
     const total = checkUio(uio);
     const seg = this.segment(ctx, vmid);
     if (!Number.isSafeInteger(limit)) throw new PagerError('bad-argument', 'limit is not an integer');
     const offset = offsetArg ?? uio.offset;
     const n = Math.max(0, Math.min(limit, uio.resid));
     if (!Number.isSafeInteger(offset) || offset < 0 || offset + n > seg.extent) throw new PagerError('beyond-extent');
+    if (requestEnd !== undefined && (!Number.isSafeInteger(requestEnd) || requestEnd < offset + n)) throw new PagerError('malformed-uio', 'the whole request ends before this piece');
+    if (requestEnd !== undefined && requestEnd > seg.extent) throw new PagerError('beyond-extent', `the request ends at ${requestEnd}, past the extent ${seg.extent}`);
     if (rw !== UIO_READ && rw !== UIO_WRITE) throw new PagerError('bad-rw');
     const write = rw === UIO_WRITE;
     if (write ? !ctx.mayWrite(seg) : !ctx.mayRead(seg)) throw new PagerError(write ? 'no-write-access' : 'no-read-access');
     if (n === 0) return 0;
-    const interrupt = seg.interruptible ? signalOf(signal) : undefined;
-    const move = new Move(this.vmm, seg, offset, n, write, uio, total, interrupt);
+    const move = new Move(this.vmm, seg, offset, n, write, uio, total, this.waitSignal(ctx, seg, signal));
     return move.copyResident() ? move.moved : move.run();
-  }
-
-  /** Awaits `wait`; on a V_INTRSEG segment a cancelled request (aborted signal) ends it with EINTR. */
-  private async interruptible<T>(seg: Segment, wait: Promise<T>, source?: SignalSource): Promise<T> {
-    const signal = seg.interruptible ? signalOf(source) : undefined;
-    if (signal === undefined) return wait;
-    if (signal.aborted) throw new PagerError('interrupted');
-    let onAbort!: () => void;
-    const aborted = new Promise<never>((_resolve, reject) => {
-      onAbort = () => reject(new PagerError('interrupted'));
-      signal.addEventListener('abort', onAbort, { once: true });
-    });
-    try {
-      return await Promise.race([wait, aborted]);
-    } finally {
-      signal.removeEventListener('abort', onAbort);
-    }
   }
 }

@@ -43,8 +43,12 @@ export interface BackingStore {
   loadSegments(): Promise<SegmentRecord[]>;
   /** Records a new segment durably and answers its vmid (never reused). ENOMEM when full. */
   createSegment(record: Omit<SegmentRecord, 'vmid'>): Promise<number>;
-  /** Forgets a segment and frees its slots, durably. */
-  deleteSegment(vmid: number): Promise<void>;
+  /**
+   * Forgets a segment and frees its slots, durably by the time it returns; throws (EIO) and
+   * changes nothing when it cannot. Synchronous, so no page-out can start between the store's
+   * change and the engine's: the engine discards its frames right after.
+   */
+  deleteSegment(vmid: number): void;
 
   /** Fills `into` with the page's last complete version, or zeros if it has none. EIO on failure. */
   readPage(vmid: number, pno: number, into: Uint8Array): Promise<void>;
@@ -55,8 +59,11 @@ export interface BackingStore {
   readPageNow(vmid: number, pno: number, into: Uint8Array): boolean;
   /** Starts page-outs of a batch of pages. */
   writePages(pages: readonly PageWrite[]): WriteTicket;
-  /** Makes pages [pfirst, pfirst + npages) read as zeros from now on, durably when it resolves. */
-  releasePages(vmid: number, pfirst: number, npages: number): Promise<void>;
+  /**
+   * Makes pages [pfirst, pfirst + npages) read as zeros from now on, durably by the time it
+   * returns; throws (EIO) and changes nothing when it cannot. Synchronous, as deleteSegment.
+   */
+  releasePages(vmid: number, pfirst: number, npages: number): void;
 
   /** Reserves `count` slots for newly modified pages; false when the store has no room. */
   reserveSlots(count: number): boolean;

@@ -1,5 +1,6 @@
 import { PagerError } from '../errors.js';
 import { Clock } from './clock.js';
+import type { ClientContext } from './context.js';
 import { FrameFlag } from './frame-layout.js';
 import { FramePool } from './frame-pool.js';
 import { IN_IO, IllegalTransitionError, PageState, isLegalTransition } from './page-state.js';
@@ -56,6 +57,8 @@ export class Vmm {
   readonly clock: Clock;
   readonly pageout: Pageout;
   readonly counters: VmmCounters = { hits: 0, misses: 0, pageIns: 0, pageOuts: 0, pageOutFailures: 0, releases: 0, steals: 0 };
+  /** Live clients: each hears every page-out failure once (SPEC §4). Added and removed by VmServices. */
+  readonly clients = new Set<ClientContext>();
   private readonly freeWaiters = new WaitQueue<typeof FREE_WAIT>();
 
   constructor(store: BackingStore, options: VmmOptions) {
@@ -105,6 +108,16 @@ export class Vmm {
     if ((t.flags[f] & FrameFlag.LOCKED) === 0 && !this.store.reserveSlots(1)) throw new PagerError('no-backing-space');
     if (t.state[f] === PAGE_OUT) t.flags[f] |= FrameFlag.REMODIFIED;
     else this.transition(f, MODIFIED);
+  }
+
+  /**
+   * A page-out of `seg` failed: every live client hears it at its next vms_iowait on the segment
+   * (one flag per client and segment, so nothing grows with repeated failures).
+   */
+  pageOutFailed(seg: Segment, error: Error): void {
+    const detail = error instanceof PagerError ? error.detail : error.message;
+    for (const client of this.clients) if (!client.unheardFailures.has(seg.vmid)) client.unheardFailures.set(seg.vmid, detail);
+    seg.io.wake();
   }
 
   /** Links frame f (taken from the free list) to page `pno` of `seg`. */

@@ -32,7 +32,7 @@ describe('slow and stalled clients', () => {
     const dropped = (): boolean => daemon.output().includes('dropping a client that does not read its replies');
     stalled.write(encodeFrame(encodeHello()));
     for (let id = 1; id <= 300; id++) {
-      stalled.write(encodeFrame(encodeRequest({ id, op: 'vmMove', args: [vmid, 0, 1 << 20, UIO_READ, 0, 1 << 20, 0, new Uint8Array(0)] })));
+      stalled.write(encodeFrame(encodeRequest({ id, op: 'vmMove', args: [vmid, 0, 1 << 20, UIO_READ, 0, 1 << 20, 0, 1 << 20, new Uint8Array(0)] })));
     }
 
     // Meanwhile a well-behaved client keeps working.

@@ -10,6 +10,7 @@ import {
   encodeRequest,
   encodeRequestFrame,
   encodeWelcome,
+  PROTOCOL_VERSION,
 } from '../../src/protocol/codec.js';
 import { FrameDecoder, FrameTooLargeError, encodeFrame } from '../../src/protocol/frame.js';
 import { OPERATIONS } from '../../src/protocol/operations.js';
@@ -53,16 +54,16 @@ describe('framing', () => {
 describe('messages', () => {
   it('round-trips hello, welcome, requests and replies', () => {
     expect(decodeHello(encodeHello(1))).toBe(1);
-    expect(decodeWelcome(encodeWelcome(4096, 1 << 21))).toEqual({ version: 1, pageSize: 4096, maxPayload: 1 << 21 });
+    expect(decodeWelcome(encodeWelcome(4096, 1 << 21))).toEqual({ version: PROTOCOL_VERSION, pageSize: 4096, maxPayload: 1 << 21 });
     const data = Uint8Array.from([1, 2, 3]);
-    const req = { id: 77, op: 'vmMove' as const, args: [1, -0.5, 4096, 0, 0, 4096, 0, data] };
+    const req = { id: 77, op: 'vmMove' as const, args: [1, -0.5, 4096, 0, 0, 4096, 0, 4096, data] };
     const frame = encodeRequestFrame(req);
     expect(frame.readUInt32BE(0)).toBe(frame.length - 4);
     expect(frame.subarray(4)).toEqual(encodeRequest(req));
     const back = decodeRequest(frame.subarray(4));
     expect(back).toMatchObject({ id: 77, op: 'vmMove' });
-    expect(back.args.slice(0, 7)).toEqual([1, -0.5, 4096, 0, 0, 4096, 0]);
-    expect([...(back.args[7] as Uint8Array)]).toEqual([1, 2, 3]);
+    expect(back.args.slice(0, 8)).toEqual([1, -0.5, 4096, 0, 0, 4096, 0, 4096]);
+    expect([...(back.args[8] as Uint8Array)]).toEqual([1, 2, 3]);
     const reply = encodeReplyFrame({ id: 77, error: { code: 'EINVAL', reason: 'bad-rw', detail: 'ü' }, results: [3, 'x', data] });
     expect(decodeReply(reply.subarray(4))).toMatchObject({ id: 77, error: { code: 'EINVAL', reason: 'bad-rw', detail: 'ü' }, results: [3, 'x', Buffer.from(data)] });
   });

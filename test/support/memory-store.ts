@@ -60,12 +60,14 @@ export class MemoryStore implements BackingStore {
   }
 
   async createSegment(record: Omit<SegmentRecord, 'vmid'>): Promise<number> {
+    this.checkUsable();
     const vmid = this.nextVmid++;
     this.segments.set(vmid, { vmid, ...record });
     return vmid;
   }
 
-  async deleteSegment(vmid: number): Promise<void> {
+  deleteSegment(vmid: number): void {
+    this.checkUsable();
     this.segments.delete(vmid);
     this.deleted.set(vmid, ++this.clock);
     for (const key of [...this.pages.keys()]) if (key.startsWith(`${vmid}:`)) this.pages.delete(key);
@@ -105,6 +107,10 @@ export class MemoryStore implements BackingStore {
   }
 
   writePages(pages: readonly PageWrite[]): WriteTicket {
+    if (this.failed) {
+      // As the real store: refused whole, consuming no reservations.
+      return { captured: Promise.resolve(), complete: Promise.reject(new PagerError('store-failed')) };
+    }
     this.reserved -= pages.length;
     if (this.reserved < 0) throw new Error(`writePages without reservations (${this.reserved})`);
     this.inFlight += pages.length;
@@ -123,7 +129,8 @@ export class MemoryStore implements BackingStore {
     return { captured, complete };
   }
 
-  async releasePages(vmid: number, pfirst: number, npages: number): Promise<void> {
+  releasePages(vmid: number, pfirst: number, npages: number): void {
+    this.checkUsable();
     const stamp = ++this.clock;
     for (let pno = pfirst; pno < pfirst + npages; pno++) this.pages.set(`${vmid}:${pno}`, { data: null, stamp });
   }
@@ -137,6 +144,11 @@ export class MemoryStore implements BackingStore {
   unreserveSlots(count: number): void {
     this.reserved -= count;
     if (this.reserved < 0) throw new Error(`more reservations given back than taken (${this.reserved})`);
+  }
+
+  /** A failed store refuses every change, as the real one does once it has failed permanently. */
+  private checkUsable(): void {
+    if (this.failed) throw new PagerError('store-failed');
   }
 
   // ---- Test controls ----------------------------------------------------------------------

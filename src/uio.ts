@@ -1,5 +1,5 @@
-import { UIO_SYSSPACE, UIO_USERSPACE, UIO_XMEM } from '../constants.js';
-import { PagerError } from '../errors.js';
+import { UIO_SYSSPACE, UIO_USERSPACE, UIO_XMEM } from './constants.js';
+import { PagerError } from './errors.js';
 
 /**
  * The caller's side of a data move (AIX struct uio): its buffers are the concatenation of `iov`;
