@@ -12,7 +12,7 @@ import {
 import { FrameDecoder, FrameTooLargeError, encodeFrame } from '../protocol/frame.js';
 import { TurnWriter } from '../protocol/turn-writer.js';
 import type { ClientContext } from '../vm/context.js';
-import { HANDLERS, type Answer, type HandlerEnv, type Outcome } from './handlers.js';
+import { HANDLERS, promisedReplyBytes, type Answer, type HandlerEnv, type Outcome } from './handlers.js';
 
 export interface ConnectionLimits {
   maxPayloadBytes: number;
@@ -21,6 +21,7 @@ export interface ConnectionLimits {
   stalledDropMs: number;
   idleTimeoutMs: number;
   partialFrameTimeoutMs: number;
+  handshakeTimeoutMs: number;
 }
 
 export interface ConnectionLog {
@@ -37,6 +38,8 @@ export interface ConnectionHost {
   env(ctx: ClientContext, cancel: (id: number) => void): HandlerEnv;
   /** Called with each request's operation and duration (metrics). */
   observe(op: string, seconds: number, ok: boolean): void;
+  /** Called once when the handshake is over, either way (its slot in the handshake cap is free). */
+  handshakeDone(): void;
 }
 
 /**
@@ -54,6 +57,9 @@ export class Connection {
   private readonly decoder: FrameDecoder;
   private state: 'hello' | 'ready' | 'closed' = 'hello';
   private readonly inFlight = new Map<number, Cancellation>();
+  /** Reply bytes promised to requests in flight (reads): counted with the queued ones against maxQueuedBytes. */
+  private promisedBytes = 0;
+  private handshakeTimer: NodeJS.Timeout | undefined;
   /** Frames read but not yet started, held while the connection is at its caps. */
   private readonly backlog: Buffer[] = [];
   private readonly writer: TurnWriter;
@@ -80,6 +86,10 @@ export class Connection {
     socket.on('drain', () => this.onDrain());
     socket.on('error', (err) => log.debug({ err }, 'connection error'));
     socket.on('close', () => this.onClose());
+    this.handshakeTimer = setTimeout(() => {
+      this.log.info({}, 'dropping a client that did not finish its handshake in time');
+      this.socket.destroy();
+    }, host.limits.handshakeTimeoutMs);
     this.touch();
   }
 
@@ -119,9 +129,15 @@ export class Connection {
     this.armPartialTimer();
   }
 
-  /** True while the connection may start another request. */
+  /**
+   * True while the connection may start another request: under maxInFlight, and with the replies
+   * queued plus those promised under maxQueuedBytes (one request may always run, so a read larger
+   * than the cap is served alone).
+   */
   private get hasRoom(): boolean {
-    return this.inFlight.size < this.host.limits.maxInFlight && this.socket.writableLength <= this.host.limits.maxQueuedBytes;
+    const limits = this.host.limits;
+    if (this.inFlight.size === 0) return this.socket.writableLength <= limits.maxQueuedBytes;
+    return this.inFlight.size < limits.maxInFlight && this.socket.writableLength + this.promisedBytes <= limits.maxQueuedBytes;
   }
 
   /**
@@ -155,6 +171,7 @@ export class Connection {
     }
     if (version !== PROTOCOL_VERSION) return this.fail(new PagerError('protocol-version', `the daemon speaks version ${PROTOCOL_VERSION}, not ${version}`));
     this.state = 'ready';
+    this.endHandshake();
     this.send(encodeWelcome(this.host.pageSize, this.host.limits.maxPayloadBytes));
   }
 
@@ -173,9 +190,12 @@ export class Connection {
     }
     const cancellation = new Cancellation();
     this.inFlight.set(request.id, cancellation);
+    const promised = promisedReplyBytes(request.op, request.args);
+    this.promisedBytes += promised;
     const started = performance.now();
     const finish = (outcome: Outcome): void => {
       this.host.observe(request.op, (performance.now() - started) / 1e3, outcome.error === undefined);
+      this.promisedBytes -= promised;
       this.inFlight.delete(request.id);
       if (this.inFlight.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
       this.reply({ id: request.id, error: outcome.error && answer(outcome.error), results: outcome.results });
@@ -259,8 +279,14 @@ export class Connection {
     }, this.host.limits.idleTimeoutMs);
   }
 
+  private endHandshake(): void {
+    clearTimeout(this.handshakeTimer);
+    this.host.handshakeDone();
+  }
+
   private onClose(): void {
     this.state = 'closed';
+    this.endHandshake();
     for (const timer of [this.partialTimer, this.stallTimer, this.idleTimer]) if (timer !== undefined) clearTimeout(timer);
     for (const cancellation of this.inFlight.values()) cancellation.cancel();
     for (const waiter of this.closedWaiters.splice(0)) waiter();

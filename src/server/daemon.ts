@@ -12,6 +12,8 @@ import { scrubChunk } from '../store/scrub.js';
 import type { ClientContext } from '../vm/context.js';
 import { VmServices } from '../vm/services.js';
 import { Vmm } from '../vm/vmm.js';
+import { encodeReplyFrame } from '../protocol/codec.js';
+import { Admissions } from './admission.js';
 import { Connection, type ConnectionHost, type ConnectionLimits } from './connection.js';
 import type { HandlerEnv } from './handlers.js';
 import { listen } from './listener.js';
@@ -50,6 +52,7 @@ export async function openConfiguredStore(config: Config, log: Logger, observeIo
  */
 export class Daemon {
   private readonly connections = new Set<Connection>();
+  private readonly admissions: Admissions;
   private server: Server | undefined;
 
   private constructor(
@@ -61,6 +64,11 @@ export class Daemon {
     private readonly metrics: Metrics,
   ) {
     metrics.watch(vmm, store, () => this.connections.size);
+    this.admissions = new Admissions({
+      maxConnections: config['server.maxConnections'],
+      maxConnectionsPerUid: config['server.maxConnectionsPerUid'],
+      maxHandshakesPerUid: config['server.maxHandshakesPerUid'],
+    });
   }
 
   static async start(config: Config, log: Logger): Promise<Daemon> {
@@ -77,9 +85,10 @@ export class Daemon {
         writebackMinAgeMs: config['writeback.minAgeMs'],
         allocTimeoutMs: config['memory.allocTimeoutMs'],
         pageoutBatchPages: config['pageout.batchPages'],
+        maxPinnedPerUid: Math.max(1, Math.floor((memory / pageSize) * config['memory.maxPinnedShare'])),
       });
       const daemon = new Daemon(config, store, vmm, new VmServices(vmm), log, metrics);
-      daemon.server = await listen(config.socket, parseInt(config.socketMode, 8), (s) => daemon.accept(s), config['server.maxConnections']);
+      daemon.server = await listen(config.socket, parseInt(config.socketMode, 8), (s) => daemon.accept(s));
       log.info({ socket: config.socket, device: statePaths(config).device, frames: vmm.pool.count, pageSize, recovery: store.recoveryCheck }, 'pagerd ready');
       return daemon;
     } catch (err) {
@@ -97,6 +106,7 @@ export class Daemon {
       stalledDropMs: c['server.stalledDropMs'],
       idleTimeoutMs: c['server.idleTimeoutMs'],
       partialFrameTimeoutMs: c['server.partialFrameTimeoutMs'],
+      handshakeTimeoutMs: c['server.handshakeTimeoutMs'],
     };
   }
 
@@ -112,6 +122,12 @@ export class Daemon {
       return;
     }
     const log = this.log.child({ peer: { pid: cred.pid, uid: cred.uid } });
+    const admission = this.admissions.admit(cred.uid);
+    if (typeof admission === 'string') {
+      log.warn({ why: admission }, 'refusing a connection at a cap');
+      refuse(socket, new PagerError('too-many-connections', admission));
+      return;
+    }
     const limits = this.limits;
     const host: ConnectionHost = {
       pageSize: this.vmm.pageSize,
@@ -127,12 +143,14 @@ export class Daemon {
         cancel,
       }),
       observe: (op, seconds, ok) => this.metrics.observeRequest(op, seconds, ok),
+      handshakeDone: admission.handshakeDone,
     };
     const ctx = this.svc.createContext(cred);
     const connection = new Connection(socket, ctx, host, log);
     this.connections.add(connection);
     log.debug({}, 'client connected');
     void connection.closed().then(() => {
+      admission.release();
       this.svc.endContext(ctx);
       this.connections.delete(connection);
       log.debug({}, 'client disconnected');
@@ -210,4 +228,11 @@ export class Daemon {
       this.svc.endContext(root);
     }
   }
+}
+
+/** Tells a connection refused at a cap why (as the reply to no request, id 0), then closes it. */
+function refuse(socket: Socket, error: PagerError): void {
+  socket.on('error', () => undefined);
+  socket.end(encodeReplyFrame({ id: 0, error: { code: error.code, reason: error.reason, detail: error.detail }, results: [] }));
+  setTimeout(() => socket.destroy(), 1000).unref();
 }

@@ -85,6 +85,17 @@ function move(
   return typeof done === 'number' ? { results: moved() } : done.then(() => ({ results: moved() }), failed);
 }
 
+/**
+ * Reply bytes a request will bring (a read's data); the connection counts them against its
+ * queue cap before the reply exists. Other replies are small.
+ */
+export function promisedReplyBytes(op: OperationName, args: Value[]): number {
+  if (op !== 'vmMove' && op !== 'vmUiomove') return 0;
+  const [limit, rw, , resid] = (op === 'vmMove' ? args.slice(2) : args.slice(1)) as number[];
+  const bytes = rw === UIO_READ ? Math.min(limit, resid) : 0;
+  return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : 0;
+}
+
 /** One handler per operation: decoded arguments in, results out. */
 export const HANDLERS: Record<OperationName, Handler> = {
   vmsCreate: async ({ svc, ctx }, a) => [await svc.vmsCreate(ctx, n(a[0]), n(a[1]), n(a[2]), n(a[3]))],

@@ -2,6 +2,9 @@ import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
 
+/** Connections the kernel queues before accept (capped by net.core.somaxconn, 4096 by default). */
+const LISTEN_BACKLOG = 4096;
+
 /** File descriptor of the first socket systemd passes (sd_listen_fds). */
 const SD_LISTEN_FDS_START = 3;
 
@@ -27,9 +30,10 @@ function answers(path: string): Promise<boolean> {
  * directory made 0750, the socket chmod'ed to `mode`). A stale socket file from a crashed daemon
  * is removed; a live one means another daemon, and is refused.
  */
-export async function listen(path: string, mode: number, onConnection: (socket: Socket) => void, maxConnections: number): Promise<Server> {
+export async function listen(path: string, mode: number, onConnection: (socket: Socket) => void): Promise<Server> {
+  // No server.maxConnections: Node would close connections past it without a word. The daemon
+  // counts them itself and tells a refused one why.
   const server = createServer({ pauseOnConnect: false }, onConnection);
-  server.maxConnections = maxConnections;
   if (socketActivated()) {
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ fd: SD_LISTEN_FDS_START }, resolve));
     return server;
@@ -39,7 +43,9 @@ export async function listen(path: string, mode: number, onConnection: (socket: 
     if (await answers(path)) throw new Error(`another pagerd is listening on ${path}`);
     unlinkSync(path);
   }
-  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(path, resolve));
+  // A deep backlog: a burst of connects waits to be accepted (and admitted or refused with a
+  // reason) rather than failing with EAGAIN at the kernel.
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ path, backlog: LISTEN_BACKLOG }, resolve));
   chmodSync(path, mode);
   return server;
 }

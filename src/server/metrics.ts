@@ -68,6 +68,11 @@ export class Metrics {
     gauge('pagerd_mapped_slots', 'Backing slots holding a committed page', () => store.slotStats.mapped);
     gauge('pagerd_available_slots', 'Backing slots that can still be reserved', () => store.slotStats.available);
     gauge('pagerd_connections', 'Client connections', connections);
+    gauge('pagerd_store_failed', '1 once the backing store has failed permanently (page-outs answer EIO until it is reopened)', () => (store.failed ? 1 : 0));
+    gauge('pagerd_state_dir_free_bytes', 'Free bytes in the file system of the metadata database', () => {
+      const free = store.metadataFreeBytes;
+      return Number.isFinite(free) ? free : -1;
+    });
   }
 
   observeDeviceIo(op: IoOp, seconds: number): void {

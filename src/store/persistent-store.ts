@@ -6,6 +6,7 @@ import { MetaTable } from '../meta/meta-table.js';
 import { PagesTable, type PageLocation, type PageMapping } from '../meta/pages-table.js';
 import { SegmentsTable } from '../meta/segments-table.js';
 import { UnsyncedPageouts, type UnsyncedPage } from '../meta/unsynced-pageouts.js';
+import { WalSpace } from '../meta/wal-space.js';
 import type { SegmentRecord } from '../vm/segment.js';
 import type { BackingStore, PageWrite, WriteTicket } from '../vm/store.js';
 import { openDevice, type BackingDevice, type DeviceOptions } from './device.js';
@@ -74,6 +75,7 @@ export class PersistentStore implements BackingStore {
   private readonly pages: PagesTable;
   private readonly freeSlots: FreeSlotMap;
   private readonly unsynced: UnsyncedPageouts;
+  private readonly walSpace: WalSpace;
   /** The cycle committed last, while its data flush is in flight. */
   private unsyncedCycle: { id: number; pages: UnsyncedPage[]; written: number } | undefined;
   /** Cycles whose flush succeeded: their rows go in the next transaction. */
@@ -117,6 +119,7 @@ export class PersistentStore implements BackingStore {
     this.pages = new PagesTable(db);
     this.freeSlots = new FreeSlotMap(db, header.slotCount);
     this.unsynced = new UnsyncedPageouts(db);
+    this.walSpace = new WalSpace(db, options.databasePath);
     const high = Number(this.meta.get('slot_high') ?? 0);
     this.allocator = new SlotAllocator(header.slotCount, options.spareSlots, high, this.freeSlots.bitmap);
     this.writer = new PageWriter({
@@ -217,6 +220,11 @@ export class PersistentStore implements BackingStore {
 
   get failed(): boolean {
     return this.failure !== undefined;
+  }
+
+  /** Free bytes in the file system of the metadata database (at most a second old). */
+  get metadataFreeBytes(): number {
+    return this.walSpace.free;
   }
 
   /** True while page-outs are idle or completing cycles within the last `withinMs` (for the watchdog). */
@@ -362,6 +370,8 @@ export class PersistentStore implements BackingStore {
     const unsynced: UnsyncedPage[] = [];
     try {
       this.transact(() => {
+        overtaken.length = 0;
+        unsynced.length = 0;
         const mappings: PageMapping[] = [];
         let i = 0;
         for (const { writes, stamp } of batches) {
@@ -499,20 +509,24 @@ export class PersistentStore implements BackingStore {
   private transact(work: () => void): void {
     const unrecorded = this.allocator.stillUnrecorded();
     const synced = this.syncedCycles;
-    try {
-      this.db
-        .transaction(() => {
-          work();
-          this.freeSlots.mark(unrecorded, true);
-          this.freeSlots.write();
-          for (const id of synced) this.unsynced.delete(id);
-        })
-        .immediate();
-    } catch (err) {
-      this.freeSlots.abandoned();
-      this.pages.forgetCached();
-      throw err;
-    }
+    // The WAL's space manager may run this twice (once more after a checkpoint on SQLITE_FULL):
+    // a failed attempt leaves nothing staged or cached behind.
+    this.walSpace.commit(() => {
+      try {
+        this.db
+          .transaction(() => {
+            work();
+            this.freeSlots.mark(unrecorded, true);
+            this.freeSlots.write();
+            for (const id of synced) this.unsynced.delete(id);
+          })
+          .immediate();
+      } catch (err) {
+        this.freeSlots.abandoned();
+        this.pages.forgetCached();
+        throw err;
+      }
+    });
     this.freeSlots.committed();
     // Nothing frees slots or completes a flush while the (synchronous) transaction runs.
     this.allocator.unrecorded = [];

@@ -34,6 +34,7 @@ export function residentFrame(vmm: Vmm, seg: Segment, pno: number, forWrite: boo
  */
 export function pageInNow(vmm: Vmm, seg: Segment, pno: number): number {
   if (seg.pages.get(pno) >= 0) return -1;
+  vmm.checkPinLimit(seg);
   const f = vmm.tryAllocateFrame();
   if (f < 0) return -1;
   let filled: boolean;
@@ -71,6 +72,7 @@ export async function fault(vmm: Vmm, seg: Segment, pno: number, forWrite: boole
       continue;
     }
     vmm.counters.misses++;
+    vmm.checkPinLimit(seg);
     const frame = await vmm.allocateFrame(signal);
     if (seg.deleted || seg.pages.get(pno) >= 0) {
       // Someone else brought the page in (or deleted the segment) while we waited for a frame.
@@ -102,7 +104,7 @@ export async function pageIn(vmm: Vmm, seg: Segment, pno: number, f: number): Pr
   t.pins[f]--;
   const discarded = (t.flags[f] & FrameFlag.DISCARD) !== 0;
   if (failure !== undefined || discarded) {
-    if (!discarded) seg.pages.delete(pno);
+    if (!discarded) vmm.unlink(seg, pno);
     vmm.freeFrame(f);
   } else {
     vmm.transition(f, PageState.CLEAN);
@@ -128,6 +130,7 @@ export async function makePage(vmm: Vmm, seg: Segment, pno: number, signal?: Abo
     if (seg.deleted) throw new PagerError('no-such-segment');
     const resident = seg.pages.get(pno);
     if (resident >= 0) return resident;
+    vmm.checkPinLimit(seg);
     const reserve = !seg.largePages;
     if (reserve && !vmm.store.reserveSlots(1)) throw new PagerError('no-backing-space');
     let f: number;

@@ -410,6 +410,7 @@ export class VmServices {
     if (seg.deleted) return;
     for (let pno = first; pno < end; pno++) {
       if (seg.pages.get(pno) >= 0) continue;
+      if (seg.largePages && vmm.pinnedBy(seg.uid) >= vmm.options.maxPinnedPerUid) return;
       const f = vmm.tryAllocateFrame();
       if (f < 0) return;
       // A failed advisory page-in is reported to whoever faults the page next.

@@ -23,6 +23,8 @@ export interface VmmOptions {
   allocTimeoutMs: number;
   /** Most pages the pageout daemon sends to the store in one batch. */
   pageoutBatchPages: number;
+  /** Most frames one uid may hold pinned (pages of its large-page segments); default the whole pool. */
+  maxPinnedPerUid?: number;
   /** The clock the engine reads (ms); tests pass their own. */
   now?: () => number;
 }
@@ -60,10 +62,12 @@ export class Vmm {
   /** Live clients: each hears every page-out failure once (SPEC §4). Added and removed by VmServices. */
   readonly clients = new Set<ClientContext>();
   private readonly freeWaiters = new WaitQueue<typeof FREE_WAIT>();
+  /** Frames pinned per uid (pages of large-page segments, charged to the segment's owner). */
+  private readonly pinnedByUid = new Map<number, number>();
 
   constructor(store: BackingStore, options: VmmOptions) {
     this.store = store;
-    this.options = { now: Date.now, ...options };
+    this.options = { now: Date.now, maxPinnedPerUid: options.frames, ...options };
     this.pool = new FramePool(store.pageSize, options.frames);
     this.clock = new Clock(this);
     this.pageout = new Pageout(this);
@@ -120,9 +124,29 @@ export class Vmm {
     seg.io.wake();
   }
 
+  /**
+   * Throws ENOMEM (pinned-limit) if a new frame of `seg` would take its owner past
+   * maxPinnedPerUid. Only large-page segments pin; call before taking a frame for one.
+   */
+  checkPinLimit(seg: Segment): void {
+    if (seg.largePages && (this.pinnedByUid.get(seg.uid) ?? 0) >= this.options.maxPinnedPerUid) throw new PagerError('pinned-limit');
+  }
+
+  /** Frames the uid holds pinned now. */
+  pinnedBy(uid: number): number {
+    return this.pinnedByUid.get(uid) ?? 0;
+  }
+
+  private chargePin(seg: Segment, by: 1 | -1): void {
+    const n = this.pinnedBy(seg.uid) + by;
+    if (n === 0) this.pinnedByUid.delete(seg.uid);
+    else this.pinnedByUid.set(seg.uid, n);
+  }
+
   /** Links frame f (taken from the free list) to page `pno` of `seg`. */
   link(seg: Segment, pno: number, f: number): void {
     const t = this.pool.table;
+    if (seg.largePages) this.chargePin(seg, 1);
     seg.pages.set(pno, f);
     t.vmid[f] = seg.vmid;
     t.pno[f] = pno;
@@ -177,7 +201,7 @@ export class Vmm {
     if (f < 0) return;
     const t = this.pool.table;
     const state = t.state[f];
-    seg.pages.delete(pno);
+    this.unlink(seg, pno);
     if (this.isModified(f) && (t.flags[f] & FrameFlag.LOCKED) === 0) this.store.unreserveSlots(1);
     if (IN_IO[state]) {
       if ((t.flags[f] & FrameFlag.PAGEOUT_AGAIN) !== 0) seg.io.complete(t.queuedSeq[f]);
@@ -187,6 +211,12 @@ export class Vmm {
     } else {
       this.freeFrame(f);
     }
+  }
+
+  /** Removes page `pno` from its segment's page table (the frame is the caller's to free). */
+  unlink(seg: Segment, pno: number): void {
+    seg.pages.delete(pno);
+    if (seg.largePages) this.chargePin(seg, -1);
   }
 
   /** Discards every page of [first, end) that has a frame. */

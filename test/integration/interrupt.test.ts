@@ -6,7 +6,8 @@ const PAGE = 4096;
 
 describe('V_INTRSEG', () => {
   it('a wait on a V_INTRSEG segment ends with EINTR when the request is cancelled; other waits are not interrupted', async () => {
-    const daemon = await startDaemon({ memory: '1MiB', env: { PAGERD_MEMORY_ALLOC_TIMEOUT_MS: '3000' } });
+    // One uid may pin the whole pool here: the waits below need every frame pinned.
+    const daemon = await startDaemon({ memory: '1MiB', env: { PAGERD_MEMORY_ALLOC_TIMEOUT_MS: '3000', PAGERD_MEMORY_MAX_PINNED_SHARE: '1' } });
     const c = await daemon.client();
     const pinned = await c.vmsCreate(V_CLIENT, 256 * PAGE, V_LGPAGE); // fills the 256-frame pool
     await Promise.all(Array.from({ length: 256 }, (_, p) => c.vmMakep(pinned, p)));

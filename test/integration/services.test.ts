@@ -95,16 +95,21 @@ describe('every service through the real daemon', () => {
     expect(await c.vmMove(vmid, 0, 0, UIO_WRITE, uio(new Uint8Array(4)))).toBe(0);
   });
 
-  it('answers ENOMEM when large pages fill the pool', async () => {
-    // 4 MiB pool = 1024 frames; a large-page segment pins them all.
+  it('answers ENOMEM pinned-limit once a uid pins its share of the pool, and frames stay for the rest', async () => {
+    // 4 MiB pool = 1024 frames; one uid may pin half (memory.maxPinnedShare 0.5).
     const big = await c.vmsCreate(V_CLIENT, 1024 * PAGE, V_LGPAGE);
     const pinned: Promise<void>[] = [];
-    for (let p = 0; p < 1024; p++) pinned.push(c.vmMakep(big, p));
+    for (let p = 0; p < 512; p++) pinned.push(c.vmMakep(big, p));
     await Promise.all(pinned);
-    const vmid = await c.vmsCreate(V_WORKING, PAGE);
-    await expect(read(vmid, 0, PAGE)).rejects.toMatchObject({ code: 'ENOMEM', errno: 12, reason: 'no-frame' });
+    await expect(c.vmMakep(big, 512)).rejects.toMatchObject({ code: 'ENOMEM', errno: 12, reason: 'pinned-limit' });
+    expect(await c.vmQpages(big)).toBe(512);
+    const vmid = await c.vmsCreate(V_WORKING, 64 * PAGE);
+    await c.vmMove(vmid, 0, 64 * PAGE, UIO_WRITE, uio(page(3, 64 * PAGE)));
+    expect(await read(vmid, 0, 64 * PAGE)).toEqual(page(3, 64 * PAGE));
     await c.vmsDelete(big);
-    expect(await read(vmid, 0, PAGE)).toEqual(page(0));
+    const again = await c.vmsCreate(V_CLIENT, PAGE, V_LGPAGE);
+    await c.vmMakep(again, 0); // the share came back with the frames
+    await c.vmsDelete(again);
   }, 30_000);
 
   it('vm_ioaccessp with each flag, and its EINVAL checks', async () => {
