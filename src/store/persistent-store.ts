@@ -322,6 +322,11 @@ export class PersistentStore implements BackingStore {
     return this.pages.after(vmid, pno, limit);
   }
 
+  /** Where the page map puts a page now (its slot and checksum), if anywhere. */
+  pageLocation(vmid: number, pno: number): PageLocation | undefined {
+    return this.pages.get(vmid, pno);
+  }
+
   sharedSlots(): number[] {
     return this.pages.sharedSlots(this.header.slotCount);
   }

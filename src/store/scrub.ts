@@ -35,13 +35,23 @@ export async function scrubChunk(store: PersistentStore, after: { vmid: number; 
   const buf = new Uint8Array(store.pageSize);
   const batch = store.pageBatchAfter(after.vmid, after.pno, limit);
   for (const { vmid, pno, slot, checksum } of batch) {
-    if (store.slotIsFree(slot)) chunk.mappedButFree.push(slot);
+    // Page-outs go on while a live store is scrubbed: a page may have moved to another slot (and
+    // its old slot been freed and reused) since the batch was read. A finding counts only if the
+    // page still maps to that slot with that checksum when it is made; a mapped slot is never
+    // rewritten (copy-on-write), so then the bytes read were the page's.
+    const unmoved = (): boolean => {
+      const now = store.pageLocation(vmid, pno);
+      return now !== undefined && now.slot === slot && now.checksum === checksum;
+    };
+    if (store.slotIsFree(slot) && unmoved()) chunk.mappedButFree.push(slot);
+    let why: string | undefined;
     try {
       await store.device.read(buf, store.dataOffset + slot * store.pageSize);
-      if (crc32c(buf) !== checksum) chunk.bad.push({ vmid, pno, slot, why: 'checksum mismatch' });
+      if (crc32c(buf) !== checksum) why = 'checksum mismatch';
     } catch (err) {
-      chunk.bad.push({ vmid, pno, slot, why: (err as Error).message });
+      why = (err as Error).message;
     }
+    if (why !== undefined && unmoved()) chunk.bad.push({ vmid, pno, slot, why });
     chunk.pages++;
   }
   if (batch.length === limit) chunk.next = { vmid: batch[limit - 1].vmid, pno: batch[limit - 1].pno };
