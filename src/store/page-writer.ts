@@ -155,9 +155,12 @@ export class PageWriter {
       if (written === undefined) continue;
       if (!previousFlushed) {
         this.fail(written, 'datasync', new Error('the fdatasync of the page-out written before it failed while it was being written'));
+        // Charged once: the next cycle's own fdatasync reports anything still pending.
+        flushing = Promise.resolve(true);
         continue;
       }
       flushing = this.flush(written);
+      flushing.catch(() => undefined); // awaited (and any throw met) on the next turn of this loop
     }
     this.finish();
   }

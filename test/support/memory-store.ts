@@ -42,6 +42,7 @@ export class MemoryStore implements BackingStore {
   failWrites: PagerError | undefined;
   reserved = 0;
   inFlight = 0;
+  /** Every page writePages was asked to write, refused or not. */
   readonly writeLog: { vmid: number; pno: number }[] = [];
   private readonly capacity: number;
   private readonly segments = new Map<number, SegmentRecord>();
@@ -107,6 +108,7 @@ export class MemoryStore implements BackingStore {
   }
 
   writePages(pages: readonly PageWrite[]): WriteTicket {
+    for (const p of pages) this.writeLog.push({ vmid: p.vmid, pno: p.pno });
     if (this.failed) {
       // As the real store: refused whole, consuming no reservations.
       return { captured: Promise.resolve(), complete: Promise.reject(new PagerError('store-failed')) };
@@ -123,7 +125,6 @@ export class MemoryStore implements BackingStore {
       pending.rejectComplete = reject;
     });
     pending.pages = pages.map((p) => ({ ...p, stamp: ++this.clock }));
-    for (const p of pages) this.writeLog.push({ vmid: p.vmid, pno: p.pno });
     this.pendingWrites.push(pending);
     if (this.writeMode === 'auto') setImmediate(() => this.settleWrite(pending));
     return { captured, complete };
