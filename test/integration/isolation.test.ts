@@ -5,10 +5,13 @@ import { describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_WORKING } from '../../src/client/index.js';
 import { startDaemon } from '../support/daemon.js';
 import { isRoot } from '../support/loop-device.js';
+import { publicCopy } from '../support/public-copy.js';
 import { storeDir } from '../support/store-files.js';
 
-const CLIENT = join(import.meta.dirname, '../../dist/test/support/isolation-client.js');
-const PAGERCTL = join(import.meta.dirname, '../../dist/src/cli/pagerctl.js');
+// Run as other uids: from a copy they can read wherever the checkout lives.
+const PUBLIC = isRoot ? publicCopy(['@commander-js/extra-typings', 'commander', 'zod', 'cli-progress']) : '';
+const CLIENT = join(PUBLIC, 'dist/test/support/isolation-client.js');
+const PAGERCTL = join(PUBLIC, 'dist/src/cli/pagerctl.js');
 
 function runAs(uid: number, gid: number, args: string[]): Record<string, unknown> {
   const out = execFileSync('setpriv', [`--reuid=${uid}`, `--regid=${gid}`, '--clear-groups', process.execPath, CLIENT, ...args], { encoding: 'utf8' });

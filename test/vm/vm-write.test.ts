@@ -74,7 +74,7 @@ describe('vm_write', () => {
   it('has no side effect when it answers an error', async () => {
     const e = await attached(2);
     await writeBytes(e, e.vmid, 0, filled(1));
-    await expect(e.svc.vmWrite(e.ctx, e.vaddr, 3 * PAGE, 1)).rejects.toThrow();
+    await expect(e.svc.vmWrite(e.ctx, e.vaddr, 3 * PAGE, 1)).rejects.toMatchObject({ code: 'EINVAL', reason: 'crosses-object-boundary' });
     expect(e.store.writeLog).toEqual([]);
     expect(e.vmm.pool.table.state[frameOf(e, e.vmid, 0)]).toBe(PageState.MODIFIED);
   });
