@@ -14,6 +14,7 @@ interface Addon {
   allocate(fd: number, offset: number, length: number): void;
   discard(fd: number, offset: number, length: number): void;
   sdNotify(socketPath: string, state: string): void;
+  mallocTrim(): boolean;
   crc32c(bytes: Uint8Array): number;
   readCached(fd: number, into: Uint8Array, position: number): number;
   writevSummed(fd: number, position: number, backings: Uint8Array[], which: Uint32Array, offsets: Float64Array, lengths: Uint32Array, sums: Uint32Array): Promise<void>;
@@ -90,6 +91,11 @@ export function discard(fd: number, offset: number, length: number): void {
 export function sdNotify(socketPath: string, state: string): void {
   if (socketPath.length === 0) throw new TypeError('empty notify socket path');
   load().sdNotify(socketPath, state);
+}
+
+/** Gives the C heap's free memory back to the system (malloc_trim(0)); true if any was released. */
+export function mallocTrim(): boolean {
+  return load().mallocTrim();
 }
 
 /** CRC-32C (Castagnoli) of the bytes: the page checksum (hardware-assisted where the CPU has SSE4.2). */

@@ -40,6 +40,8 @@ export interface ConnectionHost {
   observe(op: string, seconds: number, ok: boolean): void;
   /** Called once when the handshake is over, either way (its slot in the handshake cap is free). */
   handshakeDone(): void;
+  /** True while the reply bytes queued and promised over all connections exceed server.maxQueuedBytesTotal. */
+  overBudget(): boolean;
 }
 
 /**
@@ -60,6 +62,8 @@ export class Connection {
   /** Reply bytes promised to requests in flight (reads): counted with the queued ones against maxQueuedBytes. */
   private promisedBytes = 0;
   private handshakeTimer: NodeJS.Timeout | undefined;
+  /** Set while paused for the daemon-wide budget: no event of this connection's own would resume it. */
+  private budgetTimer: NodeJS.Timeout | undefined;
   /** Frames read but not yet started, held while the connection is at its caps. */
   private readonly backlog: Buffer[] = [];
   private readonly writer: TurnWriter;
@@ -129,15 +133,22 @@ export class Connection {
     this.armPartialTimer();
   }
 
+  /** Reply bytes this connection holds: queued for the socket, and promised to reads in flight. */
+  get heldBytes(): number {
+    return this.socket.writableLength + this.promisedBytes;
+  }
+
   /**
-   * True while the connection may start another request: under maxInFlight, and with the replies
-   * queued plus those promised under maxQueuedBytes (one request may always run, so a read larger
-   * than the cap is served alone).
+   * True while the connection may start another request: under maxInFlight, with its held reply
+   * bytes under maxQueuedBytes, and the daemon under its total budget. A connection holding
+   * nothing may always start one (so a read larger than the cap is served alone, and nobody
+   * starves while others hold the budget).
    */
   private get hasRoom(): boolean {
     const limits = this.host.limits;
-    if (this.inFlight.size === 0) return this.socket.writableLength <= limits.maxQueuedBytes;
-    return this.inFlight.size < limits.maxInFlight && this.socket.writableLength + this.promisedBytes <= limits.maxQueuedBytes;
+    const held = this.heldBytes;
+    if (held === 0 && this.inFlight.size === 0) return true;
+    return this.inFlight.size < limits.maxInFlight && held <= limits.maxQueuedBytes && !this.host.overBudget();
   }
 
   /**
@@ -160,6 +171,13 @@ export class Connection {
     if (this.state === 'closed') return;
     if (this.backlog.length > 0 || !this.hasRoom) this.socket.pause();
     else this.socket.resume();
+    // Paused with nothing of its own to wait for (the budget is held by others): look again soon.
+    if (this.budgetTimer === undefined && this.backlog.length > 0 && this.state === 'ready' && this.host.overBudget()) {
+      this.budgetTimer = setTimeout(() => {
+        this.budgetTimer = undefined;
+        this.pump();
+      }, BUDGET_RETRY_MS);
+    }
   }
 
   private onHello(frame: Buffer): void {
@@ -229,15 +247,24 @@ export class Connection {
   private write(frame: Buffer): void {
     if (this.state === 'closed' || this.socket.destroyed) return;
     this.writer.write(frame);
-    if (this.socket.writableLength > this.host.limits.maxQueuedBytes) {
-      this.socket.pause();
-      if (this.stallTimer === undefined) {
-        this.stallTimer = setTimeout(() => {
-          this.log.warn({ queued: this.socket.writableLength }, 'dropping a client that does not read its replies');
-          this.socket.destroy();
-        }, this.host.limits.stalledDropMs);
-      }
-    }
+    const queued = this.socket.writableLength;
+    if (queued > this.host.limits.maxQueuedBytes) this.socket.pause();
+    if (queued > STALL_WATCH_BYTES && this.stallTimer === undefined) this.watchStall(queued);
+  }
+
+  /**
+   * Drops the connection if its queued replies have not shrunk below `queued` within
+   * stalledDropMs: a client that does not read holds its replies' memory, whatever cap paused it.
+   */
+  private watchStall(queued: number): void {
+    this.stallTimer = setTimeout(() => {
+      this.stallTimer = undefined;
+      const now = this.socket.writableLength;
+      if (now === 0) return;
+      if (now < queued) return this.watchStall(now); // it reads, slowly
+      this.log.warn({ queued: now }, 'dropping a client that does not read its replies');
+      this.socket.destroy();
+    }, this.host.limits.stalledDropMs);
   }
 
   private onDrain(): void {
@@ -287,11 +314,17 @@ export class Connection {
   private onClose(): void {
     this.state = 'closed';
     this.endHandshake();
-    for (const timer of [this.partialTimer, this.stallTimer, this.idleTimer]) if (timer !== undefined) clearTimeout(timer);
+    for (const timer of [this.partialTimer, this.stallTimer, this.idleTimer, this.budgetTimer]) if (timer !== undefined) clearTimeout(timer);
     for (const cancellation of this.inFlight.values()) cancellation.cancel();
     for (const waiter of this.closedWaiters.splice(0)) waiter();
   }
 }
+
+/** Queued reply bytes past which a connection is watched for not reading them (stalledDropMs). */
+const STALL_WATCH_BYTES = 256 * 1024;
+
+/** How often a connection paused for the daemon-wide reply budget looks again (ms). */
+const BUDGET_RETRY_MS = 20;
 
 /** A request's cancellation, with its AbortController made only if something waits on it. */
 class Cancellation {
