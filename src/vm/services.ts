@@ -407,7 +407,6 @@ export class VmServices {
   /** Advisory page-in of the range's absent pages, while frames can be had without waiting. */
   private startPageIns({ seg, first, end }: PageRange): void {
     const vmm = this.vmm;
-    if (seg.deleted) return;
     for (let pno = first; pno < end; pno++) {
       if (seg.pages.get(pno) >= 0) continue;
       if (seg.largePages && vmm.pinnedBy(seg.uid) >= vmm.options.maxPinnedPerUid) return;
