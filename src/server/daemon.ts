@@ -207,6 +207,8 @@ export class Daemon {
       slots: this.store.slotStats,
       connections: this.connections.size,
       storeFailed: this.store.failed,
+      // Page-out failures not yet heard, one per (connection, segment): bounded by both.
+      unheardFailures: [...this.vmm.clients].reduce((n, c) => n + c.unheardFailures.size, 0),
     };
   }
 

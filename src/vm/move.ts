@@ -26,7 +26,8 @@ export class Move {
     private readonly write: boolean,
     private readonly uio: Uio,
     uioTotal: number,
-    private readonly interrupt: AbortSignal | undefined,
+    /** Ends the move's waits (the client gone, or its V_INTRSEG request cancelled). */
+    private readonly endWaits: AbortSignal,
   ) {
     this.cursor = new IovCursor(uio.iov, uioTotal - uio.resid);
   }
@@ -74,8 +75,8 @@ export class Move {
       const pno = Math.floor(pos / ps);
       const len = Math.min(ps - (pos - pno * ps), this.n - this.moved);
       // Then look again: anything may have happened while we waited.
-      if (this.makes(pno, len)) await makePage(vmm, seg, pno, this.interrupt);
-      else await fault(vmm, seg, pno, write, this.interrupt);
+      if (this.makes(pno, len)) await makePage(vmm, seg, pno, this.endWaits);
+      else await fault(vmm, seg, pno, write, this.endWaits);
       this.faulted = pno;
     }
     return this.moved;

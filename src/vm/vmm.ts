@@ -119,6 +119,7 @@ export class Vmm {
    * (one flag per client and segment, so nothing grows with repeated failures).
    */
   pageOutFailed(seg: Segment, error: Error): void {
+    if (seg.deleted) return; // nobody can wait on it any more
     const detail = error instanceof PagerError ? error.detail : error.message;
     for (const client of this.clients) if (!client.unheardFailures.has(seg.vmid)) client.unheardFailures.set(seg.vmid, detail);
     seg.io.wake();
