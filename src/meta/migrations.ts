@@ -1,6 +1,7 @@
 import type { Database } from 'better-sqlite3';
 import { CHUNK_SLOTS } from './free-slot-map.js';
-import { PagesTable, type PageMapping } from './pages-table.js';
+import { PageSeal } from './page-seal.js';
+import { PAGE_ENTRY_BYTES, PagesTable, RUN_PAGES, type PageMapping } from './pages-table.js';
 
 /**
  * The metadata schema, as numbered migrations. PRAGMA user_version holds the number of the last
@@ -88,6 +89,28 @@ export const MIGRATIONS: readonly ((db: Database) => void)[] = [
         entries BLOB NOT NULL
       );
     `),
+  // 5: checksums become seals, bound to the page's identity (page-seal.ts). XOR-linear: each
+  // entry is sealed in place, without reading its slot; the device header goes to format 3 after.
+  (db) => {
+    const storeId = db.prepare<[], string>("SELECT value FROM meta WHERE key = 'store_id'").pluck().get();
+    if (storeId === undefined) return;
+    const seal = new PageSeal(storeId);
+    const putRow = db.prepare('UPDATE page_map SET entries = ? WHERE vmid = ? AND run = ?');
+    for (const { vmid, run, entries } of db.prepare('SELECT vmid, run, entries FROM page_map').all() as { vmid: number; run: number; entries: Buffer }[]) {
+      for (let i = 0; i * PAGE_ENTRY_BYTES < entries.length; i++) {
+        const at = i * PAGE_ENTRY_BYTES;
+        if (entries.readUInt32LE(at) !== 0) entries.writeUInt32LE(seal.of(entries.readUInt32LE(at + 4), vmid, run * RUN_PAGES + i), at + 4);
+      }
+      putRow.run(entries, vmid, run);
+    }
+    const putCycle = db.prepare('UPDATE unsynced_pageouts SET entries = ? WHERE cycle = ?');
+    for (const { cycle, entries } of db.prepare('SELECT cycle, entries FROM unsynced_pageouts').all() as { cycle: number; entries: Buffer }[]) {
+      for (let at = 0; at + 16 <= entries.length; at += 16) {
+        if (entries.readUInt32LE(at + 8) !== 0) entries.writeUInt32LE(seal.of(entries.readUInt32LE(at + 12), entries.readUInt32LE(at), entries.readUInt32LE(at + 4)), at + 12);
+      }
+      putCycle.run(entries, cycle);
+    }
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -17,8 +17,8 @@ export type Previous = PageLocation | undefined | 'superseded';
 
 /** Pages per row of the page map. */
 export const RUN_PAGES = 32;
-/** Bytes per page in a row: u32 slot + 1 (0: not mapped), u32 checksum. Little-endian. */
-const ENTRY_BYTES = 8;
+/** Bytes per page in a row: u32 slot + 1 (0: not mapped), u32 seal (page-seal.ts). Little-endian. */
+export const PAGE_ENTRY_BYTES = 8;
 
 type Row = { run: number; entries: Buffer };
 
@@ -64,7 +64,7 @@ export class PagesTable {
   get(vmid: number, pno: number): PageLocation | undefined {
     const entries = this.row(vmid, Math.floor(pno / RUN_PAGES));
     if (entries === null) return undefined;
-    const at = (pno % RUN_PAGES) * ENTRY_BYTES;
+    const at = (pno % RUN_PAGES) * PAGE_ENTRY_BYTES;
     const slot = entries.readUInt32LE(at);
     return slot === 0 ? undefined : { slot: slot - 1, checksum: entries.readUInt32LE(at + 4) };
   }
@@ -85,7 +85,7 @@ export class PagesTable {
       for (const i of group) {
         const p = pages[i];
         const index = p.pno % RUN_PAGES;
-        const at = index * ENTRY_BYTES;
+        const at = index * PAGE_ENTRY_BYTES;
         if ((seen & (1 << index)) !== 0) {
           previous[i] = previous[latest[index]];
           previous[latest[index]] = 'superseded';
@@ -110,8 +110,8 @@ export class PagesTable {
       const run = Math.floor(pno / RUN_PAGES);
       const entries = this.rowCopy(vmid, run);
       for (const i of group) {
-        const at = (pages[i].pno % RUN_PAGES) * ENTRY_BYTES;
-        entries.fill(0, at, at + ENTRY_BYTES);
+        const at = (pages[i].pno % RUN_PAGES) * PAGE_ENTRY_BYTES;
+        entries.fill(0, at, at + PAGE_ENTRY_BYTES);
       }
       this.writeRow(vmid, run, entries);
     }
@@ -125,10 +125,10 @@ export class PagesTable {
       const from = Math.max(first - run * RUN_PAGES, 0);
       const to = Math.min(end - run * RUN_PAGES, RUN_PAGES);
       for (let i = from; i < to; i++) {
-        const slot = entries.readUInt32LE(i * ENTRY_BYTES);
+        const slot = entries.readUInt32LE(i * PAGE_ENTRY_BYTES);
         if (slot === 0) continue;
         slots.push(slot - 1);
-        entries.fill(0, i * ENTRY_BYTES, (i + 1) * ENTRY_BYTES);
+        entries.fill(0, i * PAGE_ENTRY_BYTES, (i + 1) * PAGE_ENTRY_BYTES);
       }
       this.writeRow(vmid, run, entries);
     }
@@ -161,7 +161,7 @@ export class PagesTable {
 
   /** A row's entries as a copy to change (all zeros if the row does not exist). */
   private rowCopy(vmid: number, run: number): Buffer {
-    const entries = Buffer.alloc(RUN_PAGES * ENTRY_BYTES);
+    const entries = Buffer.alloc(RUN_PAGES * PAGE_ENTRY_BYTES);
     this.row(vmid, run)?.copy(entries);
     return entries;
   }
@@ -240,13 +240,13 @@ function byRow(pages: readonly { vmid: number; pno: number }[]): number[][] {
 
 function eachMapped(entries: Buffer, visit: (index: number, slot: number, checksum: number) => void): void {
   for (let i = 0; i < RUN_PAGES; i++) {
-    const slot = entries.readUInt32LE(i * ENTRY_BYTES);
-    if (slot !== 0) visit(i, slot - 1, entries.readUInt32LE(i * ENTRY_BYTES + 4));
+    const slot = entries.readUInt32LE(i * PAGE_ENTRY_BYTES);
+    if (slot !== 0) visit(i, slot - 1, entries.readUInt32LE(i * PAGE_ENTRY_BYTES + 4));
   }
 }
 
 function mappedIn(entries: Buffer): number {
   let n = 0;
-  for (let i = 0; i < RUN_PAGES; i++) if (entries.readUInt32LE(i * ENTRY_BYTES) !== 0) n++;
+  for (let i = 0; i < RUN_PAGES; i++) if (entries.readUInt32LE(i * PAGE_ENTRY_BYTES) !== 0) n++;
   return n;
 }

@@ -14,8 +14,13 @@ import { crc32 } from 'node:zlib';
  *  48  4  CRC-32 of bytes 0..47
  */
 export const MAGIC = Buffer.from('PAGERD\0\x01', 'latin1');
-/** 2: page checksums are CRC-32C (version 1 used zlib's CRC-32). */
-export const FORMAT_VERSION = 2;
+/**
+ * 3: the page map records seals, CRC-32C bound to the page's identity (meta/page-seal.ts).
+ * 2: page checksums are plain CRC-32C (version 1 used zlib's CRC-32).
+ */
+export const FORMAT_VERSION = 3;
+/** The oldest format this pagerd opens (and upgrades at open: its metadata migration seals the checksums). */
+export const OLDEST_FORMAT_VERSION = 2;
 /** Bytes read to tell a blank device, one of ours, or a foreign one. */
 export const HEADER_PROBE_BYTES = 4096;
 
@@ -58,6 +63,8 @@ export function probeHeader(buf: Uint8Array): HeaderProbe {
     slotCount: b.readDoubleLE(32),
     createdMs: b.readDoubleLE(40),
   };
-  if (header.formatVersion !== FORMAT_VERSION) return { kind: 'foreign', why: `its format version ${header.formatVersion} is not ${FORMAT_VERSION}` };
+  if (header.formatVersion < OLDEST_FORMAT_VERSION || header.formatVersion > FORMAT_VERSION) {
+    return { kind: 'foreign', why: `its format version ${header.formatVersion} is not one this pagerd opens (${OLDEST_FORMAT_VERSION} to ${FORMAT_VERSION})` };
+  }
   return { kind: 'ours', header };
 }

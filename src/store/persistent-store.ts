@@ -3,6 +3,7 @@ import { PagerError } from '../errors.js';
 import { integrityCheck, openDatabase, type Database } from '../meta/database.js';
 import { FreeSlotMap } from '../meta/free-slot-map.js';
 import { MetaTable } from '../meta/meta-table.js';
+import { PageSeal } from '../meta/page-seal.js';
 import { PagesTable, type PageLocation, type PageMapping } from '../meta/pages-table.js';
 import { SegmentsTable } from '../meta/segments-table.js';
 import { UnsyncedPageouts, type UnsyncedPage } from '../meta/unsynced-pageouts.js';
@@ -10,7 +11,7 @@ import { WalSpace } from '../meta/wal-space.js';
 import type { SegmentRecord } from '../vm/segment.js';
 import type { BackingStore, PageWrite, WriteTicket } from '../vm/store.js';
 import { openDevice, type BackingDevice, type DeviceOptions } from './device.js';
-import { encodeHeader, HEADER_PROBE_BYTES, newHeader, probeHeader, type StoreHeader } from './header.js';
+import { encodeHeader, FORMAT_VERSION, HEADER_PROBE_BYTES, newHeader, probeHeader, type StoreHeader } from './header.js';
 import { timed, type IoObserver } from './io-timing.js';
 import { PageWriter, type WrittenCycle } from './page-writer.js';
 import { SlotAllocator } from './slot-allocator.js';
@@ -76,6 +77,8 @@ export class PersistentStore implements BackingStore {
   private readonly freeSlots: FreeSlotMap;
   private readonly unsynced: UnsyncedPageouts;
   private readonly walSpace: WalSpace;
+  /** Binds each page's checksum to its identity (page-seal.ts). */
+  private readonly seal: PageSeal;
   /** The cycle committed last, while its data flush is in flight. */
   private unsyncedCycle: { id: number; pages: UnsyncedPage[]; written: number } | undefined;
   /** Cycles whose flush succeeded: their rows go in the next transaction. */
@@ -120,6 +123,7 @@ export class PersistentStore implements BackingStore {
     this.freeSlots = new FreeSlotMap(db, header.slotCount);
     this.unsynced = new UnsyncedPageouts(db);
     this.walSpace = new WalSpace(db, options.databasePath);
+    this.seal = new PageSeal(header.storeId);
     const high = Number(this.meta.get('slot_high') ?? 0);
     this.allocator = new SlotAllocator(header.slotCount, options.spareSlots, high, this.freeSlots.bitmap);
     this.writer = new PageWriter({
@@ -166,6 +170,7 @@ export class PersistentStore implements BackingStore {
         if (header.pageSize !== options.pageSize) {
           throw new StoreRefusedError(`${where} is formatted with page size ${header.pageSize}, not the configured ${options.pageSize}`);
         }
+        if (header.formatVersion < FORMAT_VERSION) header = await PersistentStore.upgradeHeader(device, header, options);
       } else if (found.kind === 'blank' && knownId === undefined) {
         header = await PersistentStore.format(device, db, options);
         fresh = true;
@@ -198,6 +203,18 @@ export class PersistentStore implements BackingStore {
       await device.close();
       throw err;
     }
+  }
+
+  /**
+   * Brings an older format's header to FORMAT_VERSION. The metadata is already migrated (opening
+   * the database did it, in one transaction), so a crash before this write only repeats it.
+   */
+  private static async upgradeHeader(device: BackingDevice, old: StoreHeader, options: StoreOptions): Promise<StoreHeader> {
+    const header = { ...old, formatVersion: FORMAT_VERSION };
+    await device.writev([encodeHeader(header)], 0);
+    await device.datasync();
+    options.log?.warn({ device: options.devicePath, from: old.formatVersion, to: FORMAT_VERSION }, 'upgraded the store to the current on-disk format');
+    return header;
   }
 
   /** Writes a new header and empties the metadata, durably, header first. */
@@ -382,7 +399,7 @@ export class PersistentStore implements BackingStore {
         for (const { writes, stamp } of batches) {
           for (const { vmid, pno } of writes) {
             if (this.overtaken(vmid, pno, stamp)) overtaken.push(slots[i]);
-            else mappings.push({ vmid, pno, slot: slots[i], checksum: sums[i] });
+            else mappings.push({ vmid, pno, slot: slots[i], checksum: this.seal.of(sums[i], vmid, pno) });
             i++;
           }
         }
@@ -454,7 +471,7 @@ export class PersistentStore implements BackingStore {
         const at = this.dataOffset + now.slot * this.pageSize;
         // After a kill -9 (not a power loss) the page cache still holds them: no pool round trip each.
         if (!this.device.readNow(into, at)) await this.device.read(into, at);
-        if (crc32c(into) !== now.checksum) bad.add(page);
+        if (!this.sealMatches(into, page.vmid, page.pno, now.checksum)) bad.add(page);
       }
     }
     for (const { cycle, pages } of cycles) this.rollBack(cycle, pages, (page) => !bad.has(page));
@@ -592,9 +609,14 @@ export class PersistentStore implements BackingStore {
     return new PagerError('page-in-failed', `reading slot ${slot}: ${(err as Error).message}`);
   }
 
+  /** True if `bytes` are page `pno` of `vmid` as sealed by `checksum` (its bytes, and its identity). */
+  sealMatches(bytes: Uint8Array, vmid: number, pno: number, checksum: number): boolean {
+    return this.seal.of(crc32c(bytes), vmid, pno) === checksum;
+  }
+
   /** EIO (checksum-mismatch), logged, if the bytes read are not the page's last complete version. */
   private checkRead(vmid: number, pno: number, into: Uint8Array, loc: PageLocation): void {
-    if (crc32c(into) === loc.checksum) return;
+    if (this.sealMatches(into, vmid, pno, loc.checksum)) return;
     this.log.error({ vmid, pno, slot: loc.slot }, 'slot failed its checksum; answering EIO');
     throw new PagerError('checksum-mismatch', `page ${pno} of segment ${vmid} (slot ${loc.slot}) failed its checksum`);
   }

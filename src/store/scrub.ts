@@ -1,4 +1,3 @@
-import { crc32c } from '../native/addon.js';
 import type { PersistentStore } from './persistent-store.js';
 import { addScrubChunk, emptyScrubTotals, type ScrubTotals } from '../scrub-report.js';
 
@@ -47,7 +46,7 @@ export async function scrubChunk(store: PersistentStore, after: { vmid: number; 
     let why: string | undefined;
     try {
       await store.device.read(buf, store.dataOffset + slot * store.pageSize);
-      if (crc32c(buf) !== checksum) why = 'checksum mismatch';
+      if (!store.sealMatches(buf, vmid, pno, checksum)) why = 'checksum mismatch';
     } catch (err) {
       why = (err as Error).message;
     }
