@@ -551,7 +551,7 @@ export class PersistentStore implements BackingStore {
     });
     this.freeSlots.committed();
     // Nothing frees slots or completes a flush while the (synchronous) transaction runs.
-    this.allocator.unrecorded = [];
+    this.allocator.unrecorded.clear();
     this.syncedCycles = [];
   }
 

@@ -27,9 +27,10 @@ export class SlotAllocator {
   limbo = 0;
   /**
    * Slots made free in memory that the durable free-slot map does not list yet (written by the
-   * next commit). One taken again since is no longer free: see stillUnrecorded().
+   * next commit). One taken again since is no longer free: see stillUnrecorded(). A set: while
+   * commits fail, the same slots are taken and given back cycle after cycle.
    */
-  unrecorded: number[] = [];
+  readonly unrecorded = new Set<number>();
 
   /** `free`: the durable free-slot bitmap (set bit = free; bits at or above `high` are ignored). */
   constructor(capacity: number, spare: number, high: number, free: Uint8Array) {
@@ -82,7 +83,7 @@ export class SlotAllocator {
   /** A page-out failed: its slots are free again and its pages need their reservations back. */
   giveBack(slots: readonly number[]): void {
     for (const slot of slots) this.setFree(slot);
-    for (const slot of slots) this.unrecorded.push(slot);
+    for (const slot of slots) this.unrecorded.add(slot);
     this.inFlight -= slots.length;
     this.reserved += slots.length;
   }
@@ -106,7 +107,7 @@ export class SlotAllocator {
     this.mapped -= slots.length;
     for (const slot of slots) {
       this.setFree(slot);
-      if (unrecorded) this.unrecorded.push(slot);
+      if (unrecorded) this.unrecorded.add(slot);
     }
   }
 
@@ -129,7 +130,7 @@ export class SlotAllocator {
 
   /** The unrecorded slots that are still free (a slot given back and taken again is not). */
   stillUnrecorded(): number[] {
-    return this.unrecorded.filter((slot) => this.isFree(slot));
+    return [...this.unrecorded].filter((slot) => this.isFree(slot));
   }
 
   isFree(slot: number): boolean {

@@ -67,6 +67,23 @@ describe('device faults reach the client and lose nothing', () => {
     });
   }
 
+  it('page-outs failing over and over keep no growing bookkeeping (the same slots are given back each time)', async () => {
+    const e = await engineOnFaultyDevice(storeOptions(storeDir()));
+    await e.svc.vmMove(e.ctx, e.vmid, 0, 4 * PAGE, UIO_WRITE, uio(new Uint8Array(4 * PAGE).fill(3)));
+    e.faulty().failWritev = 'EIO';
+    for (let i = 0; i < 200; i++) {
+      await e.svc.vmWritep(e.ctx, e.vmid, 0, 4);
+      await expect(e.svc.vmsIowait(e.ctx, e.vmid)).rejects.toMatchObject({ code: 'EIO', reason: 'page-out-failed' });
+    }
+    const allocator = (e.store as unknown as { allocator: { unrecorded: Set<number> } }).allocator;
+    expect(allocator.unrecorded.size).toBeLessThanOrEqual(4);
+    expect(e.ctx.unheardFailures.size).toBe(0);
+    e.faulty().failWritev = undefined;
+    await e.svc.vmWritep(e.ctx, e.vmid, 0, 4);
+    await e.svc.vmsIowait(e.ctx, e.vmid);
+    await e.store.close();
+  });
+
   it('a failed page-in answers EIO to the mover and leaves nothing resident', async () => {
     const e = await engineOnFaultyDevice(storeOptions(storeDir()));
     await e.svc.vmMove(e.ctx, e.vmid, 0, PAGE, UIO_WRITE, uio(page(4)));
