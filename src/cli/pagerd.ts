@@ -4,9 +4,10 @@
  * under ./var ($PAGERD_STATE_DIR), a 1 GiB sparse backing file and the SQLite database created on
  * first start, the socket at ./var/pagerd.sock ($PAGERD_SOCKET). No root needed.
  *
- * Exit status: 0 after a graceful stop, 1 on a failure, 70 on an internal error (an exception
- * nothing handled), 78 on a bad configuration or a store it refuses to open (systemd:
- * RestartPreventExitStatus=78).
+ * Exit status: 0 after a graceful stop, 1 on a failure, 65 when the device and the metadata
+ * contradict each other (a lost WAL, an older database or device image), 70 on an internal error
+ * (an exception nothing handled), 78 on a bad configuration or a store it refuses to open
+ * (systemd: RestartPreventExitStatus=65 78).
  */
 import { Command } from '@commander-js/extra-typings';
 import { pino } from 'pino';
@@ -16,9 +17,10 @@ import { Daemon, openConfiguredStore } from '../server/daemon.js';
 import { SystemdNotifier } from '../server/systemd.js';
 import { scrub } from '../store/scrub.js';
 import { progressBar } from './progress.js';
-import { StoreRefusedError } from '../store/persistent-store.js';
+import { StoreCorruptError, StoreRefusedError } from '../store/persistent-store.js';
 
 const EXIT_CONFIG = 78;
+const EXIT_DATAERR = 65;
 const EXIT_SOFTWARE = 70;
 
 // Page-out cycles keep many positional writes in flight; libuv's pool of 4 threads would serialize
@@ -68,7 +70,10 @@ async function main(): Promise<void> {
   process.on('unhandledRejection', fatal('unhandled rejection'));
 
   if (opts.check) {
-    const store = await openConfiguredStore(config, log);
+    const store = await openConfiguredStore(config, log).catch((err: unknown) => {
+      console.error(`pagerd: ${(err as Error).message}`);
+      process.exit(startFailureStatus(err));
+    });
     const bar = progressBar('checking');
     const integrity = store.checkMetadata();
     const report = await scrub(store, bar.update);
@@ -115,7 +120,7 @@ async function main(): Promise<void> {
   } catch (err) {
     log.fatal({ err }, 'pagerd could not start');
     console.error(`pagerd: ${(err as Error).message}`);
-    process.exit(err instanceof StoreRefusedError ? EXIT_CONFIG : 1);
+    process.exit(startFailureStatus(err));
   }
   systemd.notify('READY=1\nSTATUS=serving');
   const running = daemon;
@@ -130,3 +135,9 @@ main().catch((err) => {
   console.error(`pagerd: ${(err as Error)?.stack ?? String(err)}`);
   process.exit(1);
 });
+
+/** The exit status for a failed start: 65 for a store whose parts contradict each other, 78 for one refused, else 1. */
+function startFailureStatus(err: unknown): number {
+  if (err instanceof StoreCorruptError) return EXIT_DATAERR;
+  return err instanceof StoreRefusedError ? EXIT_CONFIG : 1;
+}

@@ -18,6 +18,8 @@ export interface WrittenCycle {
   batches: readonly Batch[];
   slots: readonly number[];
   sums: Uint32Array;
+  /** The cycle's number, as its record on the device says (cycle-record.ts). */
+  number: number;
 }
 
 /** The parts of the store a write cycle uses. */
@@ -31,6 +33,8 @@ export interface WriteCycleHost {
   readonly observeIo?: IoObserver;
   /** Allocates slots for `count` pages (consuming their reservations), in ascending order. */
   takeSlots(count: number): number[];
+  /** Numbers a cycle being written and answers its record, written with its data. */
+  startCycle(): { number: number; position: number; bytes: Uint8Array };
   /** A cycle failed before commit: its slots are free again, reservations restored. */
   giveBackSlots(slots: readonly number[]): void;
   /**
@@ -184,14 +188,16 @@ export class PageWriter {
     const writes = batches.length === 1 ? batches[0].writes : batches.flatMap((b) => b.writes);
     const slots = host.takeSlots(writes.length);
     const sums = new Uint32Array(writes.length);
-    const written: WrittenState = { waiters, cycle: { batches, slots, sums } };
+    const record = host.startCycle();
+    const written: WrittenState = { waiters, cycle: { batches, slots, sums, number: record.number } };
     // The device sums each page as it writes it, in the thread pool. Pages are pinned until
     // captured: their bytes cannot change under the checksum or the write.
-    const results = await Promise.allSettled(
-      this.runs(slots).map(({ position, first, end }) =>
+    const results = await Promise.allSettled([
+      ...this.runs(slots).map(({ position, first, end }) =>
         timed('writev', host.observeIo, () => host.device.writev(writes.slice(first, end).map((w) => w.data), position, sums.subarray(first, end))),
       ),
-    );
+      host.device.writev([record.bytes], record.position),
+    ]);
     for (const w of waiters) w.captured();
     const writeError = results.find((r) => r.status === 'rejected');
     if (writeError === undefined) return written;

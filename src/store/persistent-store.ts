@@ -11,6 +11,7 @@ import { WalSpace } from '../meta/wal-space.js';
 import type { SegmentRecord } from '../vm/segment.js';
 import type { BackingStore, PageWrite, WriteTicket } from '../vm/store.js';
 import { openDevice, type BackingDevice, type DeviceOptions } from './device.js';
+import { cycleMismatch, cycleRecord, newestRecordedCycle } from './cycle-record.js';
 import { encodeHeader, FORMAT_VERSION, HEADER_PROBE_BYTES, newHeader, probeHeader, type StoreHeader } from './header.js';
 import { timed, type IoObserver } from './io-timing.js';
 import { PageWriter, type WrittenCycle } from './page-writer.js';
@@ -52,6 +53,17 @@ export class StoreRefusedError extends Error {
   }
 }
 
+/**
+ * The device and the metadata contradict each other: serving would serve stale or wrong pages.
+ * pagerd exits 65 (EX_DATAERR) on it, and systemd does not restart it.
+ */
+export class StoreCorruptError extends StoreRefusedError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreCorruptError';
+  }
+}
+
 /** SQLite errors after which the metadata can no longer be trusted: the store fails permanently. */
 const FATAL_SQLITE = /^SQLITE_(CORRUPT|NOTADB|READONLY|CANTOPEN|MISUSE)/;
 
@@ -80,7 +92,11 @@ export class PersistentStore implements BackingStore {
   /** Binds each page's checksum to its identity (page-seal.ts). */
   private readonly seal: PageSeal;
   /** The cycle committed last, while its data flush is in flight. */
-  private unsyncedCycle: { id: number; pages: UnsyncedPage[]; written: number } | undefined;
+  private unsyncedCycle: { id: number; pages: UnsyncedPage[]; written: number; number: number } | undefined;
+  /** The number of the last page-out cycle the metadata committed (meta.cycle; cycle-record.ts). */
+  private committedCycle: number;
+  /** Cycles numbered and written whose commit has not been made or failed yet (at most two). */
+  private cyclesWritten = 0;
   /** Cycles whose flush succeeded: their rows go in the next transaction. */
   private syncedCycles: number[] = [];
   private readonly allocator: SlotAllocator;
@@ -124,6 +140,7 @@ export class PersistentStore implements BackingStore {
     this.unsynced = new UnsyncedPageouts(db);
     this.walSpace = new WalSpace(db, options.databasePath);
     this.seal = new PageSeal(header.storeId);
+    this.committedCycle = Number(this.meta.get('cycle') ?? 0);
     const high = Number(this.meta.get('slot_high') ?? 0);
     this.allocator = new SlotAllocator(header.slotCount, options.spareSlots, high, this.freeSlots.bitmap);
     this.writer = new PageWriter({
@@ -133,7 +150,11 @@ export class PersistentStore implements BackingStore {
       dataOffset: this.dataOffset,
       observeIo: options.observeIo,
       takeSlots: (n) => this.allocator.take(n),
-      giveBackSlots: (slots) => this.allocator.giveBack(slots),
+      startCycle: () => this.startCycle(),
+      giveBackSlots: (slots) => {
+        this.cyclesWritten--; // failed before (or at) its commit
+        this.allocator.giveBack(slots);
+      },
       commit: (pages) => this.commitPageOuts(pages),
       synced: () => this.pageOutsSynced(),
       notSynced: () => this.rollBackPageOuts(),
@@ -186,6 +207,12 @@ export class PersistentStore implements BackingStore {
         throw new StoreRefusedError(`${where} is pagerd store ${found.header.storeId}, but its metadata database ${options.databasePath} is missing or empty; refusing without --format`);
       } else {
         throw new StoreRefusedError(`${where} is pagerd store ${found.header.storeId}, but ${options.databasePath} belongs to store ${knownId}`);
+      }
+      if (!fresh) {
+        const mismatch = cycleMismatch(newestRecordedCycle(probe, header.storeId), Number(meta.get('cycle') ?? 0));
+        if (mismatch !== undefined) {
+          throw new StoreCorruptError(`${where} and ${options.databasePath} do not belong together: ${mismatch}. Refusing to serve stale pages: put back the database (with its -wal file) that goes with this device, or restore both from one backup; \`pagerd --check\` lists what each holds`);
+        }
       }
       let recovery: string | undefined;
       if (!fresh && meta.get('clean_shutdown') !== '1') {
@@ -387,7 +414,7 @@ export class PersistentStore implements BackingStore {
    * mapping every page to its new slot and recording the cycle as unsynced. The slots the pages
    * leave stay allocated until the flush has succeeded (pageOutsSynced).
    */
-  private commitPageOuts({ batches, slots, sums }: WrittenCycle): void {
+  private commitPageOuts({ batches, slots, sums, number }: WrittenCycle): void {
     const overtaken: number[] = [];
     const unsynced: UnsyncedPage[] = [];
     try {
@@ -409,18 +436,32 @@ export class PersistentStore implements BackingStore {
           else unsynced.push({ vmid, pno, previous });
         });
         const id = this.unsynced.add(unsynced);
-        this.unsyncedCycle = { id, pages: unsynced, written: slots.length };
+        this.unsyncedCycle = { id, pages: unsynced, written: slots.length, number };
         this.freeSlots.mark(slots, false);
         this.freeSlots.mark(overtaken, true);
         this.meta.set('slot_high', this.allocator.high);
+        this.meta.set('cycle', number);
       });
     } catch (err) {
       this.unsyncedCycle = undefined;
       if (FATAL_SQLITE.test((err as { code?: string }).code ?? '')) this.failPermanently(err as Error);
       throw err;
     }
+    this.committedCycle = number;
+    this.cyclesWritten--;
     this.allocator.committed(slots.length, slots.length - overtaken.length);
     this.toLimbo(overtaken);
+  }
+
+  /**
+   * Numbers the next page-out cycle and answers its record for the device: one past the cycles
+   * committed and those written before it, so the device is never more than two cycles ahead of
+   * the metadata (cycle-record.ts says why that is the bound it checks at open).
+   */
+  private startCycle(): { number: number; position: number; bytes: Uint8Array } {
+    this.cyclesWritten++;
+    const number = this.committedCycle + this.cyclesWritten;
+    return { number, ...cycleRecord(this.header.storeId, number) };
   }
 
   /**
@@ -447,7 +488,8 @@ export class PersistentStore implements BackingStore {
     const cycle = this.unsyncedCycle!;
     this.unsyncedCycle = undefined;
     try {
-      this.rollBack(cycle.id, cycle.pages, () => false);
+      // Undone, the cycle no longer counts as committed: its record may not have reached the device.
+      this.rollBack(cycle.id, cycle.pages, () => false, cycle.number - 1);
     } catch (err) {
       this.failPermanently(err as Error);
       return;
@@ -482,13 +524,15 @@ export class PersistentStore implements BackingStore {
    * In one transaction: an unsynced cycle's pages that `keep` does not vouch for go back to where
    * they were, the slots no page points at any more are free, and the cycle's row is gone.
    */
-  private rollBack(cycle: number, pages: readonly UnsyncedPage[], keep: (page: UnsyncedPage) => boolean): void {
+  private rollBack(cycle: number, pages: readonly UnsyncedPage[], keep: (page: UnsyncedPage) => boolean, committedCycle?: number): void {
     let unused: number[] = [];
     this.transact(() => {
       unused = rollBackUnsynced(this.pages, pages, keep);
       this.freeSlots.mark(unused, true);
       this.unsynced.delete(cycle);
+      if (committedCycle !== undefined) this.meta.set('cycle', committedCycle);
     });
+    if (committedCycle !== undefined) this.committedCycle = committedCycle;
     this.allocator.unmapped(unused, false);
   }
 

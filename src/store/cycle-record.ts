@@ -1,0 +1,60 @@
+import { crc32c } from '../native/addon.js';
+
+/**
+ * The device's record of the page-out cycle being committed: written with each cycle's data,
+ * before its fdatasync, so the device says how far the metadata must have got. Two copies, in
+ * sectors 2 and 4 of the header page, alternate by cycle number: a torn write of one leaves the
+ * other, and the store stays openable. Little-endian, in a 512-byte sector:
+ *
+ *   0  8  magic "PGRCYCLE"
+ *   8 16  store id
+ *  24  8  cycle number (float64)
+ *  32  4  CRC-32C of bytes 0..31
+ */
+const MAGIC = Buffer.from('PGRCYCLE', 'latin1');
+export const CYCLE_RECORD_BYTES = 512;
+/** Byte positions of the two copies, inside the header page. */
+const POSITIONS = [1024, 2048] as const;
+
+/** Where cycle `cycle`'s record goes, and its bytes. */
+export function cycleRecord(storeId: string, cycle: number): { position: number; bytes: Buffer } {
+  const bytes = Buffer.alloc(CYCLE_RECORD_BYTES);
+  MAGIC.copy(bytes, 0);
+  Buffer.from(storeId, 'hex').copy(bytes, 8);
+  bytes.writeDoubleLE(cycle, 24);
+  bytes.writeUInt32LE(crc32c(bytes.subarray(0, 32)), 32);
+  return { position: POSITIONS[cycle % 2], bytes };
+}
+
+/** The newest cycle the header page records for this store (0: none). A copy that fails its check is ignored. */
+export function newestRecordedCycle(headerPage: Uint8Array, storeId: string): number {
+  const page = Buffer.from(headerPage.buffer, headerPage.byteOffset, headerPage.byteLength);
+  const id = Buffer.from(storeId, 'hex');
+  let newest = 0;
+  for (const at of POSITIONS) {
+    const copy = page.subarray(at, at + CYCLE_RECORD_BYTES);
+    if (!copy.subarray(0, 8).equals(MAGIC) || !copy.subarray(8, 24).equals(id)) continue;
+    if (copy.readUInt32LE(32) !== crc32c(copy.subarray(0, 32))) continue;
+    newest = Math.max(newest, copy.readDoubleLE(24));
+  }
+  return newest;
+}
+
+/**
+ * Whether the device's newest cycle record and the metadata's last committed cycle can belong
+ * together; if not, why (a message for the operator). A cycle's data flush and its commit run at
+ * once, and the next cycle is written meanwhile: so the device may be up to two cycles ahead
+ * (cycles written, their commits not made) or one behind (a commit durable, its flush cut short;
+ * the open-time check of unsynced cycles takes those pages back). Anything else means the
+ * metadata is older than the device (a lost WAL, an older database restored) or the device older
+ * than the metadata (an older device image): serving either would serve stale pages as current.
+ */
+export function cycleMismatch(deviceCycle: number, metadataCycle: number): string | undefined {
+  if (deviceCycle > metadataCycle + 2) {
+    return `the metadata is older than the device: its last committed page-out cycle is ${metadataCycle}, the device has written cycle ${deviceCycle} (a lost or deleted -wal file, or an older copy of the database restored)`;
+  }
+  if (deviceCycle < metadataCycle - 1) {
+    return `the device is older than the metadata: the database committed page-out cycle ${metadataCycle}, the device records only cycle ${deviceCycle} (an older image of the device restored)`;
+  }
+  return undefined;
+}

@@ -1,0 +1,99 @@
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, existsSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { UIO_READ, UIO_WRITE, V_WORKING, type PagerClient } from '../../src/client/index.js';
+import { PAGERD, startDaemon, type RunningDaemon } from '../support/daemon.js';
+
+const PAGE = 4096;
+const uio = (buf: Uint8Array) => ({ iov: [buf], offset: 0, resid: buf.length, segflg: 0 });
+
+/** Writes `versions` versions of pages 0..31, each acknowledged by vms_iowait (a page-out cycle each). */
+async function writeVersions(c: PagerClient, vmid: number, from: number, versions: number): Promise<void> {
+  for (let v = from; v < from + versions; v++) {
+    await c.vmMove(vmid, 0, 32 * PAGE, UIO_WRITE, uio(new Uint8Array(32 * PAGE).fill(v)));
+    await c.vmWritep(vmid, 0, 32);
+    await c.vmsIowait(vmid);
+  }
+}
+
+/** Starts pagerd on `stateDir` expecting a refusal; answers its exit status and stderr. */
+function refusedStart(daemon: RunningDaemon): { status: number | null; stderr: string } {
+  const r = spawnSync(process.execPath, [PAGERD, '--state-dir', daemon.stateDir, '--socket', daemon.socket, '--memory', '4MiB'], { encoding: 'utf8', timeout: 20_000 });
+  return { status: r.status, stderr: r.stderr };
+}
+
+describe('metadata that cannot lie: a device and a database that do not belong together are refused', () => {
+  it('a -wal file deleted after kill -9: exit 65 naming the problem, not stale pages', async () => {
+    // A clean stop first: the database file itself then holds the store, marked cleanly shut down.
+    const first = await startDaemon();
+    const c1 = await first.client();
+    const vmid = await c1.vmsCreate(V_WORKING, 32 * PAGE);
+    await writeVersions(c1, vmid, 1, 2);
+    await c1.close();
+    expect(await first.stop()).toBe(0);
+    const daemon = await startDaemon({ stateDir: first.stateDir });
+    const c = await daemon.client();
+    await writeVersions(c, vmid, 3, 6);
+    await daemon.kill();
+    const wal = join(daemon.stateDir, 'pagerd.sqlite-wal');
+    expect(existsSync(wal)).toBe(true);
+    rmSync(wal);
+    const r = refusedStart(daemon);
+    expect(r.status).toBe(65);
+    expect(r.stderr).toMatch(/the metadata is older than the device/);
+    expect(r.stderr.trim().split('\n')).toHaveLength(1);
+  });
+
+  it('an older copy of the database restored beside a newer device: exit 65', async () => {
+    const daemon = await startDaemon();
+    const c = await daemon.client();
+    const vmid = await c.vmsCreate(V_WORKING, 32 * PAGE);
+    await writeVersions(c, vmid, 1, 2);
+    await c.close();
+    expect(await daemon.stop()).toBe(0);
+    const db = join(daemon.stateDir, 'pagerd.sqlite');
+    copyFileSync(db, `${db}.old`);
+
+    const again = await startDaemon({ stateDir: daemon.stateDir });
+    const c2 = await again.client();
+    await writeVersions(c2, vmid, 3, 4);
+    await c2.close();
+    expect(await again.stop()).toBe(0);
+    copyFileSync(`${db}.old`, db);
+    const r = refusedStart(daemon);
+    expect(r.status).toBe(65);
+    expect(r.stderr).toMatch(/the metadata is older than the device/);
+  });
+
+  it('an older image of the device restored beside a newer database: exit 65; the matching pair starts and reads the last versions', async () => {
+    const daemon = await startDaemon();
+    const c = await daemon.client();
+    const vmid = await c.vmsCreate(V_WORKING, 32 * PAGE);
+    await writeVersions(c, vmid, 1, 2);
+    await c.close();
+    expect(await daemon.stop()).toBe(0);
+    const device = join(daemon.stateDir, 'backing');
+    copyFileSync(device, `${device}.old`);
+
+    const again = await startDaemon({ stateDir: daemon.stateDir });
+    const c2 = await again.client();
+    await writeVersions(c2, vmid, 3, 4);
+    await c2.close();
+    expect(await again.stop()).toBe(0);
+    copyFileSync(device, `${device}.new`);
+    copyFileSync(`${device}.old`, device);
+    const r = refusedStart(daemon);
+    expect(r.status).toBe(65);
+    expect(r.stderr).toMatch(/the device is older than the metadata/);
+
+    copyFileSync(`${device}.new`, device);
+    const third = await startDaemon({ stateDir: daemon.stateDir });
+    const c3 = await third.client();
+    const back = new Uint8Array(32 * PAGE);
+    await c3.vmMove(vmid, 0, back.length, UIO_READ, uio(back));
+    expect(back.every((b) => b === 6)).toBe(true);
+    await c3.close();
+    expect(await third.stop()).toBe(0);
+  });
+});
