@@ -62,7 +62,7 @@ export const REASONS = {
   'malformed-uio': { code: 'EFAULT', text: 'the uio is malformed (iovecs, offset, resid or segflg)' },
   'cross-memory': { code: 'EFAULT', text: 'segflg UIO_XMEM: cross-memory descriptors are not supported' },
   'no-frame': { code: 'ENOMEM', text: 'no page frame could be had within memory.allocTimeoutMs' },
-  'pinned-limit': { code: 'ENOMEM', text: "the caller's uid already holds memory.maxPinnedPerUid frames pinned (large-page segments)" },
+  'pinned-limit': { code: 'ENOMEM', text: "the segment's owner already holds its share (memory.maxPinnedShare) of the pool pinned in large-page segments" },
   'metadata-full': { code: 'ENOMEM', text: 'the metadata store cannot take another segment' },
   'no-backing-space': { code: 'ENOSPC', text: 'the backing store has no slot left to back a newly modified page' },
   // I/O.

@@ -234,8 +234,8 @@ export class PagerClient {
     return moved;
   }
 
-  async vmIoaccessp(bsid: number, pfirst: number, npages: number, modifier: number): Promise<void> {
-    await this.results('vmIoaccessp', [bsid, pfirst, npages, modifier]);
+  async vmIoaccessp(bsid: number, pfirst: number, npages: number, modifier: number, options: WaitOptions = {}): Promise<void> {
+    await this.results('vmIoaccessp', [bsid, pfirst, npages, modifier], options.signal);
   }
   async vmWritep(vmid: number, pfirst: number, npages: number): Promise<void> {
     await this.results('vmWritep', [vmid, pfirst, npages]);
@@ -246,14 +246,14 @@ export class PagerClient {
   async vmFlushp(vmid: number, pfirst: number, npages: number): Promise<void> {
     await this.results('vmFlushp', [vmid, pfirst, npages]);
   }
-  async vmReadp(vmid: number, pfirst: number, npages: number, flags = 0): Promise<void> {
-    await this.results('vmReadp', [vmid, pfirst, npages, flags]);
+  async vmReadp(vmid: number, pfirst: number, npages: number, flags = 0, options: WaitOptions = {}): Promise<void> {
+    await this.results('vmReadp', [vmid, pfirst, npages, flags], options.signal);
   }
-  async vmMakep(vmid: number, pno: number): Promise<void> {
-    await this.results('vmMakep', [vmid, pno]);
+  async vmMakep(vmid: number, pno: number, options: WaitOptions = {}): Promise<void> {
+    await this.results('vmMakep', [vmid, pno], options.signal);
   }
-  async vmInvalidatep(vmid: number, pfirst: number, npages: number): Promise<void> {
-    await this.results('vmInvalidatep', [vmid, pfirst, npages]);
+  async vmInvalidatep(vmid: number, pfirst: number, npages: number, options: WaitOptions = {}): Promise<void> {
+    await this.results('vmInvalidatep', [vmid, pfirst, npages], options.signal);
   }
   vmQpages(vmid: number): Promise<number> {
     return this.results('vmQpages', [vmid]).then((r) => r[0] as number);

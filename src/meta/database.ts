@@ -24,7 +24,7 @@ export function openDatabase(path: string): Database.Database {
     // instead of 4 MiB stops a 16k-page cycle from checkpointing (a write and fsync of the whole
     // table) at nearly every commit.
     db.pragma('cache_size = -32768');
-    db.pragma('wal_autocheckpoint = 8192'); // AUTOCHECKPOINT_BYTES (wal-space.ts) below this on a small file system
+    db.pragma('wal_autocheckpoint = 8192'); // wal-space.ts checkpoints sooner on a small file system
     migrate(db);
     return db;
   } catch (err) {

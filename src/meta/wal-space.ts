@@ -2,8 +2,8 @@ import { statSync, statfsSync } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Database } from './database.js';
 
-/** The WAL checkpoints itself at this size when space is plentiful (wal_autocheckpoint, in 4 KiB pages). */
-export const AUTOCHECKPOINT_BYTES = 8192 * 4096;
+/** The WAL file's size when SQLite checkpoints it itself (wal_autocheckpoint 8192 frames of a 4 KiB page and its 24-byte header). */
+const AUTOCHECKPOINT_FILE_BYTES = 32 + 8192 * (4096 + 24);
 /** Free space is looked up at most this often (ms): a statfs per commit would cost more than it tells. */
 const FREE_SPACE_MAX_AGE_MS = 1000;
 
@@ -12,9 +12,9 @@ const FREE_SPACE_MAX_AGE_MS = 1000;
  * AUTOCHECKPOINT_BYTES of WAL; on a small file system the WAL fills it first, every commit then
  * fails with SQLITE_FULL and no checkpoint ever runs again. So:
  *
- * - after each commit the WAL may hold at most a quarter of the free space (or
- *   AUTOCHECKPOINT_BYTES, whichever is smaller); past it, a TRUNCATE checkpoint copies it into the
- *   database and gives its space back;
+ * - after each commit the WAL may hold at most a quarter of the free space (SQLite's own
+ *   checkpoint at 32 MiB stands where that is more); past it, a TRUNCATE checkpoint copies it into
+ *   the database and gives its space back;
  * - a commit that failed with SQLITE_FULL is retried once after such a checkpoint (the WAL starts
  *   over in the space it had). If even that fails the error stands, and it is temporary: the next
  *   commit tries again, and succeeds once space returns.
@@ -51,18 +51,25 @@ export class WalSpace {
     return this.freeBytes;
   }
 
-  /** Runs `commit`; on SQLITE_FULL checkpoints and runs it once more. Then keeps the WAL within its budget. */
-  commit(commit: () => void): void {
+  /**
+   * Runs `commit` (a transaction) and answers what it answers; on SQLITE_FULL checkpoints and runs
+   * it once more. Then keeps the WAL within its budget: only on a file system with less than four
+   * times SQLite's own checkpoint size free is the WAL's size looked at.
+   */
+  commit<T>(commit: () => T): T {
+    let result: T;
     try {
-      commit();
+      result = commit();
     } catch (err) {
       if (!isFull(err)) throw err;
       this.retries++;
       this.freeCheckedAt = -Infinity;
       if (!this.checkpoint()) throw err;
-      commit();
+      result = commit();
     }
-    if (this.walBytes() > Math.min(AUTOCHECKPOINT_BYTES, this.free / 4)) this.checkpoint();
+    const budget = this.free / 4;
+    if (budget < AUTOCHECKPOINT_FILE_BYTES && this.walBytes() > budget) this.checkpoint();
+    return result;
   }
 
   /** Copies the WAL into the database and truncates it; false if that could not be done now. */

@@ -169,10 +169,11 @@ export class Connection {
       this.pumping = false;
     }
     if (this.state === 'closed') return;
-    if (this.backlog.length > 0 || !this.hasRoom) this.socket.pause();
-    else this.socket.resume();
-    // Paused with nothing of its own to wait for (the budget is held by others): look again soon.
-    if (this.budgetTimer === undefined && this.backlog.length > 0 && this.state === 'ready' && this.host.overBudget()) {
+    if (this.backlog.length === 0 && this.hasRoom) return void this.socket.resume();
+    this.socket.pause();
+    // Paused for the budget others hold, perhaps with no event of its own to come (its reply
+    // flushed without a 'drain', nothing in flight): look again soon.
+    if (this.budgetTimer === undefined && this.state === 'ready' && this.host.overBudget()) {
       this.budgetTimer = setTimeout(() => {
         this.budgetTimer = undefined;
         this.pump();

@@ -96,6 +96,8 @@ export class Daemon {
       });
       const daemon = new Daemon(config, store, vmm, new VmServices(vmm), log, metrics);
       daemon.server = await listen(config.socket, parseInt(config.socketMode, 8), (s) => daemon.accept(s));
+      // A failed accept (EMFILE under a flood) is an 'error' of the server: logged, never fatal.
+      daemon.server.on('error', (err) => log.warn({ err }, 'accepting a connection failed'));
       log.info({ socket: config.socket, device: statePaths(config).device, frames: vmm.pool.count, pageSize, recovery: store.recoveryCheck }, 'pagerd ready');
       return daemon;
     } catch (err) {

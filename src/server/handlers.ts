@@ -91,8 +91,8 @@ function move(
  */
 export function promisedReplyBytes(op: OperationName, args: Value[]): number {
   if (op !== 'vmMove' && op !== 'vmUiomove') return 0;
-  const [limit, rw, , resid] = (op === 'vmMove' ? args.slice(2) : args.slice(1)) as number[];
-  const bytes = rw === UIO_READ ? Math.min(limit, resid) : 0;
+  const at = op === 'vmMove' ? 2 : 1; // limit, rw, uio.offset, uio.resid
+  const bytes = args[at + 1] === UIO_READ ? Math.min(args[at] as number, args[at + 3] as number) : 0;
   return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : 0;
 }
 
@@ -112,7 +112,7 @@ export const HANDLERS: Record<OperationName, Handler> = {
   vmReleasep: async ({ svc, ctx }, a) => (await svc.vmReleasep(ctx, n(a[0]), n(a[1]), n(a[2])), []),
   vmFlushp: async ({ svc, ctx }, a) => (await svc.vmFlushp(ctx, n(a[0]), n(a[1]), n(a[2])), []),
   vmReadp: async ({ svc, ctx }, a, signal) => (await svc.vmReadp(ctx, n(a[0]), n(a[1]), n(a[2]), n(a[3]), signal), []),
-  vmMakep: async ({ svc, ctx }, a) => (await svc.vmMakep(ctx, n(a[0]), n(a[1])), []),
+  vmMakep: async ({ svc, ctx }, a, signal) => (await svc.vmMakep(ctx, n(a[0]), n(a[1]), signal), []),
   vmInvalidatep: async ({ svc, ctx }, a, signal) => (await svc.vmInvalidatep(ctx, n(a[0]), n(a[1]), n(a[2]), signal), []),
   vmQpages: async ({ svc, ctx }, a) => [svc.vmQpages(ctx, n(a[0]))],
   vmQmodify: async ({ svc, ctx }, a) => [svc.vmQmodify(ctx, n(a[0])) ? 1 : 0],

@@ -235,6 +235,7 @@ export class PageWriter {
     if (giveBack) this.host.giveBackSlots(cycle.slots); // else notSynced() has freed them
     this.host.failed(stage, error);
     const err = new PagerError('page-out-failed', `page-out ${stage} failed: ${(error as Error)?.message ?? String(error)}`);
+    this.lastProgressMs = performance.now(); // settled, if not well: the writer is not stuck
     for (const w of waiters) {
       w.captured();
       this.settled(w).reject(err);

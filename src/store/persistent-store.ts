@@ -283,7 +283,7 @@ export class PersistentStore implements BackingStore {
   async createSegment(record: Omit<SegmentRecord, 'vmid'>): Promise<number> {
     this.checkUsable();
     try {
-      return this.segments.insert(record);
+      return this.walSpace.commit(() => this.segments.insert(record));
     } catch (err) {
       throw this.metadataError(err, 'metadata-full');
     }

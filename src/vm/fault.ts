@@ -74,8 +74,9 @@ export async function fault(vmm: Vmm, seg: Segment, pno: number, forWrite: boole
     vmm.counters.misses++;
     vmm.checkPinLimit(seg);
     const frame = await vmm.allocateFrame(signal);
-    if (seg.deleted || seg.pages.get(pno) >= 0) {
-      // Someone else brought the page in (or deleted the segment) while we waited for a frame.
+    if (seg.deleted || seg.pages.get(pno) >= 0 || !vmm.mayPin(seg)) {
+      // Someone else brought the page in, deleted the segment, or pinned the owner's last share
+      // while we waited for a frame: look again.
       vmm.freeFrame(frame);
       continue;
     }
@@ -140,7 +141,7 @@ export async function makePage(vmm: Vmm, seg: Segment, pno: number, signal?: Abo
       if (reserve) vmm.store.unreserveSlots(1);
       throw err;
     }
-    if (seg.deleted || seg.pages.get(pno) >= 0) {
+    if (seg.deleted || seg.pages.get(pno) >= 0 || !vmm.mayPin(seg)) {
       if (reserve) vmm.store.unreserveSlots(1);
       vmm.freeFrame(f);
       continue;

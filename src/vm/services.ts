@@ -218,12 +218,12 @@ export class VmServices {
   }
 
   /** vm_makep: makes a client page resident, zero-filled and modified, without a page-in. */
-  async vmMakep(ctx: ClientContext, vmid: number, pno: number): Promise<void> {
+  async vmMakep(ctx: ClientContext, vmid: number, pno: number, signal?: SignalSource): Promise<void> {
     const seg = this.segment(ctx, vmid);
     if (seg.type !== V_CLIENT) throw new PagerError('not-client-segment');
     if (!Number.isSafeInteger(pno) || pno < 0 || pno >= seg.pageCount) throw new PagerError('bad-page-number');
     if (!ctx.mayWrite(seg)) throw new PagerError('no-write-access');
-    await makePage(this.vmm, seg, pno);
+    await makePage(this.vmm, seg, pno, this.waitSignal(ctx, seg, signal));
   }
 
   /** vm_invalidatep: waits for I/O in the range, then discards its frames without writing them. */
@@ -409,7 +409,7 @@ export class VmServices {
     const vmm = this.vmm;
     for (let pno = first; pno < end; pno++) {
       if (seg.pages.get(pno) >= 0) continue;
-      if (seg.largePages && vmm.pinnedBy(seg.uid) >= vmm.options.maxPinnedPerUid) return;
+      if (!vmm.mayPin(seg)) return;
       const f = vmm.tryAllocateFrame();
       if (f < 0) return;
       // A failed advisory page-in is reported to whoever faults the page next.

@@ -121,8 +121,9 @@ export class Vmm {
   pageOutFailed(seg: Segment, error: Error): void {
     if (seg.deleted) return; // nobody can wait on it any more
     const detail = error instanceof PagerError ? error.detail : error.message;
-    for (const client of this.clients) if (!client.unheardFailures.has(seg.vmid)) client.unheardFailures.set(seg.vmid, detail);
-    seg.io.wake();
+    for (const client of this.clients) {
+      if (client.maySee(seg) && !client.unheardFailures.has(seg.vmid)) client.unheardFailures.set(seg.vmid, detail);
+    }
   }
 
   /**
@@ -130,7 +131,12 @@ export class Vmm {
    * maxPinnedPerUid. Only large-page segments pin; call before taking a frame for one.
    */
   checkPinLimit(seg: Segment): void {
-    if (seg.largePages && (this.pinnedByUid.get(seg.uid) ?? 0) >= this.options.maxPinnedPerUid) throw new PagerError('pinned-limit');
+    if (!this.mayPin(seg)) throw new PagerError('pinned-limit');
+  }
+
+  /** False if a new frame of `seg` would take its owner past maxPinnedPerUid. */
+  mayPin(seg: Segment): boolean {
+    return !seg.largePages || this.pinnedBy(seg.uid) < this.options.maxPinnedPerUid;
   }
 
   /** Frames the uid holds pinned now. */
