@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { crc32c } from '../src/native/addon.js';
 import Database from 'better-sqlite3';
 import { V_LARGE, V_WORKING, connect } from '../src/client/index.js';
+import { PageSeal } from '../src/meta/page-seal.js';
 import { PagesTable } from '../src/meta/pages-table.js';
 import { PersistentStore } from '../src/store/persistent-store.js';
 
@@ -14,7 +15,7 @@ const PAGERD = join(import.meta.dirname, '../src/cli/pagerd.js');
 /**
  * Builds a store with `pages` mapped pages the fast way: format it, create one segment, then
  * insert the page map straight into SQLite in one transaction (slots point at zero pages, which
- * the sparse file holds, with the zero page's checksum). Answers the state directory.
+ * the sparse file holds, sealed with the zero page's checksum). Answers the state directory.
  */
 export async function buildStore(pages: number): Promise<{ dir: string; dbBytes: number }> {
   const dir = mkdtempSync(join(tmpdir(), 'pagerd-scale-'));
@@ -29,13 +30,14 @@ export async function buildStore(pages: number): Promise<{ dir: string; dbBytes:
     format: false,
   });
   const vmid = await store.createSegment({ type: V_WORKING, options: V_LARGE, extent: Math.max(1, pages) * PAGE, uid: 0, gid: 0, mode: 0o600 });
+  const seal = new PageSeal(store.header.storeId);
   await store.close();
   const db = new Database(join(dir, 'pagerd.sqlite'));
   const zero = crc32c(new Uint8Array(PAGE));
   const map = new PagesTable(db);
   db.transaction(() => {
     for (let p = 0; p < pages; p += 65536) {
-      map.putMany(Array.from({ length: Math.min(65536, pages - p) }, (_, i) => ({ vmid, pno: p + i, slot: p + i, checksum: zero })));
+      map.putMany(Array.from({ length: Math.min(65536, pages - p) }, (_, i) => ({ vmid, pno: p + i, slot: p + i, checksum: seal.of(zero, vmid, p + i) })));
     }
     db.prepare("UPDATE meta SET value = ? WHERE key = 'slot_high'").run(String(pages));
   })();
