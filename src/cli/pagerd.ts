@@ -70,7 +70,7 @@ async function main(): Promise<void> {
   process.on('unhandledRejection', fatal('unhandled rejection'));
 
   if (opts.check) {
-    const store = await openConfiguredStore(config, log).catch((err: unknown) => {
+    const store = await openConfiguredStore(config, log, undefined, { reportOnly: true }).catch((err: unknown) => {
       console.error(`pagerd: ${(err as Error).message}`);
       process.exit(startFailureStatus(err));
     });
@@ -78,9 +78,12 @@ async function main(): Promise<void> {
     const integrity = store.checkMetadata();
     const report = await scrub(store, bar.update);
     bar.stop();
-    await store.close();
-    process.stdout.write(`${JSON.stringify({ integrity, ...report })}\n`);
-    process.exit(report.ok && integrity === 'ok' ? 0 : 1);
+    const pageMap = store.pageMapProblems;
+    const ok = report.ok && integrity === 'ok' && pageMap.count === 0;
+    // A store found corrupt is left as it was found (not marked cleanly shut down).
+    await (ok ? store.close() : store.abort());
+    process.stdout.write(`${JSON.stringify({ integrity, pageMap, ...report, ok })}\n`);
+    process.exit(ok ? 0 : EXIT_DATAERR);
   }
 
   const systemd = new SystemdNotifier(process.env, (err) => log.warn({ err }, 'sd_notify failed'));

@@ -7,7 +7,7 @@ import { PagerError } from '../errors.js';
 import { mallocTrim, peerCred } from '../native/addon.js';
 import { MESSAGE_OVERHEAD_BYTES } from '../protocol/codec.js';
 import type { IoObserver } from '../store/io-timing.js';
-import { PersistentStore } from '../store/persistent-store.js';
+import { PersistentStore, type StoreOptions } from '../store/persistent-store.js';
 import { scrubChunk } from '../store/scrub.js';
 import type { ClientContext } from '../vm/context.js';
 import { VmServices } from '../vm/services.js';
@@ -31,7 +31,7 @@ export function statePaths(config: Config): { device: string; database: string }
 }
 
 /** Opens the store the configuration names. */
-export async function openConfiguredStore(config: Config, log: Logger, observeIo?: IoObserver): Promise<PersistentStore> {
+export async function openConfiguredStore(config: Config, log: Logger, observeIo?: IoObserver, extra: Pick<StoreOptions, 'reportOnly'> = {}): Promise<PersistentStore> {
   mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
   const paths = statePaths(config);
   return PersistentStore.open({
@@ -45,6 +45,7 @@ export async function openConfiguredStore(config: Config, log: Logger, observeIo
     format: config.format,
     log: log.child({ component: 'store' }),
     observeIo,
+    ...extra,
   });
 }
 

@@ -38,6 +38,11 @@ export interface StoreOptions extends DeviceOptions {
   maxBatchPages: number;
   /** Format the device even if it holds something that is not a pagerd store (pagerd --format). */
   format: boolean;
+  /**
+   * Open a store whose page map contradicts itself instead of refusing it, to report what is
+   * wrong (pagerd --check: `pageMapProblems`). Nothing may be written through such a store.
+   */
+  reportOnly?: boolean;
   log?: StoreLog;
   /** Told how long each device operation and metadata commit took (metrics). */
   observeIo?: IoObserver;
@@ -64,6 +69,9 @@ export class StoreCorruptError extends StoreRefusedError {
   }
 }
 
+/** What a refusal for corruption tells the operator to do. */
+const REFUSAL_ADVICE = 'refusing to start, so that no acknowledged page is overwritten or served wrong; `pagerd --check` lists every problem; restore the device and its database together from a backup';
+
 /** SQLite errors after which the metadata can no longer be trusted: the store fails permanently. */
 const FATAL_SQLITE = /^SQLITE_(CORRUPT|NOTADB|READONLY|CANTOPEN|MISUSE)/;
 
@@ -82,6 +90,8 @@ export class PersistentStore implements BackingStore {
   readonly dataOffset: number;
   /** Result of the integrity check run at open after an unclean shutdown ('ok', or undefined if none ran). */
   readonly recoveryCheck: string | undefined;
+  /** What the open-time check of the page map found (nothing, or the store would not have opened unless reportOnly). */
+  pageMapProblems: { count: number; first: string[] } = { count: 0, first: [] };
   private failure: Error | undefined;
   private readonly meta: MetaTable;
   private readonly segments: SegmentsTable;
@@ -211,7 +221,7 @@ export class PersistentStore implements BackingStore {
       if (!fresh) {
         const mismatch = cycleMismatch(newestRecordedCycle(probe, header.storeId), Number(meta.get('cycle') ?? 0));
         if (mismatch !== undefined) {
-          throw new StoreCorruptError(`${where} and ${options.databasePath} do not belong together: ${mismatch}. Refusing to serve stale pages: put back the database (with its -wal file) that goes with this device, or restore both from one backup; \`pagerd --check\` lists what each holds`);
+          throw new StoreCorruptError(`${where} and ${options.databasePath} do not belong together: ${mismatch}. Refusing to serve stale pages: put back the database (with its -wal file) that goes with this device, or restore both from one backup`);
         }
       }
       let recovery: string | undefined;
@@ -220,8 +230,15 @@ export class PersistentStore implements BackingStore {
         if (recovery !== 'ok') throw new StoreRefusedError(`metadata integrity check failed after an unclean shutdown: ${recovery}`);
         options.log?.info({ device: where }, 'recovered after an unclean shutdown; metadata integrity ok');
       }
+      const high = meta.get('slot_high');
+      if (!fresh && !/^\d+$/.test(high ?? '')) throw new StoreCorruptError(`${options.databasePath} holds no valid slot high water (meta.slot_high is ${JSON.stringify(high)}): ${REFUSAL_ADVICE}`);
       meta.set('clean_shutdown', 0);
       const store = new PersistentStore(device, db, header, options, recovery);
+      store.pageMapProblems = store.checkPageMap();
+      if (store.pageMapProblems.count > 0 && options.reportOnly !== true) {
+        const { count, first } = store.pageMapProblems;
+        throw new StoreCorruptError(`${options.databasePath}: the page map contradicts itself in ${count} place${count === 1 ? '' : 's'} (${first[0]}): ${REFUSAL_ADVICE}`);
+      }
       const wentBack = await store.recoverUnsynced();
       if (wentBack > 0) options.log?.warn({ device: where, pages: wentBack }, 'pages whose last page-out was cut short went back to their previous version');
       return store;
@@ -364,6 +381,13 @@ export class PersistentStore implements BackingStore {
   /** Scrub support: mapped pages after (vmid, pno), and whether a slot is listed free. */
   pageBatchAfter(vmid: number, pno: number, limit: number): { vmid: number; pno: number; slot: number; checksum: number }[] {
     return this.pages.after(vmid, pno, limit);
+  }
+
+  /** The open-time check of the page map against the segments, the high water and the free-slot map. */
+  private checkPageMap(): { count: number; first: string[] } {
+    const segments = new Set(this.segments.all().map((s) => s.vmid));
+    const allocator = this.allocator;
+    return this.pages.check({ segments, high: allocator.high, slotCount: this.header.slotCount, isFree: (slot) => allocator.isFree(slot) });
   }
 
   /** Where the page map puts a page now (its slot and checksum), if anywhere. */

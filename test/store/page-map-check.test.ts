@@ -1,0 +1,80 @@
+import { join } from 'node:path';
+import Database from 'better-sqlite3';
+import { describe, expect, it } from 'vitest';
+import { V_WORKING } from '../../src/constants.js';
+import { CHUNK_SLOTS } from '../../src/meta/free-slot-map.js';
+import { RUN_PAGES } from '../../src/meta/pages-table.js';
+import { PersistentStore, StoreCorruptError } from '../../src/store/persistent-store.js';
+import { openStore, storeDir, storeOptions } from '../support/store-files.js';
+
+const PAGE = 4096;
+
+/** A closed store with pages 0..7 of one segment written; answers its directory and the segment. */
+async function storeWithPages(): Promise<{ dir: string; vmid: number }> {
+  const dir = storeDir();
+  const store = await openStore(dir, { createBytes: 64 * PAGE });
+  const vmid = await store.createSegment({ type: V_WORKING, options: 0, extent: 2 * RUN_PAGES * PAGE, uid: 1, gid: 1, mode: 0o600 });
+  expect(store.reserveSlots(8)).toBe(true);
+  await store.writePages(Array.from({ length: 8 }, (_, pno) => ({ vmid, pno, data: new Uint8Array(PAGE).fill(pno + 1) }))).complete;
+  await store.close();
+  return { dir, vmid };
+}
+
+/** Changes the stopped store's database as a flipped bit or an operator's mistake would. */
+function corrupt(dir: string, change: (db: Database.Database) => void): void {
+  const db = new Database(join(dir, 'meta.sqlite'));
+  change(db);
+  db.close();
+}
+
+const open = (dir: string, reportOnly = false) => PersistentStore.open(storeOptions(dir, { createBytes: 64 * PAGE, reportOnly }));
+
+describe('the page map is checked before any slot is reused', () => {
+  for (const [what, change, message] of [
+    ['the slot high water lost (its key renamed)', (db: Database.Database) => db.exec("UPDATE meta SET key = 'slot_hig' WHERE key = 'slot_high'"), /no valid slot high water/],
+    ['the slot high water lowered below mapped slots', (db: Database.Database) => db.exec("UPDATE meta SET value = '2' WHERE key = 'slot_high'"), /at or past the high water 2/],
+    [
+      'a mapped slot listed free',
+      (db: Database.Database) => {
+        const bits = db.prepare('SELECT bits FROM free_slot_map WHERE chunk = 0').pluck().get() as Buffer | undefined;
+        const row = bits ?? Buffer.alloc(CHUNK_SLOTS / 8);
+        row[0] |= 1 << 3; // slot 3
+        db.prepare('INSERT OR REPLACE INTO free_slot_map (chunk, bits) VALUES (0, ?)').run(row);
+      },
+      /maps slot 3, which the free-slot map lists free/,
+    ],
+    [
+      'one slot mapped by two pages',
+      (db: Database.Database) => {
+        const entries = db.prepare('SELECT entries FROM page_map WHERE run = 0').pluck().get() as Buffer;
+        entries.writeUInt32LE(entries.readUInt32LE(0), 8); // page 1 now points at page 0's slot
+        db.prepare('UPDATE page_map SET entries = ? WHERE run = 0').run(entries);
+      },
+      /is mapped by more than one page/,
+    ],
+    ['a row whose count of mapped pages is wrong', (db: Database.Database) => db.exec('UPDATE page_map SET mapped = 7'), /says it maps 7 pages, its entries map 8/],
+    ['a row of a segment that does not exist (its key flipped)', (db: Database.Database) => db.exec('UPDATE page_map SET vmid = vmid + 4'), /belongs to no segment/],
+    ['a row with a malformed entries blob', (db: Database.Database) => db.exec("UPDATE page_map SET entries = X'0102'"), /malformed entries/],
+  ] as const) {
+    it(`${what}: refused at open with one line, as corruption (exit 65)`, async () => {
+      const { dir } = await storeWithPages();
+      corrupt(dir, change);
+      const refused = await open(dir).then(
+        () => undefined,
+        (err: unknown) => err,
+      );
+      expect(refused).toBeInstanceOf(StoreCorruptError);
+      expect((refused as Error).message).toMatch(message);
+      expect((refused as Error).message).not.toMatch(/\n/);
+    });
+  }
+
+  it('pagerd --check opens such a store to report every problem', async () => {
+    const { dir } = await storeWithPages();
+    corrupt(dir, (db) => db.exec("UPDATE meta SET value = '2' WHERE key = 'slot_high'"));
+    const store = await open(dir, true);
+    expect(store.pageMapProblems.count).toBe(6); // slots 2..7
+    expect(store.pageMapProblems.first).toHaveLength(5);
+    await store.abort();
+  });
+});
