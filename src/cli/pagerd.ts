@@ -127,6 +127,13 @@ async function main(): Promise<void> {
   }
   systemd.notify('READY=1\nSTATUS=serving');
   const running = daemon;
+  // The page map is checked in the background (page-outs wait for it): a contradiction found
+  // there is corruption found at start-up, refused as at open.
+  running.store.pageMapChecked.catch((err: unknown) => {
+    log.fatal({ err }, 'the page map failed its check');
+    console.error(`pagerd: ${(err as Error).message}`);
+    process.exit(startFailureStatus(err));
+  });
   systemd.startWatchdog(process.env, config['server.watchdogMs'], (timeoutMs) => running.store.pageOutsProgressing(timeoutMs));
   if (stopping) {
     stopping = false;

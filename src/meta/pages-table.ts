@@ -46,7 +46,7 @@ export class PagesTable {
   readonly #count: Statement<[], number | null>;
   readonly #rowsAfter: Statement<[number, number, number], Row & { vmid: number }>;
   readonly #allRows: Statement<[], Row & { vmid: number }>;
-  readonly #allRowsWhole: Statement<[], { vmid: unknown; run: unknown; entries: unknown; mapped: unknown }>;
+  readonly #rawRowsAfter: Statement<[unknown, unknown, number], unknown[]>;
   /** Rows by cache key; null: the row does not exist. */
   readonly #cached = new Map<number, Buffer | null>();
 
@@ -60,7 +60,7 @@ export class PagesTable {
     this.#count = db.prepare<[], number | null>('SELECT sum(mapped) FROM page_map').pluck();
     this.#rowsAfter = db.prepare('SELECT vmid, run, entries FROM page_map WHERE (vmid, run) >= (?, ?) ORDER BY vmid, run LIMIT ?');
     this.#allRows = db.prepare('SELECT vmid, run, entries FROM page_map');
-    this.#allRowsWhole = db.prepare('SELECT vmid, run, entries, mapped FROM page_map');
+    this.#rawRowsAfter = db.prepare<[unknown, unknown, number], unknown[]>('SELECT vmid, run, entries, mapped FROM page_map WHERE (vmid, run) > (?, ?) ORDER BY vmid, run LIMIT ?').raw();
   }
 
   get(vmid: number, pno: number): PageLocation | undefined {
@@ -206,40 +206,11 @@ export class PagesTable {
   }
 
   /**
-   * Checks every row against what must hold before any slot may be reused (at open): well formed
-   * (its entries, its count of mapped pages, its key), of a segment that exists, every mapped slot
-   * below the high water and the slot count, mapped by one page only, and not listed free. A flipped
-   * bit in a row, in the high water or in the free-slot map would otherwise let a page-out
-   * overwrite an acknowledged page. Answers the number of problems and the first few in words.
+   * Up to `limit` rows after the key `after`, in key order, as raw values (vmid, run, entries,
+   * mapped), unchecked: the page-map check reads rows a flipped bit may have made of any type.
    */
-  check(known: { segments: ReadonlySet<number>; high: number; slotCount: number; isFree: (slot: number) => boolean }): { count: number; first: string[] } {
-    const problems = { count: 0, first: [] as string[] };
-    const problem = (what: string): void => {
-      if (problems.count++ < 5) problems.first.push(what);
-    };
-    const seen = new Uint8Array(Math.ceil(known.slotCount / 8));
-    for (const { vmid, run, entries, mapped } of this.#allRowsWhole.iterate()) {
-      const where = `page-map row (segment ${String(vmid)}, run ${String(run)})`;
-      if (!Number.isSafeInteger(vmid) || !Number.isSafeInteger(run) || (run as number) < 0 || (run as number) * RUN_PAGES >= 2 ** 32) {
-        problem(`${where} has a malformed key`);
-        continue;
-      }
-      if (!Buffer.isBuffer(entries) || entries.length !== RUN_PAGES * PAGE_ENTRY_BYTES) {
-        problem(`${where} has malformed entries`);
-        continue;
-      }
-      if (!known.segments.has(vmid as number)) problem(`${where} belongs to no segment`);
-      if (mapped !== mappedIn(entries)) problem(`${where} says it maps ${String(mapped)} pages, its entries map ${mappedIn(entries)}`);
-      eachMapped(entries, (i, slot) => {
-        const page = `page ${(run as number) * RUN_PAGES + i} of segment ${String(vmid)}`;
-        if (slot >= known.high || slot >= known.slotCount) return problem(`${page} maps slot ${slot}, at or past the high water ${known.high} (slot count ${known.slotCount})`);
-        const bit = 1 << (slot & 7);
-        if (seen[slot >>> 3] & bit) problem(`slot ${slot} is mapped by more than one page (${page} among them)`);
-        seen[slot >>> 3] |= bit;
-        if (known.isFree(slot)) problem(`${page} maps slot ${slot}, which the free-slot map lists free`);
-      });
-    }
-    return problems;
+  rawRowsAfter(after: readonly [unknown, unknown], limit: number): unknown[][] {
+    return this.#rawRowsAfter.all(after[0], after[1], limit);
   }
 
   /** Up to `limit` mapped pages after (vmid, pno), in order (for scrubbing). */

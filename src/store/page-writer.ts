@@ -33,6 +33,8 @@ export interface WriteCycleHost {
   readonly observeIo?: IoObserver;
   /** Allocates slots for `count` pages (consuming their reservations), in ascending order. */
   takeSlots(count: number): number[];
+  /** Resolves true once page-outs may take slots (the page map is checked), false if they never may. */
+  writable(): Promise<boolean>;
   /** Numbers a cycle being written and answers its record, written with its data. */
   startCycle(): { number: number; position: number; bytes: Uint8Array };
   /** A cycle failed before commit: its slots are free again, reservations restored. */
@@ -130,14 +132,18 @@ export class PageWriter {
 
   /** The drain loop threw: no batch may be left pending, so every one it held fails. */
   private crash(error: unknown): void {
-    const err = new PagerError('store-failed', `the page writer failed: ${(error as Error)?.message ?? String(error)}`);
+    this.failQueued(new PagerError('store-failed', `the page writer failed: ${(error as Error)?.message ?? String(error)}`));
+    this.finish();
+    this.host.crashed(error);
+  }
+
+  /** Fails every batch held, queued or being written. */
+  private failQueued(err: PagerError): void {
     for (const w of [...this.active, ...this.queue.splice(0)]) {
       w.captured();
       w.reject(err);
     }
     this.active.clear();
-    this.finish();
-    this.host.crashed(error);
   }
 
   private finish(): void {
@@ -149,6 +155,10 @@ export class PageWriter {
   private async drain(): Promise<void> {
     /** The previous cycle's flush and commit: resolves to whether its fdatasync succeeded. */
     let flushing: Promise<boolean> = Promise.resolve(true);
+    if (!(await this.host.writable())) {
+      this.failQueued(new PagerError('store-failed', 'the page map failed its check at open'));
+      return this.finish();
+    }
     for (;;) {
       if (this.queue.length === 0) {
         await flushing; // batches submitted meanwhile (as its completions are answered) go on

@@ -12,6 +12,7 @@ import type { SegmentRecord } from '../vm/segment.js';
 import type { BackingStore, PageWrite, WriteTicket } from '../vm/store.js';
 import { openDevice, type BackingDevice, type DeviceOptions } from './device.js';
 import { cycleMismatch, cycleRecord, newestRecordedCycle } from './cycle-record.js';
+import { PageMapCheck, type PageMapProblems } from './page-map-check.js';
 import { encodeHeader, FORMAT_VERSION, HEADER_PROBE_BYTES, newHeader, probeHeader, type StoreHeader } from './header.js';
 import { timed, type IoObserver } from './io-timing.js';
 import { PageWriter, type WrittenCycle } from './page-writer.js';
@@ -90,8 +91,16 @@ export class PersistentStore implements BackingStore {
   readonly dataOffset: number;
   /** Result of the integrity check run at open after an unclean shutdown ('ok', or undefined if none ran). */
   readonly recoveryCheck: string | undefined;
-  /** What the open-time check of the page map found (nothing, or the store would not have opened unless reportOnly). */
-  pageMapProblems: { count: number; first: string[] } = { count: 0, first: [] };
+  /** What the check of the page map found (opened with reportOnly: at once; see pageMapChecked). */
+  pageMapProblems: PageMapProblems = { count: 0, first: [] };
+  /**
+   * Settles once every page-map row is checked (page-map-check.ts), in the background after open:
+   * no page-out takes a slot before. Rejects with a StoreCorruptError when a row contradicts what
+   * must hold; the store has then failed (pagerd exits 65).
+   */
+  pageMapChecked: Promise<void> = Promise.resolve();
+  /** Whether page-outs may take slots: true once the page map is checked, false if it failed its check. */
+  private writable: Promise<boolean> = Promise.resolve(true);
   private failure: Error | undefined;
   private readonly meta: MetaTable;
   private readonly segments: SegmentsTable;
@@ -99,6 +108,7 @@ export class PersistentStore implements BackingStore {
   private readonly freeSlots: FreeSlotMap;
   private readonly unsynced: UnsyncedPageouts;
   private readonly walSpace: WalSpace;
+  private readonly databasePath: string;
   /** Binds each page's checksum to its identity (page-seal.ts). */
   private readonly seal: PageSeal;
   /** The cycle committed last, while its data flush is in flight. */
@@ -148,6 +158,7 @@ export class PersistentStore implements BackingStore {
     this.pages = new PagesTable(db);
     this.freeSlots = new FreeSlotMap(db, header.slotCount);
     this.unsynced = new UnsyncedPageouts(db);
+    this.databasePath = options.databasePath;
     this.walSpace = new WalSpace(db, options.databasePath);
     this.seal = new PageSeal(header.storeId);
     this.committedCycle = Number(this.meta.get('cycle') ?? 0);
@@ -161,6 +172,7 @@ export class PersistentStore implements BackingStore {
       observeIo: options.observeIo,
       takeSlots: (n) => this.allocator.take(n),
       startCycle: () => this.startCycle(),
+      writable: () => this.writable,
       giveBackSlots: (slots) => {
         this.cyclesWritten--; // failed before (or at) its commit
         this.allocator.giveBack(slots);
@@ -234,13 +246,19 @@ export class PersistentStore implements BackingStore {
       if (!fresh && !/^\d+$/.test(high ?? '')) throw new StoreCorruptError(`${options.databasePath} holds no valid slot high water (meta.slot_high is ${JSON.stringify(high)}): ${REFUSAL_ADVICE}`);
       meta.set('clean_shutdown', 0);
       const store = new PersistentStore(device, db, header, options, recovery);
-      store.pageMapProblems = store.checkPageMap();
-      if (store.pageMapProblems.count > 0 && options.reportOnly !== true) {
-        const { count, first } = store.pageMapProblems;
-        throw new StoreCorruptError(`${options.databasePath}: the page map contradicts itself in ${count} place${count === 1 ? '' : 's'} (${first[0]}): ${REFUSAL_ADVICE}`);
-      }
       const wentBack = await store.recoverUnsynced();
       if (wentBack > 0) options.log?.warn({ device: where, pages: wentBack }, 'pages whose last page-out was cut short went back to their previous version');
+      if (options.reportOnly === true) {
+        store.pageMapProblems = store.newPageMapCheck().run();
+        store.pageMapChecked = Promise.resolve();
+      } else {
+        store.pageMapChecked = store.checkPageMapInBackground();
+      }
+      store.pageMapChecked.catch(() => undefined); // whoever awaits it hears; nobody need
+      store.writable = store.pageMapChecked.then(
+        () => true,
+        () => false,
+      );
       return store;
     } catch (err) {
       db?.close();
@@ -383,11 +401,34 @@ export class PersistentStore implements BackingStore {
     return this.pages.after(vmid, pno, limit);
   }
 
-  /** The open-time check of the page map against the segments, the high water and the free-slot map. */
-  private checkPageMap(): { count: number; first: string[] } {
+  /** A check of the page map against the segments, the high water and the free-slot map. */
+  private newPageMapCheck(): PageMapCheck {
     const segments = new Set(this.segments.all().map((s) => s.vmid));
     const allocator = this.allocator;
-    return this.pages.check({ segments, high: allocator.high, slotCount: this.header.slotCount, isFree: (slot) => allocator.isFree(slot) });
+    return new PageMapCheck({ pages: this.pages, segments, high: allocator.high, slotCount: this.header.slotCount, isFree: (slot) => allocator.isFree(slot) });
+  }
+
+  /** Runs the page-map check a step per turn of the event loop; fails the store if it finds a problem. */
+  private checkPageMapInBackground(): Promise<void> {
+    const check = this.newPageMapCheck();
+    const started = performance.now();
+    return new Promise<void>((resolve, reject) => {
+      const step = (): void => {
+        if (this.closed) return resolve();
+        if (!check.step()) return void setImmediate(step);
+        this.pageMapProblems = check.problems;
+        const { count, first } = check.problems;
+        const ms = Math.round(performance.now() - started);
+        if (count === 0) {
+          this.log.info({ ms, rows: check.rows }, 'page map checked: page-outs may take slots');
+          return resolve();
+        }
+        const err = new StoreCorruptError(`${this.databasePath}: the page map contradicts itself in ${count} place${count === 1 ? '' : 's'} (${first[0]}): ${REFUSAL_ADVICE}`);
+        this.failPermanently(err);
+        reject(err);
+      };
+      setImmediate(step);
+    });
   }
 
   /** Where the page map puts a page now (its slot and checksum), if anywhere. */

@@ -30,6 +30,17 @@ function corrupt(dir: string, change: (db: Database.Database) => void): void {
 const open = (dir: string, reportOnly = false) => PersistentStore.open(storeOptions(dir, { createBytes: 64 * PAGE, reportOnly }));
 
 describe('the page map is checked before any slot is reused', () => {
+  it('a store whose page map holds no contradiction passes its check, and page-outs wait for it', async () => {
+    const { dir, vmid } = await storeWithPages();
+    const store = await open(dir);
+    expect(store.reserveSlots(1)).toBe(true);
+    const ticket = store.writePages([{ vmid, pno: 9, data: new Uint8Array(PAGE).fill(9) }]);
+    await store.pageMapChecked;
+    await ticket.complete;
+    expect(store.failed).toBe(false);
+    await store.close();
+  });
+
   for (const [what, change, message] of [
     ['the slot high water lost (its key renamed)', (db: Database.Database) => db.exec("UPDATE meta SET key = 'slot_hig' WHERE key = 'slot_high'"), /no valid slot high water/],
     ['the slot high water lowered below mapped slots', (db: Database.Database) => db.exec("UPDATE meta SET value = '2' WHERE key = 'slot_high'"), /at or past the high water 2/],
@@ -56,11 +67,21 @@ describe('the page map is checked before any slot is reused', () => {
     ['a row of a segment that does not exist (its key flipped)', (db: Database.Database) => db.exec('UPDATE page_map SET vmid = vmid + 4'), /belongs to no segment/],
     ['a row with a malformed entries blob', (db: Database.Database) => db.exec("UPDATE page_map SET entries = X'0102'"), /malformed entries/],
   ] as const) {
-    it(`${what}: refused at open with one line, as corruption (exit 65)`, async () => {
+    it(`${what}: refused with one line, as corruption (exit 65), before any page-out`, async () => {
       const { dir } = await storeWithPages();
       corrupt(dir, change);
       const refused = await open(dir).then(
-        () => undefined,
+        async (store) => {
+          // Found by the check that runs after open, before any page-out may take a slot.
+          const found = await store.pageMapChecked.then(() => undefined, (err: unknown) => err);
+          expect(store.failed).toBe(found !== undefined);
+          if (found !== undefined) {
+            expect(store.reserveSlots(1)).toBe(true);
+            await expect(store.writePages([{ vmid: 1, pno: 9, data: new Uint8Array(PAGE) }]).complete).rejects.toMatchObject({ code: 'EIO', reason: 'store-failed' });
+          }
+          await store.abort();
+          return found;
+        },
         (err: unknown) => err,
       );
       expect(refused).toBeInstanceOf(StoreCorruptError);

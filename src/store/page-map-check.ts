@@ -1,0 +1,100 @@
+import { PAGE_ENTRY_BYTES, RUN_PAGES, type PagesTable } from '../meta/pages-table.js';
+
+/** What must hold of every page-map row, and where the check reads them. */
+export interface PageMapFacts {
+  pages: PagesTable;
+  segments: ReadonlySet<number>;
+  high: number;
+  slotCount: number;
+  isFree(slot: number): boolean;
+}
+
+export interface PageMapProblems {
+  count: number;
+  /** The first few, in words. */
+  first: string[];
+}
+
+/** Rows read per step: a step is a few milliseconds, so a daemon checking in the background stays responsive. */
+const ROWS_PER_STEP = 4096;
+
+/**
+ * The check of the page map that must pass before any slot may be reused: every row well formed
+ * (its key, its entries, its count of mapped pages), of a segment that exists, each mapped slot
+ * below the high water and the slot count, mapped by one page only, and not listed free. A
+ * flipped bit in a row, in the high water or in the free-slot map would otherwise let page-outs
+ * overwrite acknowledged pages. SQLite's own checks see none of this.
+ *
+ * It reads the rows in key order, ROWS_PER_STEP at a time: at 10 M mapped pages reading them takes
+ * ~1 s here, more than a start may (docs/durability.md), so the daemon runs it in the background
+ * while no page-out may take a slot. Rows released or deleted meanwhile do not matter: each row is
+ * checked against the free-slot state of the moment it is read, and nothing maps a slot until the
+ * check is done.
+ */
+export class PageMapCheck {
+  readonly problems: PageMapProblems = { count: 0, first: [] };
+  private readonly seen: Uint8Array;
+  private cursor: [unknown, unknown] = [-1, -1];
+  private done = false;
+  /** Rows checked so far. */
+  rows = 0;
+  /** One row's entries as aligned little-endian words. */
+  private readonly words = new Uint32Array(RUN_PAGES * 2);
+
+  constructor(private readonly facts: PageMapFacts) {
+    this.seen = new Uint8Array(Math.ceil(facts.slotCount / 8));
+  }
+
+  /** Checks the next rows; true once every row is checked. */
+  step(): boolean {
+    if (this.done) return true;
+    const rows = this.facts.pages.rawRowsAfter(this.cursor, ROWS_PER_STEP);
+    for (const row of rows) this.checkRow(row);
+    this.rows += rows.length;
+    if (rows.length > 0) this.cursor = [rows[rows.length - 1][0], rows[rows.length - 1][1]];
+    this.done = rows.length < ROWS_PER_STEP;
+    return this.done;
+  }
+
+  /** Runs every step at once (pagerd --check, tests). */
+  run(): PageMapProblems {
+    while (!this.step());
+    return this.problems;
+  }
+
+  private checkRow([vmid, run, entries, mapped]: unknown[]): void {
+    const where = `page-map row (segment ${String(vmid)}, run ${String(run)})`;
+    if (!Number.isSafeInteger(vmid) || !Number.isSafeInteger(run) || (run as number) < 0 || (run as number) * RUN_PAGES >= 2 ** 32) {
+      return this.problem(`${where} has a malformed key`);
+    }
+    if (!Buffer.isBuffer(entries) || entries.length !== RUN_PAGES * PAGE_ENTRY_BYTES) return this.problem(`${where} has malformed entries`);
+    const { segments, high, slotCount, isFree } = this.facts;
+    if (!segments.has(vmid as number)) this.problem(`${where} belongs to no segment`);
+    const words = this.words;
+    new Uint8Array(words.buffer).set(entries); // little-endian words on a little-endian machine (x86-64, arm64)
+    const limit = Math.min(high, slotCount);
+    const seen = this.seen;
+    let count = 0;
+    for (let i = 0; i < RUN_PAGES; i++) {
+      const stored = words[2 * i];
+      if (stored === 0) continue;
+      count++;
+      const slot = stored - 1;
+      const bit = 1 << (slot & 7);
+      if (slot < limit && (seen[slot >>> 3] & bit) === 0 && !isFree(slot)) {
+        seen[slot >>> 3] |= bit;
+        continue;
+      }
+      const page = `page ${(run as number) * RUN_PAGES + i} of segment ${vmid as number}`;
+      if (slot >= limit) this.problem(`${page} maps slot ${slot}, at or past the high water ${high} (slot count ${slotCount})`);
+      else if ((seen[slot >>> 3] & bit) !== 0) this.problem(`slot ${slot} is mapped by more than one page (${page} among them)`);
+      else this.problem(`${page} maps slot ${slot}, which the free-slot map lists free`);
+      if (slot < slotCount) seen[slot >>> 3] |= bit;
+    }
+    if (mapped !== count) this.problem(`${where} says it maps ${String(mapped)} pages, its entries map ${count}`);
+  }
+
+  private problem(what: string): void {
+    if (this.problems.count++ < 5) this.problems.first.push(what);
+  }
+}
