@@ -70,6 +70,17 @@ export class StoreCorruptError extends StoreRefusedError {
   }
 }
 
+/**
+ * An SQLite error at open that means the database itself is damaged (not busy, not a permission):
+ * as a StoreCorruptError with one line, or undefined for any other error.
+ */
+function unreadableMetadata(err: unknown, path: string): StoreCorruptError | undefined {
+  const { code, message } = err as { code?: unknown; message?: unknown };
+  if (typeof code !== 'string' || typeof message !== 'string') return undefined;
+  const damaged = /^SQLITE_(CORRUPT|NOTADB)/.test(code) || (code === 'SQLITE_ERROR' && /malformed|no such (column|table)/.test(message));
+  return damaged ? new StoreCorruptError(`${path} is damaged (${message}): ${REFUSAL_ADVICE}`) : undefined;
+}
+
 /** What a refusal for corruption tells the operator to do. */
 const REFUSAL_ADVICE = 'refusing to start, so that no acknowledged page is overwritten or served wrong; `pagerd --check` lists every problem; restore the device and its database together from a backup';
 
@@ -263,7 +274,7 @@ export class PersistentStore implements BackingStore {
     } catch (err) {
       db?.close();
       await device.close();
-      throw err;
+      throw unreadableMetadata(err, options.databasePath) ?? err;
     }
   }
 
@@ -413,9 +424,19 @@ export class PersistentStore implements BackingStore {
     const check = this.newPageMapCheck();
     const started = performance.now();
     return new Promise<void>((resolve, reject) => {
+      const fail = (err: StoreCorruptError): void => {
+        this.failPermanently(err);
+        reject(err);
+      };
       const step = (): void => {
         if (this.closed) return resolve();
-        if (!check.step()) return void setImmediate(step);
+        let done: boolean;
+        try {
+          done = check.step();
+        } catch (err) {
+          return fail(unreadableMetadata(err, this.databasePath) ?? new StoreCorruptError(`${this.databasePath}: the page map cannot be read (${(err as Error).message}): ${REFUSAL_ADVICE}`));
+        }
+        if (!done) return void setImmediate(step);
         this.pageMapProblems = check.problems;
         const { count, first } = check.problems;
         const ms = Math.round(performance.now() - started);
@@ -423,9 +444,7 @@ export class PersistentStore implements BackingStore {
           this.log.info({ ms, rows: check.rows }, 'page map checked: page-outs may take slots');
           return resolve();
         }
-        const err = new StoreCorruptError(`${this.databasePath}: the page map contradicts itself in ${count} place${count === 1 ? '' : 's'} (${first[0]}): ${REFUSAL_ADVICE}`);
-        this.failPermanently(err);
-        reject(err);
+        fail(new StoreCorruptError(`${this.databasePath}: the page map contradicts itself in ${count} place${count === 1 ? '' : 's'} (${first[0]}): ${REFUSAL_ADVICE}`));
       };
       setImmediate(step);
     });
