@@ -25,6 +25,7 @@ if (gc === undefined) throw new Error('run with node --expose-gc (npm run bench:
 class NullStore implements BackingStore {
   readonly pageSize = PAGE;
   readonly failed = false;
+  readonly checking = undefined;
   private next = 1;
   async loadSegments(): Promise<SegmentRecord[]> {
     return [];
@@ -32,7 +33,7 @@ class NullStore implements BackingStore {
   async createSegment(): Promise<number> {
     return this.next++;
   }
-  async deleteSegment(): Promise<void> {}
+  deleteSegment(): void {}
   async readPage(_vmid: number, _pno: number, into: Uint8Array): Promise<void> {
     into.fill(0);
   }
@@ -44,7 +45,7 @@ class NullStore implements BackingStore {
     const done = Promise.resolve();
     return { captured: done, complete: done };
   }
-  async releasePages(): Promise<void> {}
+  releasePages(): void {}
   reserveSlots(): boolean {
     return true;
   }

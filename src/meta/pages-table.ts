@@ -47,6 +47,7 @@ export class PagesTable {
   readonly #rowsAfter: Statement<[number, number, number], Row & { vmid: number }>;
   readonly #allRows: Statement<[], Row & { vmid: number }>;
   readonly #rawRowsAfter: Statement<[unknown, unknown, number], unknown[]>;
+  readonly #rawRowsFirst: Statement<[number], unknown[]>;
   /** Rows by cache key; null: the row does not exist. */
   readonly #cached = new Map<number, Buffer | null>();
 
@@ -60,6 +61,7 @@ export class PagesTable {
     this.#count = db.prepare<[], number | null>('SELECT sum(mapped) FROM page_map').pluck();
     this.#rowsAfter = db.prepare('SELECT vmid, run, entries FROM page_map WHERE (vmid, run) >= (?, ?) ORDER BY vmid, run LIMIT ?');
     this.#allRows = db.prepare('SELECT vmid, run, entries FROM page_map');
+    this.#rawRowsFirst = db.prepare<[number], unknown[]>('SELECT vmid, run, entries, mapped FROM page_map ORDER BY vmid, run LIMIT ?').raw();
     this.#rawRowsAfter = db.prepare<[unknown, unknown, number], unknown[]>('SELECT vmid, run, entries, mapped FROM page_map WHERE (vmid, run) > (?, ?) ORDER BY vmid, run LIMIT ?').raw();
   }
 
@@ -206,11 +208,11 @@ export class PagesTable {
   }
 
   /**
-   * Up to `limit` rows after the key `after`, in key order, as raw values (vmid, run, entries,
+   * Up to `limit` rows after the key `after` (from the first without it), in key order, as raw values (vmid, run, entries,
    * mapped), unchecked: the page-map check reads rows a flipped bit may have made of any type.
    */
-  rawRowsAfter(after: readonly [unknown, unknown], limit: number): unknown[][] {
-    return this.#rawRowsAfter.all(after[0], after[1], limit);
+  rawRowsAfter(after: readonly [unknown, unknown] | undefined, limit: number): unknown[][] {
+    return after === undefined ? this.#rawRowsFirst.all(limit) : this.#rawRowsAfter.all(after[0], after[1], limit);
   }
 
   /** Up to `limit` mapped pages after (vmid, pno), in order (for scrubbing). */

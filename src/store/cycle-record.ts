@@ -2,9 +2,11 @@ import { crc32c } from '../native/addon.js';
 
 /**
  * The device's record of the page-out cycle being committed: written with each cycle's data,
- * before its fdatasync, so the device says how far the metadata must have got. Two copies, in
- * sectors 2 and 4 of the header page, alternate by cycle number: a torn write of one leaves the
- * other, and the store stays openable. Little-endian, in a 512-byte sector:
+ * before its fdatasync, so the device says how far the metadata must have got. Three copies, in
+ * sectors 2, 4 and 6 of the header page, rotate by cycle number: a cycle's record overwrites the
+ * copy of the cycle three before it, so while it is written (and may tear) the two cycles before
+ * it are still on the device, and the store stays openable. (On a device with 4 KiB sectors the
+ * header page is one sector, written whole or not at all.) Little-endian, in a 512-byte sector:
  *
  *   0  8  magic "PGRCYCLE"
  *   8 16  store id
@@ -13,8 +15,8 @@ import { crc32c } from '../native/addon.js';
  */
 const MAGIC = Buffer.from('PGRCYCLE', 'latin1');
 export const CYCLE_RECORD_BYTES = 512;
-/** Byte positions of the two copies, inside the header page. */
-const POSITIONS = [1024, 2048] as const;
+/** Byte positions of the three copies, inside the header page. */
+const POSITIONS = [1024, 2048, 3072] as const;
 
 /** Where cycle `cycle`'s record goes, and its bytes. */
 export function cycleRecord(storeId: string, cycle: number): { position: number; bytes: Buffer } {
@@ -23,7 +25,7 @@ export function cycleRecord(storeId: string, cycle: number): { position: number;
   Buffer.from(storeId, 'hex').copy(bytes, 8);
   bytes.writeDoubleLE(cycle, 24);
   bytes.writeUInt32LE(crc32c(bytes.subarray(0, 32)), 32);
-  return { position: POSITIONS[cycle % 2], bytes };
+  return { position: POSITIONS[cycle % POSITIONS.length], bytes };
 }
 
 /** The newest cycle the header page records for this store (0: none). A copy that fails its check is ignored. */
@@ -45,7 +47,9 @@ export function newestRecordedCycle(headerPage: Uint8Array, storeId: string): nu
  * together; if not, why (a message for the operator). A cycle's data flush and its commit run at
  * once, and the next cycle is written meanwhile: so the device may be up to two cycles ahead
  * (cycles written, their commits not made) or one behind (a commit durable, its flush cut short;
- * the open-time check of unsynced cycles takes those pages back). Anything else means the
+ * the open-time check of unsynced cycles takes those pages back, and the open writes the
+ * metadata's cycle to the device before any page-out, so a second crash finds the device no
+ * further behind). Anything else means the
  * metadata is older than the device (a lost WAL, an older database restored) or the device older
  * than the metadata (an older device image): serving either would serve stale pages as current.
  */

@@ -26,20 +26,20 @@ const ROWS_PER_STEP = 4096;
  * overwrite acknowledged pages. SQLite's own checks see none of this.
  *
  * It reads the rows in key order, ROWS_PER_STEP at a time: at 10 M mapped pages reading them takes
- * ~1 s here, more than a start may (docs/durability.md), so the daemon runs it in the background
- * while no page-out may take a slot. Rows released or deleted meanwhile do not matter: each row is
- * checked against the free-slot state of the moment it is read, and nothing maps a slot until the
- * check is done.
+ * ~1 s here, more than a start may (docs/durability.md), so the daemon runs it in the background.
+ * The map stands still meanwhile: each row is checked against the free-slot state of the moment
+ * it is read, nothing maps a slot until the
+ * check is done, and releases and deletes wait for it too (a release freeing a slot that a checked
+ * row also maps would hide that row's problem).
  */
 export class PageMapCheck {
   readonly problems: PageMapProblems = { count: 0, first: [] };
   private readonly seen: Uint8Array;
-  private cursor: [unknown, unknown] = [-1, -1];
+  /** The key of the last row checked; undefined before the first. */
+  private cursor: [unknown, unknown] | undefined;
   private done = false;
   /** Rows checked so far. */
   rows = 0;
-  /** One row's entries as aligned little-endian words. */
-  private readonly words = new Uint32Array(RUN_PAGES * 2);
 
   constructor(private readonly facts: PageMapFacts) {
     this.seen = new Uint8Array(Math.ceil(facts.slotCount / 8));
@@ -70,13 +70,11 @@ export class PageMapCheck {
     if (!Buffer.isBuffer(entries) || entries.length !== RUN_PAGES * PAGE_ENTRY_BYTES) return this.problem(`${where} has malformed entries`);
     const { segments, high, slotCount, isFree } = this.facts;
     if (!segments.has(vmid as number)) this.problem(`${where} belongs to no segment`);
-    const words = this.words;
-    new Uint8Array(words.buffer).set(entries); // little-endian words on a little-endian machine (x86-64, arm64)
     const limit = Math.min(high, slotCount);
     const seen = this.seen;
     let count = 0;
     for (let i = 0; i < RUN_PAGES; i++) {
-      const stored = words[2 * i];
+      const stored = entries.readUInt32LE(i * PAGE_ENTRY_BYTES);
       if (stored === 0) continue;
       count++;
       const slot = stored - 1;

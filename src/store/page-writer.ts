@@ -97,6 +97,7 @@ export class PageWriter {
   private readonly active = new Set<Waiter>();
   private running = false;
   private idleWaiters: (() => void)[] = [];
+  private awaitingCheck = false;
   /** When a cycle last settled, or the writer last went idle (performance.now() ms). */
   private lastProgressMs = performance.now();
 
@@ -127,7 +128,7 @@ export class PageWriter {
 
   /** True while the writer is idle or has settled a cycle within the last `withinMs` (the watchdog asks). */
   progressing(withinMs: number): boolean {
-    return !this.running || performance.now() - this.lastProgressMs < withinMs;
+    return !this.running || this.awaitingCheck || performance.now() - this.lastProgressMs < withinMs;
   }
 
   /** The drain loop threw: no batch may be left pending, so every one it held fails. */
@@ -155,8 +156,12 @@ export class PageWriter {
   private async drain(): Promise<void> {
     /** The previous cycle's flush and commit: resolves to whether its fdatasync succeeded. */
     let flushing: Promise<boolean> = Promise.resolve(true);
-    if (!(await this.host.writable())) {
-      this.failQueued(new PagerError('store-failed', 'the page map failed its check at open'));
+    this.awaitingCheck = true; // waiting for the store's check is no stall (the watchdog asks)
+    const writable = await this.host.writable();
+    this.awaitingCheck = false;
+    this.lastProgressMs = performance.now();
+    if (!writable) {
+      this.failQueued(new PagerError('store-failed', 'the store may not take page-outs (its metadata failed its check, or it closed first)'));
       return this.finish();
     }
     for (;;) {

@@ -110,8 +110,12 @@ export class PersistentStore implements BackingStore {
    * must hold; the store has then failed (pagerd exits 65).
    */
   pageMapChecked: Promise<void> = Promise.resolve();
-  /** Whether page-outs may take slots: true once the page map is checked, false if it failed its check. */
+  /** True once the page-map check has passed. */
+  private pageMapPassed = false;
+  /** Whether page-outs may take slots: true once the page map has passed its check, false if it never will. */
   private writable: Promise<boolean> = Promise.resolve(true);
+  /** Set while the page map is being checked (see BackingStore.checking). */
+  checking: Promise<unknown> | undefined;
   private failure: Error | undefined;
   private readonly meta: MetaTable;
   private readonly segments: SegmentsTable;
@@ -242,9 +246,18 @@ export class PersistentStore implements BackingStore {
         throw new StoreRefusedError(`${where} is pagerd store ${found.header.storeId}, but ${options.databasePath} belongs to store ${knownId}`);
       }
       if (!fresh) {
-        const mismatch = cycleMismatch(newestRecordedCycle(probe, header.storeId), Number(meta.get('cycle') ?? 0));
+        const deviceCycle = newestRecordedCycle(probe, header.storeId);
+        const metadataCycle = Number(meta.get('cycle') ?? 0);
+        const mismatch = cycleMismatch(deviceCycle, metadataCycle);
         if (mismatch !== undefined) {
           throw new StoreCorruptError(`${where} and ${options.databasePath} do not belong together: ${mismatch}. Refusing to serve stale pages: put back the database (with its -wal file) that goes with this device, or restore both from one backup`);
+        }
+        if (deviceCycle < metadataCycle) {
+          // A commit outlived its flush (a crash): the device records the metadata's cycle again
+          // before any page-out, or the next crash could find it two behind.
+          const { position, bytes } = cycleRecord(header.storeId, metadataCycle);
+          await device.writev([bytes], position);
+          await device.datasync();
         }
       }
       let recovery: string | undefined;
@@ -262,14 +275,17 @@ export class PersistentStore implements BackingStore {
       if (options.reportOnly === true) {
         store.pageMapProblems = store.newPageMapCheck().run();
         store.pageMapChecked = Promise.resolve();
+        store.pageMapPassed = store.pageMapProblems.count === 0;
       } else {
         store.pageMapChecked = store.checkPageMapInBackground();
       }
       store.pageMapChecked.catch(() => undefined); // whoever awaits it hears; nobody need
+      // Passed, not merely settled: a store closed before its check finished writes nothing more.
       store.writable = store.pageMapChecked.then(
-        () => true,
+        () => store.pageMapPassed,
         () => false,
       );
+      store.checking = store.pageMapChecked.then(() => (store.checking = undefined), () => (store.checking = undefined));
       return store;
     } catch (err) {
       db?.close();
@@ -441,6 +457,7 @@ export class PersistentStore implements BackingStore {
         const { count, first } = check.problems;
         const ms = Math.round(performance.now() - started);
         if (count === 0) {
+          this.pageMapPassed = true;
           this.log.info({ ms, rows: check.rows }, 'page map checked: page-outs may take slots');
           return resolve();
         }
@@ -531,10 +548,10 @@ export class PersistentStore implements BackingStore {
       if (FATAL_SQLITE.test((err as { code?: string }).code ?? '')) this.failPermanently(err as Error);
       throw err;
     }
-    this.committedCycle = number;
-    this.cyclesWritten--;
     this.allocator.committed(slots.length, slots.length - overtaken.length);
     this.toLimbo(overtaken);
+    this.committedCycle = number;
+    this.cyclesWritten--;
   }
 
   /**

@@ -92,6 +92,7 @@ export class VmServices {
    * freed when it completes, and waits on the segment end with EINVAL.
    */
   async vmsDelete(ctx: ClientContext, vmid: number): Promise<void> {
+    if (this.vmm.store.checking !== undefined) await this.vmm.store.checking;
     const seg = this.segment(ctx, vmid);
     if (!ctx.mayWrite(seg)) throw new PagerError('no-write-access');
     this.vmm.store.deleteSegment(vmid);
@@ -143,6 +144,7 @@ export class VmServices {
 
   /** vm_release: the pages of the range read as zeros from now on, durably once this resolves. */
   async vmRelease(ctx: ClientContext, vaddr: number, nbytes: number): Promise<void> {
+    if (this.vmm.store.checking !== undefined) await this.vmm.store.checking;
     const range = this.addressRange(ctx, vaddr, nbytes);
     if (range !== undefined) await this.release(range);
   }
@@ -199,6 +201,7 @@ export class VmServices {
 
   /** vm_releasep: as vm_release, for a page range of a segment. */
   async vmReleasep(ctx: ClientContext, vmid: number, pfirst: number, npages: number): Promise<void> {
+    if (this.vmm.store.checking !== undefined) await this.vmm.store.checking;
     await this.release(this.pageRange(ctx, vmid, pfirst, npages, { write: true, largePages: false }));
   }
 

@@ -38,6 +38,11 @@ export interface BackingStore {
   readonly pageSize: number;
   /** True once the store has failed permanently (closed after a fatal error). */
   readonly failed: boolean;
+  /**
+   * Set while the store checks its metadata after open: releases and deletes wait for it (the map
+   * must stand still), page-outs too (inside the store). Undefined once done, however it ended.
+   */
+  readonly checking: Promise<unknown> | undefined;
 
   /** Every segment the store holds (at start-up). */
   loadSegments(): Promise<SegmentRecord[]>;

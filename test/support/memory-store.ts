@@ -30,6 +30,7 @@ export interface PendingRead {
 export class MemoryStore implements BackingStore {
   readonly pageSize: number;
   failed = false;
+  readonly checking = undefined;
   /** 'auto': writes complete on the next turn of the event loop; 'manual': the test settles them. */
   writeMode: 'auto' | 'manual' = 'auto';
   /** 'auto': reads complete on the next microtask; 'manual': the test settles them. */
