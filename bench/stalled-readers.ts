@@ -35,8 +35,10 @@ let peak = 0;
 for (const started = Date.now(); Date.now() - started < 16_000; await sleep(200)) peak = Math.max(peak, rssMiB());
 console.log(`RSS peak: ${peak} MiB; connections left after 16 s: ${(await c.stats()).connections as number}`);
 for (const s of readers) s.destroy();
-for (const after of [3, 10]) {
-  await sleep(after === 3 ? 3000 : 7000);
+let waited = 0;
+for (const after of [3, 10, 30]) {
+  await sleep((after - waited) * 1000);
+  waited = after;
   console.log(`RSS ${after} s after the readers are gone: ${rssMiB()} MiB`);
 }
 await c.close();

@@ -21,6 +21,7 @@ import { Metrics } from './metrics.js';
 
 /** How long after a connection ends the daemon gives freed memory back (ms): one trim for a burst of closes. */
 const TRIM_DELAY_MS = 1000;
+const TRIM_AGAIN_MS = 20_000;
 
 /** Where the daemon keeps its files, from the configuration. */
 export function statePaths(config: Config): { device: string; database: string } {
@@ -186,8 +187,8 @@ export class Daemon {
 
   /**
    * After connections end, gives the memory their buffers held back to the system: freed buffers
-   * stay with the C heap otherwise (200 dropped readers left the daemon at 400 MiB). Once a second
-   * at most.
+   * stay with the C heap otherwise (200 dropped readers left the daemon at 400 MiB). A second
+   * after, and again later, once the garbage collector has had time to free what they held.
    */
   private returnMemorySoon(): void {
     if (this.trimScheduled) return;
@@ -196,6 +197,7 @@ export class Daemon {
       this.trimScheduled = false;
       mallocTrim();
     }, TRIM_DELAY_MS).unref();
+    setTimeout(() => mallocTrim(), TRIM_AGAIN_MS).unref();
   }
 
   stats(): object {
