@@ -23,6 +23,27 @@ function refusedStart(daemon: RunningDaemon): { status: number | null; stderr: s
   return { status: r.status, stderr: r.stderr };
 }
 
+/**
+ * Two lives of a store, each ending in a clean stop: versions 1-2 of pages 0..31, then a copy of
+ * `name` (the database or the device) kept aside as `<file>.old`, then versions 3-6.
+ */
+async function twoLivesKeeping(name: string): Promise<{ daemon: RunningDaemon; vmid: number; file: string }> {
+  const daemon = await startDaemon();
+  const c = await daemon.client();
+  const vmid = await c.vmsCreate(V_WORKING, 32 * PAGE);
+  await writeVersions(c, vmid, 1, 2);
+  await c.close();
+  expect(await daemon.stop()).toBe(0);
+  const file = join(daemon.stateDir, name);
+  copyFileSync(file, `${file}.old`);
+  const again = await startDaemon({ stateDir: daemon.stateDir });
+  const c2 = await again.client();
+  await writeVersions(c2, vmid, 3, 4);
+  await c2.close();
+  expect(await again.stop()).toBe(0);
+  return { daemon, vmid, file };
+}
+
 describe('metadata that cannot lie: a device and a database that do not belong together are refused', () => {
   it('a -wal file deleted after kill -9: exit 65 naming the problem, not stale pages', async () => {
     // A clean stop first: the database file itself then holds the store, marked cleanly shut down.
@@ -46,54 +67,28 @@ describe('metadata that cannot lie: a device and a database that do not belong t
   });
 
   it('an older copy of the database restored beside a newer device: exit 65', async () => {
-    const daemon = await startDaemon();
-    const c = await daemon.client();
-    const vmid = await c.vmsCreate(V_WORKING, 32 * PAGE);
-    await writeVersions(c, vmid, 1, 2);
-    await c.close();
-    expect(await daemon.stop()).toBe(0);
-    const db = join(daemon.stateDir, 'pagerd.sqlite');
-    copyFileSync(db, `${db}.old`);
-
-    const again = await startDaemon({ stateDir: daemon.stateDir });
-    const c2 = await again.client();
-    await writeVersions(c2, vmid, 3, 4);
-    await c2.close();
-    expect(await again.stop()).toBe(0);
-    copyFileSync(`${db}.old`, db);
+    const { daemon, file } = await twoLivesKeeping('pagerd.sqlite');
+    copyFileSync(`${file}.old`, file);
     const r = refusedStart(daemon);
     expect(r.status).toBe(65);
     expect(r.stderr).toMatch(/the metadata is older than the device/);
   });
 
   it('an older image of the device restored beside a newer database: exit 65; the matching pair starts and reads the last versions', async () => {
-    const daemon = await startDaemon();
-    const c = await daemon.client();
-    const vmid = await c.vmsCreate(V_WORKING, 32 * PAGE);
-    await writeVersions(c, vmid, 1, 2);
-    await c.close();
-    expect(await daemon.stop()).toBe(0);
-    const device = join(daemon.stateDir, 'backing');
-    copyFileSync(device, `${device}.old`);
-
-    const again = await startDaemon({ stateDir: daemon.stateDir });
-    const c2 = await again.client();
-    await writeVersions(c2, vmid, 3, 4);
-    await c2.close();
-    expect(await again.stop()).toBe(0);
-    copyFileSync(device, `${device}.new`);
-    copyFileSync(`${device}.old`, device);
+    const { daemon, vmid, file } = await twoLivesKeeping('backing');
+    copyFileSync(file, `${file}.new`);
+    copyFileSync(`${file}.old`, file);
     const r = refusedStart(daemon);
     expect(r.status).toBe(65);
     expect(r.stderr).toMatch(/the device is older than the metadata/);
 
-    copyFileSync(`${device}.new`, device);
+    copyFileSync(`${file}.new`, file);
     const third = await startDaemon({ stateDir: daemon.stateDir });
-    const c3 = await third.client();
+    const c = await third.client();
     const back = new Uint8Array(32 * PAGE);
-    await c3.vmMove(vmid, 0, back.length, UIO_READ, uio(back));
+    await c.vmMove(vmid, 0, back.length, UIO_READ, uio(back));
     expect(back.every((b) => b === 6)).toBe(true);
-    await c3.close();
+    await c.close();
     expect(await third.stop()).toBe(0);
   });
 });
