@@ -40,6 +40,7 @@ export async function buildStore(pages: number): Promise<{ dir: string; dbBytes:
       map.putMany(Array.from({ length: Math.min(65536, pages - p) }, (_, i) => ({ vmid, pno: p + i, slot: p + i, checksum: seal.of(zero, vmid, p + i) })));
     }
     db.prepare("UPDATE meta SET value = ? WHERE key = 'slot_high'").run(String(pages));
+    db.prepare('UPDATE segments SET mapped = ? WHERE vmid = ?').run(pages, vmid);
   })();
   db.pragma('wal_checkpoint(TRUNCATE)');
   db.close();

@@ -111,6 +111,12 @@ export const MIGRATIONS: readonly ((db: Database) => void)[] = [
       putCycle.run(entries, cycle);
     }
   },
+  // 6: each segment records how many of its pages the page map maps, so a lost row is seen.
+  (db) =>
+    db.exec(`
+      ALTER TABLE segments ADD COLUMN mapped INTEGER NOT NULL DEFAULT 0;
+      UPDATE segments SET mapped = (SELECT coalesce(sum(mapped), 0) FROM page_map WHERE page_map.vmid = segments.vmid);
+    `),
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

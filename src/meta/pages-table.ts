@@ -48,6 +48,8 @@ export class PagesTable {
   readonly #allRows: Statement<[], Row & { vmid: number }>;
   readonly #rawRowsAfter: Statement<[unknown, unknown, number], unknown[]>;
   readonly #rawRowsFirst: Statement<[number], unknown[]>;
+  /** Mapped pages gained (or lost) per segment by the rows written since takeCountChanges(). */
+  readonly #countChanges = new Map<number, number>();
   /** Rows by cache key; null: the row does not exist. */
   readonly #cached = new Map<number, Buffer | null>();
 
@@ -151,6 +153,17 @@ export class PagesTable {
   /** The transaction that changed rows rolled back: what is kept in memory may be ahead of SQLite. */
   forgetCached(): void {
     this.#cached.clear();
+    this.#countChanges.clear();
+  }
+
+  /**
+   * The change of each segment's count of mapped pages by the rows written since the last call,
+   * for the caller's transaction to record (SegmentsTable.addMapped).
+   */
+  takeCountChanges(): [number, number][] {
+    const changes = [...this.#countChanges].filter(([, delta]) => delta !== 0);
+    this.#countChanges.clear();
+    return changes;
   }
 
   /** A row's entries (read-only), from memory or SQLite; null if the row does not exist. */
@@ -173,6 +186,8 @@ export class PagesTable {
   /** Stores a changed row (deleted once no page in it is mapped) and keeps it current in memory. */
   private writeRow(vmid: number, run: number, entries: Buffer): void {
     const mapped = mappedIn(entries);
+    const before = this.row(vmid, run);
+    this.#countChanges.set(vmid, (this.#countChanges.get(vmid) ?? 0) + mapped - (before === null ? 0 : mappedIn(before)));
     if (mapped === 0) this.#deleteRow.run(vmid, run);
     else this.#putRow.run(vmid, run, entries, mapped);
     this.cache(vmid, run, mapped === 0 ? null : entries);

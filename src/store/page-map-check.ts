@@ -3,7 +3,8 @@ import { PAGE_ENTRY_BYTES, RUN_PAGES, type PagesTable } from '../meta/pages-tabl
 /** What must hold of every page-map row, and where the check reads them. */
 export interface PageMapFacts {
   pages: PagesTable;
-  segments: ReadonlySet<number>;
+  /** Each segment, with the count of mapped pages it records. */
+  segments: ReadonlyMap<number, number>;
   high: number;
   slotCount: number;
   isFree(slot: number): boolean;
@@ -21,7 +22,8 @@ const ROWS_PER_STEP = 4096;
 /**
  * The check of the page map that must pass before any slot may be reused: every row well formed
  * (its key, its entries, its count of mapped pages), of a segment that exists, each mapped slot
- * below the high water and the slot count, mapped by one page only, and not listed free. A
+ * below the high water and the slot count, mapped by one page only, and not listed free; and each
+ * segment's rows mapping as many pages as the segment records (a row deleted whole). A
  * flipped bit in a row, in the high water or in the free-slot map would otherwise let page-outs
  * overwrite acknowledged pages. SQLite's own checks see none of this.
  *
@@ -40,6 +42,8 @@ export class PageMapCheck {
   private done = false;
   /** Rows checked so far. */
   rows = 0;
+  /** Mapped pages counted in each segment's rows so far. */
+  private readonly counted = new Map<number, number>();
 
   constructor(private readonly facts: PageMapFacts) {
     this.seen = new Uint8Array(Math.ceil(facts.slotCount / 8));
@@ -53,6 +57,7 @@ export class PageMapCheck {
     this.rows += rows.length;
     if (rows.length > 0) this.cursor = [rows[rows.length - 1][0], rows[rows.length - 1][1]];
     this.done = rows.length < ROWS_PER_STEP;
+    if (this.done) this.checkCounts();
     return this.done;
   }
 
@@ -90,6 +95,15 @@ export class PageMapCheck {
       if (slot < slotCount) seen[slot >>> 3] |= bit;
     }
     if (mapped !== count) this.problem(`${where} says it maps ${String(mapped)} pages, its entries map ${count}`);
+    this.counted.set(vmid as number, (this.counted.get(vmid as number) ?? 0) + count);
+  }
+
+  /** Each segment's rows map as many pages as it records: a row lost (or one that strayed in) shows here. */
+  private checkCounts(): void {
+    for (const [vmid, recorded] of this.facts.segments) {
+      const counted = this.counted.get(vmid) ?? 0;
+      if (counted !== recorded) this.problem(`segment ${vmid} records ${recorded} mapped pages, its page-map rows map ${counted} (a row lost or misplaced)`);
+    }
   }
 
   private problem(what: string): void {

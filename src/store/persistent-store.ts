@@ -430,7 +430,7 @@ export class PersistentStore implements BackingStore {
 
   /** A check of the page map against the segments, the high water and the free-slot map. */
   private newPageMapCheck(): PageMapCheck {
-    const segments = new Set(this.segments.all().map((s) => s.vmid));
+    const segments = this.segments.mappedCounts();
     const allocator = this.allocator;
     return new PageMapCheck({ pages: this.pages, segments, high: allocator.high, slotCount: this.header.slotCount, isFree: (slot) => allocator.isFree(slot) });
   }
@@ -683,6 +683,7 @@ export class PersistentStore implements BackingStore {
         this.db
           .transaction(() => {
             work();
+            for (const [vmid, delta] of this.pages.takeCountChanges()) this.segments.addMapped(vmid, delta);
             this.freeSlots.mark(unrecorded, true);
             this.freeSlots.write();
             for (const id of synced) this.unsynced.delete(id);

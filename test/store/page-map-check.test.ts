@@ -65,6 +65,7 @@ describe('the page map is checked before any slot is reused', () => {
     ],
     ['a row whose count of mapped pages is wrong', (db: Database.Database) => db.exec('UPDATE page_map SET mapped = 7'), /says it maps 7 pages, its entries map 8/],
     ['a row of a segment that does not exist (its key flipped)', (db: Database.Database) => db.exec('UPDATE page_map SET vmid = vmid + 4'), /belongs to no segment/],
+    ['a row deleted whole', (db: Database.Database) => db.exec('DELETE FROM page_map WHERE run = 0'), /records 8 mapped pages, its page-map rows map 0/],
     ['a row with a malformed entries blob', (db: Database.Database) => db.exec("UPDATE page_map SET entries = X'0102'"), /malformed entries/],
   ] as const) {
     it(`${what}: refused with one line, as corruption (exit 65), before any page-out`, async () => {

@@ -67,7 +67,8 @@ describe('page seals', () => {
 
   it('a store of format 2 (plain CRC-32C checksums) is sealed and upgraded at open, and reads back', async () => {
     const { dir, vmid, pages } = await storeWithTwoRuns();
-    // Make it what format 2 wrote: unsealed checksums (a seal undoes itself), schema 4, header 2.
+    // Make it what format 2 wrote: unsealed checksums (a seal undoes itself), schema 4, header 2;
+    // opening it then runs migrations 5 (seals) and 6 (segment counts).
     const header = readHeader(dir);
     const seal = new PageSeal(header.storeId);
     const db = new Database(join(dir, 'meta.sqlite'));
@@ -78,6 +79,7 @@ describe('page seals', () => {
       }
       db.prepare('UPDATE page_map SET entries = ? WHERE vmid = ? AND run = ?').run(entries, vmid, run);
     }
+    db.exec('ALTER TABLE segments DROP COLUMN mapped'); // added by migration 6
     db.pragma('user_version = 4');
     db.close();
     const fd = openSync(join(dir, 'backing'), 'r+');

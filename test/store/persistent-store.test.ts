@@ -196,6 +196,7 @@ describe('PersistentStore at scale', () => {
       map.putMany(Array.from({ length: pages / 2 }, (_, p) => ({ vmid: a, pno: p, slot: p, checksum: zero })));
       map.putMany(Array.from({ length: pages / 2 }, (_, p) => ({ vmid: b, pno: p, slot: pages / 2 + p, checksum: zero })));
       db.prepare("UPDATE meta SET value = ? WHERE key = 'slot_high'").run(String(pages));
+      db.prepare('UPDATE segments SET mapped = ? WHERE vmid IN (?, ?)').run(pages / 2, a, b);
     })();
     db.close();
     store = await openStore(dir, { createBytes: (pages + 16) * PAGE });
