@@ -11,7 +11,9 @@ import { WalSpace } from '../meta/wal-space.js';
 import type { SegmentRecord } from '../vm/segment.js';
 import type { BackingStore, PageWrite, WriteTicket } from '../vm/store.js';
 import { openDevice, type BackingDevice, type DeviceOptions } from './device.js';
+import { CallOrder } from './call-order.js';
 import { cycleMismatch, cycleRecord, newestRecordedCycle } from './cycle-record.js';
+import { Limbo } from './limbo.js';
 import { PageMapCheck, type PageMapProblems } from './page-map-check.js';
 import { encodeHeader, FORMAT_VERSION, HEADER_PROBE_BYTES, newHeader, probeHeader, type StoreHeader } from './header.js';
 import { timed, type IoObserver } from './io-timing.js';
@@ -139,18 +141,8 @@ export class PersistentStore implements BackingStore {
   private readonly log: StoreLog;
   private readonly zeros: Uint8Array;
   private readonly observeIo: StoreOptions['observeIo'];
-  /** Call-order stamps (SPEC: a later call's effect is never overridden by an earlier one). */
-  private clock = 0;
-  /** Stamps of the page-out batches in flight. */
-  private readonly batchesInFlight = new Set<number>();
-  /**
-   * Releases and deletes made while page-outs were in flight, with their stamps: a page-out with
-   * an older stamp must not map a page they cover when it commits. Dropped once no page-out older
-   * than them is in flight, so the list stays as short as the overlap.
-   */
-  private forgets: { vmid: number; first: number; end: number; stamp: number }[] = [];
-  private limboQueue: number[] = [];
-  private limboScheduled = false;
+  private readonly order = new CallOrder();
+  private readonly limbo: Limbo;
   private closed = false;
 
   private constructor(
@@ -174,6 +166,7 @@ export class PersistentStore implements BackingStore {
     this.freeSlots = new FreeSlotMap(db, header.slotCount);
     this.unsynced = new UnsyncedPageouts(db);
     this.databasePath = options.databasePath;
+    this.limbo = new Limbo(device, (slot) => this.dataOffset + slot * this.pageSize, this.pageSize, (slots) => this.allocator.freed(slots), (obj, msg) => this.log.warn(obj, msg));
     this.walSpace = new WalSpace(db, options.databasePath);
     this.seal = new PageSeal(header.storeId);
     this.committedCycle = Number(this.meta.get('cycle') ?? 0);
@@ -352,12 +345,12 @@ export class PersistentStore implements BackingStore {
   }
 
   deleteSegment(vmid: number): void {
-    const stamp = this.forgetPages(() => {
+    this.forgetPages(() => {
       const slots = this.pages.deleteSegment(vmid);
       this.segments.delete(vmid);
       return slots;
     });
-    this.rememberForget(vmid, 0, Infinity, stamp);
+    this.order.forgot(vmid, 0, Infinity);
   }
 
   async readPage(vmid: number, pno: number, into: Uint8Array): Promise<void> {
@@ -381,22 +374,15 @@ export class PersistentStore implements BackingStore {
       // Refused whole: the batch consumed no reservations, so it has none to give back.
       return { captured: Promise.resolve(), complete: Promise.reject(new PagerError('store-failed', this.failure.message)) };
     }
-    const stamp = ++this.clock; // one call, one moment: its pages share the stamp
-    this.batchesInFlight.add(stamp);
+    const { stamp, settled } = this.order.batchStarted();
     const ticket = this.writer.submit({ writes: pages, stamp });
-    const done = (): void => {
-      this.batchesInFlight.delete(stamp);
-      let oldest = Infinity;
-      for (const inFlight of this.batchesInFlight) oldest = Math.min(oldest, inFlight);
-      this.forgets = this.forgets.filter((f) => f.stamp > oldest);
-    };
-    ticket.complete.then(done, done);
+    ticket.complete.then(settled, settled);
     return ticket;
   }
 
   releasePages(vmid: number, pfirst: number, npages: number): void {
-    const stamp = this.forgetPages(() => this.pages.deleteRange(vmid, pfirst, pfirst + npages));
-    this.rememberForget(vmid, pfirst, pfirst + npages, stamp);
+    this.forgetPages(() => this.pages.deleteRange(vmid, pfirst, pfirst + npages));
+    this.order.forgot(vmid, pfirst, pfirst + npages);
   }
 
   reserveSlots(count: number): boolean {
@@ -488,7 +474,7 @@ export class PersistentStore implements BackingStore {
     if (this.closed) return;
     this.closed = true;
     await this.writer.idle();
-    this.drainLimbo();
+    this.limbo.drain();
     if (this.failure === undefined) {
       this.transact(() => this.meta.set('clean_shutdown', 1));
       this.db.pragma('wal_checkpoint(TRUNCATE)');
@@ -526,7 +512,7 @@ export class PersistentStore implements BackingStore {
         let i = 0;
         for (const { writes, stamp } of batches) {
           for (const { vmid, pno } of writes) {
-            if (this.overtaken(vmid, pno, stamp)) overtaken.push(slots[i]);
+            if (this.order.overtaken(vmid, pno, stamp)) overtaken.push(slots[i]);
             else mappings.push({ vmid, pno, slot: slots[i], checksum: this.seal.of(sums[i], vmid, pno) });
             i++;
           }
@@ -549,7 +535,7 @@ export class PersistentStore implements BackingStore {
       throw err;
     }
     this.allocator.committed(slots.length, slots.length - overtaken.length);
-    this.toLimbo(overtaken);
+    this.limbo.add(overtaken);
     this.committedCycle = number;
     this.cyclesWritten--;
   }
@@ -639,11 +625,10 @@ export class PersistentStore implements BackingStore {
 
   /**
    * Deletes page rows durably in one transaction (`forget` answers the slots they held), lists
-   * those slots free, and sends them to limbo. Answers the call's stamp.
+   * those slots free, and sends them to limbo. The caller stamps the call (CallOrder.forgot).
    */
-  private forgetPages(forget: () => number[]): number {
+  private forgetPages(forget: () => number[]): void {
     this.checkUsable();
-    const stamp = ++this.clock;
     let slots: number[] = [];
     try {
       this.transact(() => {
@@ -654,18 +639,7 @@ export class PersistentStore implements BackingStore {
       throw this.metadataError(err, 'metadata-failed');
     }
     this.allocator.released(slots.length);
-    this.toLimbo(slots);
-    return stamp;
-  }
-
-  /** Page-outs in flight must not undo this release or delete (see `forgets`). */
-  private rememberForget(vmid: number, first: number, end: number, stamp: number): void {
-    if (this.batchesInFlight.size > 0) this.forgets.push({ vmid, first, end, stamp });
-  }
-
-  /** True if a release or delete made after this page-out was started covers its page. */
-  private overtaken(vmid: number, pno: number, stamp: number): boolean {
-    return this.forgets.some((f) => f.stamp > stamp && f.vmid === vmid && pno >= f.first && pno < f.end);
+    this.limbo.add(slots);
   }
 
   /**
@@ -699,36 +673,6 @@ export class PersistentStore implements BackingStore {
     // Nothing frees slots or completes a flush while the (synchronous) transaction runs.
     this.allocator.unrecorded.clear();
     this.syncedCycles = [];
-  }
-
-  /** Slots left by commits wait here until given back to the device, then become free. */
-  private toLimbo(slots: readonly number[]): void {
-    if (slots.length === 0) return;
-    for (const slot of slots) this.limboQueue.push(slot); // not push(...slots): a segment may hold millions
-    if (!this.limboScheduled) {
-      this.limboScheduled = true;
-      setImmediate(() => this.drainLimbo());
-    }
-  }
-
-  /** Punches (file) or discards (block device) limbo slots in contiguous runs, best effort. */
-  private drainLimbo(): void {
-    this.limboScheduled = false;
-    const slots = this.limboQueue.sort((a, b) => a - b);
-    this.limboQueue = [];
-    let start = 0;
-    for (let i = 1; i <= slots.length; i++) {
-      if (i < slots.length && slots[i] === slots[i - 1] + 1) continue;
-      const first = slots[start];
-      const count = i - start;
-      try {
-        this.device.deallocate(this.dataOffset + first * this.pageSize, count * this.pageSize);
-      } catch (err) {
-        this.log.warn({ slot: first, count, err }, 'could not give slots back to the device; they stay allocated');
-      }
-      start = i;
-    }
-    this.allocator.freed(slots);
   }
 
   /** Fills `into` with a page at `loc` if that needs no wait: zeros for no slot, or a cached read. */
