@@ -59,10 +59,16 @@ export class PagerClient {
     });
   }
 
-  /** Connects and greets the daemon; rejects with ETIMEDOUT when that takes longer than connectTimeoutMs. */
+  /**
+   * Connects and greets the daemon. Rejects with ETIMEDOUT (connect-timeout) when that takes
+   * longer than connectTimeoutMs, ECONNRESET (connection-closed) or EPROTO (protocol-error) as for
+   * calls, EINVAL (bad-argument) for a connectTimeoutMs that is not a positive number, and with
+   * Node's own system error (ENOENT, ECONNREFUSED, EACCES) when the socket cannot be reached.
+   */
   static async connect(options: ConnectOptions = {}): Promise<PagerClient> {
     const path = options.socket ?? process.env.PAGERD_SOCKET ?? './var/pagerd.sock';
     const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
+    if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) throw new PagerError('bad-argument', `connectTimeoutMs must be a positive number of ms, not ${String(timeoutMs)}`);
     const socket = netConnect(path);
     const decoder = new FrameDecoder(MAX_REPLY_BYTES);
     let timer: NodeJS.Timeout | undefined;
@@ -82,7 +88,12 @@ export class PagerClient {
           else resolve(frames[0]);
         };
         socket.on('data', onData);
-        socket.once('error', (err) => reject(Object.assign(err, { message: `cannot connect to pagerd at ${path}: ${err.message}` })));
+        socket.once('error', (err: NodeJS.ErrnoException) => {
+          // Accepted, then closed under the hello: as a close. Not reachable at all (ENOENT,
+          // ECONNREFUSED, EACCES): Node's own error, with the path in its message.
+          if (err.code === 'EPIPE' || err.code === 'ECONNRESET') reject(new PagerError('connection-closed', `pagerd at ${path} closed the connection during the handshake`));
+          else reject(Object.assign(err, { message: `cannot connect to pagerd at ${path}: ${err.message}` }));
+        });
         socket.once('close', () => reject(new PagerError('connection-closed', 'pagerd closed the connection during the handshake')));
         socket.write(encodeFrame(encodeHello()));
       });

@@ -84,6 +84,16 @@ describe('the client library against a daemon that misbehaves', () => {
     await expect(connect({ socket: path })).rejects.toMatchObject({ code: 'ECONNRESET', reason: 'connection-closed' });
   });
 
+  it('a server that accepts and closes at once: connect rejects with ECONNRESET; a socket nobody listens on, with Node’s ENOENT', async () => {
+    const { path } = await fakeDaemon((socket) => socket.destroy());
+    await expect(connect({ socket: path })).rejects.toMatchObject({ code: 'ECONNRESET', reason: 'connection-closed' });
+    await expect(connect({ socket: `${path}.none` })).rejects.toMatchObject({ code: 'ENOENT' });
+  });
+
+  it('a connectTimeoutMs that is not a positive number: EINVAL bad-argument', async () => {
+    for (const bad of [0, -1, Number.NaN]) await expect(connect({ socket: '/nonexistent', connectTimeoutMs: bad })).rejects.toMatchObject({ code: 'EINVAL', reason: 'bad-argument' });
+  });
+
   it('a server that answers the hello with garbage: connect rejects with EPROTO', async () => {
     const { path } = await fakeDaemon((socket) => socket.once('data', () => socket.write(encodeFrame(Uint8Array.from([7])))));
     await expect(connect({ socket: path })).rejects.toMatchObject({ code: 'EPROTO', reason: 'protocol-error' });
