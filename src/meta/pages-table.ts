@@ -87,6 +87,7 @@ export class PagesTable {
       const { vmid, pno } = pages[group[0]];
       const run = Math.floor(pno / RUN_PAGES);
       const entries = this.rowCopy(vmid, run);
+      const before = mappedIn(entries);
       let seen = 0;
       for (const i of group) {
         const p = pages[i];
@@ -104,7 +105,7 @@ export class PagesTable {
         entries.writeUInt32LE(p.slot + 1, at);
         entries.writeUInt32LE(p.checksum, at + 4);
       }
-      this.writeRow(vmid, run, entries);
+      this.writeRow(vmid, run, entries, before);
     }
     return previous;
   }
@@ -115,11 +116,12 @@ export class PagesTable {
       const { vmid, pno } = pages[group[0]];
       const run = Math.floor(pno / RUN_PAGES);
       const entries = this.rowCopy(vmid, run);
+      const before = mappedIn(entries);
       for (const i of group) {
         const at = (pages[i].pno % RUN_PAGES) * PAGE_ENTRY_BYTES;
         entries.fill(0, at, at + PAGE_ENTRY_BYTES);
       }
-      this.writeRow(vmid, run, entries);
+      this.writeRow(vmid, run, entries, before);
     }
   }
 
@@ -128,6 +130,7 @@ export class PagesTable {
     if (end <= first) return [];
     const slots: number[] = [];
     for (const { run, entries } of this.#rowsInRange.all(vmid, Math.floor(first / RUN_PAGES), Math.floor((end - 1) / RUN_PAGES))) {
+      const before = mappedIn(entries);
       const from = Math.max(first - run * RUN_PAGES, 0);
       const to = Math.min(end - run * RUN_PAGES, RUN_PAGES);
       for (let i = from; i < to; i++) {
@@ -136,7 +139,7 @@ export class PagesTable {
         slots.push(slot - 1);
         entries.fill(0, i * PAGE_ENTRY_BYTES, (i + 1) * PAGE_ENTRY_BYTES);
       }
-      this.writeRow(vmid, run, entries);
+      this.writeRow(vmid, run, entries, before);
     }
     return slots;
   }
@@ -184,10 +187,9 @@ export class PagesTable {
   }
 
   /** Stores a changed row (deleted once no page in it is mapped) and keeps it current in memory. */
-  private writeRow(vmid: number, run: number, entries: Buffer): void {
+  private writeRow(vmid: number, run: number, entries: Buffer, mappedBefore: number): void {
     const mapped = mappedIn(entries);
-    const before = this.row(vmid, run);
-    this.#countChanges.set(vmid, (this.#countChanges.get(vmid) ?? 0) + mapped - (before === null ? 0 : mappedIn(before)));
+    this.#countChanges.set(vmid, (this.#countChanges.get(vmid) ?? 0) + mapped - mappedBefore);
     if (mapped === 0) this.#deleteRow.run(vmid, run);
     else this.#putRow.run(vmid, run, entries, mapped);
     this.cache(vmid, run, mapped === 0 ? null : entries);

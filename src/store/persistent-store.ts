@@ -112,12 +112,9 @@ export class PersistentStore implements BackingStore {
    * must hold; the store has then failed (pagerd exits 65).
    */
   pageMapChecked: Promise<void> = Promise.resolve();
-  /** True once the page-map check has passed. */
+  /** True once the page-map check has passed (not merely ended: a store closed first writes nothing more). */
   private pageMapPassed = false;
-  /** Whether page-outs may take slots: true once the page map has passed its check, false if it never will. */
-  private writable: Promise<boolean> = Promise.resolve(true);
-  /** Set while the page map is being checked (see BackingStore.checking). */
-  checking: Promise<unknown> | undefined;
+  private pageMapSettled = false;
   private failure: Error | undefined;
   private readonly meta: MetaTable;
   private readonly segments: SegmentsTable;
@@ -180,7 +177,10 @@ export class PersistentStore implements BackingStore {
       observeIo: options.observeIo,
       takeSlots: (n) => this.allocator.take(n),
       startCycle: () => this.startCycle(),
-      writable: () => this.writable,
+      writable: () => this.pageMapChecked.then(
+        () => this.pageMapPassed,
+        () => false,
+      ),
       giveBackSlots: (slots) => {
         this.cyclesWritten--; // failed before (or at) its commit
         this.allocator.giveBack(slots);
@@ -265,20 +265,7 @@ export class PersistentStore implements BackingStore {
       const store = new PersistentStore(device, db, header, options, recovery);
       const wentBack = await store.recoverUnsynced();
       if (wentBack > 0) options.log?.warn({ device: where, pages: wentBack }, 'pages whose last page-out was cut short went back to their previous version');
-      if (options.reportOnly === true) {
-        store.pageMapProblems = store.newPageMapCheck().run();
-        store.pageMapChecked = Promise.resolve();
-        store.pageMapPassed = store.pageMapProblems.count === 0;
-      } else {
-        store.pageMapChecked = store.checkPageMapInBackground();
-      }
-      store.pageMapChecked.catch(() => undefined); // whoever awaits it hears; nobody need
-      // Passed, not merely settled: a store closed before its check finished writes nothing more.
-      store.writable = store.pageMapChecked.then(
-        () => store.pageMapPassed,
-        () => false,
-      );
-      store.checking = store.pageMapChecked.then(() => (store.checking = undefined), () => (store.checking = undefined));
+      store.startPageMapCheck(options.reportOnly === true);
       return store;
     } catch (err) {
       db?.close();
@@ -412,6 +399,24 @@ export class PersistentStore implements BackingStore {
   /** Scrub support: mapped pages after (vmid, pno), and whether a slot is listed free. */
   pageBatchAfter(vmid: number, pno: number, limit: number): { vmid: number; pno: number; slot: number; checksum: number }[] {
     return this.pages.after(vmid, pno, limit);
+  }
+
+  /** The page map while it is being checked (see BackingStore.checking); undefined once that has ended. */
+  get checking(): Promise<void> | undefined {
+    return this.pageMapSettled ? undefined : this.pageMapChecked;
+  }
+
+  /** Checks the page map: at once to report (pagerd --check), else in the background. */
+  private startPageMapCheck(reportOnly: boolean): void {
+    if (reportOnly) {
+      this.pageMapProblems = this.newPageMapCheck().run();
+      this.pageMapPassed = this.pageMapProblems.count === 0;
+      this.pageMapSettled = true;
+      return;
+    }
+    this.pageMapChecked = this.checkPageMapInBackground();
+    const settled = (): void => void (this.pageMapSettled = true);
+    this.pageMapChecked.then(settled, settled); // also marks the rejection handled: whoever awaits it hears
   }
 
   /** A check of the page map against the segments, the high water and the free-slot map. */

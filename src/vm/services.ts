@@ -92,7 +92,7 @@ export class VmServices {
    * freed when it completes, and waits on the segment end with EINVAL.
    */
   async vmsDelete(ctx: ClientContext, vmid: number): Promise<void> {
-    if (this.vmm.store.checking !== undefined) await this.vmm.store.checking;
+    await this.storeStill();
     const seg = this.segment(ctx, vmid);
     if (!ctx.mayWrite(seg)) throw new PagerError('no-write-access');
     this.vmm.store.deleteSegment(vmid);
@@ -144,7 +144,7 @@ export class VmServices {
 
   /** vm_release: the pages of the range read as zeros from now on, durably once this resolves. */
   async vmRelease(ctx: ClientContext, vaddr: number, nbytes: number): Promise<void> {
-    if (this.vmm.store.checking !== undefined) await this.vmm.store.checking;
+    await this.storeStill();
     const range = this.addressRange(ctx, vaddr, nbytes);
     if (range !== undefined) await this.release(range);
   }
@@ -201,7 +201,7 @@ export class VmServices {
 
   /** vm_releasep: as vm_release, for a page range of a segment. */
   async vmReleasep(ctx: ClientContext, vmid: number, pfirst: number, npages: number): Promise<void> {
-    if (this.vmm.store.checking !== undefined) await this.vmm.store.checking;
+    await this.storeStill();
     await this.release(this.pageRange(ctx, vmid, pfirst, npages, { write: true, largePages: false }));
   }
 
@@ -289,6 +289,16 @@ export class VmServices {
   }
 
   // ---- Shared checks ----------------------------------------------------------------------
+
+  /**
+   * Releases and deletes wait while the store checks its metadata (the map must stand still);
+   * after that, no wait at all, so they take effect in the order they arrive. A failed check
+   * leaves a failed store, which the call then meets.
+   */
+  private async storeStill(): Promise<void> {
+    const checking = this.vmm.store.checking;
+    if (checking !== undefined) await checking.catch(() => undefined);
+  }
 
   /** The live segment `vmid` if the caller may see it; EINVAL (no-such-segment) otherwise. */
   private segment(ctx: ClientContext, vmid: number): Segment {

@@ -23,17 +23,23 @@ function refusedStart(daemon: RunningDaemon): { status: number | null; stderr: s
   return { status: r.status, stderr: r.stderr };
 }
 
-/**
- * Two lives of a store, each ending in a clean stop: versions 1-2 of pages 0..31, then a copy of
- * `name` (the database or the device) kept aside as `<file>.old`, then versions 3-6.
- */
-async function twoLivesKeeping(name: string): Promise<{ daemon: RunningDaemon; vmid: number; file: string }> {
+/** A store's first life, ending in a clean stop: a segment, versions 1-2 of its pages 0..31. */
+async function firstLife(): Promise<{ daemon: RunningDaemon; vmid: number }> {
   const daemon = await startDaemon();
   const c = await daemon.client();
   const vmid = await c.vmsCreate(V_WORKING, 32 * PAGE);
   await writeVersions(c, vmid, 1, 2);
   await c.close();
   expect(await daemon.stop()).toBe(0);
+  return { daemon, vmid };
+}
+
+/**
+ * Two lives of a store, each ending in a clean stop: the first life, then a copy of `name` (the
+ * database or the device) kept aside as `<file>.old`, then versions 3-6.
+ */
+async function twoLivesKeeping(name: string): Promise<{ daemon: RunningDaemon; vmid: number; file: string }> {
+  const { daemon, vmid } = await firstLife();
   const file = join(daemon.stateDir, name);
   copyFileSync(file, `${file}.old`);
   const again = await startDaemon({ stateDir: daemon.stateDir });
@@ -47,12 +53,7 @@ async function twoLivesKeeping(name: string): Promise<{ daemon: RunningDaemon; v
 describe('metadata that cannot lie: a device and a database that do not belong together are refused', () => {
   it('a -wal file deleted after kill -9: exit 65 naming the problem, not stale pages', async () => {
     // A clean stop first: the database file itself then holds the store, marked cleanly shut down.
-    const first = await startDaemon();
-    const c1 = await first.client();
-    const vmid = await c1.vmsCreate(V_WORKING, 32 * PAGE);
-    await writeVersions(c1, vmid, 1, 2);
-    await c1.close();
-    expect(await first.stop()).toBe(0);
+    const { daemon: first, vmid } = await firstLife();
     const daemon = await startDaemon({ stateDir: first.stateDir });
     const c = await daemon.client();
     await writeVersions(c, vmid, 3, 6);
