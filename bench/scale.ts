@@ -34,7 +34,7 @@ export async function buildStore(pages: number): Promise<{ dir: string; dbBytes:
   await store.close();
   const db = new Database(join(dir, 'pagerd.sqlite'));
   const zero = crc32c(new Uint8Array(PAGE));
-  const map = new PagesTable(db);
+  const map = new PagesTable(db, seal);
   db.transaction(() => {
     for (let p = 0; p < pages; p += 65536) {
       map.putMany(Array.from({ length: Math.min(65536, pages - p) }, (_, i) => ({ vmid, pno: p + i, slot: p + i, checksum: seal.of(zero, vmid, p + i) })));

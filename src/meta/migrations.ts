@@ -1,7 +1,9 @@
 import type { Database } from 'better-sqlite3';
 import { CHUNK_SLOTS } from './free-slot-map.js';
 import { PageSeal } from './page-seal.js';
-import { PAGE_ENTRY_BYTES, PagesTable, RUN_PAGES, type PageMapping } from './pages-table.js';
+import { crc32c } from '../native/addon.js';
+import { PAGE_ENTRY_BYTES, RUN_PAGES, type PageMapping } from './pages-table.js';
+import { SEGMENT_FIELDS } from './segments-table.js';
 
 /**
  * The metadata schema, as numbered migrations. PRAGMA user_version holds the number of the last
@@ -68,16 +70,20 @@ export const MIGRATIONS: readonly ((db: Database) => void)[] = [
         PRIMARY KEY (vmid, run)
       ) WITHOUT ROWID;
     `);
-    const map = new PagesTable(db);
-    let batch: PageMapping[] = [];
-    for (const row of db.prepare('SELECT vmid, pno, slot, checksum FROM pages ORDER BY vmid, pno').iterate() as IterableIterator<PageMapping>) {
-      batch.push(row);
-      if (batch.length === 65536) {
-        map.putMany(batch);
-        batch = [];
+    // Rows built here, not through PagesTable: that class speaks the latest schema.
+    const put = db.prepare('INSERT INTO page_map (vmid, run, entries, mapped) VALUES (?, ?, ?, ?)');
+    let row: { vmid: number; run: number; entries: Buffer; mapped: number } | undefined;
+    for (const { vmid, pno, slot, checksum } of db.prepare('SELECT vmid, pno, slot, checksum FROM pages ORDER BY vmid, pno').all() as PageMapping[]) {
+      const run = Math.floor(pno / RUN_PAGES);
+      if (row?.vmid !== vmid || row.run !== run) {
+        if (row !== undefined) put.run(row.vmid, row.run, row.entries, row.mapped);
+        row = { vmid, run, entries: Buffer.alloc(RUN_PAGES * PAGE_ENTRY_BYTES), mapped: 0 };
       }
+      row.entries.writeUInt32LE(slot + 1, (pno % RUN_PAGES) * PAGE_ENTRY_BYTES);
+      row.entries.writeUInt32LE(checksum, (pno % RUN_PAGES) * PAGE_ENTRY_BYTES + 4);
+      row.mapped++;
     }
-    map.putMany(batch);
+    if (row !== undefined) put.run(row.vmid, row.run, row.entries, row.mapped);
     db.exec('DROP TABLE pages');
   },
   // 4: page-out cycles committed while their data flush was still in flight (see UnsyncedPageouts).
@@ -117,6 +123,25 @@ export const MIGRATIONS: readonly ((db: Database) => void)[] = [
       ALTER TABLE segments ADD COLUMN mapped INTEGER NOT NULL DEFAULT 0;
       UPDATE segments SET mapped = (SELECT coalesce(sum(mapped), 0) FROM page_map WHERE page_map.vmid = segments.vmid);
     `),
+  // 7: page-map rows and segment records carry seals (page-seal.ts): a row moved to another key,
+  // or a flipped bit in a row or a record, is seen where SQLite does not look.
+  (db) => {
+    db.exec(`
+      ALTER TABLE page_map ADD COLUMN seal INTEGER NOT NULL DEFAULT 0;
+      ALTER TABLE segments ADD COLUMN seal INTEGER NOT NULL DEFAULT 0;
+    `);
+    const storeId = db.prepare<[], string>("SELECT value FROM meta WHERE key = 'store_id'").pluck().get();
+    if (storeId === undefined) return;
+    const seal = new PageSeal(storeId);
+    const putRow = db.prepare('UPDATE page_map SET seal = ? WHERE vmid = ? AND run = ?');
+    for (const { vmid, run, entries } of db.prepare('SELECT vmid, run, entries FROM page_map').all() as { vmid: number; run: number; entries: Buffer }[]) {
+      putRow.run(seal.ofRow(crc32c(entries), vmid, run), vmid, run);
+    }
+    const putRecord = db.prepare('UPDATE segments SET seal = ? WHERE vmid = ?');
+    for (const fields of db.prepare(`SELECT ${SEGMENT_FIELDS.join(', ')} FROM segments`).raw().all() as number[][]) {
+      putRecord.run(seal.ofRecord(fields), fields[0]);
+    }
+  },
 ];
 
 export const SCHEMA_VERSION = MIGRATIONS.length;

@@ -20,11 +20,38 @@ export class PageSeal {
     return (crc ^ this.identity(vmid, pno)) >>> 0;
   }
 
+  /**
+   * The seal of page-map row `run` of segment `vmid` whose entries have CRC-32C `crc`: a row
+   * moved to another key, or changed in any bit, fails it. (Its own domain, so a row's seal is
+   * never a page's.)
+   */
+  ofRow(crc: number, vmid: number, run: number): number {
+    return (crc ^ mix(mix(mix(this.salt ^ ROW_DOMAIN) ^ vmid) ^ run)) >>> 0;
+  }
+
+  /** The seal of a segment's record (its fields in order), so a flipped owner or mode bit is seen. */
+  ofRecord(fields: readonly number[]): number {
+    let h = mix(this.salt ^ RECORD_DOMAIN);
+    for (const field of fields) h = mix(h ^ (field >>> 0) ^ mix(Math.floor(field / 2 ** 32) >>> 0));
+    return h;
+  }
+
   /** The hash the seal XORs into the CRC (so of(of(crc, v, p), v, p) === crc). */
   private identity(vmid: number, pno: number): number {
     return mix(mix(this.salt ^ vmid) ^ pno);
   }
 }
+
+/** A seal that does not match: the metadata it covers was changed outside pagerd. */
+export class BrokenSealError extends Error {
+  constructor(readonly what: string) {
+    super(`${what} fails its seal: changed outside pagerd (a flipped bit, a hand edit)`);
+    this.name = 'BrokenSealError';
+  }
+}
+
+const ROW_DOMAIN = 0x526f7773; // 'Rows'
+const RECORD_DOMAIN = 0x53656773; // 'Segs'
 
 /** murmur3's 32-bit finalizer: every input bit flips about half the output bits. */
 function mix(h: number): number {

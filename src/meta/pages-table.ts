@@ -1,4 +1,6 @@
 import type { Database, Statement } from 'better-sqlite3';
+import { crc32c } from '../native/addon.js';
+import { BrokenSealError, type PageSeal } from './page-seal.js';
 
 /** Where a page's last complete version lives. */
 export interface PageLocation {
@@ -20,7 +22,7 @@ export const RUN_PAGES = 32;
 /** Bytes per page in a row: u32 slot + 1 (0: not mapped), u32 seal (page-seal.ts). Little-endian. */
 export const PAGE_ENTRY_BYTES = 8;
 
-type Row = { run: number; entries: Buffer };
+type Row = { run: number; entries: Buffer; seal: number };
 
 /** Rows kept in memory for lookups (FIFO): 8,192 rows cover 262,144 pages in ~3 MB. */
 const CACHED_ROWS = 8192;
@@ -35,10 +37,14 @@ const CACHEABLE_VMIDS = 2 ** 26;
  * the rows used last are kept in memory (a lookup through SQLite costs ~4 µs of a page-in). This
  * class writes every row, so it keeps them current; a transaction that rolls back must call
  * forgetCached(). A page with no entry reads as zeros.
+ *
+ * Each row carries a seal of its key and entries (PageSeal.ofRow), checked whenever a row is read
+ * from SQLite: a row that a flipped bit moved or changed throws BrokenSealError instead of
+ * answering (or freeing) the slots it names. SQLite checksums only its WAL frames.
  */
 export class PagesTable {
-  readonly #getRow: Statement<[number, number], Buffer>;
-  readonly #putRow: Statement<[number, number, Uint8Array, number]>;
+  readonly #getRow: Statement<[number, number], { entries: Buffer; seal: number }>;
+  readonly #putRow: Statement<[number, number, Uint8Array, number, number]>;
   readonly #deleteRow: Statement<[number, number]>;
   readonly #rowsInRange: Statement<[number, number, number], Row>;
   readonly #rowsOfSegment: Statement<[number], Row>;
@@ -53,20 +59,35 @@ export class PagesTable {
   /** Rows by cache key; null: the row does not exist. */
   readonly #cached = new Map<number, Buffer | null>();
 
-  constructor(db: Database) {
-    this.#getRow = db.prepare<[number, number], Buffer>('SELECT entries FROM page_map WHERE vmid = ? AND run = ?').pluck();
-    this.#putRow = db.prepare('INSERT OR REPLACE INTO page_map (vmid, run, entries, mapped) VALUES (?, ?, ?, ?)');
+  constructor(
+    db: Database,
+    private readonly seal: PageSeal,
+  ) {
+    this.#getRow = db.prepare('SELECT entries, seal FROM page_map WHERE vmid = ? AND run = ?');
+    this.#putRow = db.prepare('INSERT OR REPLACE INTO page_map (vmid, run, entries, mapped, seal) VALUES (?, ?, ?, ?, ?)');
     this.#deleteRow = db.prepare('DELETE FROM page_map WHERE vmid = ? AND run = ?');
-    this.#rowsInRange = db.prepare('SELECT run, entries FROM page_map WHERE vmid = ? AND run >= ? AND run <= ?');
-    this.#rowsOfSegment = db.prepare('SELECT run, entries FROM page_map WHERE vmid = ?');
+    this.#rowsInRange = db.prepare('SELECT run, entries, seal FROM page_map WHERE vmid = ? AND run >= ? AND run <= ?');
+    this.#rowsOfSegment = db.prepare('SELECT run, entries, seal FROM page_map WHERE vmid = ?');
     this.#deleteSegment = db.prepare('DELETE FROM page_map WHERE vmid = ?');
     this.#count = db.prepare<[], number | null>('SELECT sum(mapped) FROM page_map').pluck();
-    this.#rowsAfter = db.prepare('SELECT vmid, run, entries FROM page_map WHERE (vmid, run) >= (?, ?) ORDER BY vmid, run LIMIT ?');
-    this.#allRows = db.prepare('SELECT vmid, run, entries FROM page_map');
-    this.#rawRowsFirst = db.prepare<[number], unknown[]>('SELECT vmid, run, entries, mapped FROM page_map ORDER BY vmid, run LIMIT ?').raw();
-    this.#rawRowsAfter = db.prepare<[unknown, unknown, number], unknown[]>('SELECT vmid, run, entries, mapped FROM page_map WHERE (vmid, run) > (?, ?) ORDER BY vmid, run LIMIT ?').raw();
+    this.#rowsAfter = db.prepare('SELECT vmid, run, entries, seal FROM page_map WHERE (vmid, run) >= (?, ?) ORDER BY vmid, run LIMIT ?');
+    this.#allRows = db.prepare('SELECT vmid, run, entries, seal FROM page_map');
+    this.#rawRowsFirst = db.prepare<[number], unknown[]>('SELECT vmid, run, entries, mapped, seal FROM page_map ORDER BY vmid, run LIMIT ?').raw();
+    this.#rawRowsAfter = db.prepare<[unknown, unknown, number], unknown[]>('SELECT vmid, run, entries, mapped, seal FROM page_map WHERE (vmid, run) > (?, ?) ORDER BY vmid, run LIMIT ?').raw();
   }
 
+  /** The seal a row with this key and these entries carries. */
+  rowSeal(vmid: number, run: number, entries: Uint8Array): number {
+    return this.seal.ofRow(crc32c(entries), vmid, run);
+  }
+
+  /** A row's entries, once its seal is checked (throws BrokenSealError if it does not match). */
+  private checked(vmid: number, run: number, entries: Buffer, seal: unknown): Buffer {
+    if (seal !== this.rowSeal(vmid, run, entries)) throw new BrokenSealError(`page-map row (segment ${vmid}, run ${run})`);
+    return entries;
+  }
+
+  /** Where the page map puts a page; throws BrokenSealError if its row fails its seal. */
   get(vmid: number, pno: number): PageLocation | undefined {
     const entries = this.row(vmid, Math.floor(pno / RUN_PAGES));
     if (entries === null) return undefined;
@@ -129,7 +150,8 @@ export class PagesTable {
   deleteRange(vmid: number, first: number, end: number): number[] {
     if (end <= first) return [];
     const slots: number[] = [];
-    for (const { run, entries } of this.#rowsInRange.all(vmid, Math.floor(first / RUN_PAGES), Math.floor((end - 1) / RUN_PAGES))) {
+    for (const { run, entries, seal } of this.#rowsInRange.all(vmid, Math.floor(first / RUN_PAGES), Math.floor((end - 1) / RUN_PAGES))) {
+      this.checked(vmid, run, entries, seal);
       const before = mappedIn(entries);
       const from = Math.max(first - run * RUN_PAGES, 0);
       const to = Math.min(end - run * RUN_PAGES, RUN_PAGES);
@@ -147,7 +169,7 @@ export class PagesTable {
   /** Forgets every page of a segment; answers the slots they held. */
   deleteSegment(vmid: number): number[] {
     const slots: number[] = [];
-    for (const { entries } of this.#rowsOfSegment.iterate(vmid)) eachMapped(entries, (_i, slot) => slots.push(slot));
+    for (const { run, entries, seal } of this.#rowsOfSegment.iterate(vmid)) eachMapped(this.checked(vmid, run, entries, seal), (_i, slot) => slots.push(slot));
     this.#deleteSegment.run(vmid);
     for (const key of this.#cached.keys()) if (Math.floor(key / RUN_KEYS) === vmid) this.#cached.delete(key);
     return slots;
@@ -174,7 +196,8 @@ export class PagesTable {
     const key = vmid < CACHEABLE_VMIDS ? vmid * RUN_KEYS + run : -1;
     const known = this.#cached.get(key);
     if (known !== undefined) return known;
-    const entries = this.#getRow.get(vmid, run) ?? null;
+    const row = this.#getRow.get(vmid, run);
+    const entries = row === undefined ? null : this.checked(vmid, run, row.entries, row.seal);
     this.cache(vmid, run, entries);
     return entries;
   }
@@ -191,7 +214,7 @@ export class PagesTable {
     const mapped = mappedIn(entries);
     this.#countChanges.set(vmid, (this.#countChanges.get(vmid) ?? 0) + mapped - mappedBefore);
     if (mapped === 0) this.#deleteRow.run(vmid, run);
-    else this.#putRow.run(vmid, run, entries, mapped);
+    else this.#putRow.run(vmid, run, entries, mapped, this.rowSeal(vmid, run, entries));
     this.cache(vmid, run, mapped === 0 ? null : entries);
   }
 
@@ -214,8 +237,8 @@ export class PagesTable {
   sharedSlots(slotCount: number): number[] {
     const seen = new Uint8Array(Math.ceil(slotCount / 8));
     const shared = new Set<number>();
-    for (const { entries } of this.#allRows.iterate()) {
-      eachMapped(entries, (_i, slot) => {
+    for (const { vmid, run, entries, seal } of this.#allRows.iterate()) {
+      eachMapped(this.checked(vmid, run, entries, seal), (_i, slot) => {
         const bit = 1 << (slot & 7);
         if (seen[slot >>> 3] & bit) shared.add(slot);
         seen[slot >>> 3] |= bit;
@@ -226,7 +249,7 @@ export class PagesTable {
 
   /**
    * Up to `limit` rows after the key `after` (from the first without it), in key order, as raw values (vmid, run, entries,
-   * mapped), unchecked: the page-map check reads rows a flipped bit may have made of any type.
+   * mapped, seal), unchecked: the page-map check reads rows a flipped bit may have made of any type.
    */
   rawRowsAfter(after: readonly [unknown, unknown] | undefined, limit: number): unknown[][] {
     return after === undefined ? this.#rawRowsFirst.all(limit) : this.#rawRowsAfter.all(after[0], after[1], limit);
@@ -240,7 +263,7 @@ export class PagesTable {
     while (out.length < limit) {
       const rows = this.#rowsAfter.all(from.vmid, from.run, rowsAtOnce);
       for (const row of rows) {
-        eachMapped(row.entries, (i, slot, checksum) => {
+        eachMapped(this.checked(row.vmid, row.run, row.entries, row.seal), (i, slot, checksum) => {
           const p = row.run * RUN_PAGES + i;
           if (row.vmid > vmid || p > pno) out.push({ vmid: row.vmid, pno: p, slot, checksum });
         });

@@ -21,7 +21,7 @@ const ROWS_PER_STEP = 4096;
 
 /**
  * The check of the page map that must pass before any slot may be reused: every row well formed
- * (its key, its entries, its count of mapped pages), of a segment that exists, each mapped slot
+ * (its key, its entries, its count of mapped pages) and sealed (its key and entries unchanged), of a segment that exists, each mapped slot
  * below the high water and the slot count, mapped by one page only, and not listed free; and each
  * segment's rows mapping as many pages as the segment records (a row deleted whole). A
  * flipped bit in a row, in the high water or in the free-slot map would otherwise let page-outs
@@ -67,12 +67,13 @@ export class PageMapCheck {
     return this.problems;
   }
 
-  private checkRow([vmid, run, entries, mapped]: unknown[]): void {
+  private checkRow([vmid, run, entries, mapped, seal]: unknown[]): void {
     const where = `page-map row (segment ${String(vmid)}, run ${String(run)})`;
     if (!Number.isSafeInteger(vmid) || !Number.isSafeInteger(run) || (run as number) < 0 || (run as number) * RUN_PAGES >= 2 ** 32) {
       return this.problem(`${where} has a malformed key`);
     }
     if (!Buffer.isBuffer(entries) || entries.length !== RUN_PAGES * PAGE_ENTRY_BYTES) return this.problem(`${where} has malformed entries`);
+    if (seal !== this.facts.pages.rowSeal(vmid as number, run as number, entries)) this.problem(`${where} fails its seal (moved to another key, or changed, outside pagerd)`);
     const { segments, high, slotCount, isFree } = this.facts;
     if (!segments.has(vmid as number)) this.problem(`${where} belongs to no segment`);
     const limit = Math.min(high, slotCount);

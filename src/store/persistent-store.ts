@@ -3,7 +3,7 @@ import { PagerError } from '../errors.js';
 import { integrityCheck, openDatabase, type Database } from '../meta/database.js';
 import { FreeSlotMap } from '../meta/free-slot-map.js';
 import { MetaTable } from '../meta/meta-table.js';
-import { PageSeal } from '../meta/page-seal.js';
+import { BrokenSealError, PageSeal } from '../meta/page-seal.js';
 import { PagesTable, type PageLocation, type PageMapping } from '../meta/pages-table.js';
 import { SegmentsTable } from '../meta/segments-table.js';
 import { UnsyncedPageouts, type UnsyncedPage } from '../meta/unsynced-pageouts.js';
@@ -74,17 +74,26 @@ export class StoreCorruptError extends StoreRefusedError {
 
 /**
  * An SQLite error at open that means the database itself is damaged (not busy, not a permission):
- * as a StoreCorruptError with one line, or undefined for any other error.
+ * as a StoreCorruptError with one line; one that says it cannot be written, as a StoreRefusedError;
+ * undefined for any other error.
  */
-function unreadableMetadata(err: unknown, path: string): StoreCorruptError | undefined {
+function unreadableMetadata(err: unknown, path: string): StoreRefusedError | undefined {
   const { code, message } = err as { code?: unknown; message?: unknown };
   if (typeof code !== 'string' || typeof message !== 'string') return undefined;
   const damaged = /^SQLITE_(CORRUPT|NOTADB)/.test(code) || (code === 'SQLITE_ERROR' && /malformed|no such (column|table)/.test(message));
-  return damaged ? new StoreCorruptError(`${path} is damaged (${message}): ${REFUSAL_ADVICE}`) : undefined;
+  if (damaged) return new StoreCorruptError(`${path} is damaged (${message}): ${REFUSAL_ADVICE}`);
+  if (code.startsWith('SQLITE_READONLY')) {
+    // Permissions, a read-only file system, or a header that says a newer SQLite must write it.
+    return new StoreRefusedError(`${path} cannot be written (${message}): check its permissions and its file system; if both allow writing, its header is damaged (pagerd --check)`);
+  }
+  return undefined;
 }
 
 /** What a refusal for corruption tells the operator to do. */
 const REFUSAL_ADVICE = 'refusing to start, so that no acknowledged page is overwritten or served wrong; `pagerd --check` lists every problem; restore the device and its database together from a backup';
+
+/** How long the rows of synced page-out cycles may wait for a commit to delete them (forgetSyncedSoon). */
+const SYNCED_ROWS_DELAY_MS = 10;
 
 /** SQLite errors after which the metadata can no longer be trusted: the store fails permanently. */
 const FATAL_SQLITE = /^SQLITE_(CORRUPT|NOTADB|READONLY|CANTOPEN|MISUSE)/;
@@ -127,12 +136,15 @@ export class PersistentStore implements BackingStore {
   private readonly seal: PageSeal;
   /** The cycle committed last, while its data flush is in flight. */
   private unsyncedCycle: { id: number; pages: UnsyncedPage[]; written: number; number: number } | undefined;
-  /** The number of the last page-out cycle the metadata committed (meta.cycle; cycle-record.ts). */
+  /**
+   * The number of the last page-out cycle committed whose flush has not failed (meta.cycle, the
+   * newest number the device may record, can be one more: a cycle whose flush failed; its number
+   * is used again). The next cycle takes the number after it (cycle-record.ts).
+   */
   private committedCycle: number;
-  /** Cycles numbered and written whose commit has not been made or failed yet (at most two). */
-  private cyclesWritten = 0;
   /** Cycles whose flush succeeded: their rows go in the next transaction. */
   private syncedCycles: number[] = [];
+  private syncedRowsTimer: NodeJS.Timeout | undefined;
   private readonly allocator: SlotAllocator;
   private readonly writer: PageWriter;
   private readonly log: StoreLog;
@@ -157,15 +169,15 @@ export class PersistentStore implements BackingStore {
     this.log = options.log ?? SILENT;
     this.observeIo = options.observeIo;
     this.zeros = new Uint8Array(header.pageSize);
+    this.seal = new PageSeal(header.storeId);
     this.meta = new MetaTable(db);
-    this.segments = new SegmentsTable(db);
-    this.pages = new PagesTable(db);
+    this.segments = new SegmentsTable(db, this.seal);
+    this.pages = new PagesTable(db, this.seal);
     this.freeSlots = new FreeSlotMap(db, header.slotCount);
     this.unsynced = new UnsyncedPageouts(db);
     this.databasePath = options.databasePath;
     this.limbo = new Limbo(device, (slot) => this.dataOffset + slot * this.pageSize, this.pageSize, (slots) => this.allocator.freed(slots), (obj, msg) => this.log.warn(obj, msg));
     this.walSpace = new WalSpace(db, options.databasePath);
-    this.seal = new PageSeal(header.storeId);
     this.committedCycle = Number(this.meta.get('cycle') ?? 0);
     const high = Number(this.meta.get('slot_high') ?? 0);
     this.allocator = new SlotAllocator(header.slotCount, options.spareSlots, high, this.freeSlots.bitmap);
@@ -181,10 +193,7 @@ export class PersistentStore implements BackingStore {
         () => this.pageMapPassed,
         () => false,
       ),
-      giveBackSlots: (slots) => {
-        this.cyclesWritten--; // failed before (or at) its commit
-        this.allocator.giveBack(slots);
-      },
+      giveBackSlots: (slots) => this.allocator.giveBack(slots),
       commit: (pages) => this.commitPageOuts(pages),
       synced: () => this.pageOutsSynced(),
       notSynced: () => this.rollBackPageOuts(),
@@ -265,11 +274,13 @@ export class PersistentStore implements BackingStore {
       const store = new PersistentStore(device, db, header, options, recovery);
       const wentBack = await store.recoverUnsynced();
       if (wentBack > 0) options.log?.warn({ device: where, pages: wentBack }, 'pages whose last page-out was cut short went back to their previous version');
+      store.segments.all();
       store.startPageMapCheck(options.reportOnly === true);
       return store;
     } catch (err) {
       db?.close();
       await device.close();
+      if (err instanceof BrokenSealError) throw new StoreCorruptError(`${options.databasePath}: ${err.message}: ${REFUSAL_ADVICE}`);
       throw unreadableMetadata(err, options.databasePath) ?? err;
     }
   }
@@ -319,7 +330,7 @@ export class PersistentStore implements BackingStore {
   }
 
   async loadSegments(): Promise<SegmentRecord[]> {
-    return this.segments.all();
+    return this.segments.all(); // checked at open: a broken seal refused the store
   }
 
   async createSegment(record: Omit<SegmentRecord, 'vmid'>): Promise<number> {
@@ -341,7 +352,7 @@ export class PersistentStore implements BackingStore {
   }
 
   async readPage(vmid: number, pno: number, into: Uint8Array): Promise<void> {
-    const loc = this.pages.get(vmid, pno);
+    const loc = this.locate(vmid, pno);
     if (this.fillNow(vmid, pno, into, loc)) return;
     const { slot } = loc!; // fillNow fills a page with no slot
     try {
@@ -353,7 +364,7 @@ export class PersistentStore implements BackingStore {
   }
 
   readPageNow(vmid: number, pno: number, into: Uint8Array): boolean {
-    return this.fillNow(vmid, pno, into, this.pages.get(vmid, pno));
+    return this.fillNow(vmid, pno, into, this.locate(vmid, pno));
   }
 
   writePages(pages: readonly PageWrite[]): WriteTicket {
@@ -398,7 +409,11 @@ export class PersistentStore implements BackingStore {
 
   /** Scrub support: mapped pages after (vmid, pno), and whether a slot is listed free. */
   pageBatchAfter(vmid: number, pno: number, limit: number): { vmid: number; pno: number; slot: number; checksum: number }[] {
-    return this.pages.after(vmid, pno, limit);
+    try {
+      return this.pages.after(vmid, pno, limit);
+    } catch (err) {
+      throw this.sealError(err);
+    }
   }
 
   /** The page map while it is being checked (see BackingStore.checking); undefined once that has ended. */
@@ -460,11 +475,15 @@ export class PersistentStore implements BackingStore {
 
   /** Where the page map puts a page now (its slot and checksum), if anywhere. */
   pageLocation(vmid: number, pno: number): PageLocation | undefined {
-    return this.pages.get(vmid, pno);
+    return this.locate(vmid, pno);
   }
 
   sharedSlots(): number[] {
-    return this.pages.sharedSlots(this.header.slotCount);
+    try {
+      return this.pages.sharedSlots(this.header.slotCount);
+    } catch (err) {
+      throw this.sealError(err);
+    }
   }
 
   slotIsFree(slot: number): boolean {
@@ -478,6 +497,7 @@ export class PersistentStore implements BackingStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    clearTimeout(this.syncedRowsTimer);
     await this.writer.idle();
     this.limbo.drain();
     if (this.failure === undefined) {
@@ -536,23 +556,23 @@ export class PersistentStore implements BackingStore {
       });
     } catch (err) {
       this.unsyncedCycle = undefined;
-      if (FATAL_SQLITE.test((err as { code?: string }).code ?? '')) this.failPermanently(err as Error);
+      // A row that fails its seal is never rewritten: that would seal whatever slots it names.
+      if (FATAL_SQLITE.test((err as { code?: string }).code ?? '') || err instanceof BrokenSealError) this.failPermanently(err as Error);
       throw err;
     }
     this.allocator.committed(slots.length, slots.length - overtaken.length);
     this.limbo.add(overtaken);
     this.committedCycle = number;
-    this.cyclesWritten--;
   }
 
   /**
-   * Numbers the next page-out cycle and answers its record for the device: one past the cycles
-   * committed and those written before it, so the device is never more than two cycles ahead of
-   * the metadata (cycle-record.ts says why that is the bound it checks at open).
+   * Numbers the next page-out cycle and answers its record for the device: one past the last
+   * committed. (The page writer numbers a cycle only once the one before it has committed or
+   * failed, and a cycle after a failed flush fails too, so no two cycles committed share a number
+   * unless the first one's flush failed.)
    */
   private startCycle(): { number: number; position: number; bytes: Uint8Array } {
-    this.cyclesWritten++;
-    const number = this.committedCycle + this.cyclesWritten;
+    const number = this.committedCycle + 1;
     return { number, ...cycleRecord(this.header.storeId, number) };
   }
 
@@ -569,6 +589,28 @@ export class PersistentStore implements BackingStore {
     const left: number[] = [];
     for (const { previous } of cycle.pages) if (previous !== undefined) left.push(previous.slot);
     this.allocator.unmapped(left, true);
+    this.forgetSyncedSoon();
+  }
+
+  /**
+   * Deletes the rows of synced cycles SYNCED_ROWS_DELAY_MS from now if no commit has done it by
+   * then. Until its row is gone, a crash leaves a cycle in doubt: the next open takes back any of
+   * its pages that fail their seal, as if torn by the crash, though the page-out was acknowledged;
+   * a flipped bit in such a slot would then serve the previous version. Rows go in the next
+   * commit anyway; this bounds how long an acknowledged cycle stays in doubt when none follows.
+   */
+  private forgetSyncedSoon(): void {
+    if (this.syncedRowsTimer !== undefined) return;
+    this.syncedRowsTimer = setTimeout(() => {
+      this.syncedRowsTimer = undefined;
+      if (this.syncedCycles.length === 0 || this.closed || this.failure !== undefined) return;
+      try {
+        this.transact(() => {});
+      } catch (err) {
+        this.log.warn({ err }, 'could not delete the rows of synced page-out cycles; the next commit will');
+      }
+    }, SYNCED_ROWS_DELAY_MS);
+    this.syncedRowsTimer.unref();
   }
 
   /**
@@ -580,12 +622,13 @@ export class PersistentStore implements BackingStore {
     const cycle = this.unsyncedCycle!;
     this.unsyncedCycle = undefined;
     try {
-      // Undone, the cycle no longer counts as committed: its record may not have reached the device.
-      this.rollBack(cycle.id, cycle.pages, () => false, cycle.number - 1);
+      this.rollBack(cycle.id, cycle.pages, () => false);
     } catch (err) {
       this.failPermanently(err as Error);
       return;
     }
+    // meta.cycle stays: the cycle's record may have reached the device. The next cycle takes its number.
+    this.committedCycle = cycle.number - 1;
     this.allocator.restoreReservations(cycle.written);
   }
 
@@ -616,15 +659,13 @@ export class PersistentStore implements BackingStore {
    * In one transaction: an unsynced cycle's pages that `keep` does not vouch for go back to where
    * they were, the slots no page points at any more are free, and the cycle's row is gone.
    */
-  private rollBack(cycle: number, pages: readonly UnsyncedPage[], keep: (page: UnsyncedPage) => boolean, committedCycle?: number): void {
+  private rollBack(cycle: number, pages: readonly UnsyncedPage[], keep: (page: UnsyncedPage) => boolean): void {
     let unused: number[] = [];
     this.transact(() => {
       unused = rollBackUnsynced(this.pages, pages, keep);
       this.freeSlots.mark(unused, true);
       this.unsynced.delete(cycle);
-      if (committedCycle !== undefined) this.meta.set('cycle', committedCycle);
     });
-    if (committedCycle !== undefined) this.committedCycle = committedCycle;
     this.allocator.unmapped(unused, false);
   }
 
@@ -699,6 +740,22 @@ export class PersistentStore implements BackingStore {
     return true;
   }
 
+  /** Where the page map puts a page; EIO (checksum-mismatch), logged, if its row fails its seal. */
+  private locate(vmid: number, pno: number): PageLocation | undefined {
+    try {
+      return this.pages.get(vmid, pno);
+    } catch (err) {
+      throw this.sealError(err, { vmid, pno });
+    }
+  }
+
+  /** A BrokenSealError as EIO (checksum-mismatch), logged; any other error as it is. */
+  private sealError(err: unknown, page?: { vmid: number; pno: number }): unknown {
+    if (!(err instanceof BrokenSealError)) return err;
+    this.log.error({ ...page, err }, 'page-map row failed its seal; answering EIO');
+    return new PagerError('checksum-mismatch', err.message);
+  }
+
   private readFailed(vmid: number, pno: number, slot: number, err: unknown): PagerError {
     this.log.error({ vmid, pno, slot, err }, 'page-in failed');
     return new PagerError('page-in-failed', `reading slot ${slot}: ${(err as Error).message}`);
@@ -727,6 +784,7 @@ export class PersistentStore implements BackingStore {
   }
 
   private metadataError(err: unknown, reason: 'metadata-full' | 'metadata-failed'): PagerError {
+    if (err instanceof BrokenSealError) return this.sealError(err) as PagerError;
     const code = (err as { code?: string }).code ?? '';
     if (FATAL_SQLITE.test(code)) this.failPermanently(err as Error);
     this.log.error({ err }, 'metadata update failed');

@@ -1,7 +1,10 @@
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { migrate } from '../../src/meta/migrations.js';
+import { PageSeal } from '../../src/meta/page-seal.js';
 import { PagesTable, RUN_PAGES } from '../../src/meta/pages-table.js';
+
+const SEAL = new PageSeal('00112233445566778899aabbccddeeff');
 
 function table(): PagesTable {
   return tableAndDatabase().map;
@@ -10,7 +13,7 @@ function table(): PagesTable {
 function tableAndDatabase(): { map: PagesTable; db: Database.Database } {
   const db = new Database(':memory:');
   migrate(db);
-  return { map: new PagesTable(db), db };
+  return { map: new PagesTable(db, SEAL), db };
 }
 
 const R = RUN_PAGES;
@@ -52,7 +55,7 @@ describe('the page map in rows of RUN_PAGES pages', () => {
     const { map, db } = tableAndDatabase();
     map.putMany([0, 1, R, 2 * R].map((pno) => ({ vmid: 1, pno, slot: pno, checksum: pno })));
     map.unmapMany([{ vmid: 1, pno: 1 }, { vmid: 1, pno: R }, { vmid: 1, pno: 2 * R }]);
-    const fresh = new PagesTable(db);
+    const fresh = new PagesTable(db, SEAL);
     for (const t of [map, fresh]) {
       expect(t.get(1, 0)).toEqual({ slot: 0, checksum: 0 });
       expect([1, R, 2 * R].map((pno) => t.get(1, pno))).toEqual([undefined, undefined, undefined]);
@@ -63,7 +66,7 @@ describe('the page map in rows of RUN_PAGES pages', () => {
 
   it('answers lookups from the rows it keeps in memory as SQLite would, through changes and a rollback', () => {
     const { map, db } = tableAndDatabase();
-    const fresh = (): PagesTable => new PagesTable(db); // reads SQLite, nothing cached
+    const fresh = (): PagesTable => new PagesTable(db, SEAL); // reads SQLite, nothing cached
     const lookups = (t: PagesTable) => [0, 1, R, 2 * R + 3, 5 * R].flatMap((pno) => [1, 2].map((vmid) => t.get(vmid, pno)));
     expect(map.get(1, 0)).toBeUndefined(); // a missing row, remembered as missing
     map.putMany([0, 1, R, 2 * R + 3].map((pno, i) => ({ vmid: 1, pno, slot: i, checksum: i })));

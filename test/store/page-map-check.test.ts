@@ -5,7 +5,7 @@ import { V_WORKING } from '../../src/constants.js';
 import { CHUNK_SLOTS } from '../../src/meta/free-slot-map.js';
 import { RUN_PAGES } from '../../src/meta/pages-table.js';
 import { PersistentStore, StoreCorruptError } from '../../src/store/persistent-store.js';
-import { openStore, storeDir, storeOptions } from '../support/store-files.js';
+import { openStore, resealRows, storeDir, storeOptions } from '../support/store-files.js';
 
 const PAGE = 4096;
 
@@ -25,6 +25,14 @@ function corrupt(dir: string, change: (db: Database.Database) => void): void {
   const db = new Database(join(dir, 'meta.sqlite'));
   change(db);
   db.close();
+}
+
+/** The same change, with every page-map row sealed again after it: a wrong row as pagerd itself would have written it. */
+function resealed(change: (db: Database.Database) => void): (db: Database.Database) => void {
+  return (db) => {
+    change(db);
+    resealRows(db);
+  };
 }
 
 const open = (dir: string, reportOnly = false) => PersistentStore.open(storeOptions(dir, { createBytes: 64 * PAGE, reportOnly }));
@@ -55,16 +63,28 @@ describe('the page map is checked before any slot is reused', () => {
       /maps slot 3, which the free-slot map lists free/,
     ],
     [
-      'one slot mapped by two pages',
-      (db: Database.Database) => {
+      'one slot mapped by two pages (its row sealed as if pagerd wrote it)',
+      resealed((db) => {
         const entries = db.prepare('SELECT entries FROM page_map WHERE run = 0').pluck().get() as Buffer;
         entries.writeUInt32LE(entries.readUInt32LE(0), 8); // page 1 now points at page 0's slot
         db.prepare('UPDATE page_map SET entries = ? WHERE run = 0').run(entries);
-      },
+      }),
       /is mapped by more than one page/,
     ],
+    ['a row moved to another run (its key flipped)', (db: Database.Database) => db.exec('UPDATE page_map SET run = run + 2'), /row \(segment 1, run 2\) fails its seal/],
+    [
+      'a row whose slot changed (a flipped bit)',
+      (db: Database.Database) => {
+        const entries = db.prepare('SELECT entries FROM page_map WHERE run = 0').pluck().get() as Buffer;
+        entries[0] ^= 0x10; // page 0 now points at slot 16, never written and listed in no free map
+        db.prepare('UPDATE page_map SET entries = ? WHERE run = 0').run(entries);
+      },
+      /row \(segment 1, run 0\) fails its seal/,
+    ],
+    ['a segment whose owner changed (a flipped bit)', (db: Database.Database) => db.exec('UPDATE segments SET uid = uid + 1'), /the record of segment 1 fails its seal/],
     ['a row whose count of mapped pages is wrong', (db: Database.Database) => db.exec('UPDATE page_map SET mapped = 7'), /says it maps 7 pages, its entries map 8/],
-    ['a row of a segment that does not exist (its key flipped)', (db: Database.Database) => db.exec('UPDATE page_map SET vmid = vmid + 4'), /belongs to no segment/],
+    ['a row of a segment that does not exist (its key flipped)', (db: Database.Database) => db.exec('UPDATE page_map SET vmid = vmid + 4'), /fails its seal/],
+    ['a row of a segment that does not exist (sealed as if pagerd wrote it)', resealed((db) => db.exec('UPDATE page_map SET vmid = vmid + 4')), /belongs to no segment/],
     ['a row deleted whole', (db: Database.Database) => db.exec('DELETE FROM page_map WHERE run = 0'), /records 8 mapped pages, its page-map rows map 0/],
     ['a row with a malformed entries blob', (db: Database.Database) => db.exec("UPDATE page_map SET entries = X'0102'"), /malformed entries/],
   ] as const) {

@@ -8,7 +8,7 @@ import { PAGE_ENTRY_BYTES, RUN_PAGES } from '../../src/meta/pages-table.js';
 import { encodeHeader, FORMAT_VERSION, HEADER_PROBE_BYTES, probeHeader, type StoreHeader } from '../../src/store/header.js';
 import { PersistentStore } from '../../src/store/persistent-store.js';
 import { scrub } from '../../src/store/scrub.js';
-import { openStore, storeDir, storeOptions } from '../support/store-files.js';
+import { openStore, resealRows, storeDir, storeOptions } from '../support/store-files.js';
 
 const PAGE = 4096;
 const page = (byte: number) => new Uint8Array(PAGE).fill(byte);
@@ -48,10 +48,13 @@ describe('page seals', () => {
     expect(a.of(a.of(crc, 7, 1), 7, 1)).toBe(crc);
   });
 
-  it('a page-map row moved to another run (a flipped bit of its key) answers EIO for its pages, never their bytes as another page’s', async () => {
+  it('a page-map row moved to another run answers EIO for its pages, never their bytes as another page’s, even with its row sealed again', async () => {
+    // Without resealing, the row's own seal refuses it (page-map-check.test.ts); the page seals
+    // are the second line: each entry is bound to its page.
     const { dir, vmid } = await storeWithTwoRuns();
     const db = new Database(join(dir, 'meta.sqlite'));
     db.prepare('UPDATE page_map SET run = 2 WHERE vmid = ? AND run = 1').run(vmid);
+    resealRows(db);
     db.close();
     const store = await openStore(dir, { createBytes: 64 * PAGE });
     const into = new Uint8Array(PAGE);
@@ -68,7 +71,7 @@ describe('page seals', () => {
   it('a store of format 2 (plain CRC-32C checksums) is sealed and upgraded at open, and reads back', async () => {
     const { dir, vmid, pages } = await storeWithTwoRuns();
     // Make it what format 2 wrote: unsealed checksums (a seal undoes itself), schema 4, header 2;
-    // opening it then runs migrations 5 (seals) and 6 (segment counts).
+    // opening it then runs migrations 5 (page seals), 6 (segment counts) and 7 (row and record seals).
     const header = readHeader(dir);
     const seal = new PageSeal(header.storeId);
     const db = new Database(join(dir, 'meta.sqlite'));
@@ -79,7 +82,7 @@ describe('page seals', () => {
       }
       db.prepare('UPDATE page_map SET entries = ? WHERE vmid = ? AND run = ?').run(entries, vmid, run);
     }
-    db.exec('ALTER TABLE segments DROP COLUMN mapped'); // added by migration 6
+    db.exec('ALTER TABLE segments DROP COLUMN mapped; ALTER TABLE segments DROP COLUMN seal; ALTER TABLE page_map DROP COLUMN seal'); // added by migrations 6 and 7
     db.pragma('user_version = 4');
     db.close();
     const fd = openSync(join(dir, 'backing'), 'r+');

@@ -4,6 +4,7 @@ import { crc32c } from '../../src/native/addon.js';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { V_CLIENT, V_WORKING } from '../../src/constants.js';
+import { PageSeal } from '../../src/meta/page-seal.js';
 import { PagesTable } from '../../src/meta/pages-table.js';
 import { PersistentStore } from '../../src/store/persistent-store.js';
 import { openStore, storeDir, storeOptions } from '../support/store-files.js';
@@ -187,10 +188,11 @@ describe('PersistentStore at scale', () => {
     let store = await openStore(dir, { createBytes: (pages + 16) * PAGE });
     const a = await store.createSegment({ ...segment, extent: pages * PAGE });
     const b = await store.createSegment({ ...segment, extent: pages * PAGE });
+    const seal = new PageSeal(store.header.storeId);
     await store.close();
     // Map the pages the fast way, straight into the page map (slots hold zero pages).
     const db = new Database(join(dir, 'meta.sqlite'));
-    const map = new PagesTable(db);
+    const map = new PagesTable(db, seal);
     const zero = crc32c(new Uint8Array(PAGE));
     db.transaction(() => {
       map.putMany(Array.from({ length: pages / 2 }, (_, p) => ({ vmid: a, pno: p, slot: p, checksum: zero })));

@@ -1,6 +1,9 @@
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type Database from 'better-sqlite3';
+import { PageSeal } from '../../src/meta/page-seal.js';
+import { crc32c } from '../../src/native/addon.js';
 import { PersistentStore, type StoreOptions } from '../../src/store/persistent-store.js';
 
 const made: string[] = [];
@@ -44,4 +47,15 @@ export function storeOptions(dir: string, overrides: Partial<StoreOptions> = {})
 
 export function openStore(dir: string, overrides: Partial<StoreOptions> = {}): Promise<PersistentStore> {
   return PersistentStore.open(storeOptions(dir, overrides));
+}
+
+/**
+ * Seals every page-map row of a stopped store's database again, as pagerd would have written it:
+ * for tests of what must catch a wrong row that its own seal does not (a bug, not a flipped bit).
+ */
+export function resealRows(db: Database.Database): void {
+  const seal = new PageSeal(db.prepare("SELECT value FROM meta WHERE key = 'store_id'").pluck().get() as string);
+  for (const { vmid, run, entries } of db.prepare('SELECT vmid, run, entries FROM page_map').all() as { vmid: number; run: number; entries: Buffer }[]) {
+    db.prepare('UPDATE page_map SET seal = ? WHERE vmid = ? AND run = ?').run(seal.ofRow(crc32c(entries), vmid, run), vmid, run);
+  }
 }
