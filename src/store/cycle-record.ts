@@ -1,8 +1,8 @@
 import { crc32c } from '../native/addon.js';
 
 /**
- * The device's record of the page-out cycle committed last: written after each cycle's commit,
- * with its fdatasync, so the device says how far the metadata must have got. Three copies, in
+ * The device's record of a page-out cycle whose commit is durable, so the device says how far the
+ * metadata must have got (cycleMismatch says when it is written). Three copies, in
  * sectors 2, 4 and 6 of the header page, rotate by cycle number: a cycle's record overwrites the
  * copy of the cycle three before it, so while it is written (and may tear) the two cycles before
  * it are still on the device, and the store stays openable. (On a device with 4 KiB sectors the
@@ -44,21 +44,22 @@ export function newestRecordedCycle(headerPage: Uint8Array, storeId: string): nu
 
 /**
  * Whether the device's newest cycle record and the metadata's last committed cycle can belong
- * together; if not, why (a message for the operator). A cycle's record goes to the device only
- * after its commit (page-writer.ts), so the device never records a cycle the metadata has not
- * committed, and lags it by at most one (a commit durable, its record and flush cut short; the
- * open-time check of unsynced cycles takes those pages back, and the open writes the metadata's
- * cycle to the device before any page-out, so a second crash finds the device no further
- * behind). A cycle whose flush failed keeps its number for the next one, so failures do not
- * widen the gap. Anything else means the metadata is older than the device (a lost or damaged
- * WAL, an older database restored) or the device older than the metadata (an older device
- * image): serving either would serve stale pages as current.
+ * together; if not, why (a message for the operator). A record goes to the device only once its
+ * cycle's commit is durable: each cycle's data carries the record of the cycle committed before
+ * it, and the store records the last one on its own once page-outs pause (and at a clean stop).
+ * So the device never records a cycle the metadata has not committed, and lags it by at most two
+ * (a cycle committed whose flush, carrying the record of the one before, was cut short). A
+ * cycle whose flush failed keeps its number for the next one, so failures do not widen the gap;
+ * the open writes the metadata's cycle to a device that lags, before any page-out. Anything else
+ * means the metadata is older than the device (a lost or damaged -wal file, an older database
+ * restored) or the device older than the metadata (an older device image): serving either would
+ * serve stale pages as current.
  */
 export function cycleMismatch(deviceCycle: number, metadataCycle: number): string | undefined {
   if (deviceCycle > metadataCycle) {
-    return `the metadata is older than the device: its last committed page-out cycle is ${metadataCycle}, the device has written cycle ${deviceCycle} (a lost, deleted or damaged -wal file, or an older copy of the database restored)`;
+    return `the metadata is older than the device: its last committed page-out cycle is ${metadataCycle}, the device has recorded cycle ${deviceCycle} (a lost, deleted or damaged -wal file, or an older copy of the database restored)`;
   }
-  if (deviceCycle < metadataCycle - 1) {
+  if (deviceCycle < metadataCycle - 2) {
     return `the device is older than the metadata: the database committed page-out cycle ${metadataCycle}, the device records only cycle ${deviceCycle} (an older image of the device restored)`;
   }
   return undefined;

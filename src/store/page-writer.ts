@@ -35,14 +35,16 @@ export interface WriteCycleHost {
   takeSlots(count: number): number[];
   /** Resolves true once page-outs may take slots (the page map is checked), false if they never may. */
   writable(): Promise<boolean>;
-  /** Numbers a cycle being written and answers its record, written once its commit is made. */
+  /**
+   * Numbers a cycle being written, and answers the record written with its data: that of the
+   * last cycle committed before it (cycle-record.ts: a record trails its commit).
+   */
   startCycle(): { number: number; position: number; bytes: Uint8Array };
   /** A cycle failed before commit: its slots are free again, reservations restored. */
   giveBackSlots(slots: readonly number[]): void;
   /**
-   * Commits the cycle's metadata durably (one transaction), before its record goes to the device
-   * and its data is flushed; throws if it could not. Exactly one of `synced` and `notSynced`
-   * follows a commit.
+   * Commits the cycle's metadata durably (one transaction), while its data flush is in flight;
+   * throws if it could not. Exactly one of `synced` and `notSynced` follows a commit.
    */
   commit(cycle: WrittenCycle): void;
   /** The committed cycle's data flush succeeded: the cycle is complete. */
@@ -72,24 +74,20 @@ interface Waiter {
  */
 const PAGES_PER_WRITEV = 256;
 
-/** A cycle whose pages are written, on its way to its commit and flush. */
+/** A cycle whose pages are written, on its way to its flush and commit. */
 interface WrittenState {
   waiters: Waiter[];
   cycle: WrittenCycle;
-  /** The cycle's record for the device (cycle-record.ts). */
-  record: { position: number; bytes: Uint8Array };
 }
 
 /**
  * The page-out path: batches of page-outs queue here and are written in cycles (group commit).
  * A cycle takes every batch queued so far (up to maxBatchPages), gives its pages fresh slots
  * (never the slot holding a page's last complete version), and writes contiguous runs with
- * positional writev, all runs in flight at once; then one metadata transaction, and then its
- * cycle record and one fdatasync. Only when both succeeded are its batches complete. The commit
- * comes first so that the device never records a cycle the metadata has not committed: a device
- * ahead of its metadata is then always a lost or older database (cycle-record.ts).
+ * positional writev, all runs in flight at once; then one fdatasync and one metadata transaction
+ * at the same time. Only when both succeeded are its batches complete.
  *
- * Cycles overlap by one stage: the next cycle's writes run while this one commits and flushes
+ * Cycles overlap by one stage: the next cycle's writes run while this one flushes and commits
  * (the device is otherwise idle while it syncs), but flushes and commits run one cycle at a time,
  * in order. A failed fdatasync is charged to every batch that wrote before it returned: its own
  * cycle's and the next one's, which may have been written back (and lost) by it; Linux reports a
@@ -124,6 +122,11 @@ export class PageWriter {
       setImmediate(() => this.drain().catch((err: unknown) => this.crash(err)));
     }
     return { captured, complete };
+  }
+
+  /** True while page-outs are queued or being written. */
+  get busy(): boolean {
+    return this.running;
   }
 
   /** Resolves once no page-out is queued or being written. */
@@ -209,14 +212,15 @@ export class PageWriter {
     const slots = host.takeSlots(writes.length);
     const sums = new Uint32Array(writes.length);
     const record = host.startCycle();
-    const written: WrittenState = { waiters, cycle: { batches, slots, sums, number: record.number }, record };
+    const written: WrittenState = { waiters, cycle: { batches, slots, sums, number: record.number } };
     // The device sums each page as it writes it, in the thread pool. Pages are pinned until
     // captured: their bytes cannot change under the checksum or the write.
-    const results = await Promise.allSettled(
-      this.runs(slots).map(({ position, first, end }) =>
+    const results = await Promise.allSettled([
+      ...this.runs(slots).map(({ position, first, end }) =>
         timed('writev', host.observeIo, () => host.device.writev(writes.slice(first, end).map((w) => w.data), position, sums.subarray(first, end))),
       ),
-    );
+      host.device.writev([record.bytes], record.position),
+    ]);
     for (const w of waiters) w.captured();
     const writeError = results.find((r) => r.status === 'rejected');
     if (writeError === undefined) return written;
@@ -225,38 +229,28 @@ export class PageWriter {
   }
 
   /**
-   * The metadata commit (here, with its own WAL sync), then the cycle's record and the data flush
-   * (in the thread pool). Until the flush is known good the commit keeps the pages' old slots,
-   * and says how to go back (see UnsyncedPageouts). Resolves to whether the fdatasync succeeded
-   * (true if none was needed: a failed commit leaves the writes to the next cycle's flush).
+   * The data flush (in the thread pool) and the metadata commit (here, with its own WAL sync) at
+   * once: one sync's wait instead of two in a row. Until the flush is known good the commit keeps
+   * the pages' old slots, and says how to go back (see UnsyncedPageouts). Resolves to whether the
+   * fdatasync succeeded.
    */
   private async flush(written: WrittenState): Promise<boolean> {
     const host = this.host;
-    const commitStart = performance.now();
-    try {
-      host.commit(written.cycle); // synchronous: the next cycle is numbered after it
-    } catch (err) {
-      this.fail(written, 'commit', err);
-      return true;
-    } finally {
-      host.observeIo?.('commit', (performance.now() - commitStart) / 1000);
-    }
-    const flushError = await timed('datasync', host.observeIo, async () => {
-      await host.device.writev([written.record.bytes], written.record.position);
-      await host.device.datasync();
-    }).then(
-      () => undefined,
-      (err: unknown) => err ?? new Error('the record write or fdatasync failed'),
-    );
-    if (flushError !== undefined) {
+    const [flushed, committed] = await Promise.allSettled([
+      timed('datasync', host.observeIo, () => host.device.datasync()),
+      timed('commit', host.observeIo, () => host.commit(written.cycle)),
+    ]);
+    if (committed.status === 'rejected') {
+      this.fail(written, 'commit', committed.reason);
+    } else if (flushed.status === 'rejected') {
       host.notSynced();
-      this.fail(written, 'datasync', flushError, false);
+      this.fail(written, 'datasync', flushed.reason, false);
     } else {
       host.synced();
       for (const w of written.waiters) this.settled(w).complete();
     }
     this.lastProgressMs = performance.now();
-    return flushError === undefined;
+    return flushed.status === 'fulfilled';
   }
 
   /** A cycle failed: its batches are told, its slots (unless already rolled back) are free again. */

@@ -92,8 +92,8 @@ function unreadableMetadata(err: unknown, path: string): StoreRefusedError | und
 /** What a refusal for corruption tells the operator to do. */
 const REFUSAL_ADVICE = 'refusing to start, so that no acknowledged page is overwritten or served wrong; `pagerd --check` lists every problem; restore the device and its database together from a backup';
 
-/** How long the rows of synced page-out cycles may wait for a commit to delete them (forgetSyncedSoon). */
-const SYNCED_ROWS_DELAY_MS = 10;
+/** How long after a page-out cycle's flush the store settles it if no cycle follows (settleSoon). */
+const SETTLE_DELAY_MS = 10;
 
 /** SQLite errors after which the metadata can no longer be trusted: the store fails permanently. */
 const FATAL_SQLITE = /^SQLITE_(CORRUPT|NOTADB|READONLY|CANTOPEN|MISUSE)/;
@@ -144,7 +144,11 @@ export class PersistentStore implements BackingStore {
   private committedCycle: number;
   /** Cycles whose flush succeeded: their rows go in the next transaction. */
   private syncedCycles: number[] = [];
-  private syncedRowsTimer: NodeJS.Timeout | undefined;
+  private settleTimer: NodeJS.Timeout | undefined;
+  /** The settle in progress (close waits for it). */
+  private settling: Promise<void> = Promise.resolve();
+  /** The newest cycle whose record is known durable on the device. */
+  private recordedCycle: number;
   private readonly allocator: SlotAllocator;
   private readonly writer: PageWriter;
   private readonly log: StoreLog;
@@ -179,6 +183,7 @@ export class PersistentStore implements BackingStore {
     this.limbo = new Limbo(device, (slot) => this.dataOffset + slot * this.pageSize, this.pageSize, (slots) => this.allocator.freed(slots), (obj, msg) => this.log.warn(obj, msg));
     this.walSpace = new WalSpace(db, options.databasePath);
     this.committedCycle = Number(this.meta.get('cycle') ?? 0);
+    this.recordedCycle = this.committedCycle; // open made the device record it
     const high = Number(this.meta.get('slot_high') ?? 0);
     this.allocator = new SlotAllocator(header.slotCount, options.spareSlots, high, this.freeSlots.bitmap);
     this.writer = new PageWriter({
@@ -255,8 +260,8 @@ export class PersistentStore implements BackingStore {
           throw new StoreCorruptError(`${where} and ${options.databasePath} do not belong together: ${mismatch}. Refusing to serve stale pages: put back the database (with its -wal file) that goes with this device, or restore both from one backup`);
         }
         if (deviceCycle < metadataCycle) {
-          // A commit outlived its flush (a crash): the device records the metadata's cycle again
-          // before any page-out, or the next crash could find it two behind.
+          // The last cycles' records had not reached the device (a crash): it records the
+          // metadata's cycle now, before any page-out, so the next crash finds it no further behind.
           const { position, bytes } = cycleRecord(header.storeId, metadataCycle);
           await device.writev([bytes], position);
           await device.datasync();
@@ -497,10 +502,12 @@ export class PersistentStore implements BackingStore {
   async close(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
-    clearTimeout(this.syncedRowsTimer);
+    clearTimeout(this.settleTimer);
     await this.writer.idle();
+    await this.settling;
     this.limbo.drain();
     if (this.failure === undefined) {
+      await this.settle().catch((err: unknown) => this.log.warn({ err }, 'could not record the last page-out cycle on the device'));
       this.transact(() => this.meta.set('clean_shutdown', 1));
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     }
@@ -566,14 +573,14 @@ export class PersistentStore implements BackingStore {
   }
 
   /**
-   * Numbers the next page-out cycle and answers its record for the device: one past the last
-   * committed. (The page writer numbers a cycle only once the one before it has committed or
-   * failed, and a cycle after a failed flush fails too, so no two cycles committed share a number
-   * unless the first one's flush failed.)
+   * Numbers the next page-out cycle, one past the last committed, and answers the record its data
+   * carries to the device: the last committed cycle's, whose commit is durable by now. (The page
+   * writer numbers a cycle only once the one before it has committed or failed, and a cycle after
+   * a failed flush fails too, so no two cycles committed share a number unless the first one's
+   * flush failed.)
    */
   private startCycle(): { number: number; position: number; bytes: Uint8Array } {
-    const number = this.committedCycle + 1;
-    return { number, ...cycleRecord(this.header.storeId, number) };
+    return { number: this.committedCycle + 1, ...cycleRecord(this.header.storeId, this.committedCycle) };
   }
 
   /**
@@ -589,28 +596,37 @@ export class PersistentStore implements BackingStore {
     const left: number[] = [];
     for (const { previous } of cycle.pages) if (previous !== undefined) left.push(previous.slot);
     this.allocator.unmapped(left, true);
-    this.forgetSyncedSoon();
+    this.settleSoon();
   }
 
   /**
-   * Deletes the rows of synced cycles SYNCED_ROWS_DELAY_MS from now if no commit has done it by
-   * then. Until its row is gone, a crash leaves a cycle in doubt: the next open takes back any of
-   * its pages that fail their seal, as if torn by the crash, though the page-out was acknowledged;
-   * a flipped bit in such a slot would then serve the previous version. Rows go in the next
-   * commit anyway; this bounds how long an acknowledged cycle stays in doubt when none follows.
+   * Settles the synced cycles SETTLE_DELAY_MS after the last flush, unless more page-outs are on their way:
+   * deletes their unsynced rows and puts the last committed cycle's record on the device. Until
+   * then, a crash leaves the last cycle in doubt: the next open takes back any of its pages that
+   * fail their seal (as if torn by the crash, though acknowledged), and the device does not yet
+   * say the metadata must hold it (a lost -wal file that held only it would go unseen). The next
+   * cycle settles both anyway; this bounds how long the last one stays in doubt when none follows.
    */
-  private forgetSyncedSoon(): void {
-    if (this.syncedRowsTimer !== undefined) return;
-    this.syncedRowsTimer = setTimeout(() => {
-      this.syncedRowsTimer = undefined;
-      if (this.syncedCycles.length === 0 || this.closed || this.failure !== undefined) return;
-      try {
-        this.transact(() => {});
-      } catch (err) {
-        this.log.warn({ err }, 'could not delete the rows of synced page-out cycles; the next commit will');
-      }
-    }, SYNCED_ROWS_DELAY_MS);
-    this.syncedRowsTimer.unref();
+  private settleSoon(): void {
+    if (this.settleTimer !== undefined) return void this.settleTimer.refresh(); // from the last flush: a pause, not a pulse
+    this.settleTimer = setTimeout(() => {
+      this.settleTimer = undefined;
+      if (this.closed || this.failure !== undefined) return;
+      if (this.writer.busy) return this.settleSoon();
+      this.settling = this.settle().catch((err: unknown) => this.log.warn({ err }, 'could not settle the last page-out cycle; the next one will'));
+    }, SETTLE_DELAY_MS);
+    this.settleTimer.unref();
+  }
+
+  /** Deletes synced cycles' unsynced rows, and records the last committed cycle on the device, durably. */
+  private async settle(): Promise<void> {
+    if (this.syncedCycles.length > 0) this.transact(() => {});
+    if (this.recordedCycle === this.committedCycle) return;
+    const cycle = this.committedCycle;
+    const { position, bytes } = cycleRecord(this.header.storeId, cycle);
+    await this.device.writev([bytes], position);
+    await this.device.datasync();
+    this.recordedCycle = Math.max(this.recordedCycle, cycle);
   }
 
   /**

@@ -79,8 +79,8 @@ export async function referenceStores(work: string): Promise<References> {
   store = await PersistentStore.open(storeOptions(crashedDir, { createBytes: (SLOTS + 1) * PAGE }));
   await store.pageMapChecked;
   await writeVersions(store, vmid, expected, 4, 4);
-  // Past the moment an acknowledged cycle is in doubt (the store deletes its unsynced row 10 ms
-  // after its flush when no commit follows): see PersistentStore.forgetSyncedSoon.
+  // Past the moment the last acknowledged cycle is in doubt (the store settles it 10 ms after its
+  // flush when no cycle follows): see PersistentStore.settleSoon.
   await new Promise((resolve) => setTimeout(resolve, 50));
   // Copied while open and idle: what a kill -9 now leaves (the WAL holds the commits since the last checkpoint).
   const snapshot = join(work, 'crashed-files');
