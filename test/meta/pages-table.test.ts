@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { migrate } from '../../src/meta/migrations.js';
-import { PageSeal } from '../../src/meta/page-seal.js';
+import { BrokenSealError, PageSeal } from '../../src/meta/page-seal.js';
 import { PagesTable, RUN_PAGES } from '../../src/meta/pages-table.js';
 
 const SEAL = new PageSeal('00112233445566778899aabbccddeeff');
@@ -35,6 +35,22 @@ describe('the page map in rows of RUN_PAGES pages', () => {
     expect(map.sharedSlots(64)).toEqual([]);
     map.putMany([{ vmid: 3, pno: 0, slot: 21, checksum: 6 }]); // a second page on slot 21: corrupt
     expect(map.sharedSlots(64)).toEqual([21]);
+  });
+
+  it('a row changed outside it (its seal broken) throws on every read, so a release through it frees no slot it names', () => {
+    const { map, db } = tableAndDatabase();
+    map.putMany([0, 1, R].map((pno) => ({ vmid: 1, pno, slot: pno + 10, checksum: pno })));
+    const entries = db.prepare('SELECT entries FROM page_map WHERE run = 1').pluck().get() as Buffer;
+    entries.writeUInt32LE(10 + 1, 0); // page R now names page 0's slot
+    db.prepare('UPDATE page_map SET entries = ? WHERE run = 1').run(entries);
+    const fresh = new PagesTable(db, SEAL); // reads SQLite, nothing cached
+    expect(() => fresh.get(1, R)).toThrow(BrokenSealError);
+    expect(() => fresh.deleteRange(1, R, R + 1)).toThrow(BrokenSealError);
+    expect(() => fresh.deleteSegment(1)).toThrow(BrokenSealError);
+    expect(() => fresh.after(0, -1, 10)).toThrow(BrokenSealError);
+    expect(() => fresh.sharedSlots(64)).toThrow(BrokenSealError);
+    expect(fresh.get(1, 0)).toEqual({ slot: 10, checksum: 0 });
+    expect(fresh.count()).toBe(3);
   });
 
   it('forgets ranges that start and end inside rows, keeping their neighbours', () => {
