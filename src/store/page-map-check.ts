@@ -99,6 +99,20 @@ export class PageMapCheck {
     this.counted.set(vmid as number, (this.counted.get(vmid as number) ?? 0) + count);
   }
 
+  /**
+   * Slots below the high water that no row maps and the free-slot map does not list free (once
+   * every row is checked): lost to a cleared bit of the map, harmless but never reused unless
+   * given back. Nothing else holds a slot while the check runs: no page-out, release or limbo.
+   */
+  unlistedSlots(): number[] {
+    const { high, slotCount, isFree } = this.facts;
+    const unlisted: number[] = [];
+    for (let slot = 0; slot < Math.min(high, slotCount); slot++) {
+      if ((this.seen[slot >>> 3] & (1 << (slot & 7))) === 0 && !isFree(slot)) unlisted.push(slot);
+    }
+    return unlisted;
+  }
+
   /** Each segment's rows map as many pages as it records: a row lost (or one that strayed in) shows here. */
   private checkCounts(): void {
     for (const [vmid, recorded] of this.facts.segments) {
