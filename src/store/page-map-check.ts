@@ -125,3 +125,25 @@ export class PageMapCheck {
     if (this.problems.count++ < 5) this.problems.first.push(what);
   }
 }
+
+/**
+ * Runs a check a step per turn of the event loop, so a daemon serving clients stays responsive
+ * (ROWS_PER_STEP rows a step). Resolves with what it found, or undefined if `stopped()` turned
+ * true first; rejects with the error of a step that could not read the rows.
+ */
+export function checkInBackground(check: PageMapCheck, stopped: () => boolean): Promise<PageMapProblems | undefined> {
+  return new Promise((resolve, reject) => {
+    const step = (): void => {
+      if (stopped()) return resolve(undefined);
+      let done: boolean;
+      try {
+        done = check.step();
+      } catch (err) {
+        return reject(err);
+      }
+      if (done) resolve(check.problems);
+      else setImmediate(step);
+    };
+    setImmediate(step);
+  });
+}

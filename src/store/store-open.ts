@@ -1,0 +1,121 @@
+import { integrityCheck, openDatabase, type Database } from '../meta/database.js';
+import { MetaTable } from '../meta/meta-table.js';
+import { cycleMismatch, cycleRecord, newestRecordedCycle } from './cycle-record.js';
+import { openDevice, type BackingDevice } from './device.js';
+import { encodeHeader, FORMAT_VERSION, HEADER_PROBE_BYTES, newHeader, probeHeader, type StoreHeader } from './header.js';
+import { REFUSAL_ADVICE, refusalFor, StoreCorruptError, StoreRefusedError } from './store-errors.js';
+import type { StoreOptions } from './store-options.js';
+
+/** A store's device and database, opened and found to belong together, for PersistentStore to run on. */
+export interface OpenedStoreFiles {
+  device: BackingDevice;
+  db: Database;
+  header: StoreHeader;
+  /** Result of the integrity check run after an unclean shutdown ('ok'), or undefined if none ran. */
+  recovery: string | undefined;
+}
+
+/**
+ * Opens (and on first use formats) a store's device and database, and checks that they belong
+ * together before anything is served. Refuses, with one line saying why and what to do: a device
+ * that holds something else (unless options.format), a page size or store id that does not match
+ * the metadata, a device and metadata whose page-out cycles cannot belong together (cycle-record.ts),
+ * metadata that fails its integrity check after an unclean shutdown, and a damaged slot high water.
+ * Marks the shutdown unclean until the store closes cleanly.
+ */
+export async function openStoreFiles(options: StoreOptions): Promise<OpenedStoreFiles> {
+  const device = await (options.openDevice ?? openDevice)(options.devicePath, options);
+  let db: Database | undefined;
+  try {
+    db = openDatabase(options.databasePath);
+    const meta = new MetaTable(db);
+    const probe = new Uint8Array(HEADER_PROBE_BYTES);
+    await device.read(probe, 0);
+    const found = probeHeader(probe);
+    const knownId = meta.get('store_id');
+    const where = options.devicePath;
+    let header: StoreHeader;
+    let fresh = false;
+    if (found.kind === 'ours' && knownId === found.header.storeId) {
+      header = found.header;
+      if (header.pageSize !== options.pageSize) {
+        throw new StoreRefusedError(`${where} is formatted with page size ${header.pageSize}, not the configured ${options.pageSize}`);
+      }
+      if (header.formatVersion < FORMAT_VERSION) header = await upgradeHeader(device, header, options);
+    } else if (found.kind === 'blank' && knownId === undefined) {
+      header = await format(device, db, options);
+      fresh = true;
+    } else if (options.format) {
+      options.log?.warn({ device: where, found: found.kind }, 'formatting the store as asked (--format): its old contents are gone');
+      header = await format(device, db, options);
+      fresh = true;
+    } else if (found.kind === 'foreign') {
+      throw new StoreRefusedError(`${where} holds data that is not a pagerd store (${found.why}); refusing to overwrite it without --format`);
+    } else if (found.kind === 'blank') {
+      throw new StoreRefusedError(`${where} is blank, but the metadata in ${options.databasePath} belongs to store ${knownId}; refusing without --format`);
+    } else if (knownId === undefined) {
+      throw new StoreRefusedError(`${where} is pagerd store ${found.header.storeId}, but its metadata database ${options.databasePath} is missing or empty; refusing without --format`);
+    } else {
+      throw new StoreRefusedError(`${where} is pagerd store ${found.header.storeId}, but ${options.databasePath} belongs to store ${knownId}`);
+    }
+    if (!fresh) {
+      const deviceCycle = newestRecordedCycle(probe, header.storeId);
+      const metadataCycle = Number(meta.get('cycle') ?? 0);
+      const mismatch = cycleMismatch(deviceCycle, metadataCycle);
+      if (mismatch !== undefined) {
+        throw new StoreCorruptError(`${where} and ${options.databasePath} do not belong together: ${mismatch}. Refusing to serve stale pages: put back the database (with its -wal file) that goes with this device, or restore both from one backup`);
+      }
+      if (deviceCycle < metadataCycle) {
+        // The last cycles' records had not reached the device (a crash): it records the
+        // metadata's cycle now, before any page-out, so the next crash finds it no further behind.
+        const { position, bytes } = cycleRecord(header.storeId, metadataCycle);
+        await device.writev([bytes], position);
+        await device.datasync();
+      }
+    }
+    let recovery: string | undefined;
+    if (!fresh && meta.get('clean_shutdown') !== '1') {
+      recovery = integrityCheck(db);
+      if (recovery !== 'ok') throw new StoreRefusedError(`metadata integrity check failed after an unclean shutdown: ${recovery}`);
+      options.log?.info({ device: where }, 'recovered after an unclean shutdown; metadata integrity ok');
+    }
+    const high = meta.get('slot_high');
+    if (!fresh && !/^\d+$/.test(high ?? '')) throw new StoreCorruptError(`${options.databasePath} holds no valid slot high water (meta.slot_high is ${JSON.stringify(high)}): ${REFUSAL_ADVICE}`);
+    meta.set('clean_shutdown', 0);
+    return { device, db, header, recovery };
+  } catch (err) {
+    db?.close();
+    await device.close();
+    throw refusalFor(err, options.databasePath) ?? err;
+  }
+}
+
+/**
+ * Brings an older format's header to FORMAT_VERSION. The metadata is already migrated (opening
+ * the database did it, in one transaction), so a crash before this write only repeats it.
+ */
+async function upgradeHeader(device: BackingDevice, old: StoreHeader, options: StoreOptions): Promise<StoreHeader> {
+  const header = { ...old, formatVersion: FORMAT_VERSION };
+  await device.writev([encodeHeader(header)], 0);
+  await device.datasync();
+  options.log?.warn({ device: options.devicePath, from: old.formatVersion, to: FORMAT_VERSION }, 'upgraded the store to the current on-disk format');
+  return header;
+}
+
+/** Writes a new header and empties the metadata, durably, header first. */
+async function format(device: BackingDevice, db: Database, options: StoreOptions): Promise<StoreHeader> {
+  if (options.pageSize !== 4096 && options.pageSize !== 65536) throw new StoreRefusedError(`page size must be 4096 or 65536, not ${options.pageSize}`);
+  const slotCount = Math.floor((device.size - options.pageSize) / options.pageSize);
+  if (slotCount < 1) throw new StoreRefusedError(`${options.devicePath} is too small for one page of ${options.pageSize} bytes after the header`);
+  const header = newHeader(options.pageSize, slotCount);
+  await device.writev([encodeHeader(header)], 0);
+  await device.datasync();
+  db.transaction(() => {
+    db.exec('DELETE FROM page_map; DELETE FROM free_slot_map; DELETE FROM segments; DELETE FROM meta;');
+    const meta = new MetaTable(db);
+    meta.set('store_id', header.storeId);
+    meta.set('page_size', header.pageSize);
+    meta.set('slot_high', 0);
+  }).immediate();
+  return header;
+}
