@@ -24,6 +24,8 @@
 #include <climits>
 #include <vector>
 
+void RegisterSharedMemory(Napi::Env env, Napi::Object exports);  // shared_memory.cc
+
 namespace {
 
 // ---- CRC-32C (Castagnoli), reflected, as iSCSI/ext4/btrfs use it ----------------------------
@@ -375,6 +377,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("discard", Napi::Function::New(env, Discard));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
   exports.Set("mallocTrim", Napi::Function::New(env, MallocTrim));
+  RegisterSharedMemory(env, exports);
   return exports;
 }
 

@@ -80,6 +80,7 @@ export const REASONS = {
   'not-hello': { code: 'EPROTO', text: 'the first frame of a connection was not a hello; the connection is closed' },
   'internal-error': { code: 'EIO', text: 'the daemon failed unexpectedly while serving the request (it is logged)' },
   'interrupted': { code: 'EINTR', text: 'a wait on a V_INTRSEG segment was interrupted' },
+  'shared-frames-not-offered': { code: 'EACCES', text: "shared frames are offered only to the daemon's own uid, root and members of server.sharedFramesGroup, and only when server.sharedFrames is on" },
   'too-many-connections': { code: 'EAGAIN', text: "the daemon is at a connection cap (server.maxConnections, or the uid's share); the connection is closed" },
   // Seen by the client library only.
   'protocol-error': { code: 'EPROTO', text: 'the daemon sent a frame the client cannot decode, or one the protocol does not send that way; the connection is closed' },

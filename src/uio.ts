@@ -70,6 +70,16 @@ export class IovCursor {
     }
   }
 
+  /** Where the cursor is, for reset(): a copy that must be taken back. */
+  mark(): number {
+    return this.index * 2 ** 32 + this.within;
+  }
+
+  reset(mark: number): void {
+    this.index = Math.floor(mark / 2 ** 32);
+    this.within = mark % 2 ** 32;
+  }
+
   private step(n: number): void {
     this.within += n;
     while (this.index < this.iov.length && this.within >= this.iov[this.index].length) {

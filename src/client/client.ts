@@ -1,7 +1,8 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { ERRNO, PagerError, type ErrorCode, type Reason } from '../errors.js';
-import { UIO_READ, UIO_WRITE } from '../constants.js';
-import { MESSAGE_OVERHEAD_BYTES, decodeReply, decodeWelcome, encodeHello, encodeRequestFrame, type Reply, type Value } from '../protocol/codec.js';
+import { UIO_READ, UIO_SYSSPACE, UIO_USERSPACE, UIO_WRITE } from '../constants.js';
+import { MESSAGE_OVERHEAD_BYTES, WelcomeFlag, decodeReply, decodeWelcome, encodeHello, encodeRequestFrame, type Reply, type Value } from '../protocol/codec.js';
+import { SharedFrameReader } from './shared-frame-reader.js';
 import { FrameDecoder, encodeFrame } from '../protocol/frame.js';
 import { TurnWriter } from '../protocol/turn-writer.js';
 import { addScrubChunk, emptyScrubTotals, type ScrubTotals } from '../scrub-report.js';
@@ -20,6 +21,11 @@ export interface ConnectOptions {
   socket?: string;
   /** Bound on connecting plus the handshake (ms); past it connect() rejects with ETIMEDOUT. Default 10 s. */
   connectTimeoutMs?: number;
+  /**
+   * Map the daemon's frames, when it offers them to this process, and read resident pages from
+   * them without a round trip (vmMove and vmUiomove reads, tryReadResident). Default true.
+   */
+  sharedFrames?: boolean;
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -43,6 +49,11 @@ export class PagerClient {
   private readonly pending = new Map<number, { resolve: (r: Reply) => void; reject: (e: Error) => void }>();
   private closedError: Error | undefined;
   private readonly writer: TurnWriter;
+  /**
+   * Segments this connection has read through the daemon, which checked its access then: only
+   * those are read from shared frames (the mapping itself shows every segment's pages).
+   */
+  private readonly readable = new Set<number>();
 
   private constructor(
     private readonly socket: Socket,
@@ -50,6 +61,10 @@ export class PagerClient {
     readonly pageSize: number,
     private readonly maxPayload: number,
     private readonly decoder: FrameDecoder,
+    /** The daemon's frames, mapped read-only; undefined when not offered, turned off, or not mappable. */
+    private readonly shared: SharedFrameReader | undefined,
+    /** Why shared frames are not in use although the daemon offered them. */
+    readonly sharedFramesError: Error | undefined,
   ) {
     this.writer = new TurnWriter(socket);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -97,10 +112,15 @@ export class PagerClient {
         socket.once('close', () => reject(new PagerError('connection-closed', 'pagerd closed the connection during the handshake')));
         socket.write(encodeFrame(encodeHello()));
       });
-      const { pageSize, maxPayload } = decodeWelcomeOrError(welcome);
+      const { pageSize, maxPayload, flags } = decodeWelcomeOrError(welcome);
+      let shared: SharedFrameReader | undefined;
+      let sharedError: Error | undefined;
+      if ((flags & WelcomeFlag.SHARED_FRAMES) !== 0 && options.sharedFrames !== false) {
+        shared = await SharedFrameReader.open(path, timeoutMs).catch((err: unknown) => void (sharedError = err as Error));
+      }
       socket.removeAllListeners('close');
       socket.removeAllListeners('error');
-      return new PagerClient(socket, pageSize, maxPayload, decoder);
+      return new PagerClient(socket, pageSize, maxPayload, decoder, shared, sharedError);
     } catch (err) {
       socket.destroy();
       throw err;
@@ -224,6 +244,7 @@ export class PagerClient {
     // A uio the daemon cannot see whole (its buffers stay here) is sent so that it answers EFAULT.
     const resid = wellFormed && uio.resid <= total ? uio.resid : -1;
     const wanted = typeof limit === 'number' && typeof uio?.resid === 'number' ? Math.min(limit, uio.resid) : 0;
+    if (rw === UIO_READ && resid > 0 && this.readShared(vmid, offset ?? uio.offset, wanted, uio, total)) return wanted;
     // Every piece carries where the whole move ends: the daemon checks the extent for all of it.
     const requestEnd = (offset ?? uio?.offset) + Math.max(0, wanted);
     do {
@@ -240,9 +261,43 @@ export class PagerClient {
         moved += done;
       }
       if (reply.error) throw toError(reply);
+      if (rw === UIO_READ) this.readable.add(vmid);
       if (done < bytes || bytes === 0) break;
     } while (moved < wanted);
     return moved;
+  }
+
+  /**
+   * A read of `length` bytes at `offset` served whole from shared frames, as the daemon would
+   * serve it (resident pages of a segment it let this connection read, a plain uio), with the uio
+   * advanced; false, with the uio as it was, if any of it must go through the daemon.
+   */
+  private readShared(vmid: number, offset: number, length: number, uio: Uio, total: number): boolean {
+    if (this.shared === undefined || !this.readable.has(vmid) || length <= 0) return false;
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || (uio.segflg !== UIO_USERSPACE && uio.segflg !== UIO_SYSSPACE)) return false;
+    if (this.shared.copy(vmid, offset, length, new IovCursor(uio.iov, total - uio.resid)) < length) return false;
+    uio.resid -= length;
+    uio.offset += length;
+    return true;
+  }
+
+  /**
+   * Copies bytes of segment `vmid` from `offset` into `into` straight from shared frames, without
+   * a round trip and without a promise; answers the bytes copied: as far as the pages are resident
+   * and this connection has read the segment through the daemon before (vmMove checks access),
+   * else 0, also when shared frames are not in use (then use vmMove).
+   */
+  tryReadResident(vmid: number, offset: number, into: Uint8Array): number {
+    if (!Number.isSafeInteger(vmid) || !Number.isSafeInteger(offset) || offset < 0 || !(into instanceof Uint8Array)) {
+      throw new PagerError('bad-argument', 'tryReadResident takes an integer vmid, an offset ≥ 0 and a Uint8Array');
+    }
+    if (this.shared === undefined || !this.readable.has(vmid)) return 0;
+    return this.shared.copy(vmid, offset, into.length, new IovCursor([into], 0));
+  }
+
+  /** True when reads of resident pages come from shared frames (the daemon offered them and they are mapped). */
+  get usesSharedFrames(): boolean {
+    return this.shared !== undefined;
   }
 
   async vmIoaccessp(bsid: number, pfirst: number, npages: number, modifier: number, options: WaitOptions = {}): Promise<void> {
@@ -318,7 +373,7 @@ export class PagerClient {
 }
 
 /** The welcome; or, when the daemon answered the hello with an error (a version it does not speak), that error. */
-function decodeWelcomeOrError(frame: Buffer): { pageSize: number; maxPayload: number } {
+function decodeWelcomeOrError(frame: Buffer): { pageSize: number; maxPayload: number; flags: number } {
   try {
     return decodeWelcome(frame);
   } catch (err) {

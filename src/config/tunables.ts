@@ -70,6 +70,18 @@ export const TUNABLES = {
   'server.maxPayloadBytes': { unit: 'bytes', default: '2MiB', description: 'largest frame accepted (moves are split by the client to fit)', schema: size },
   'server.idleTimeoutMs': { unit: 'ms', default: 0, description: 'close a connection idle this long (0: never)', schema: z.number().int().nonnegative() },
   'server.partialFrameTimeoutMs': { unit: 'ms', default: 10000, description: 'close a connection that leaves a frame incomplete this long', schema: z.number().int().positive() },
+  'server.sharedFrames': {
+    unit: 'boolean',
+    default: true,
+    description: 'offer trusted local clients the frame pool to map read-only (resident reads without a round trip); trusted: the daemon uid, root, server.sharedFramesGroup',
+    schema: z.boolean(),
+  },
+  'server.sharedFramesGroup': {
+    unit: 'group name or gid',
+    default: '',
+    description: 'members of this group are trusted with shared frames too: they can read every resident page of every segment',
+    schema: z.string(),
+  },
   'server.watchdogMs': { unit: 'ms', default: 0, description: 'systemd watchdog interval when WATCHDOG_USEC is not set (0: off)', schema: z.number().int().nonnegative() },
 } as const satisfies Record<string, Tunable>;
 

@@ -15,6 +15,12 @@ interface Addon {
   discard(fd: number, offset: number, length: number): void;
   sdNotify(socketPath: string, state: string): void;
   mallocTrim(): boolean;
+  sharedMemory(name: string, bytes: number): { fd: number; buffer: SharedArrayBuffer };
+  mapShared(fd: number, bytes: number, writable: boolean): SharedArrayBuffer;
+  reopenFd(fd: number, writable: boolean): number;
+  sendWithFds(socketFd: number, bytes: Uint8Array, fds: number[]): void;
+  exchangeForFds(socketPath: string, bytes: Uint8Array, frames: number, timeoutMs: number): Promise<{ frames: Buffer[]; fds: number[] }>;
+  closeFd(fd: number): void;
   crc32c(bytes: Uint8Array): number;
   readCached(fd: number, into: Uint8Array, position: number): number;
   writevSummed(fd: number, position: number, backings: Uint8Array[], which: Uint32Array, offsets: Float64Array, lengths: Uint32Array, sums: Uint32Array): Promise<void>;
@@ -139,4 +145,47 @@ export function writevSummed(fd: number, buffers: readonly Uint8Array[], positio
     lengths[i] = b.byteLength;
   });
   return load().writevSummed(fd, position, backings.map((buffer) => new Uint8Array(buffer)), which, offsets, lengths, sums);
+}
+
+/** Memory to share with other processes: a memfd sealed against shrinking and growing, mapped read-write. */
+export function sharedMemory(name: string, bytes: number): { fd: number; buffer: SharedArrayBuffer } {
+  checkRange(0, bytes);
+  return load().sharedMemory(name, bytes);
+}
+
+/**
+ * Maps shared memory received from another process. Read-only unless `writable`; writing through
+ * a read-only mapping kills the process, so only code that never writes may hold one.
+ */
+export function mapShared(fd: number, bytes: number, writable: boolean): SharedArrayBuffer {
+  checkFd(fd);
+  checkRange(0, bytes);
+  return load().mapShared(fd, bytes, writable);
+}
+
+/** A new descriptor of what `fd` holds (through /proc/self/fd): read-only, its receiver can only map it read-only. */
+export function reopenFd(fd: number, writable: boolean): number {
+  checkFd(fd);
+  return load().reopenFd(fd, writable);
+}
+
+/** Sends `bytes` with descriptors attached (SCM_RIGHTS) on a connected Unix socket. */
+export function sendWithFds(socketFd: number, bytes: Uint8Array, fds: number[]): void {
+  checkFd(socketFd);
+  fds.forEach(checkFd);
+  load().sendWithFds(socketFd, bytes, fds);
+}
+
+/**
+ * In the thread pool: connects to a Unix socket, sends `bytes`, and reads `frames` length-prefixed
+ * frames, with the descriptors passed along (Node's net module drops them). Rejects with ETIMEDOUT
+ * if they do not come within `timeoutMs`.
+ */
+export function exchangeForFds(socketPath: string, bytes: Uint8Array, frames: number, timeoutMs: number): Promise<{ frames: Buffer[]; fds: number[] }> {
+  return load().exchangeForFds(socketPath, bytes, frames, timeoutMs);
+}
+
+export function closeFd(fd: number): void {
+  checkFd(fd);
+  load().closeFd(fd);
 }

@@ -5,12 +5,18 @@ import { OPERATION_BY_CODE, OPERATIONS, type OperationName, type ValueKind } fro
  * Messages inside frames. Pure: no sockets. Little-endian.
  *
  *   hello   : u8 kind=1, u16 protocol version
- *   welcome : u8 kind=2, u16 protocol version, u32 page size, u32 max payload
+ *   welcome : u8 kind=2, u16 protocol version, u32 page size, u32 max payload, u8 flags (WelcomeFlag)
  *   request : u8 kind=3, u32 id, u16 op, u8 argc, values
  *   reply   : u8 kind=4, u32 id, u8 status (0 ok, 1 error), [error: s code, s reason, s detail], u8 count, values
  *   value   : u8 tag (1 number: f64; 2 bytes: u32 length + bytes; 3 string: u32 length + UTF-8)
  */
-export const PROTOCOL_VERSION = 2;
+export const PROTOCOL_VERSION = 3;
+
+/** Bits of the welcome's flags. */
+export const WelcomeFlag = {
+  /** The daemon offers this peer its frames to map (the sharedFrames operation). */
+  SHARED_FRAMES: 1,
+} as const;
 
 /**
  * Bytes a move's request or reply carries besides its data (generous): the largest move one
@@ -181,14 +187,14 @@ export function decodeHello(buf: Buffer): number {
   return version;
 }
 
-export function encodeWelcome(pageSize: number, maxPayload: number): Buffer {
-  return new Writer().u8(Kind.WELCOME).u16(PROTOCOL_VERSION).u32(pageSize).u32(maxPayload).done();
+export function encodeWelcome(pageSize: number, maxPayload: number, flags = 0): Buffer {
+  return new Writer().u8(Kind.WELCOME).u16(PROTOCOL_VERSION).u32(pageSize).u32(maxPayload).u8(flags).done();
 }
 
-export function decodeWelcome(buf: Buffer): { version: number; pageSize: number; maxPayload: number } {
+export function decodeWelcome(buf: Buffer): { version: number; pageSize: number; maxPayload: number; flags: number } {
   const r = new Reader(buf);
   if (r.u8() !== Kind.WELCOME) throw new DecodeError('expected a welcome');
-  const welcome = { version: r.u16(), pageSize: r.u32(), maxPayload: r.u32() };
+  const welcome = { version: r.u16(), pageSize: r.u32(), maxPayload: r.u32(), flags: r.u8() };
   r.end();
   return welcome;
 }

@@ -47,6 +47,9 @@ export const OPERATIONS = {
   metrics: { code: 24, args: [], results: ['s'] },
   // Cancels the caller's request with that id: a wait on a V_INTRSEG segment ends with EINTR.
   cancel: { code: 25, args: ['n'], results: [] },
+  // -> bytes of the shared frame pool, bytes of its access map; the reply carries their two
+  // descriptors (SCM_RIGHTS), and the daemon closes the connection after it (docs/protocol.md).
+  sharedFrames: { code: 26, args: [], results: ['n', 'n'] },
 } as const satisfies Record<string, Operation>;
 
 export type OperationName = keyof typeof OPERATIONS;

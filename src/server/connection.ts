@@ -7,11 +7,14 @@ import {
   decodeRequest,
   encodeReplyFrame,
   encodeWelcome,
+  WelcomeFlag,
   type Reply,
 } from '../protocol/codec.js';
+import { closeFd, sendWithFds } from '../native/addon.js';
 import { FrameDecoder, FrameTooLargeError, encodeFrame } from '../protocol/frame.js';
 import { TurnWriter } from '../protocol/turn-writer.js';
 import type { ClientContext } from '../vm/context.js';
+import type { SharedFramesOffer } from '../vm/frame-pool.js';
 import { HANDLERS, promisedReplyBytes, type Answer, type HandlerEnv, type Outcome } from './handlers.js';
 
 export interface ConnectionLimits {
@@ -42,6 +45,10 @@ export interface ConnectionHost {
   handshakeDone(): void;
   /** True while the reply bytes queued and promised over all connections exceed server.maxQueuedBytesTotal. */
   overBudget(): boolean;
+  /** Descriptors of the shared frame pool for this peer, if it is offered them (new ones: the connection closes them). */
+  sharedFramesFor(ctx: ClientContext): SharedFramesOffer | undefined;
+  /** Whether this peer is offered shared frames (the welcome says so). */
+  offersSharedFrames(ctx: ClientContext): boolean;
 }
 
 /**
@@ -191,7 +198,33 @@ export class Connection {
     if (version !== PROTOCOL_VERSION) return this.fail(new PagerError('protocol-version', `the daemon speaks version ${PROTOCOL_VERSION}, not ${version}`));
     this.state = 'ready';
     this.endHandshake();
-    this.send(encodeWelcome(this.host.pageSize, this.host.limits.maxPayloadBytes));
+    this.send(encodeWelcome(this.host.pageSize, this.host.limits.maxPayloadBytes, this.host.offersSharedFrames(this.ctx) ? WelcomeFlag.SHARED_FRAMES : 0));
+  }
+
+  /**
+   * Answers a sharedFrames request: its reply frame goes with the pool's descriptors in one
+   * sendmsg, once everything written before it has left (replies keep their order), and the
+   * connection then ends: the client asks on a connection of its own, made for this.
+   */
+  private handOverSharedFrames(id: number): void {
+    const offer = this.host.sharedFramesFor(this.ctx);
+    if (offer === undefined) return this.reply({ id, error: answer(new PagerError('shared-frames-not-offered')), results: [] });
+    const frame = encodeReplyFrame({ id, results: [offer.framesBytes, offer.accessBytes] });
+    const send = (): void => {
+      if (this.socket.writableLength > 0) return void this.socket.once('drain', send);
+      const fd = (this.socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+      try {
+        if (typeof fd !== 'number' || fd < 0 || this.socket.destroyed) throw new Error('the connection has no descriptor');
+        sendWithFds(fd, frame, [offer.framesFd, offer.accessFd]);
+      } catch (err) {
+        this.log.warn({ err }, 'could not hand over shared frames');
+      } finally {
+        closeFd(offer.framesFd);
+        closeFd(offer.accessFd);
+        this.socket.end();
+      }
+    };
+    setImmediate(send); // after this turn's replies are uncorked (TurnWriter)
   }
 
   private onRequest(frame: Buffer): void {
@@ -204,6 +237,7 @@ export class Connection {
       if (known.id === undefined) return this.fail(error);
       return this.reply({ id: known.id, error: answer(error), results: [] });
     }
+    if (request.op === 'sharedFrames') return this.handOverSharedFrames(request.id);
     if (this.inFlight.has(request.id)) {
       return this.reply({ id: request.id, error: answer(new PagerError('malformed-request', `request id ${request.id} is already in flight`)), results: [] });
     }

@@ -5,6 +5,7 @@ import type { Logger } from 'pino';
 import { parseSize, type Config } from '../config/tunables.js';
 import { PagerError } from '../errors.js';
 import { mallocTrim, peerCred } from '../native/addon.js';
+import { SharedFramesTrust } from './shared-frames-trust.js';
 import { MESSAGE_OVERHEAD_BYTES } from '../protocol/codec.js';
 import type { IoObserver } from '../store/io-timing.js';
 import { PersistentStore, type StoreOptions } from '../store/persistent-store.js';
@@ -62,6 +63,8 @@ export class Daemon {
   private readonly maxHeldTotal: number;
   private heldTotal: number | undefined;
   private trimScheduled = false;
+  /** Who is offered shared frames; undefined when server.sharedFrames is off. */
+  private readonly sharedFramesTrust: SharedFramesTrust | undefined;
 
   private constructor(
     readonly config: Config,
@@ -73,6 +76,7 @@ export class Daemon {
   ) {
     metrics.watch(vmm, store, () => this.connections.size);
     this.maxHeldTotal = parseSize(config['server.maxQueuedBytesTotal']);
+    this.sharedFramesTrust = config['server.sharedFrames'] ? new SharedFramesTrust(config['server.sharedFramesGroup']) : undefined;
     this.admissions = new Admissions({
       maxConnections: config['server.maxConnections'],
       maxConnectionsPerUid: config['server.maxConnectionsPerUid'],
@@ -95,6 +99,7 @@ export class Daemon {
         allocTimeoutMs: config['memory.allocTimeoutMs'],
         pageoutBatchPages: config['pageout.batchPages'],
         maxPinnedPerUid: Math.max(1, Math.floor((memory / pageSize) * config['memory.maxPinnedShare'])),
+        sharedFrames: config['server.sharedFrames'],
       });
       const daemon = new Daemon(config, store, vmm, new VmServices(vmm), log, metrics);
       daemon.server = await listen(config.socket, parseInt(config.socketMode, 8), (s) => daemon.accept(s));
@@ -156,6 +161,8 @@ export class Daemon {
       observe: (op, seconds, ok) => this.metrics.observeRequest(op, seconds, ok),
       handshakeDone: admission.handshakeDone,
       overBudget: () => this.overBudget(),
+      offersSharedFrames: (c) => this.sharedFramesTrust?.trusts(c) === true,
+      sharedFramesFor: (c) => (this.sharedFramesTrust?.trusts(c) === true ? this.vmm.pool.offer() : undefined),
     };
     const ctx = this.svc.createContext(cred);
     const connection = new Connection(socket, ctx, host, log);

@@ -96,8 +96,11 @@ export function promisedReplyBytes(op: OperationName, args: Value[]): number {
   return Number.isSafeInteger(bytes) && bytes > 0 ? bytes : 0;
 }
 
-/** One handler per operation: decoded arguments in, results out. */
-export const HANDLERS: Record<OperationName, Handler> = {
+/**
+ * One handler per operation: decoded arguments in, results out. (sharedFrames is answered by the
+ * connection itself: its reply carries descriptors, sent outside the reply stream.)
+ */
+export const HANDLERS: Record<Exclude<OperationName, 'sharedFrames'>, Handler> = {
   vmsCreate: async ({ svc, ctx }, a) => [await svc.vmsCreate(ctx, n(a[0]), n(a[1]), n(a[2]), n(a[3]))],
   vmsDelete: async ({ svc, ctx }, a) => (await svc.vmsDelete(ctx, n(a[0])), []),
   vmAtt: async ({ svc, ctx }, a) => [svc.vmAtt(ctx, n(a[0]), n(a[1]), a[2] as Access)],

@@ -36,8 +36,11 @@ export class Clock {
     if ((flags & (FrameFlag.LOCKED | FrameFlag.FREE_AT_IO_DONE)) !== 0 || t.pins[f] !== 0) return { frame: f, verdict: Verdict.SKIP };
     const state = t.state[f];
     if (!STEALABLE[state] && state !== PageState.MODIFIED) return { frame: f, verdict: Verdict.SKIP };
-    if ((flags & FrameFlag.REFERENCED) !== 0) {
+    const accessed = this.vmm.pool.accessed;
+    if ((flags & FrameFlag.REFERENCED) !== 0 || accessed[f] !== 0) {
+      // A reference here, or a copy by a client reading shared frames (it sets the access byte).
       t.flags[f] = flags & ~FrameFlag.REFERENCED;
+      accessed[f] = 0;
       return { frame: f, verdict: Verdict.SKIP };
     }
     return { frame: f, verdict: STEALABLE[state] ? Verdict.STEAL : Verdict.LAUNDER };

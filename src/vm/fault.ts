@@ -51,6 +51,7 @@ export function pageInNow(vmm: Vmm, seg: Segment, pno: number): number {
   vmm.link(seg, pno, f);
   vmm.transition(f, PageState.PAGE_IN);
   vmm.transition(f, PageState.CLEAN);
+  vmm.pool.publish(f);
   vmm.counters.misses++;
   vmm.counters.pageIns++;
   return f;
@@ -110,7 +111,10 @@ export async function pageIn(vmm: Vmm, seg: Segment, pno: number, f: number): Pr
   } else {
     vmm.transition(f, PageState.CLEAN);
     if ((t.flags[f] & FrameFlag.FREE_AT_IO_DONE) !== 0) vmm.evictClean(f);
-    else vmm.frameEvents.wake(f);
+    else {
+      vmm.pool.publish(f);
+      vmm.frameEvents.wake(f);
+    }
   }
   // A page discarded while it was read has no reader to tell: whoever faults it next reads again.
   if (failure !== undefined && !discarded) throw asPageInError(failure);
@@ -149,6 +153,7 @@ export async function makePage(vmm: Vmm, seg: Segment, pno: number, signal?: Abo
     vmm.pool.zero(f);
     vmm.link(seg, pno, f);
     vmm.transition(f, PageState.MODIFIED);
+    vmm.pool.publish(f);
     return f;
   }
 }

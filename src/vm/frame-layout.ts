@@ -3,7 +3,9 @@
  * arrays carved out of one SharedArrayBuffer. Every field lists who may change it.
  *
  * All fields are changed only on the daemon's main thread; the buffer is shared so that I/O and
- * statistics readers in other threads can see it. 32 bytes per frame.
+ * statistics readers in other threads can see it, and with shared frames (src/shared-frames/)
+ * local clients in other processes read `vmid` and `pno`, trusting them only between two equal
+ * even readings of the frame's seq (FramePool.publish). 32 bytes per frame.
  */
 
 export const FRAME_FIELDS = {
@@ -46,11 +48,13 @@ export type FrameTable = { -readonly [K in keyof typeof FRAME_FIELDS]: InstanceT
 /** Bytes of frame table per frame. */
 export const FRAME_RECORD_BYTES = Object.values(FRAME_FIELDS).reduce((sum, T) => sum + T.BYTES_PER_ELEMENT, 0);
 
-/** Allocates the frame table for `count` frames in one SharedArrayBuffer, widest fields first. */
-export function createFrameTable(count: number): { buffer: SharedArrayBuffer; table: FrameTable } {
-  const buffer = new SharedArrayBuffer(FRAME_RECORD_BYTES * count);
+/**
+ * Lays out the frame table for `count` frames in `buffer` from `byteOffset` (8-aligned), widest
+ * fields first: FRAME_RECORD_BYTES × count bytes.
+ */
+export function createFrameTable(count: number, buffer: SharedArrayBuffer = new SharedArrayBuffer(FRAME_RECORD_BYTES * count), byteOffset = 0): { buffer: SharedArrayBuffer; table: FrameTable } {
   const table = {} as Record<string, unknown>;
-  let offset = 0;
+  let offset = byteOffset;
   for (const [name, Type] of Object.entries(FRAME_FIELDS)) {
     const View = Type as unknown as new (buffer: SharedArrayBuffer, byteOffset: number, length: number) => unknown;
     table[name] = new View(buffer, offset, count);

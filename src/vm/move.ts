@@ -54,7 +54,9 @@ export class Move {
       const at = vmm.pool.offsetOf(f) + inPage;
       if (write) {
         vmm.markModified(f);
+        const published = vmm.pool.changing(f);
         cursor.readInto(vmm.pool.bytes, at, len);
+        if (published) vmm.pool.changed(f);
       } else {
         cursor.writeFrom(vmm.pool.bytes, at, len);
       }

@@ -27,6 +27,8 @@ export interface VmmOptions {
   maxPinnedPerUid?: number;
   /** The clock the engine reads (ms); tests pass their own. */
   now?: () => number;
+  /** Frames in memory other processes can map (FramePool.offer): the daemon's, when it offers shared frames. */
+  sharedFrames?: boolean;
 }
 
 /** Counters since start (the daemon exports them as metrics). */
@@ -67,8 +69,8 @@ export class Vmm {
 
   constructor(store: BackingStore, options: VmmOptions) {
     this.store = store;
-    this.options = { now: Date.now, maxPinnedPerUid: options.frames, ...options };
-    this.pool = new FramePool(store.pageSize, options.frames);
+    this.options = { now: Date.now, maxPinnedPerUid: options.frames, sharedFrames: false, ...options };
+    this.pool = new FramePool(store.pageSize, options.frames, { shared: options.sharedFrames });
     this.clock = new Clock(this);
     this.pageout = new Pageout(this);
   }
@@ -222,6 +224,7 @@ export class Vmm {
 
   /** Removes page `pno` from its segment's page table (the frame is the caller's to free). */
   unlink(seg: Segment, pno: number): void {
+    this.pool.unpublish(seg.pages.get(pno));
     seg.pages.delete(pno);
     if (seg.largePages) this.chargePin(seg, -1);
   }
@@ -235,6 +238,7 @@ export class Vmm {
   unlinkClean(f: number): void {
     const seg = this.segments.get(this.pool.table.vmid[f]);
     if (seg === undefined) throw new Error(`frame ${f} belongs to no live segment`);
+    this.pool.unpublish(f);
     seg.pages.delete(this.pool.table.pno[f]);
     this.transition(f, ABSENT);
     this.frameEvents.wake(f);

@@ -64,8 +64,15 @@ describe('the metadata database manages its own space', () => {
       const filler = join(small, 'filler');
       closeSync(openSync(filler, 'w'));
       const fill = (): void => {
-        const fs = statfsSync(small);
-        if (fs.bavail > 0) execFileSync('fallocate', ['-o', String(statSync(filler).size), '-l', String(fs.bavail * fs.bsize), filler]);
+        // The daemon may take blocks between statfs and fallocate (its own commits): ask again for what is left.
+        for (let fs = statfsSync(small); fs.bavail > 0; fs = statfsSync(small)) {
+          try {
+            execFileSync('fallocate', ['-o', String(statSync(filler).size), '-l', String(fs.bavail * fs.bsize), filler], { stdio: 'ignore' });
+            return;
+          } catch {
+            // raced: try again with the new free count
+          }
+        }
       };
       const whileFull = new Set<string>();
       for (let version = 301; version <= 340; version++) {

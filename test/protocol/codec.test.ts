@@ -54,7 +54,8 @@ describe('framing', () => {
 describe('messages', () => {
   it('round-trips hello, welcome, requests and replies', () => {
     expect(decodeHello(encodeHello(1))).toBe(1);
-    expect(decodeWelcome(encodeWelcome(4096, 1 << 21))).toEqual({ version: PROTOCOL_VERSION, pageSize: 4096, maxPayload: 1 << 21 });
+    expect(decodeWelcome(encodeWelcome(4096, 1 << 21))).toEqual({ version: PROTOCOL_VERSION, pageSize: 4096, maxPayload: 1 << 21, flags: 0 });
+    expect(decodeWelcome(encodeWelcome(4096, 1 << 21, 1)).flags).toBe(1);
     const data = Uint8Array.from([1, 2, 3]);
     const req = { id: 77, op: 'vmMove' as const, args: [1, -0.5, 4096, 0, 0, 4096, 0, 4096, data] };
     const frame = encodeRequestFrame(req);
