@@ -54,6 +54,11 @@ export class PagerClient {
    * those are read from shared frames (the mapping itself shows every segment's pages).
    */
   private readonly readable = new Set<number>();
+  /** The daemon's frames, mapped read-only, once asked for and mapped. */
+  private shared: SharedFrameReader | undefined;
+  private sharedAsked: Promise<boolean> | undefined;
+  /** Why shared frames are not in use although the daemon offered them. */
+  sharedFramesError: Error | undefined;
 
   private constructor(
     private readonly socket: Socket,
@@ -61,10 +66,11 @@ export class PagerClient {
     readonly pageSize: number,
     private readonly maxPayload: number,
     private readonly decoder: FrameDecoder,
-    /** The daemon's frames, mapped read-only; undefined when not offered, turned off, or not mappable. */
-    private readonly shared: SharedFrameReader | undefined,
-    /** Why shared frames are not in use although the daemon offered them. */
-    readonly sharedFramesError: Error | undefined,
+    /** Where the daemon listens: shared frames are asked for on a connection of their own. */
+    private readonly path: string,
+    /** The daemon offers this connection its frames, and the caller did not turn them off. */
+    private readonly sharedOffered: boolean,
+    private readonly connectTimeoutMs: number,
   ) {
     this.writer = new TurnWriter(socket);
     socket.on('data', (chunk: Buffer) => this.onData(chunk));
@@ -113,14 +119,10 @@ export class PagerClient {
         socket.write(encodeFrame(encodeHello()));
       });
       const { pageSize, maxPayload, flags } = decodeWelcomeOrError(welcome);
-      let shared: SharedFrameReader | undefined;
-      let sharedError: Error | undefined;
-      if ((flags & WelcomeFlag.SHARED_FRAMES) !== 0 && options.sharedFrames !== false) {
-        shared = await SharedFrameReader.open(path, timeoutMs).catch((err: unknown) => void (sharedError = err as Error));
-      }
+      const offered = (flags & WelcomeFlag.SHARED_FRAMES) !== 0 && options.sharedFrames !== false;
       socket.removeAllListeners('close');
       socket.removeAllListeners('error');
-      return new PagerClient(socket, pageSize, maxPayload, decoder, shared, sharedError);
+      return new PagerClient(socket, pageSize, maxPayload, decoder, path, offered, timeoutMs);
     } catch (err) {
       socket.destroy();
       throw err;
@@ -261,7 +263,10 @@ export class PagerClient {
         moved += done;
       }
       if (reply.error) throw toError(reply);
-      if (rw === UIO_READ) this.readable.add(vmid);
+      if (rw === UIO_READ) {
+        this.readable.add(vmid);
+        void this.sharedFramesReady(); // the first read asks: a client that never reads pays nothing
+      }
       if (done < bytes || bytes === 0) break;
     } while (moved < wanted);
     return moved;
@@ -298,6 +303,19 @@ export class PagerClient {
   /** True when reads of resident pages come from shared frames (the daemon offered them and they are mapped). */
   get usesSharedFrames(): boolean {
     return this.shared !== undefined;
+  }
+
+  /**
+   * Asks for the daemon's frames if it offers them (the first read through the daemon does this
+   * on its own, without waiting) and resolves to whether they are mapped.
+   */
+  sharedFramesReady(): Promise<boolean> {
+    if (!this.sharedOffered) return Promise.resolve(false);
+    this.sharedAsked ??= SharedFrameReader.open(this.path, this.connectTimeoutMs).then(
+      (reader) => ((this.shared = reader), true),
+      (err: unknown) => ((this.sharedFramesError = err as Error), false),
+    );
+    return this.sharedAsked;
   }
 
   async vmIoaccessp(bsid: number, pfirst: number, npages: number, modifier: number, options: WaitOptions = {}): Promise<void> {

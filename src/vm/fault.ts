@@ -128,9 +128,10 @@ function asPageInError(err: unknown): PagerError {
 /**
  * Makes page `pno` resident, zero-filled and modified without a page-in (vm_makep, and writes
  * that cover a whole absent page). Reserves the page's slot first: ENOSPC changes nothing.
- * A page that is resident already is left as it is. Answers its frame.
+ * A page that is resident already is left as it is. Answers its frame. Without `publish`, readers
+ * of shared frames do not see it yet: a write is about to fill it (its zeros never were the page).
  */
-export async function makePage(vmm: Vmm, seg: Segment, pno: number, signal?: AbortSignal): Promise<number> {
+export async function makePage(vmm: Vmm, seg: Segment, pno: number, signal?: AbortSignal, publish = true): Promise<number> {
   for (;;) {
     if (seg.deleted) throw new PagerError('no-such-segment');
     const resident = seg.pages.get(pno);
@@ -153,7 +154,7 @@ export async function makePage(vmm: Vmm, seg: Segment, pno: number, signal?: Abo
     vmm.pool.zero(f);
     vmm.link(seg, pno, f);
     vmm.transition(f, PageState.MODIFIED);
-    vmm.pool.publish(f);
+    if (publish) vmm.pool.publish(f);
     return f;
   }
 }

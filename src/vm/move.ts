@@ -57,6 +57,7 @@ export class Move {
         const published = vmm.pool.changing(f);
         cursor.readInto(vmm.pool.bytes, at, len);
         if (published) vmm.pool.changed(f);
+        else vmm.pool.publish(f); // a page made for this write: shown once it holds the write
       } else {
         cursor.writeFrom(vmm.pool.bytes, at, len);
       }
@@ -77,7 +78,7 @@ export class Move {
       const pno = Math.floor(pos / ps);
       const len = Math.min(ps - (pos - pno * ps), this.n - this.moved);
       // Then look again: anything may have happened while we waited.
-      if (this.makes(pno, len)) await makePage(vmm, seg, pno, this.endWaits);
+      if (this.makes(pno, len)) await makePage(vmm, seg, pno, this.endWaits, false);
       else await fault(vmm, seg, pno, write, this.endWaits);
       this.faulted = pno;
     }

@@ -38,6 +38,8 @@ describe('isolation between uids', () => {
         expect(answer).toMatchObject({ code: 'EINVAL', reason: 'no-such-segment' });
       }
       expect(stranger.segments).toEqual([]);
+      // Shared frames show every segment: not offered to another uid, and refused if it asks.
+      expect(stranger.frames).toEqual({ offered: false, asked: 'EACCES shared-frames-not-offered', hiddenRead: 0 });
 
       // A uid outside the socket's group cannot even connect; pagerctl says so with exit status 77.
       expect(runAs(2001, 2001, [socket, String(vmid), '1'])).toEqual({ connect: 'EACCES' });
@@ -48,6 +50,24 @@ describe('isolation between uids', () => {
       const back = new Uint8Array(16);
       await owner.vmMove(vmid, 0, 16, UIO_READ, { iov: [back], offset: 0, resid: 16, segflg: 0 });
       expect(back).toEqual(secret);
+      await owner.close();
+    } finally {
+      await daemon.stop();
+    }
+  });
+
+  it.runIf(isRoot)('a member of server.sharedFramesGroup maps the shared frames, and still reads no page of a segment the daemon does not let it read', async () => {
+    const stateDir = storeDir('pagerd-iso-');
+    chmodSync(stateDir, 0o755);
+    const socket = join(stateDir, 'run', 'pagerd.sock');
+    const daemon = await startDaemon({ stateDir, socket, env: { PAGERD_SERVER_SHARED_FRAMES_GROUP: '2500' } });
+    try {
+      const owner = await daemon.client();
+      const vmid = await owner.vmsCreate(V_WORKING, 4096, 0, 0o600);
+      await owner.vmMove(vmid, 0, 16, UIO_WRITE, { iov: [new Uint8Array(16).fill(0x5a)], offset: 0, resid: 16, segflg: 0 });
+      const member = JSON.parse(execFileSync('setpriv', ['--reuid=2002', '--regid=0', '--groups=2500', process.execPath, CLIENT, socket, String(vmid), '4294967'], { encoding: 'utf8' })) as Record<string, unknown>;
+      expect(member.frames).toEqual({ offered: true, asked: 'mapped', hiddenRead: 0 });
+      expect((member.hidden as Record<string, unknown>).read).toMatchObject({ code: 'EINVAL', reason: 'no-such-segment' });
       await owner.close();
     } finally {
       await daemon.stop();

@@ -5,6 +5,7 @@
  *   node isolation-client.js SOCKET HIDDEN_VMID MISSING_VMID
  */
 import { UIO_READ, UIO_WRITE, connect } from '../../src/client/index.js';
+import { SharedFrameReader } from '../../src/client/shared-frame-reader.js';
 
 const [socket, hiddenArg, missingArg] = process.argv.slice(2);
 
@@ -44,7 +45,14 @@ async function main(): Promise<void> {
   const hidden = await attempts(c, Number(hiddenArg));
   const missing = await attempts(c, Number(missingArg));
   const segments = await c.segments();
-  console.log(JSON.stringify({ connect: 'ok', hidden, missing, segments }));
+  // Shared frames: whether the daemon offered them, what asking anyway answered, and what the
+  // mapping gives for the hidden segment (nothing: its access was never granted through the daemon).
+  const asked = await SharedFrameReader.open(socket, 2000).then(
+    () => 'mapped',
+    (err: { code?: string; reason?: string }) => `${err.code} ${err.reason}`,
+  );
+  const frames = { offered: await c.sharedFramesReady(), asked, hiddenRead: c.tryReadResident(Number(hiddenArg), 0, new Uint8Array(16)) };
+  console.log(JSON.stringify({ connect: 'ok', hidden, missing, segments, frames }));
   await c.close();
 }
 
