@@ -5,19 +5,20 @@
  *   npm run bench                      # the table
  *   npm run bench -- --json            # the same figures as one JSON document
  *   npm run bench -- --device /dev/loopN --runs 7 --quick
- *   npm run bench -- --only durable,cold    # some sections: round-trip, throughput, durable, cold, pressure, scale
+ *   npm run bench -- --only durable,cold    # some sections: round-trip, throughput, shared, durable, cold, pressure, scale
  */
 import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pagerdColdReads, preparedColdSegment, rawRandomReads } from './cold-pagein.js';
 import type { PagerClient } from '../src/client/index.js';
-import { startBenchDaemon } from './daemon.js';
+import { startBenchDaemon, type BenchDaemon } from './daemon.js';
 import { naiveWrites, pagerdDurablePageout, sequentialWrites } from './durable-pageout.js';
 import { RawClient, startEchoServer } from './raw-client.js';
 import { pagerdRoundTrips, rawRoundTrips } from './round-trip.js';
 import { repeat, summarize, type Summary } from './stats.js';
 import { pressureSegment, zipfianLoad } from './pressure.js';
 import { buildStore, removeStore, startUp } from './scale.js';
+import { nbdkitRandread, residentSegment, sharedCopyRate, sharedMoveRate, tryReadRate } from './shared-frames.js';
 import { multiProcessThroughput, pagerdThroughput, rawThroughput } from './throughput.js';
 
 // The baselines get the same libuv pool as the daemon (set before the pool is first used).
@@ -34,7 +35,7 @@ const { values: flags } = parseArgs({
 });
 const RUNS = Math.max(5, Number(flags.runs));
 
-const SECTIONS = ['round-trip', 'throughput', 'durable', 'cold', 'pressure', 'scale'];
+const SECTIONS = ['round-trip', 'throughput', 'shared', 'durable', 'cold', 'pressure', 'scale'];
 const only = flags.only?.split(',');
 const unknown = only?.filter((name) => !SECTIONS.includes(name)) ?? [];
 if (unknown.length > 0) {
@@ -68,7 +69,7 @@ function row(r: Omit<Row, 'ratio' | 'met'> & { check?: (ratio: number) => boolea
 }
 
 async function main(): Promise<void> {
-  if (['round-trip', 'throughput', 'durable', 'cold'].some(wanted)) await sectionsOnOneDaemon();
+  if (['round-trip', 'throughput', 'shared', 'durable', 'cold'].some(wanted)) await sectionsOnOneDaemon();
   if (wanted('pressure')) await pressure();
   if (wanted('scale')) await scale();
   print();
@@ -83,6 +84,7 @@ async function sectionsOnOneDaemon(): Promise<void> {
   try {
     if (wanted('round-trip')) await roundTrip(c, raw);
     if (wanted('throughput')) await throughput(c, raw, daemon.socket, echo.path);
+    if (wanted('shared')) await sharedFrames(daemon);
     if (wanted('durable')) await durablePageout(c, daemon.dir);
     if (wanted('cold')) await coldPagein(c, daemon.devicePath);
   } finally {
@@ -121,6 +123,31 @@ async function throughput(c: PagerClient, raw: RawClient, socket: string, echoPa
       const b = await repeat(RUNS, () => multiProcessThroughput('raw', echoPath, rw, 4, window, ops / 4));
       row({ section: 'throughput', name: `vmMove 4 KiB ${rw}, ${window} in flight each, 4 processes`, unit: 'ops/s', pagerd: p, baselineName: 'raw pipelined echo', baseline: b, ...(window === 16 ? { target: 'ratio ≥ 0.6', check: (x: number) => x >= 0.6 } : {}) });
     }
+  }
+}
+
+/** 2b. Resident reads from shared frames, against a copy out of shared memory and against nbdkit at the same queue depth. */
+async function sharedFrames(daemon: BenchDaemon): Promise<void> {
+  log('2b. shared frames');
+  const c = await daemon.client({ sharedFrames: true });
+  try {
+    const vmid = await residentSegment(c);
+    const ops = flags.quick ? 200_000 : 1_000_000;
+    const tried = await collect(RUNS, async () => tryReadRate(c, vmid, ops));
+    const copies = await collect(RUNS, async () => sharedCopyRate(ops));
+    row({ section: 'shared frames', name: 'tryReadResident 4 KiB, 1 process', unit: 'ops/s', pagerd: summarize(tried.map((t) => t.rate)), baselineName: 'Uint8Array.set of 4 KiB from shared memory', baseline: summarize(copies.map((t) => t.rate)), target: '≥ 1,000,000/s (absolute)', check: () => summarize(tried.map((t) => t.rate)).median >= 1e6 });
+    row({ section: 'shared frames', name: 'tryReadResident 4 KiB, p50 of one copy', unit: 'µs', pagerd: summarize(tried.map((t) => t.p50)), baselineName: 'Uint8Array.set of 4 KiB from shared memory', baseline: summarize(copies.map((t) => t.p50)), target: '< 5 µs (absolute)', check: () => summarize(tried.map((t) => t.p50)).median < 5 });
+    const moves = await repeat(RUNS, () => sharedMoveRate(c, vmid, 16, flags.quick ? 50_000 : 200_000));
+    const nbdkit: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      const iops = await nbdkitRandread(daemon.dir, 16, flags.quick ? 1 : 3);
+      if (iops !== undefined) nbdkit.push(iops);
+    }
+    if (nbdkit.length === 0) log('  (fio or nbdkit not installed: no nbdkit baseline; apt-get install fio nbdkit)');
+    else row({ section: 'shared frames', name: 'vmMove 4 KiB read, 16 in flight, 1 process', unit: 'ops/s', pagerd: moves, baselineName: 'nbdkit file plugin, fio nbd randread QD16', baseline: summarize(nbdkit), target: 'ratio ≥ 5', check: (x) => x >= 5 });
+    await c.vmsDelete(vmid);
+  } finally {
+    await c.close();
   }
 }
 
