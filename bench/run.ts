@@ -14,6 +14,7 @@ import type { PagerClient } from '../src/client/index.js';
 import { startBenchDaemon, type BenchDaemon } from './daemon.js';
 import { naiveWrites, pagerdDurablePageout, sequentialWrites } from './durable-pageout.js';
 import { RawClient, startEchoServer } from './raw-client.js';
+import { plainPingPong, startPlainPong } from './plain-ping-pong.js';
 import { pagerdRoundTrips, rawRoundTrips } from './round-trip.js';
 import { repeat, summarize, type Summary } from './stats.js';
 import { pressureSegment, zipfianLoad } from './pressure.js';
@@ -82,7 +83,7 @@ async function sectionsOnOneDaemon(): Promise<void> {
   const c = await daemon.client();
   const raw = await RawClient.open(echo.path);
   try {
-    if (wanted('round-trip')) await roundTrip(c, raw);
+    if (wanted('round-trip')) await roundTrip(c, raw, daemon.dir);
     if (wanted('throughput')) await throughput(c, raw, daemon.socket, echo.path);
     if (wanted('shared')) await sharedFrames(daemon);
     if (wanted('durable')) await durablePageout(c, daemon.dir);
@@ -96,13 +97,24 @@ async function sectionsOnOneDaemon(): Promise<void> {
   }
 }
 
-/** 1. One request at a time: latency against a raw socket ping-pong. */
-async function roundTrip(c: PagerClient, raw: RawClient): Promise<void> {
+/**
+ * 1. One request at a time (shared frames off): latency against a plain ping-pong with no project
+ * code in it, and against the framed echo (the same framing code as pagerd's) to show what the
+ * framing costs.
+ */
+async function roundTrip(c: PagerClient, raw: RawClient, dir: string): Promise<void> {
   log('1. round trip');
-  const rtP = await collect(RUNS, () => pagerdRoundTrips(c));
-  const rtR = await collect(RUNS, () => rawRoundTrips(raw));
-  row({ section: 'round trip', name: 'vmMove 4 KiB read, p50', unit: 'µs', pagerd: summarize(rtP.map((x) => x.p50)), baselineName: 'raw socket ping-pong', baseline: summarize(rtR.map((x) => x.p50)), target: 'ratio ≤ 1.5', check: (x) => x <= 1.5 });
-  row({ section: 'round trip', name: 'vmMove 4 KiB read, p99', unit: 'µs', pagerd: summarize(rtP.map((x) => x.p99)), baselineName: 'raw socket ping-pong', baseline: summarize(rtR.map((x) => x.p99)) });
+  const pong = await startPlainPong(dir);
+  try {
+    const rtP = await collect(RUNS, () => pagerdRoundTrips(c));
+    const rtPlain = await collect(RUNS, () => plainPingPong(pong.path, 2000));
+    const rtR = await collect(RUNS, () => rawRoundTrips(raw));
+    row({ section: 'round trip', name: 'vmMove 4 KiB read, p50', unit: 'µs', pagerd: summarize(rtP.map((x) => x.p50)), baselineName: 'plain ping-pong (16 B out, 4 KiB back)', baseline: summarize(rtPlain.map((x) => x.p50)), target: 'ratio ≤ 1.5', check: (x) => x <= 1.5 });
+    row({ section: 'round trip', name: 'vmMove 4 KiB read, p50', unit: 'µs', pagerd: summarize(rtP.map((x) => x.p50)), baselineName: 'framed echo (pagerd framing)', baseline: summarize(rtR.map((x) => x.p50)) });
+    row({ section: 'round trip', name: 'vmMove 4 KiB read, p99', unit: 'µs', pagerd: summarize(rtP.map((x) => x.p99)), baselineName: 'plain ping-pong (16 B out, 4 KiB back)', baseline: summarize(rtPlain.map((x) => x.p99)) });
+  } finally {
+    pong.proc.kill();
+  }
 }
 
 /** 2. 1, 16 and 64 requests in flight, from 1 and 4 processes, against a raw pipelined echo. */
