@@ -25,7 +25,7 @@ async function main(): Promise<number> {
     raw.close();
     return rate;
   }
-  const c = await connect({ socket });
+  const c = await connect({ socket, sharedFrames: false }); // the socket path, against the raw echo
   const vmid = await c.vmsCreate(V_WORKING, 256 * PAGE);
   const fill = new Uint8Array(256 * PAGE).fill(1);
   await c.vmMove(vmid, 0, fill.length, UIO_WRITE, { iov: [fill], offset: 0, resid: fill.length, segflg: 0 });
