@@ -278,7 +278,7 @@ export class PagerClient {
    * advanced; false, with the uio as it was, if any of it must go through the daemon.
    */
   private readShared(vmid: number, offset: number, length: number, uio: Uio, total: number): boolean {
-    if (this.shared === undefined || !this.readable.has(vmid) || length <= 0) return false;
+    if (this.shared === undefined || this.closedError !== undefined || !this.readable.has(vmid) || length <= 0) return false;
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || (uio.segflg !== UIO_USERSPACE && uio.segflg !== UIO_SYSSPACE)) return false;
     if (this.shared.copy(vmid, offset, length, new IovCursor(uio.iov, total - uio.resid)) < length) return false;
     uio.resid -= length;
@@ -290,13 +290,14 @@ export class PagerClient {
    * Copies bytes of segment `vmid` from `offset` into `into` straight from shared frames, without
    * a round trip and without a promise; answers the bytes copied: as far as the pages are resident
    * and this connection has read the segment through the daemon before (vmMove checks access),
-   * else 0, also when shared frames are not in use (then use vmMove).
+   * else 0, also when shared frames are not in use or the connection has closed (then use vmMove).
    */
   tryReadResident(vmid: number, offset: number, into: Uint8Array): number {
     if (!Number.isSafeInteger(vmid) || !Number.isSafeInteger(offset) || offset < 0 || !(into instanceof Uint8Array)) {
       throw new PagerError('bad-argument', 'tryReadResident takes an integer vmid, an offset ≥ 0 and a Uint8Array');
     }
-    if (this.shared === undefined || !this.readable.has(vmid)) return 0;
+    // Once the connection is closed the daemon may be gone (or restarted): its old frames say nothing.
+    if (this.shared === undefined || this.closedError !== undefined || !this.readable.has(vmid)) return 0;
     return this.shared.copy(vmid, offset, into.length, new IovCursor([into], 0));
   }
 

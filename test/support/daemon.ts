@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
-import { connect, type PagerClient } from '../../src/client/index.js';
+import { connect, type ConnectOptions, type PagerClient } from '../../src/client/index.js';
 import { storeDir } from './store-files.js';
 
 export const PAGERD = join(import.meta.dirname, '../../dist/src/cli/pagerd.js');
@@ -10,7 +10,7 @@ export interface RunningDaemon {
   socket: string;
   stateDir: string;
   output: () => string;
-  client(): Promise<PagerClient>;
+  client(options?: ConnectOptions): Promise<PagerClient>;
   /** SIGTERM; resolves with the exit code. */
   stop(): Promise<number | null>;
   /** SIGKILL; resolves when the process is gone. */
@@ -70,7 +70,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
     socket,
     stateDir,
     output: () => out,
-    client: () => connect({ socket }),
+    client: (options = {}) => connect({ socket, ...options }),
     stop: async () => {
       proc.kill('SIGTERM');
       return exited;
