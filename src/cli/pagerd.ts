@@ -149,5 +149,6 @@ main().catch((err) => {
 /** The exit status for a failed start: 65 for a store whose parts contradict each other, 78 for one refused, else 1. */
 function startFailureStatus(err: unknown): number {
   if (err instanceof StoreCorruptError) return EXIT_DATAERR;
+  if (err instanceof ConfigError) return EXIT_CONFIG;
   return err instanceof StoreRefusedError ? EXIT_CONFIG : 1;
 }

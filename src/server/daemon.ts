@@ -63,8 +63,6 @@ export class Daemon {
   private readonly maxHeldTotal: number;
   private heldTotal: number | undefined;
   private trimScheduled = false;
-  /** Who is offered shared frames; undefined when server.sharedFrames is off. */
-  private readonly sharedFramesTrust: SharedFramesTrust | undefined;
 
   private constructor(
     readonly config: Config,
@@ -73,10 +71,11 @@ export class Daemon {
     readonly svc: VmServices,
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    /** Who is offered shared frames; undefined when server.sharedFrames is off. */
+    private readonly sharedFramesTrust: SharedFramesTrust | undefined,
   ) {
     metrics.watch(vmm, store, () => this.connections.size);
     this.maxHeldTotal = parseSize(config['server.maxQueuedBytesTotal']);
-    this.sharedFramesTrust = config['server.sharedFrames'] ? new SharedFramesTrust(config['server.sharedFramesGroup']) : undefined;
     this.admissions = new Admissions({
       maxConnections: config['server.maxConnections'],
       maxConnectionsPerUid: config['server.maxConnectionsPerUid'],
@@ -86,6 +85,8 @@ export class Daemon {
 
   static async start(config: Config, log: Logger): Promise<Daemon> {
     const metrics = new Metrics();
+    // Checked before the store is opened: a group that does not exist refuses the start (exit 78).
+    const sharedFramesTrust = config['server.sharedFrames'] ? new SharedFramesTrust(config['server.sharedFramesGroup']) : undefined;
     const store = await openConfiguredStore(config, log, (op, seconds) => metrics.observeDeviceIo(op, seconds));
     try {
       const pageSize = store.pageSize;
@@ -101,7 +102,7 @@ export class Daemon {
         maxPinnedPerUid: Math.max(1, Math.floor((memory / pageSize) * config['memory.maxPinnedShare'])),
         sharedFrames: config['server.sharedFrames'],
       });
-      const daemon = new Daemon(config, store, vmm, new VmServices(vmm), log, metrics);
+      const daemon = new Daemon(config, store, vmm, new VmServices(vmm), log, metrics, sharedFramesTrust);
       daemon.server = await listen(config.socket, parseInt(config.socketMode, 8), (s) => daemon.accept(s));
       // A failed accept (EMFILE under a flood) is an 'error' of the server: logged, never fatal.
       daemon.server.on('error', (err) => log.warn({ err }, 'accepting a connection failed'));

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { ConfigError } from '../config/load-config.js';
 
 /**
  * Who may map the shared frame pool. The mapping shows every resident page of every segment,
@@ -8,7 +9,7 @@ import { readFileSync } from 'node:fs';
 export class SharedFramesTrust {
   private readonly gid: number | undefined;
 
-  /** `group`: a group name or numeric gid ('' for none); an unknown name throws. */
+  /** `group`: a group name or numeric gid ('' for none); an unknown name throws a ConfigError. */
   constructor(group: string) {
     this.gid = group === '' ? undefined : resolveGroup(group);
   }
@@ -26,7 +27,7 @@ function resolveGroup(group: string): number {
     const [name, , gid] = line.split(':');
     if (name === group && /^\d+$/.test(gid ?? '')) return Number(gid);
   }
-  throw new Error(`server.sharedFramesGroup: no group named ${JSON.stringify(group)} in /etc/group`);
+  throw new ConfigError(`server.sharedFramesGroup: no group named ${JSON.stringify(group)} in /etc/group`);
 }
 
 /** The peer's supplementary groups (from /proc; none if it is gone or unreadable). */

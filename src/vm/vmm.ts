@@ -224,8 +224,9 @@ export class Vmm {
 
   /** Removes page `pno` from its segment's page table (the frame is the caller's to free). */
   unlink(seg: Segment, pno: number): void {
-    this.pool.unpublish(seg.pages.get(pno));
+    const f = seg.pages.get(pno);
     seg.pages.delete(pno);
+    this.pool.unpublish(f); // readers of shared frames stop trusting it before it is reused
     if (seg.largePages) this.chargePin(seg, -1);
   }
 
