@@ -272,6 +272,24 @@ Napi::Value PeerCred(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// peerGroups(fd) -> the supplementary groups of the peer of a connected Unix socket, as they were
+// when it connected (SO_PEERGROUPS): fixed by the kernel, unlike /proc/<pid>, whose pid may be reused.
+Napi::Value PeerGroups(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  std::vector<gid_t> groups(64);
+  socklen_t len = groups.size() * sizeof(gid_t);
+  while (getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) != 0) {
+    if (errno != ERANGE) return ThrowErrno(env, errno, "getsockopt");
+    groups.resize(len / sizeof(gid_t) + 1);
+    len = groups.size() * sizeof(gid_t);
+  }
+  size_t count = len / sizeof(gid_t);
+  Napi::Array out = Napi::Array::New(env, count);
+  for (size_t i = 0; i < count; i++) out.Set(i, Napi::Number::New(env, groups[i]));
+  return out;
+}
+
 // readCached(fd, bytes, position) -> bytes read, or -1 where it would have to wait for the device
 // (preadv2 with RWF_NOWAIT: only what the page cache holds; EAGAIN, or no support, answers -1).
 Napi::Value ReadCached(const Napi::CallbackInfo& info) {
@@ -370,6 +388,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("readCached", Napi::Function::New(env, ReadCached));
   exports.Set("writevSummed", Napi::Function::New(env, WritevSummed));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
+  exports.Set("peerGroups", Napi::Function::New(env, PeerGroups));
   exports.Set("blockDeviceSize", Napi::Function::New(env, BlockDeviceSize));
   exports.Set("blockSectorSize", Napi::Function::New(env, BlockSectorSize));
   exports.Set("punchHole", Napi::Function::New(env, PunchHole));

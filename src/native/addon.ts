@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
  */
 interface Addon {
   peerCred(fd: number): { pid: number; uid: number; gid: number };
+  peerGroups(fd: number): number[];
   blockDeviceSize(fd: number): number;
   blockSectorSize(fd: number): number;
   punchHole(fd: number, offset: number, length: number): void;
@@ -58,6 +59,12 @@ function checkRange(offset: number, length: number): void {
 export function peerCred(fd: number): { pid: number; uid: number; gid: number } {
   checkFd(fd);
   return load().peerCred(fd);
+}
+
+/** The supplementary groups of the peer of a connected Unix socket, as when it connected (SO_PEERGROUPS). */
+export function peerGroups(fd: number): number[] {
+  checkFd(fd);
+  return load().peerGroups(fd);
 }
 
 /** Size in bytes of a block device (BLKGETSIZE64). */

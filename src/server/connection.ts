@@ -46,9 +46,9 @@ export interface ConnectionHost {
   /** True while the reply bytes queued and promised over all connections exceed server.maxQueuedBytesTotal. */
   overBudget(): boolean;
   /** Descriptors of the shared frame pool for this peer, if it is offered them (new ones: the connection closes them). */
-  sharedFramesFor(ctx: ClientContext): SharedFramesOffer | undefined;
+  sharedFramesFor(): SharedFramesOffer | undefined;
   /** Whether this peer is offered shared frames (the welcome says so). */
-  offersSharedFrames(ctx: ClientContext): boolean;
+  offersSharedFrames(): boolean;
 }
 
 /**
@@ -198,7 +198,7 @@ export class Connection {
     if (version !== PROTOCOL_VERSION) return this.fail(new PagerError('protocol-version', `the daemon speaks version ${PROTOCOL_VERSION}, not ${version}`));
     this.state = 'ready';
     this.endHandshake();
-    this.send(encodeWelcome(this.host.pageSize, this.host.limits.maxPayloadBytes, this.host.offersSharedFrames(this.ctx) ? WelcomeFlag.SHARED_FRAMES : 0));
+    this.send(encodeWelcome(this.host.pageSize, this.host.limits.maxPayloadBytes, this.host.offersSharedFrames() ? WelcomeFlag.SHARED_FRAMES : 0));
   }
 
   /**
@@ -207,7 +207,7 @@ export class Connection {
    * connection then ends: the client asks on a connection of its own, made for this.
    */
   private handOverSharedFrames(id: number): void {
-    const offer = this.host.sharedFramesFor(this.ctx);
+    const offer = this.host.sharedFramesFor();
     if (offer === undefined) return this.reply({ id, error: answer(new PagerError('shared-frames-not-offered')), results: [] });
     const frame = encodeReplyFrame({ id, results: [offer.framesBytes, offer.accessBytes] });
     const send = (): void => {
@@ -217,7 +217,7 @@ export class Connection {
         if (typeof fd !== 'number' || fd < 0 || this.socket.destroyed) throw new Error('the connection has no descriptor');
         sendWithFds(fd, frame, [offer.framesFd, offer.accessFd]);
       } catch (err) {
-        this.log.warn({ err }, 'could not hand over shared frames');
+        this.log.debug({ err: (err as Error).message }, 'could not hand over shared frames (the peer left?)');
       } finally {
         closeFd(offer.framesFd);
         closeFd(offer.accessFd);

@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { parseSize, type Config } from '../config/tunables.js';
 import { PagerError } from '../errors.js';
-import { mallocTrim, peerCred } from '../native/addon.js';
+import { mallocTrim, peerCred, peerGroups } from '../native/addon.js';
 import { SharedFramesTrust } from './shared-frames-trust.js';
 import { MESSAGE_OVERHEAD_BYTES } from '../protocol/codec.js';
 import type { IoObserver } from '../store/io-timing.js';
@@ -146,6 +146,14 @@ export class Daemon {
       return;
     }
     const limits = this.limits;
+    // Decided now, from what the kernel recorded at connect: the peer's pid may belong to another process later.
+    let trusted: boolean;
+    try {
+      trusted = this.sharedFramesTrust?.trusts(cred, () => peerGroups(fd as number)) === true;
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message }, 'could not read the peer groups; not offering shared frames');
+      trusted = false;
+    }
     const host: ConnectionHost = {
       pageSize: this.vmm.pageSize,
       limits,
@@ -162,8 +170,8 @@ export class Daemon {
       observe: (op, seconds, ok) => this.metrics.observeRequest(op, seconds, ok),
       handshakeDone: admission.handshakeDone,
       overBudget: () => this.overBudget(),
-      offersSharedFrames: (c) => this.sharedFramesTrust?.trusts(c) === true,
-      sharedFramesFor: (c) => (this.sharedFramesTrust?.trusts(c) === true ? this.vmm.pool.offer() : undefined),
+      offersSharedFrames: () => trusted,
+      sharedFramesFor: () => (trusted ? this.vmm.pool.offer() : undefined),
     };
     const ctx = this.svc.createContext(cred);
     const connection = new Connection(socket, ctx, host, log);

@@ -4,7 +4,8 @@ import { ConfigError } from '../config/load-config.js';
 /**
  * Who may map the shared frame pool. The mapping shows every resident page of every segment,
  * whatever its mode, so it is offered only to peers that may read everything anyway: the daemon's
- * own uid, root, and members (primary or supplementary) of server.sharedFramesGroup.
+ * own uid, root, and members (primary or supplementary) of server.sharedFramesGroup, as the
+ * kernel recorded them when the peer connected.
  */
 export class SharedFramesTrust {
   private readonly gid: number | undefined;
@@ -14,10 +15,15 @@ export class SharedFramesTrust {
     this.gid = group === '' ? undefined : resolveGroup(group);
   }
 
-  trusts(peer: { uid: number; gid: number; pid: number }): boolean {
+  /**
+   * Whether the peer is trusted. `groups` answers its supplementary groups as they were when it
+   * connected (SO_PEERGROUPS: not looked up by pid, which another process may have by now); it is
+   * asked only when a group is configured and the primary gid is not it.
+   */
+  trusts(peer: { uid: number; gid: number }, groups: () => number[]): boolean {
     if (peer.uid === 0 || peer.uid === process.getuid?.()) return true;
     if (this.gid === undefined) return false;
-    return peer.gid === this.gid || supplementaryGroups(peer.pid).includes(this.gid);
+    return peer.gid === this.gid || groups().includes(this.gid);
   }
 }
 
@@ -28,14 +34,4 @@ function resolveGroup(group: string): number {
     if (name === group && /^\d+$/.test(gid ?? '')) return Number(gid);
   }
   throw new ConfigError(`server.sharedFramesGroup: no group named ${JSON.stringify(group)} in /etc/group`);
-}
-
-/** The peer's supplementary groups (from /proc; none if it is gone or unreadable). */
-function supplementaryGroups(pid: number): number[] {
-  try {
-    const line = readFileSync(`/proc/${pid}/status`, 'utf8').match(/^Groups:\s*(.*)$/m);
-    return line === null ? [] : line[1].trim().split(/\s+/).filter(Boolean).map(Number);
-  } catch {
-    return [];
-  }
 }

@@ -57,6 +57,13 @@ describe('shared frames', () => {
     expect(await c.vmMove(vmid, 2 * PAGE - 5, PAGE, UIO_READ, u)).toBe(PAGE);
     expect(u).toMatchObject({ offset: 10 + PAGE, resid: 0 });
     expect(buf.subarray(10)).toEqual(written.subarray(2 * PAGE - 5, 3 * PAGE - 5));
+    // A read issued after a write still in flight on the same connection sees the write.
+    const pipelined = new Uint8Array(PAGE);
+    const wrote = c.vmMove(vmid, 0, 4, UIO_WRITE, uio(Uint8Array.from([9, 9, 9, 9])));
+    await Promise.all([wrote, c.vmMove(vmid, 0, PAGE, UIO_READ, uio(pipelined))]);
+    expect(pipelined.subarray(0, 5)).toEqual(Uint8Array.from([9, 9, 9, 9, written[4]]));
+    // What the daemon would refuse goes to it, and gets its answer.
+    await expect(c.vmMove(vmid, 0, 10, UIO_READ, { iov: [new Uint8Array(10)], offset: -1, resid: 10, segflg: 0 })).rejects.toMatchObject({ code: 'EFAULT', reason: 'malformed-uio' });
     // Past what is resident, the same call goes to the daemon and gets its answer.
     await expect(c.vmMove(vmid, 15 * PAGE, 2 * PAGE, UIO_READ, uio(new Uint8Array(2 * PAGE)))).rejects.toMatchObject({ code: 'EFAULT' });
     const off = await connect({ socket: daemon.socket, sharedFrames: false });
