@@ -210,20 +210,28 @@ export class Connection {
     const offer = this.host.sharedFramesFor();
     if (offer === undefined) return this.reply({ id, error: answer(new PagerError('shared-frames-not-offered')), results: [] });
     const frame = encodeReplyFrame({ id, results: [offer.framesBytes, offer.accessBytes] });
+    let handed = false;
+    const release = (): void => {
+      if (handed) return;
+      handed = true;
+      closeFd(offer.framesFd);
+      closeFd(offer.accessFd);
+    };
     const send = (): void => {
+      if (handed || this.socket.destroyed) return release();
       if (this.socket.writableLength > 0) return void this.socket.once('drain', send);
       const fd = (this.socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
       try {
-        if (typeof fd !== 'number' || fd < 0 || this.socket.destroyed) throw new Error('the connection has no descriptor');
+        if (typeof fd !== 'number' || fd < 0) throw new Error('the connection has no descriptor');
         sendWithFds(fd, frame, [offer.framesFd, offer.accessFd]);
       } catch (err) {
         this.log.debug({ err: (err as Error).message }, 'could not hand over shared frames (the peer left?)');
       } finally {
-        closeFd(offer.framesFd);
-        closeFd(offer.accessFd);
+        release();
         this.socket.end();
       }
     };
+    this.socket.once('close', release); // a peer gone before the handover: its descriptors are not kept
     setImmediate(send); // after this turn's replies are uncorked (TurnWriter)
   }
 
