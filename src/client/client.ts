@@ -29,6 +29,17 @@ export interface ConnectOptions {
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
+/** How long after a failed attempt to map shared frames the next read may try again. */
+const SHARED_RETRY_MS = 1000;
+
+/** Operations after which pages may read differently: reads from shared frames wait while one is in flight. */
+const PAGE_CHANGING: ReadonlySet<OperationName> = new Set(['vmRelease', 'vmReleasep', 'vmMakep', 'vmInvalidatep', 'vmIoaccessp', 'vmsDelete']);
+
+function changesPages(op: OperationName, args: Value[]): boolean {
+  if (op === 'vmMove') return args[3] !== UIO_READ;
+  if (op === 'vmUiomove') return args[2] !== UIO_READ;
+  return PAGE_CHANGING.has(op);
+}
 /** Largest frame the client accepts: a reply carries at most the daemon's maximum payload. */
 const MAX_REPLY_BYTES = 64 * 1024 * 1024;
 const EMPTY = new Uint8Array(0);
@@ -57,6 +68,10 @@ export class PagerClient {
   /** The daemon's frames, mapped read-only, once asked for and mapped. */
   private shared: SharedFrameReader | undefined;
   private sharedAsked: Promise<boolean> | undefined;
+  /** When asking for shared frames last failed (performance.now() ms): asked again a second later. */
+  private sharedFailedAt = -Infinity;
+  /** Requests in flight on this connection that may change pages: shared reads wait for them (go through the daemon). */
+  private changesInFlight = 0;
   /** Why shared frames are not in use although the daemon offered them. */
   sharedFramesError: Error | undefined;
 
@@ -164,6 +179,15 @@ export class PagerClient {
    */
   private call(op: OperationName, args: Value[], signal?: AbortSignal): Promise<Reply> {
     if (this.closedError !== undefined) return Promise.reject(this.closedError);
+    if (changesPages(op, args)) {
+      // Reads from shared frames wait for it: a read issued after it must not see the pages before it.
+      this.changesInFlight++;
+      return this.callNow(op, args, signal).finally(() => this.changesInFlight--);
+    }
+    return this.callNow(op, args, signal);
+  }
+
+  private callNow(op: OperationName, args: Value[], signal?: AbortSignal): Promise<Reply> {
     const id = this.takeId();
     if (signal === undefined) {
       return new Promise<Reply>((resolve, reject) => {
@@ -278,8 +302,10 @@ export class PagerClient {
    * advanced; false, with the uio as it was, if any of it must go through the daemon.
    */
   private readShared(vmid: number, offset: number, length: number, uio: Uio, total: number): boolean {
-    if (this.shared === undefined || this.closedError !== undefined || !this.readable.has(vmid) || length <= 0) return false;
-    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || (uio.segflg !== UIO_USERSPACE && uio.segflg !== UIO_SYSSPACE)) return false;
+    if (this.shared === undefined || this.closedError !== undefined || this.changesInFlight > 0 || !this.readable.has(vmid) || length <= 0) return false;
+    // Only what the daemon would accept as it is: anything else goes to it for its answer.
+    if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length)) return false;
+    if (!Number.isSafeInteger(uio.offset) || uio.offset < 0 || !Number.isSafeInteger(uio.resid) || (uio.segflg !== UIO_USERSPACE && uio.segflg !== UIO_SYSSPACE)) return false;
     if (this.shared.copy(vmid, offset, length, new IovCursor(uio.iov, total - uio.resid)) < length) return false;
     uio.resid -= length;
     uio.offset += length;
@@ -290,14 +316,16 @@ export class PagerClient {
    * Copies bytes of segment `vmid` from `offset` into `into` straight from shared frames, without
    * a round trip and without a promise; answers the bytes copied: as far as the pages are resident
    * and this connection has read the segment through the daemon before (vmMove checks access),
-   * else 0, also when shared frames are not in use or the connection has closed (then use vmMove).
+   * else 0, also while a request of this connection that may change pages is in flight, when
+   * shared frames are not in use, or once the connection has closed (then use vmMove). EINVAL
+   * (bad-argument) for a vmid or offset that is not an integer ≥ 0, or `into` not a Uint8Array.
    */
   tryReadResident(vmid: number, offset: number, into: Uint8Array): number {
     if (!Number.isSafeInteger(vmid) || !Number.isSafeInteger(offset) || offset < 0 || !(into instanceof Uint8Array)) {
       throw new PagerError('bad-argument', 'tryReadResident takes an integer vmid, an offset ≥ 0 and a Uint8Array');
     }
     // Once the connection is closed the daemon may be gone (or restarted): its old frames say nothing.
-    if (this.shared === undefined || this.closedError !== undefined || !this.readable.has(vmid)) return 0;
+    if (this.shared === undefined || this.closedError !== undefined || this.changesInFlight > 0 || !this.readable.has(vmid)) return 0;
     return this.shared.copy(vmid, offset, into.length, new IovCursor([into], 0));
   }
 
@@ -312,10 +340,14 @@ export class PagerClient {
    */
   sharedFramesReady(): Promise<boolean> {
     if (!this.sharedOffered) return Promise.resolve(false);
-    this.sharedAsked ??= SharedFrameReader.open(this.path, this.connectTimeoutMs).then(
-      (reader) => ((this.shared = reader), true),
-      (err: unknown) => ((this.sharedFramesError = err as Error), false),
-    );
+    // A failed attempt (the daemon at a connection cap, say) is tried again a second later.
+    if (this.sharedAsked === undefined || (this.shared === undefined && this.sharedFailedAt > -Infinity && performance.now() - this.sharedFailedAt > SHARED_RETRY_MS)) {
+      this.sharedFailedAt = -Infinity;
+      this.sharedAsked = SharedFrameReader.open(this.path, this.connectTimeoutMs).then(
+        (reader) => ((this.shared = reader), (this.sharedFramesError = undefined), true),
+        (err: unknown) => ((this.sharedFramesError = err as Error), (this.sharedFailedAt = performance.now()), false),
+      );
+    }
     return this.sharedAsked;
   }
 
