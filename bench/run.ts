@@ -5,7 +5,7 @@
  *   npm run bench                      # the table
  *   npm run bench -- --json            # the same figures as one JSON document
  *   npm run bench -- --device /dev/loopN --runs 7 --quick
- *   npm run bench -- --only durable,cold    # some sections: round-trip, throughput, shared, durable, cold, pressure, scale
+ *   npm run bench -- --only durable,cold    # some sections: round-trip, throughput, shared, loaded, durable, cold, pressure, scale
  */
 import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -14,6 +14,7 @@ import type { PagerClient } from '../src/client/index.js';
 import { startBenchDaemon, type BenchDaemon } from './daemon.js';
 import { naiveWrites, pagerdDurablePageout, sequentialWrites } from './durable-pageout.js';
 import { RawClient, startEchoServer } from './raw-client.js';
+import { startPageoutWorkers } from './pageout-load.js';
 import { plainPingPong, startPlainPong } from './plain-ping-pong.js';
 import { pagerdRoundTrips, rawRoundTrips } from './round-trip.js';
 import { repeat, summarize, type Summary } from './stats.js';
@@ -36,7 +37,7 @@ const { values: flags } = parseArgs({
 });
 const RUNS = Math.max(5, Number(flags.runs));
 
-const SECTIONS = ['round-trip', 'throughput', 'shared', 'durable', 'cold', 'pressure', 'scale'];
+const SECTIONS = ['round-trip', 'throughput', 'shared', 'loaded', 'durable', 'cold', 'pressure', 'scale'];
 const only = flags.only?.split(',');
 const unknown = only?.filter((name) => !SECTIONS.includes(name)) ?? [];
 if (unknown.length > 0) {
@@ -70,7 +71,7 @@ function row(r: Omit<Row, 'ratio' | 'met'> & { check?: (ratio: number) => boolea
 }
 
 async function main(): Promise<void> {
-  if (['round-trip', 'throughput', 'shared', 'durable', 'cold'].some(wanted)) await sectionsOnOneDaemon();
+  if (['round-trip', 'throughput', 'shared', 'loaded', 'durable', 'cold'].some(wanted)) await sectionsOnOneDaemon();
   if (wanted('pressure')) await pressure();
   if (wanted('scale')) await scale();
   print();
@@ -86,6 +87,7 @@ async function sectionsOnOneDaemon(): Promise<void> {
     if (wanted('round-trip')) await roundTrip(c, raw, daemon.dir);
     if (wanted('throughput')) await throughput(c, raw, daemon.socket, echo.path);
     if (wanted('shared')) await sharedFrames(daemon);
+    if (wanted('loaded')) await underLoad(c, daemon.socket);
     if (wanted('durable')) await durablePageout(c, daemon.dir);
     if (wanted('cold')) await coldPagein(c, daemon.devicePath);
   } finally {
@@ -161,6 +163,37 @@ async function sharedFrames(daemon: BenchDaemon): Promise<void> {
   } finally {
     await c.close();
   }
+}
+
+/**
+ * 2c. Resident reads (socket, one at a time) and the daemon's event-loop delay while 4 other
+ * client processes write and force page-outs continuously, against the same at rest.
+ */
+async function underLoad(c: PagerClient, socket: string): Promise<void> {
+  log('2c. under page-out load');
+  const delay = async (): Promise<number> => Number(/^pagerd_event_loop_delay_p99_seconds (\S+)$/m.exec(await c.metrics())?.[1] ?? NaN) * 1e6;
+  const restReads: number[] = [];
+  const restDelay: number[] = [];
+  for (let i = 0; i < RUNS; i++) {
+    await delay(); // starts a window
+    restReads.push((await pagerdRoundTrips(c)).p99);
+    restDelay.push(await delay());
+  }
+  const workers = await startPageoutWorkers(socket, 4);
+  const loadReads: number[] = [];
+  const loadDelay: number[] = [];
+  try {
+    await new Promise((r) => setTimeout(r, 500)); // the load under way
+    for (let i = 0; i < RUNS; i++) {
+      await delay();
+      loadReads.push((await pagerdRoundTrips(c)).p99);
+      loadDelay.push(await delay());
+    }
+  } finally {
+    await workers.stop();
+  }
+  row({ section: 'under page-out load', name: 'vmMove 4 KiB read p99, 4 clients forcing page-outs', unit: 'µs', pagerd: summarize(loadReads), baselineName: 'the same at rest', baseline: summarize(restReads), target: 'ratio ≤ 3', check: (x) => x <= 3 });
+  row({ section: 'under page-out load', name: 'daemon event-loop delay p99, 4 clients forcing page-outs', unit: 'µs', pagerd: summarize(loadDelay), baselineName: 'the same at rest', baseline: summarize(restDelay), target: '≤ 500 µs (absolute)', check: () => summarize(loadDelay).median <= 500 });
 }
 
 /** 3. vm_write(force) + vms_iowait of N random pages against sequential and naive writes. */

@@ -1,3 +1,4 @@
+import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { Counter, Gauge, Registry } from 'prom-client';
 import type { IoOp } from '../store/io-timing.js';
 import type { PersistentStore } from '../store/persistent-store.js';
@@ -69,6 +70,16 @@ export class Metrics {
     gauge('pagerd_available_slots', 'Backing slots that can still be reserved', () => store.slotStats.available);
     gauge('pagerd_connections', 'Client connections', connections);
     gauge('pagerd_store_failed', '1 once the backing store has failed permanently (page-outs answer EIO until it is reopened)', () => (store.failed ? 1 : 0));
+    // The event loop's delay (how late a timer fires: what every request waits behind), since the last scrape.
+    const delay = monitorEventLoopDelay({ resolution: 1 });
+    delay.enable();
+    let delayWindow = { p99: 0, max: 0 };
+    gauge('pagerd_event_loop_delay_p99_seconds', "99th percentile of the event loop's delay since the last scrape", () => {
+      delayWindow = { p99: delay.percentile(99) / 1e9, max: delay.max / 1e9 };
+      delay.reset();
+      return delayWindow.p99;
+    });
+    gauge('pagerd_event_loop_delay_max_seconds', "Largest event loop delay in the same window as the p99 (read with it)", () => delayWindow.max);
     gauge('pagerd_state_dir_free_bytes', 'Free bytes in the file system of the metadata database', () => {
       const free = store.metadataFreeBytes;
       return Number.isFinite(free) ? free : -1;
