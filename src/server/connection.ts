@@ -86,7 +86,7 @@ export class Connection {
 
   constructor(
     private readonly socket: Socket,
-    private readonly ctx: ClientContext,
+    ctx: ClientContext,
     private readonly host: ConnectionHost,
     private readonly log: ConnectionLog,
   ) {

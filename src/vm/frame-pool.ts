@@ -1,4 +1,4 @@
-import { closeFd, reopenFd, sharedMemory } from '../native/addon.js';
+import { reopenFd, sharedMemory } from '../native/addon.js';
 import { BUCKET_ENTRIES, bucketOf, bucketsFor, HEADER_BYTES, HeaderWord, SHARED_FRAMES_MAGIC, SHARED_FRAMES_VERSION } from '../shared-frames/layout.js';
 import { createFrameTable, FRAME_RECORD_BYTES, type FrameTable } from './frame-layout.js';
 import { PageState } from './page-state.js';
@@ -120,12 +120,6 @@ export class FramePool {
   offer(): SharedFramesOffer | undefined {
     if (this.memfd === undefined || this.accessMemfd === undefined) return undefined;
     return { framesFd: reopenFd(this.memfd, false), framesBytes: this.memory.byteLength, accessFd: reopenFd(this.accessMemfd, true), accessBytes: this.count };
-  }
-
-  /** Closes the shared memory's descriptors (the mappings live on until collected). */
-  close(): void {
-    if (this.memfd !== undefined) closeFd(this.memfd);
-    if (this.accessMemfd !== undefined) closeFd(this.accessMemfd);
   }
 
   /**

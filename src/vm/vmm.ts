@@ -42,7 +42,7 @@ export interface VmmCounters {
   steals: number;
 }
 
-const { ABSENT, PAGE_IN, CLEAN, MODIFIED, PAGE_OUT } = PageState;
+const { ABSENT, MODIFIED, PAGE_OUT } = PageState;
 const FREE_WAIT = 'free';
 
 /**
