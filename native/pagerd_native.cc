@@ -6,6 +6,8 @@
 #include <napi.h>
 #include <uv.h>
 
+#include "errno_error.h"
+
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -144,6 +146,9 @@ Napi::Value Crc32cOf(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), Crc32c(bytes.Data(), bytes.ByteLength()));
 }
 
+}  // namespace
+
+// Shared with shared_memory.cc (errno_error.h).
 Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
   int uverr = uv_translate_sys_error(err);
   std::string message = std::string(uv_err_name(uverr)) + ": " + uv_strerror(uverr) + ", " + syscall;
@@ -153,6 +158,8 @@ Napi::Error ErrnoError(Napi::Env env, int err, const char* syscall) {
   error.Set("syscall", Napi::String::New(env, syscall));
   return error;
 }
+
+namespace {
 
 Napi::Value ThrowErrno(Napi::Env env, int err, const char* syscall) {
   ErrnoError(env, err, syscall).ThrowAsJavaScriptException();

@@ -21,6 +21,8 @@
 #include <node.h>
 #include <v8.h>
 
+#include "errno_error.h"
+
 #include <cerrno>
 #include <cstring>
 #include <fcntl.h>
@@ -35,11 +37,7 @@
 namespace {
 
 Napi::Value Fail(Napi::Env env, int err, const char* syscall) {
-  Napi::Error e = Napi::Error::New(env, std::string(syscall) + ": " + strerror(err));
-  e.Set("errno", Napi::Number::New(env, -err));
-  e.Set("syscall", Napi::String::New(env, syscall));
-  e.Set("code", Napi::String::New(env, err == EACCES ? "EACCES" : err == ENOENT ? "ENOENT" : err == ETIMEDOUT ? "ETIMEDOUT" : err == ECONNREFUSED ? "ECONNREFUSED" : "EIO"));
-  e.ThrowAsJavaScriptException();
+  ErrnoError(env, err, syscall).ThrowAsJavaScriptException();
   return env.Undefined();
 }
 
@@ -155,17 +153,15 @@ class Exchange : public Napi::AsyncWorker {
       sent += static_cast<size_t>(n);
     }
     std::vector<uint8_t> got;
+    std::vector<size_t> ends;  // where each whole frame received so far ends
     for (;;) {
-      // Whole frames received so far.
-      size_t at = 0;
-      int whole = 0;
-      while (got.size() - at >= 4) {
+      for (size_t at = ends.empty() ? 0 : ends.back(); got.size() - at >= 4;) {
         uint32_t len = (uint32_t(got[at]) << 24) | (uint32_t(got[at + 1]) << 16) | (uint32_t(got[at + 2]) << 8) | got[at + 3];
         if (got.size() - at - 4 < len) break;
-        whole++;
         at += 4 + len;
+        ends.push_back(at);
       }
-      if (whole >= frames_) break;
+      if (ends.size() >= static_cast<size_t>(frames_)) break;
       struct pollfd p = {sock, POLLIN, 0};
       int ready = poll(&p, 1, timeoutMs_);
       if (ready == 0) {
@@ -201,12 +197,7 @@ class Exchange : public Napi::AsyncWorker {
       got.insert(got.end(), buf, buf + n);
     }
     close(sock);
-    size_t at = 0;
-    for (int i = 0; i < frames_; i++) {
-      uint32_t len = (uint32_t(got[at]) << 24) | (uint32_t(got[at + 1]) << 16) | (uint32_t(got[at + 2]) << 8) | got[at + 3];
-      frames_got_.emplace_back(got.begin() + at, got.begin() + at + 4 + len);
-      at += 4 + len;
-    }
+    for (int i = 0; i < frames_; i++) frames_got_.emplace_back(got.begin() + (i == 0 ? 0 : ends[i - 1]), got.begin() + ends[i]);
   }
 
   void OnOK() override {
@@ -221,16 +212,16 @@ class Exchange : public Napi::AsyncWorker {
     deferred_.Resolve(out);
   }
 
-  void OnError(const Napi::Error& e) override {
+  void OnError(const Napi::Error&) override {
     for (int fd : fds_) close(fd);
-    Napi::Error err = Napi::Error::New(Env(), e.Message());
-    err.Set("errno", Napi::Number::New(Env(), -err_));
-    err.Set("code", Napi::String::New(Env(), err_ == ETIMEDOUT ? "ETIMEDOUT" : err_ == ECONNREFUSED ? "ECONNREFUSED" : err_ == ENOENT ? "ENOENT" : err_ == EACCES ? "EACCES" : err_ == ECONNRESET ? "ECONNRESET" : "EIO"));
-    deferred_.Reject(err.Value());
+    deferred_.Reject(ErrnoError(Env(), err_, syscall_).Value());
   }
 
  private:
-  void SetError(const char* syscall) { Napi::AsyncWorker::SetError(std::string(syscall) + ": " + strerror(err_)); }
+  void SetError(const char* syscall) {
+    syscall_ = syscall;
+    Napi::AsyncWorker::SetError(std::string(syscall) + ": " + strerror(err_));
+  }
   void Failed(const char* syscall) {
     err_ = errno;
     SetError(syscall);
@@ -247,6 +238,7 @@ class Exchange : public Napi::AsyncWorker {
   int frames_;
   int timeoutMs_;
   int err_ = 0;
+  const char* syscall_ = "";
   std::vector<int> fds_;
   std::vector<std::vector<uint8_t>> frames_got_;
 };

@@ -68,8 +68,6 @@ export class PagerClient {
   /** The daemon's frames, mapped read-only, once asked for and mapped. */
   private shared: SharedFrameReader | undefined;
   private sharedAsked: Promise<boolean> | undefined;
-  /** When asking for shared frames last failed (performance.now() ms): asked again a second later. */
-  private sharedFailedAt = -Infinity;
   /** Requests in flight on this connection that may change pages: shared reads wait for them (go through the daemon). */
   private changesInFlight = 0;
   /** Why shared frames are not in use although the daemon offered them. */
@@ -302,11 +300,12 @@ export class PagerClient {
    * advanced; false, with the uio as it was, if any of it must go through the daemon.
    */
   private readShared(vmid: number, offset: number, length: number, uio: Uio, total: number): boolean {
-    if (this.shared === undefined || this.closedError !== undefined || this.changesInFlight > 0 || !this.readable.has(vmid) || length <= 0) return false;
+    const shared = this.sharedFor(vmid);
+    if (shared === undefined || length <= 0) return false;
     // Only what the daemon would accept as it is: anything else goes to it for its answer.
     if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length)) return false;
     if (!Number.isSafeInteger(uio.offset) || uio.offset < 0 || !Number.isSafeInteger(uio.resid) || (uio.segflg !== UIO_USERSPACE && uio.segflg !== UIO_SYSSPACE)) return false;
-    if (this.shared.copy(vmid, offset, length, new IovCursor(uio.iov, total - uio.resid)) < length) return false;
+    if (shared.copy(vmid, offset, length, new IovCursor(uio.iov, total - uio.resid)) < length) return false;
     uio.resid -= length;
     uio.offset += length;
     return true;
@@ -324,9 +323,17 @@ export class PagerClient {
     if (!Number.isSafeInteger(vmid) || !Number.isSafeInteger(offset) || offset < 0 || !(into instanceof Uint8Array)) {
       throw new PagerError('bad-argument', 'tryReadResident takes an integer vmid, an offset ≥ 0 and a Uint8Array');
     }
-    // Once the connection is closed the daemon may be gone (or restarted): its old frames say nothing.
-    if (this.shared === undefined || this.closedError !== undefined || this.changesInFlight > 0 || !this.readable.has(vmid)) return 0;
-    return this.shared.copy(vmid, offset, into.length, new IovCursor([into], 0));
+    return this.sharedFor(vmid)?.copy(vmid, offset, into.length, new IovCursor([into], 0)) ?? 0;
+  }
+
+  /**
+   * The mapping, if a read of `vmid` may use it now: mapped, the connection open (once closed, the
+   * daemon may be gone or restarted: its old frames say nothing), no request of this connection
+   * in flight that may change pages, and the segment read through the daemon before.
+   */
+  private sharedFor(vmid: number): SharedFrameReader | undefined {
+    if (this.closedError !== undefined || this.changesInFlight > 0 || !this.readable.has(vmid)) return undefined;
+    return this.shared;
   }
 
   /** True when reads of resident pages come from shared frames (the daemon offered them and they are mapped). */
@@ -340,14 +347,15 @@ export class PagerClient {
    */
   sharedFramesReady(): Promise<boolean> {
     if (!this.sharedOffered) return Promise.resolve(false);
-    // A failed attempt (the daemon at a connection cap, say) is tried again a second later.
-    if (this.sharedAsked === undefined || (this.shared === undefined && this.sharedFailedAt > -Infinity && performance.now() - this.sharedFailedAt > SHARED_RETRY_MS)) {
-      this.sharedFailedAt = -Infinity;
-      this.sharedAsked = SharedFrameReader.open(this.path, this.connectTimeoutMs).then(
-        (reader) => ((this.shared = reader), (this.sharedFramesError = undefined), true),
-        (err: unknown) => ((this.sharedFramesError = err as Error), (this.sharedFailedAt = performance.now()), false),
-      );
-    }
+    this.sharedAsked ??= SharedFrameReader.open(this.path, this.connectTimeoutMs).then(
+      (reader) => ((this.shared = reader), (this.sharedFramesError = undefined), true),
+      (err: unknown) => {
+        // A failed attempt (the daemon at a connection cap, say) may be made again a second later.
+        this.sharedFramesError = err as Error;
+        setTimeout(() => (this.sharedAsked = undefined), SHARED_RETRY_MS).unref();
+        return false;
+      },
+    );
     return this.sharedAsked;
   }
 

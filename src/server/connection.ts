@@ -16,6 +16,7 @@ import { TurnWriter } from '../protocol/turn-writer.js';
 import type { ClientContext } from '../vm/context.js';
 import type { SharedFramesOffer } from '../vm/frame-pool.js';
 import { HANDLERS, promisedReplyBytes, type Answer, type HandlerEnv, type Outcome } from './handlers.js';
+import { socketFd } from './listener.js';
 
 export interface ConnectionLimits {
   maxPayloadBytes: number;
@@ -220,10 +221,8 @@ export class Connection {
     const send = (): void => {
       if (handed || this.socket.destroyed) return release();
       if (this.socket.writableLength > 0) return void this.socket.once('drain', send);
-      const fd = (this.socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
       try {
-        if (typeof fd !== 'number' || fd < 0) throw new Error('the connection has no descriptor');
-        sendWithFds(fd, frame, [offer.framesFd, offer.accessFd]);
+        sendWithFds(socketFd(this.socket), frame, [offer.framesFd, offer.accessFd]);
       } catch (err) {
         this.log.debug({ err: (err as Error).message }, 'could not hand over shared frames (the peer left?)');
       } finally {

@@ -17,7 +17,7 @@ import { encodeReplyFrame } from '../protocol/codec.js';
 import { Admissions } from './admission.js';
 import { Connection, type ConnectionHost, type ConnectionLimits } from './connection.js';
 import type { HandlerEnv } from './handlers.js';
-import { listen } from './listener.js';
+import { listen, socketFd } from './listener.js';
 import { Metrics } from './metrics.js';
 
 /** How long after a connection ends the daemon gives freed memory back (ms): one trim for a burst of closes. */
@@ -128,10 +128,10 @@ export class Daemon {
   }
 
   private accept(socket: Socket): void {
-    const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+    let fd: number;
     let cred: { pid: number; uid: number; gid: number };
     try {
-      if (typeof fd !== 'number' || fd < 0) throw new Error('no file descriptor for the accepted socket');
+      fd = socketFd(socket);
       cred = peerCred(fd);
     } catch (err) {
       this.log.warn({ err }, 'could not read the peer credentials; closing the connection');
@@ -149,7 +149,7 @@ export class Daemon {
     // Decided now, from what the kernel recorded at connect: the peer's pid may belong to another process later.
     let trusted: boolean;
     try {
-      trusted = this.sharedFramesTrust?.trusts(cred, () => peerGroups(fd as number)) === true;
+      trusted = this.sharedFramesTrust?.trusts(cred, () => peerGroups(fd)) === true;
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'could not read the peer groups; not offering shared frames');
       trusted = false;

@@ -8,6 +8,16 @@ const LISTEN_BACKLOG = 4096;
 /** File descriptor of the first socket systemd passes (sd_listen_fds). */
 const SD_LISTEN_FDS_START = 3;
 
+/**
+ * The file descriptor under a connected socket, for the addon's calls Node lacks (peer
+ * credentials, passing descriptors). `_handle.fd` is undocumented: checked, and it throws if absent.
+ */
+export function socketFd(socket: Socket): number {
+  const fd = (socket as unknown as { _handle?: { fd?: unknown } })._handle?.fd;
+  if (typeof fd !== 'number' || fd < 0) throw new Error('the socket has no file descriptor');
+  return fd;
+}
+
 /** True when systemd socket activation handed this process its listening socket. */
 export function socketActivated(env: NodeJS.ProcessEnv = process.env): boolean {
   return env.LISTEN_FDS === '1' && (env.LISTEN_PID === undefined || Number(env.LISTEN_PID) === process.pid);

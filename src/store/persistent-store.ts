@@ -90,6 +90,8 @@ export class PersistentStore implements BackingStore {
   private readonly order = new CallOrder();
   private readonly limbo: Limbo;
   private closed = false;
+  /** The segments read at open, until loadSegments hands them over. */
+  private loaded: SegmentRecord[] | undefined;
 
   private constructor(
     readonly device: BackingDevice,
@@ -155,7 +157,7 @@ export class PersistentStore implements BackingStore {
       store = new PersistentStore(files.device, files.db, files.header, options, files.recovery);
       const wentBack = await store.recoverUnsynced();
       if (wentBack > 0) options.log?.warn({ device: options.devicePath, pages: wentBack }, 'pages whose last page-out was cut short went back to their previous version');
-      store.segments.all(); // a record that fails its seal refuses the store
+      store.loaded = store.segments.all(); // a record that fails its seal refuses the store
       store.startPageMapCheck(options.reportOnly === true);
       return store;
     } catch (err) {
@@ -182,8 +184,11 @@ export class PersistentStore implements BackingStore {
     return this.writer.progressing(withinMs);
   }
 
+  /** The segments as read (and their seals checked) at open; from SQLite again after the first call. */
   async loadSegments(): Promise<SegmentRecord[]> {
-    return this.segments.all(); // checked at open: a broken seal refused the store
+    const loaded = this.loaded ?? this.segments.all();
+    this.loaded = undefined;
+    return loaded;
   }
 
   async createSegment(record: Omit<SegmentRecord, 'vmid'>): Promise<number> {
