@@ -1,7 +1,8 @@
 // pagerd's native addon: each function is one Linux syscall (or one datagram), nothing more —
 // except crc32c, the page checksum, which Node has no fast form of (zlib.crc32 costs ~2.9 µs per
 // 4 KiB page here; the SSE4.2 instruction, three streams at once, a fraction of a µs), and
-// writevSummed, a page-out's write with its checksums taken in the thread pool.
+// writevSummed, a page-out's write with its checksums taken in the thread pool, and deallocate, a
+// batch of hole punches or discards in the thread pool.
 // Errors are thrown shaped like Node's system errors: { code, errno (negative), syscall }.
 #include <napi.h>
 #include <uv.h>
@@ -329,16 +330,6 @@ Napi::Value BlockSectorSize(const Napi::CallbackInfo& info) {
   return Napi::Number::New(env, size);
 }
 
-// punchHole(fd, offset, length): deallocates a file range, keeping the file size.
-Napi::Value PunchHole(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  off_t offset = static_cast<off_t>(info[1].As<Napi::Number>().Int64Value());
-  off_t length = static_cast<off_t>(info[2].As<Napi::Number>().Int64Value());
-  if (fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length) != 0) return ThrowErrno(env, errno, "fallocate");
-  return env.Undefined();
-}
-
 // allocate(fd, offset, length): reserves blocks for a file range (fallocate mode 0).
 Napi::Value Allocate(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -349,14 +340,56 @@ Napi::Value Allocate(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
-// discard(fd, offset, length): tells a block device the range is unused (BLKDISCARD).
-Napi::Value Discard(const Napi::CallbackInfo& info) {
+// deallocate(fd, block, ranges): gives ranges back, in the thread pool (a release of scattered
+// pages is a syscall per run: on the event loop it stalled every client behind it). ranges holds
+// (offset, length) pairs; a file's are hole-punched (its size kept), a block device's discarded
+// (BLKDISCARD). Every range is tried; the promise rejects with the first failure.
+class Deallocate : public Napi::AsyncWorker {
+ public:
+  Deallocate(Napi::Env env, int fd, bool block, Napi::Float64Array ranges)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), block_(block),
+        ranges_(ranges.Data(), ranges.Data() + ranges.ElementLength()) {}
+
+  Napi::Promise Promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    for (size_t i = 0; i + 1 < ranges_.size(); i += 2) {
+      off_t offset = static_cast<off_t>(ranges_[i]);
+      off_t length = static_cast<off_t>(ranges_[i + 1]);
+      int rc;
+      if (block_) {
+        uint64_t range[2] = {static_cast<uint64_t>(offset), static_cast<uint64_t>(length)};
+        rc = ioctl(fd_, BLKDISCARD, range);
+      } else {
+        rc = fallocate(fd_, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, offset, length);
+      }
+      if (rc != 0 && error_ == 0) error_ = errno;
+    }
+  }
+
+  void OnOK() override {
+    if (error_ != 0) deferred_.Reject(ErrnoError(Env(), error_, block_ ? "ioctl BLKDISCARD" : "fallocate").Value());
+    else deferred_.Resolve(Env().Undefined());
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  int fd_;
+  bool block_;
+  std::vector<double> ranges_;
+  int error_ = 0;
+};
+
+Napi::Value DeallocateRanges(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  uint64_t range[2] = {static_cast<uint64_t>(info[1].As<Napi::Number>().Int64Value()),
-                       static_cast<uint64_t>(info[2].As<Napi::Number>().Int64Value())};
-  if (ioctl(fd, BLKDISCARD, range) != 0) return ThrowErrno(env, errno, "ioctl BLKDISCARD");
-  return env.Undefined();
+  auto* worker = new Deallocate(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Boolean>().Value(),
+                                info[2].As<Napi::Float64Array>());
+  Napi::Promise promise = worker->Promise();
+  worker->Queue();
+  return promise;
 }
 
 // sdNotify(socketPath, state): sends one datagram to systemd's notify socket ('@' = abstract).
@@ -398,9 +431,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peerGroups", Napi::Function::New(env, PeerGroups));
   exports.Set("blockDeviceSize", Napi::Function::New(env, BlockDeviceSize));
   exports.Set("blockSectorSize", Napi::Function::New(env, BlockSectorSize));
-  exports.Set("punchHole", Napi::Function::New(env, PunchHole));
   exports.Set("allocate", Napi::Function::New(env, Allocate));
-  exports.Set("discard", Napi::Function::New(env, Discard));
+  exports.Set("deallocate", Napi::Function::New(env, DeallocateRanges));
   exports.Set("sdNotify", Napi::Function::New(env, SdNotify));
   exports.Set("mallocTrim", Napi::Function::New(env, MallocTrim));
   RegisterSharedMemory(env, exports);

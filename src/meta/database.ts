@@ -5,8 +5,9 @@ export type { Database } from 'better-sqlite3';
 
 /**
  * Opens the metadata database: WAL with synchronous=FULL (a commit is durable when it returns;
- * after switching to WAL the default is not FULL, so it is set explicitly), foreign-key checks
- * off (the tables do not use them), and the schema migrated to this version.
+ * after switching to WAL the default is not FULL, so it is set explicitly; the store runs a
+ * page-out cycle's commit with NORMAL and syncs the WAL itself, off the event loop: wal-sync.ts),
+ * foreign-key checks off (the tables do not use them), and the schema migrated to this version.
  *
  * Locking mode is exclusive, set before the first access: the daemon is the database's only user
  * (it holds the device's lock too), so SQLite keeps the WAL index in its own memory and takes no

@@ -11,9 +11,8 @@ interface Addon {
   peerGroups(fd: number): number[];
   blockDeviceSize(fd: number): number;
   blockSectorSize(fd: number): number;
-  punchHole(fd: number, offset: number, length: number): void;
   allocate(fd: number, offset: number, length: number): void;
-  discard(fd: number, offset: number, length: number): void;
+  deallocate(fd: number, block: boolean, ranges: Float64Array): Promise<void>;
   sdNotify(socketPath: string, state: string): void;
   mallocTrim(): boolean;
   sharedMemory(name: string, bytes: number): { fd: number; buffer: SharedArrayBuffer };
@@ -79,13 +78,6 @@ export function blockSectorSize(fd: number): number {
   return load().blockSectorSize(fd);
 }
 
-/** Deallocates [offset, offset + length) of a regular file, keeping its size. */
-export function punchHole(fd: number, offset: number, length: number): void {
-  checkFd(fd);
-  checkRange(offset, length);
-  load().punchHole(fd, offset, length);
-}
-
 /** Reserves disk blocks for [offset, offset + length) of a regular file (extending it if needed). */
 export function allocate(fd: number, offset: number, length: number): void {
   checkFd(fd);
@@ -93,11 +85,19 @@ export function allocate(fd: number, offset: number, length: number): void {
   load().allocate(fd, offset, length);
 }
 
-/** Discards [offset, offset + length) of a block device (BLKDISCARD). */
-export function discard(fd: number, offset: number, length: number): void {
+/**
+ * Gives byte ranges back to a device, in the thread pool: hole-punched in a regular file (its size
+ * kept), discarded on a block device (BLKDISCARD). Every range is tried; rejects with the first failure.
+ */
+export function deallocate(fd: number, block: boolean, ranges: readonly { offset: number; length: number }[]): Promise<void> {
   checkFd(fd);
-  checkRange(offset, length);
-  load().discard(fd, offset, length);
+  const pairs = new Float64Array(ranges.length * 2);
+  ranges.forEach(({ offset, length }, i) => {
+    checkRange(offset, length);
+    pairs[2 * i] = offset;
+    pairs[2 * i + 1] = length;
+  });
+  return load().deallocate(fd, block, pairs);
 }
 
 /** Sends one state datagram to systemd's notify socket. */

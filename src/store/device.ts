@@ -1,7 +1,7 @@
 import { constants, type Stats } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import fsExt from 'fs-ext';
-import { allocate, blockDeviceSize, discard, punchHole, readCached, writevSummed } from '../native/addon.js';
+import { allocate, blockDeviceSize, deallocate, readCached, writevSummed } from '../native/addon.js';
 
 /**
  * The raw storage under a store: a regular file or a block device, read and written at positions,
@@ -22,9 +22,17 @@ export interface BackingDevice {
   writev(buffers: readonly Uint8Array[], position: number, sums?: Uint32Array): Promise<void>;
   /** Flushes written data to stable storage (fdatasync). */
   datasync(): Promise<void>;
-  /** Gives a range back to the device (hole punch on a file, discard on a block device); may throw. */
-  deallocate(offset: number, length: number): void;
+  /**
+   * Gives byte ranges back to the device (hole punches in a file, discards on a block device), off
+   * the event loop; every range is tried, and the promise rejects with the first failure.
+   */
+  deallocate(ranges: readonly ByteRange[]): Promise<void>;
   close(): Promise<void>;
+}
+
+export interface ByteRange {
+  offset: number;
+  length: number;
 }
 
 export interface DeviceOptions {
@@ -67,9 +75,8 @@ class HandleDevice implements BackingDevice {
     return this.handle.datasync();
   }
 
-  deallocate(offset: number, length: number): void {
-    if (this.kind === 'file') punchHole(this.handle.fd, offset, length);
-    else discard(this.handle.fd, offset, length);
+  deallocate(ranges: readonly ByteRange[]): Promise<void> {
+    return deallocate(this.handle.fd, this.kind === 'block', ranges);
   }
 
   close(): Promise<void> {

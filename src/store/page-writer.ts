@@ -37,16 +37,19 @@ export interface WriteCycleHost {
   writable(): Promise<boolean>;
   /**
    * Numbers a cycle being written, and answers the record written with its data: that of the
-   * last cycle committed before it (cycle-record.ts: a record trails its commit).
+   * last cycle committed before it (cycle-record.ts: a record trails its commit), once that commit
+   * is durable (rejects if it cannot be made so).
    */
-  startCycle(): { number: number; position: number; bytes: Uint8Array };
+  startCycle(): { number: number; record: Promise<{ position: number; bytes: Uint8Array }> };
   /** A cycle failed before commit: its slots are free again, reservations restored. */
   giveBackSlots(slots: readonly number[]): void;
   /**
-   * Commits the cycle's metadata durably (one transaction), while its data flush is in flight;
-   * throws if it could not. Exactly one of `synced` and `notSynced` follows a commit.
+   * Commits the cycle's metadata (one transaction), while its data flush is in flight; rejects if
+   * it could not (nothing changed). Resolves once the commit is durable, to true; to false if it
+   * could not be made durable (then it is undone as for a failed flush). Exactly one of `synced`
+   * and `notSynced` follows a commit.
    */
-  commit(cycle: WrittenCycle): void;
+  commit(cycle: WrittenCycle): Promise<boolean>;
   /** The committed cycle's data flush succeeded: the cycle is complete. */
   synced(): void;
   /** The committed cycle's data flush failed: undo the commit. */
@@ -219,7 +222,7 @@ export class PageWriter {
       ...this.runs(slots).map(({ position, first, end }) =>
         timed('writev', host.observeIo, () => host.device.writev(writes.slice(first, end).map((w) => w.data), position, sums.subarray(first, end))),
       ),
-      host.device.writev([record.bytes], record.position),
+      record.record.then(({ bytes, position }) => host.device.writev([bytes], position)),
     ]);
     for (const w of waiters) w.captured();
     const writeError = results.find((r) => r.status === 'rejected');
@@ -229,9 +232,9 @@ export class PageWriter {
   }
 
   /**
-   * The data flush (in the thread pool) and the metadata commit (here, with its own WAL sync) at
-   * once: one sync's wait instead of two in a row. Until the flush is known good the commit keeps
-   * the pages' old slots, and says how to go back (see UnsyncedPageouts). Resolves to whether the
+   * The data flush and the metadata commit (its WAL sync in the thread pool too) at once: one
+   * sync's wait instead of two in a row. Until the flush is known good the commit keeps the pages'
+   * old slots, and says how to go back (see UnsyncedPageouts). Resolves to whether the data's
    * fdatasync succeeded.
    */
   private async flush(written: WrittenState): Promise<boolean> {
@@ -245,6 +248,9 @@ export class PageWriter {
     } else if (flushed.status === 'rejected') {
       host.notSynced();
       this.fail(written, 'datasync', flushed.reason, false);
+    } else if (!committed.value) {
+      host.notSynced();
+      this.fail(written, 'commit', new Error('the metadata could not be synced'), false);
     } else {
       host.synced();
       for (const w of written.waiters) this.settled(w).complete();

@@ -7,6 +7,7 @@ import { PagesTable, type PageLocation, type PageMapping } from '../meta/pages-t
 import { SegmentsTable } from '../meta/segments-table.js';
 import { UnsyncedPageouts, type UnsyncedPage } from '../meta/unsynced-pageouts.js';
 import { WalSpace } from '../meta/wal-space.js';
+import { WalSync } from '../meta/wal-sync.js';
 import type { SegmentRecord } from '../vm/segment.js';
 import type { BackingStore, PageWrite, WriteTicket } from '../vm/store.js';
 import type { BackingDevice } from './device.js';
@@ -28,6 +29,12 @@ export type { StoreLog, StoreOptions } from './store-options.js';
 
 /** How long after a page-out cycle's flush the store settles it if no cycle follows (settleSoon). */
 const SETTLE_DELAY_MS = 10;
+
+/**
+ * How a transaction is made durable: FULL, by SQLite before the commit returns (on the event loop);
+ * NORMAL, by a WAL sync in the thread pool afterwards (WalSync), which whoever depends on it awaits.
+ */
+type SyncMode = 'FULL' | 'NORMAL';
 
 /** SQLite errors after which the metadata can no longer be trusted: the store fails permanently. */
 const FATAL_SQLITE = /^SQLITE_(CORRUPT|NOTADB|READONLY|CANTOPEN|MISUSE)/;
@@ -65,6 +72,9 @@ export class PersistentStore implements BackingStore {
   private readonly freeSlots: FreeSlotMap;
   private readonly unsynced: UnsyncedPageouts;
   private readonly walSpace: WalSpace;
+  private readonly walSync: WalSync;
+  /** The connection's synchronous setting now (transact switches it per transaction). */
+  private syncMode: SyncMode = 'FULL';
   private readonly databasePath: string;
   /** Binds each page's checksum to its identity (page-seal.ts). */
   private readonly seal: PageSeal;
@@ -115,6 +125,7 @@ export class PersistentStore implements BackingStore {
     this.databasePath = options.databasePath;
     this.limbo = new Limbo(device, (slot) => this.dataOffset + slot * this.pageSize, this.pageSize, (slots) => this.allocator.freed(slots), (obj, msg) => this.log.warn(obj, msg));
     this.walSpace = new WalSpace(db, options.databasePath);
+    this.walSync = new WalSync(options.databasePath);
     this.committedCycle = Number(this.meta.get('cycle') ?? 0);
     this.recordedCycle = this.committedCycle; // open made the device record it
     const high = Number(this.meta.get('slot_high') ?? 0);
@@ -194,7 +205,7 @@ export class PersistentStore implements BackingStore {
   async createSegment(record: Omit<SegmentRecord, 'vmid'>): Promise<number> {
     this.checkUsable();
     try {
-      return this.walSpace.commit(() => this.segments.insert(record));
+      return this.commit('FULL', () => this.segments.insert(record));
     } catch (err) {
       throw this.metadataError(err, 'metadata-full');
     }
@@ -353,13 +364,15 @@ export class PersistentStore implements BackingStore {
     clearTimeout(this.settleTimer);
     await this.writer.idle();
     await this.settling;
-    this.limbo.drain();
+    await this.walSync.durable().catch(() => undefined); // slots waiting for it go to limbo
+    await this.limbo.drain();
     if (this.failure === undefined) {
       await this.settle().catch((err: unknown) => this.log.warn({ err }, 'could not record the last page-out cycle on the device'));
-      this.transact(() => this.meta.set('clean_shutdown', 1));
+      this.transact(() => this.meta.set('clean_shutdown', 1), 'FULL');
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     }
     this.db.close();
+    await this.walSync.close();
     await this.device.close();
   }
 
@@ -371,6 +384,7 @@ export class PersistentStore implements BackingStore {
     if (this.closed) return;
     this.closed = true;
     this.db.close();
+    await this.walSync.close();
     await this.device.close();
   }
 
@@ -378,10 +392,12 @@ export class PersistentStore implements BackingStore {
 
   /**
    * The metadata step of a page-out cycle, run while its data flush is in flight: one transaction
-   * mapping every page to its new slot and recording the cycle as unsynced. The slots the pages
-   * leave stay allocated until the flush has succeeded (pageOutsSynced).
+   * mapping every page to its new slot and recording the cycle as unsynced, made durable by a WAL
+   * sync in the thread pool. Resolves to whether that sync succeeded (if not, the cycle is undone
+   * as if its flush had failed: rollBackPageOuts). The slots the pages leave stay allocated until
+   * the flush has succeeded (pageOutsSynced).
    */
-  private commitPageOuts({ batches, slots, sums, number }: WrittenCycle): void {
+  private commitPageOuts({ batches, slots, sums, number }: WrittenCycle): Promise<boolean> {
     const overtaken: number[] = [];
     const unsynced: UnsyncedPage[] = [];
     try {
@@ -408,7 +424,7 @@ export class PersistentStore implements BackingStore {
         this.freeSlots.mark(overtaken, true);
         this.meta.set('slot_high', this.allocator.high);
         this.meta.set('cycle', number);
-      });
+      }, 'NORMAL');
     } catch (err) {
       this.unsyncedCycle = undefined;
       // A row that fails its seal is never rewritten: that would seal whatever slots it names.
@@ -416,8 +432,15 @@ export class PersistentStore implements BackingStore {
       throw err;
     }
     this.allocator.committed(slots.length, slots.length - overtaken.length);
-    this.limbo.add(overtaken);
+    this.walSync.whenDurable(() => this.limbo.add(overtaken));
     this.committedCycle = number;
+    return this.walSync.durable().then(
+      () => true,
+      (err: unknown) => {
+        this.log.error({ err }, 'the metadata WAL could not be synced: the page-out cycle is undone');
+        return false;
+      },
+    );
   }
 
   /**
@@ -427,8 +450,9 @@ export class PersistentStore implements BackingStore {
    * a failed flush fails too, so no two cycles committed share a number unless the first one's
    * flush failed.)
    */
-  private startCycle(): { number: number; position: number; bytes: Uint8Array } {
-    return { number: this.committedCycle + 1, ...cycleRecord(this.header.storeId, this.committedCycle) };
+  private startCycle(): { number: number; record: Promise<{ position: number; bytes: Uint8Array }> } {
+    const committed = this.committedCycle;
+    return { number: committed + 1, record: this.walSync.durable().then(() => cycleRecord(this.header.storeId, committed)) };
   }
 
   /**
@@ -468,9 +492,10 @@ export class PersistentStore implements BackingStore {
 
   /** Deletes synced cycles' unsynced rows, and records the last committed cycle on the device, durably. */
   private async settle(): Promise<void> {
-    if (this.syncedCycles.length > 0) this.transact(() => {});
+    if (this.syncedCycles.length > 0) this.transact(() => {}, 'NORMAL');
     if (this.recordedCycle === this.committedCycle) return;
     const cycle = this.committedCycle;
+    await this.walSync.durable(); // the device never records a cycle its metadata may lack
     const { position, bytes } = cycleRecord(this.header.storeId, cycle);
     await this.device.writev([bytes], position);
     await this.device.datasync();
@@ -486,7 +511,7 @@ export class PersistentStore implements BackingStore {
     const cycle = this.unsyncedCycle!;
     this.unsyncedCycle = undefined;
     try {
-      this.rollBack(cycle.id, cycle.pages, () => false);
+      this.rollBack(cycle.id, cycle.pages, () => false, 'NORMAL'); // not FULL: the WAL's sync may be what failed
     } catch (err) {
       this.failPermanently(err as Error);
       return;
@@ -515,22 +540,25 @@ export class PersistentStore implements BackingStore {
         if (!this.sealMatches(into, page.vmid, page.pno, now.checksum)) bad.add(page);
       }
     }
-    for (const { cycle, pages } of cycles) this.rollBack(cycle, pages, (page) => !bad.has(page));
+    for (const { cycle, pages } of cycles) this.rollBack(cycle, pages, (page) => !bad.has(page), 'FULL');
     return bad.size;
   }
 
   /**
    * In one transaction: an unsynced cycle's pages that `keep` does not vouch for go back to where
-   * they were, the slots no page points at any more are free, and the cycle's row is gone.
+   * they were, the slots no page points at any more are free (committed NORMAL: in limbo until
+   * that is durable), and the cycle's row is gone.
    */
-  private rollBack(cycle: number, pages: readonly UnsyncedPage[], keep: (page: UnsyncedPage) => boolean): void {
+  private rollBack(cycle: number, pages: readonly UnsyncedPage[], keep: (page: UnsyncedPage) => boolean, mode: SyncMode): void {
     let unused: number[] = [];
     this.transact(() => {
       unused = rollBackUnsynced(this.pages, pages, keep);
       this.freeSlots.mark(unused, true);
       this.unsynced.delete(cycle);
-    });
-    this.allocator.unmapped(unused, false);
+    }, mode);
+    if (mode === 'FULL') return this.allocator.unmapped(unused, false);
+    this.allocator.released(unused.length);
+    this.walSync.whenDurable(() => this.limbo.add(unused));
   }
 
   /**
@@ -544,7 +572,7 @@ export class PersistentStore implements BackingStore {
       this.transact(() => {
         slots = forget();
         this.freeSlots.mark(slots, true);
-      });
+      }, 'FULL');
     } catch (err) {
       throw this.metadataError(err, 'metadata-failed');
     }
@@ -557,12 +585,12 @@ export class PersistentStore implements BackingStore {
    * slots the allocator freed unrecorded, and the rows of cycles since synced) written in it; they
    * become the known state only if the transaction commits.
    */
-  private transact(work: () => void): void {
+  private transact(work: () => void, mode: SyncMode): void {
     const unrecorded = this.allocator.stillUnrecorded();
     const synced = this.syncedCycles;
     // The WAL's space manager may run this twice (once more after a checkpoint on SQLITE_FULL):
     // a failed attempt leaves nothing staged or cached behind.
-    this.walSpace.commit(() => {
+    this.commit(mode, () => {
       try {
         this.db
           .transaction(() => {
@@ -583,6 +611,18 @@ export class PersistentStore implements BackingStore {
     // Nothing frees slots or completes a flush while the (synchronous) transaction runs.
     this.allocator.unrecorded.clear();
     this.syncedCycles = [];
+  }
+
+  /** Commits `transaction` (through the WAL's space manager), durably before it returns if `mode` is FULL. */
+  private commit<T>(mode: SyncMode, transaction: () => T): T {
+    if (this.syncMode !== mode) {
+      this.db.pragma(`synchronous = ${mode}`);
+      this.syncMode = mode;
+    }
+    const result = this.walSpace.commit(transaction);
+    if (mode === 'FULL') this.walSync.committedDurably();
+    else this.walSync.committed();
+    return result;
   }
 
   private checkUsable(): void {

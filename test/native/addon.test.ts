@@ -2,7 +2,7 @@ import { closeSync, fstatSync, mkdtempSync, openSync, readSync, rmSync, writeSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { blockDeviceSize, crc32c, punchHole, readCached, writevSummed } from '../../src/native/addon.js';
+import { blockDeviceSize, crc32c, deallocate, readCached, writevSummed } from '../../src/native/addon.js';
 import { mulberry32 } from '../support/random.js';
 
 /** CRC-32C bit by bit: the definition, to check the addon against. */
@@ -21,17 +21,22 @@ function scratchFile(): { file: string; remove: () => void } {
 }
 
 describe('native addon', () => {
-  it('punches a hole in a file: the range reads zeros, the size stays', () => {
+  it('punches holes in a file: the ranges read zeros, the rest and the size stay', async () => {
     const { file, remove } = scratchFile();
     const fd = openSync(file, 'w+');
     try {
-      writeSync(fd, Buffer.alloc(3 * 4096, 0xab), 0, 3 * 4096, 0);
-      punchHole(fd, 4096, 4096);
-      const back = Buffer.alloc(3 * 4096);
+      writeSync(fd, Buffer.alloc(4 * 4096, 0xab), 0, 4 * 4096, 0);
+      await deallocate(fd, false, [
+        { offset: 4096, length: 4096 },
+        { offset: 3 * 4096, length: 4096 },
+      ]);
+      const back = Buffer.alloc(4 * 4096);
       readSync(fd, back, 0, back.length, 0);
-      expect(back.subarray(4096, 8192).every((b) => b === 0)).toBe(true);
-      expect(back.subarray(0, 4096).every((b) => b === 0xab)).toBe(true);
-      expect(fstatSync(fd).size).toBe(3 * 4096);
+      const page = (i: number): Buffer => back.subarray(i * 4096, (i + 1) * 4096);
+      expect([0, 1, 2, 3].map((i) => page(i).every((b) => b === 0))).toEqual([false, true, false, true]);
+      expect(page(0).every((b) => b === 0xab) && page(2).every((b) => b === 0xab)).toBe(true);
+      expect(fstatSync(fd).size).toBe(4 * 4096);
+      await expect(deallocate(fd, true, [{ offset: 0, length: 4096 }])).rejects.toMatchObject({ code: 'ENOTTY', syscall: 'ioctl BLKDISCARD' });
     } finally {
       closeSync(fd);
       remove();
@@ -102,7 +107,7 @@ describe('native addon', () => {
   });
 
   it('checks its arguments in TypeScript', () => {
-    expect(() => punchHole(-1, 0, 1)).toThrow(TypeError);
-    expect(() => punchHole(0, 0, 0)).toThrow(RangeError);
+    expect(() => deallocate(-1, false, [{ offset: 0, length: 1 }])).toThrow(TypeError);
+    expect(() => deallocate(0, false, [{ offset: 0, length: 0 }])).toThrow(RangeError);
   });
 });

@@ -2,7 +2,7 @@ import { closeSync, openSync, readSync, statSync, unlinkSync, writeFileSync, wri
 import { join } from 'node:path';
 import { crc32c } from '../../src/native/addon.js';
 import Database from 'better-sqlite3';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { V_CLIENT, V_WORKING } from '../../src/constants.js';
 import { PageSeal } from '../../src/meta/page-seal.js';
 import { PagesTable } from '../../src/meta/pages-table.js';
@@ -205,9 +205,9 @@ describe('PersistentStore at scale', () => {
     expect(store.slotStats.mapped).toBe(pages);
     await store.releasePages(a, 0, pages);
     await store.deleteSegment(b);
-    await new Promise((r) => setImmediate(r));
     expect(store.mappedPages()).toBe(0);
-    expect(store.slotStats).toMatchObject({ mapped: 0, limbo: 0 });
+    expect(store.slotStats).toMatchObject({ mapped: 0, limbo: pages }); // given back in the thread pool
+    await vi.waitFor(() => expect(store.slotStats).toMatchObject({ mapped: 0, limbo: 0 }), { timeout: 30_000, interval: 20 });
     await store.close();
   }, 60_000);
 });

@@ -1,4 +1,4 @@
-import type { BackingDevice } from '../../src/store/device.js';
+import type { BackingDevice, ByteRange } from '../../src/store/device.js';
 
 /** Wraps a real device and fails chosen operations with a chosen errno (EIO, ENOSPC). */
 export class FaultyDevice implements BackingDevice {
@@ -40,8 +40,8 @@ export class FaultyDevice implements BackingDevice {
     return this.inner.datasync();
   }
 
-  deallocate(offset: number, length: number): void {
-    this.inner.deallocate(offset, length);
+  deallocate(ranges: readonly ByteRange[]): Promise<void> {
+    return this.inner.deallocate(ranges);
   }
 
   close(): Promise<void> {

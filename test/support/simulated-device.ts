@@ -1,5 +1,5 @@
 import { crc32c } from '../../src/native/addon.js';
-import type { BackingDevice } from '../../src/store/device.js';
+import type { BackingDevice, ByteRange } from '../../src/store/device.js';
 
 /**
  * A simulated storage layer for power-loss tests. Writes land in a volatile cache; fdatasync makes
@@ -113,9 +113,9 @@ export class SimulatedDevice implements BackingDevice {
     this.cache = this.cache.filter((w) => !flushing.includes(w));
   }
 
-  deallocate(offset: number, length: number): void {
+  async deallocate(ranges: readonly ByteRange[]): Promise<void> {
     if (this.dead) throw eio();
-    this.cache.push({ position: offset, data: new Uint8Array(length), completed: true });
+    for (const { offset, length } of ranges) this.cache.push({ position: offset, data: new Uint8Array(length), completed: true });
   }
 
   async close(): Promise<void> {}
