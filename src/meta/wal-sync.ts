@@ -1,5 +1,11 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { dirname } from 'node:path';
+
+/** The WAL file as WalSync uses it (a FileHandle opened for reading). */
+export interface WalFile {
+  datasync(): Promise<void>;
+  close(): Promise<void>;
+}
 
 /**
  * Makes commits made with synchronous=NORMAL durable off the event loop. Such a commit returns
@@ -17,7 +23,7 @@ import { dirname } from 'node:path';
  */
 export class WalSync {
   private readonly walPath: string;
-  private wal: FileHandle | undefined;
+  private wal: WalFile | undefined;
   /** Commits noted so far, and how many of them are known durable. */
   private commits = 0;
   private durableCommits = 0;
@@ -31,7 +37,10 @@ export class WalSync {
   /** fdatasyncs run (stats). */
   syncs = 0;
 
-  constructor(databasePath: string) {
+  constructor(
+    databasePath: string,
+    private readonly openWal: (path: string) => Promise<WalFile> = (path) => open(path, 'r'),
+  ) {
     this.walPath = `${databasePath}-wal`;
   }
 
@@ -89,7 +98,7 @@ export class WalSync {
   private async sync(through: number): Promise<void> {
     try {
       if (this.wal === undefined) {
-        this.wal = await open(this.walPath, 'r');
+        this.wal = await this.openWal(this.walPath);
         await syncDirectory(dirname(this.walPath));
       }
       this.syncs++;

@@ -125,7 +125,7 @@ export class PersistentStore implements BackingStore {
     this.databasePath = options.databasePath;
     this.limbo = new Limbo(device, (slot) => this.dataOffset + slot * this.pageSize, this.pageSize, (slots) => this.allocator.freed(slots), (obj, msg) => this.log.warn(obj, msg));
     this.walSpace = new WalSpace(db, options.databasePath);
-    this.walSync = new WalSync(options.databasePath);
+    this.walSync = new WalSync(options.databasePath, options.openWal);
     this.committedCycle = Number(this.meta.get('cycle') ?? 0);
     this.recordedCycle = this.committedCycle; // open made the device record it
     const high = Number(this.meta.get('slot_high') ?? 0);

@@ -1,4 +1,5 @@
 import type { DeviceOptions, BackingDevice } from './device.js';
+import type { WalFile } from '../meta/wal-sync.js';
 import type { IoObserver } from './io-timing.js';
 
 /** What the store logs through (a pino logger fits). */
@@ -31,4 +32,6 @@ export interface StoreOptions extends DeviceOptions {
   observeIo?: IoObserver;
   /** Opens the device; tests substitute a simulated one. */
   openDevice?: (path: string, options: DeviceOptions) => Promise<BackingDevice>;
+  /** Opens the metadata's WAL file for its syncs (wal-sync.ts); tests substitute a failing one. */
+  openWal?: (path: string) => Promise<WalFile>;
 }

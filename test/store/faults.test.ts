@@ -1,8 +1,9 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
+import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, vi } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_WORKING } from '../../src/constants.js';
 import { openDevice } from '../../src/store/device.js';
 import { PersistentStore, type StoreOptions } from '../../src/store/persistent-store.js';
@@ -66,6 +67,43 @@ describe('device faults reach the client and lose nothing', () => {
       await e.store.close();
     });
   }
+
+  it('a failed sync of the metadata WAL: vms_iowait answers EIO, the page stays modified, the page map goes back; healed, the next page-out succeeds', async () => {
+    let failWal = false;
+    const options = storeOptions(storeDir());
+    const e = await engineOnFaultyDevice({
+      ...options,
+      openWal: async (path) => {
+        const wal = await open(path, 'r');
+        return { datasync: () => (failWal ? Promise.reject(Object.assign(new Error('EIO: injected'), { code: 'EIO' })) : wal.datasync()), close: () => wal.close() };
+      },
+    });
+    await e.svc.vmMove(e.ctx, e.vmid, 0, PAGE, UIO_WRITE, uio(page(1)));
+    await e.svc.vmWritep(e.ctx, e.vmid, 0, 1);
+    await e.svc.vmsIowait(e.ctx, e.vmid);
+    const before = e.store.pageBatchAfter(0, 0, 10);
+
+    await e.svc.vmMove(e.ctx, e.vmid, 0, PAGE, UIO_WRITE, uio(page(2)));
+    failWal = true;
+    await e.svc.vmWritep(e.ctx, e.vmid, 0, 1);
+    await expect(e.svc.vmsIowait(e.ctx, e.vmid)).rejects.toMatchObject({ code: 'EIO', reason: 'page-out-failed' });
+    expect(e.store.pageBatchAfter(0, 0, 10)).toEqual(before);
+    expect(e.svc.vmQmodify(e.ctx, e.vmid)).toBe(true);
+    expect(await read(e, 0)).toEqual(page(2));
+
+    failWal = false;
+    await e.svc.vmWritep(e.ctx, e.vmid, 0, 1);
+    await e.svc.vmsIowait(e.ctx, e.vmid);
+    expect(e.store.pageBatchAfter(0, 0, 10)[0].slot).not.toBe(before[0].slot);
+    // The slot the undone cycle took waited for a good sync, and is free again.
+    await vi.waitFor(() => expect(e.store.slotStats).toMatchObject({ mapped: 1, inFlight: 0, limbo: 0 }), { interval: 10 });
+    await e.store.close();
+    const again = await PersistentStore.open(options);
+    const back = new Uint8Array(PAGE);
+    await again.readPage(e.vmid, 0, back);
+    expect(back).toEqual(page(2));
+    await again.close();
+  });
 
   it('page-outs failing over and over keep no growing bookkeeping (the same slots are given back each time)', async () => {
     const e = await engineOnFaultyDevice(storeOptions(storeDir()));
