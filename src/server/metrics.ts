@@ -5,6 +5,9 @@ import type { PersistentStore } from '../store/persistent-store.js';
 import type { Vmm } from '../vm/vmm.js';
 import { LatencyHistogram } from './latency-histogram.js';
 
+/** How often the event loop's delay is sampled (ms). */
+const DELAY_RESOLUTION_MS = 1;
+
 /**
  * Prometheus metrics: engine counters and gauges read at scrape time, and request latency by
  * operation observed as requests finish.
@@ -70,12 +73,15 @@ export class Metrics {
     gauge('pagerd_available_slots', 'Backing slots that can still be reserved', () => store.slotStats.available);
     gauge('pagerd_connections', 'Client connections', connections);
     gauge('pagerd_store_failed', '1 once the backing store has failed permanently (page-outs answer EIO until it is reopened)', () => (store.failed ? 1 : 0));
-    // The event loop's delay (how late a timer fires: what every request waits behind), since the last scrape.
-    const delay = monitorEventLoopDelay({ resolution: 1 });
+    // The event loop's delay (how late a timer fires: what every request waits behind), since the
+    // last scrape. The histogram records the time between a 1 ms timer's firings: the delay is what
+    // exceeds the 1 ms.
+    const delay = monitorEventLoopDelay({ resolution: DELAY_RESOLUTION_MS });
     delay.enable();
+    const lateness = (ns: number): number => Math.max(0, ns / 1e9 - DELAY_RESOLUTION_MS / 1e3);
     let delayWindow = { p99: 0, max: 0 };
     gauge('pagerd_event_loop_delay_p99_seconds', "99th percentile of the event loop's delay since the last scrape", () => {
-      delayWindow = { p99: delay.percentile(99) / 1e9, max: delay.max / 1e9 };
+      delayWindow = { p99: lateness(delay.percentile(99)), max: lateness(delay.max) };
       delay.reset();
       return delayWindow.p99;
     });
