@@ -32,6 +32,7 @@ const program = new Command()
   .description('userspace pager daemon: the AIX VMM services over a Unix socket')
   .option('--config <file>', 'JSON configuration file (see config/pagerd.default.json)')
   .option('--socket <path>', 'Unix socket to listen on')
+  .option('--nbd-socket <path>', 'also serve segments as NBD exports on this Unix socket')
   .option('--state-dir <dir>', 'directory of the SQLite database and the default backing file')
   .option('--device <path>', 'backing file or block device (default <state-dir>/backing)')
   .option('--memory <size>', 'frame pool size, e.g. 256MiB')
@@ -50,7 +51,7 @@ async function main(): Promise<void> {
     config = loadConfig({
       file: opts.config,
       env: process.env,
-      flags: { socket: opts.socket, stateDir: opts.stateDir, device: opts.device, 'memory.size': opts.memory, logLevel: opts.logLevel, format: opts.format },
+      flags: { socket: opts.socket, nbdSocket: opts.nbdSocket, stateDir: opts.stateDir, device: opts.device, 'memory.size': opts.memory, logLevel: opts.logLevel, format: opts.format },
     });
   } catch (err) {
     if (err instanceof ConfigError) {

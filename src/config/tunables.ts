@@ -27,6 +27,12 @@ interface Tunable {
 
 export const TUNABLES = {
   socket: { unit: 'path', default: './var/pagerd.sock', description: 'Unix socket clients connect to', schema: z.string().min(1) },
+  nbdSocket: {
+    unit: 'path',
+    default: '',
+    description: 'Unix socket serving segments as NBD exports (named by vmid), with socketMode and the same caps; empty: off (npm start serves ./var/nbd.sock)',
+    schema: z.string(),
+  },
   stateDir: { unit: 'path', default: './var', description: 'directory of the SQLite database and the default backing file', schema: z.string().min(1) },
   device: { unit: 'path', default: '', description: 'backing file or block device; empty means <stateDir>/backing', schema: z.string() },
   format: { unit: 'boolean', default: false, description: 'format a device that holds something other than a pagerd store', schema: z.boolean() },

@@ -19,8 +19,11 @@ import { Connection, type ConnectionHost, type ConnectionLimits } from './connec
 import type { HandlerEnv } from './handlers.js';
 import { listen, socketFd } from './listener.js';
 import { Metrics } from './metrics.js';
+import { NbdServer } from '../nbd/nbd-server.js';
 
 /** How long after a connection ends the daemon gives freed memory back (ms): one trim for a burst of closes. */
+/** NBD's own limit on one request's data (the NBD project's and qemu's NBD_MAX_BUFFER_SIZE). */
+const NBD_MAX_REQUEST_BYTES = 32 * 1024 * 1024;
 const TRIM_DELAY_MS = 1000;
 const TRIM_AGAIN_MS = 20_000;
 
@@ -60,6 +63,7 @@ export class Daemon {
   private readonly connections = new Set<Connection>();
   private readonly admissions: Admissions;
   private server: Server | undefined;
+  private nbd: NbdServer | undefined;
   private readonly maxHeldTotal: number;
   private heldTotal: number | undefined;
   private trimScheduled = false;
@@ -74,7 +78,7 @@ export class Daemon {
     /** Who is offered shared frames; undefined when server.sharedFrames is off. */
     private readonly sharedFramesTrust: SharedFramesTrust | undefined,
   ) {
-    metrics.watch(vmm, store, () => this.connections.size);
+    metrics.watch(vmm, store, () => this.connections.size + (this.nbd?.connections ?? 0));
     this.maxHeldTotal = parseSize(config['server.maxQueuedBytesTotal']);
     this.admissions = new Admissions({
       maxConnections: config['server.maxConnections'],
@@ -104,6 +108,12 @@ export class Daemon {
       });
       const daemon = new Daemon(config, store, vmm, new VmServices(vmm), log, metrics, sharedFramesTrust);
       daemon.server = await listen(config.socket, parseInt(config.socketMode, 8), (s) => daemon.accept(s));
+      if (config.nbdSocket !== '') {
+        daemon.nbd = await daemon.startNbd().catch((err: unknown) => {
+          daemon.server?.close();
+          throw err;
+        });
+      }
       // A failed accept (EMFILE under a flood) is an 'error' of the server: logged, never fatal.
       daemon.server.on('error', (err) => log.warn({ err }, 'accepting a connection failed'));
       log.info({ socket: config.socket, device: statePaths(config).device, frames: vmm.pool.count, pageSize, recovery: store.recoveryCheck }, 'pagerd ready');
@@ -112,6 +122,24 @@ export class Daemon {
       await store.close();
       throw err;
     }
+  }
+
+  private startNbd(): Promise<NbdServer> {
+    const c = this.config;
+    const limits = this.limits;
+    return NbdServer.start({
+      path: c.nbdSocket,
+      mode: parseInt(c.socketMode, 8),
+      vmm: this.vmm,
+      svc: this.svc,
+      mapped: (vmid, pno) => this.store.pageLocation(vmid, pno) !== undefined,
+      admissions: this.admissions,
+      handshakeTimeoutMs: limits.handshakeTimeoutMs,
+      // NBD's own limit on a request (32 MiB), within the reply bytes a connection may hold.
+      limits: { maxRequestBytes: NBD_MAX_REQUEST_BYTES, maxInFlight: limits.maxInFlight, maxInFlightBytes: limits.maxQueuedBytes },
+      log: this.log,
+      observe: (op, seconds, ok) => this.metrics.observeRequest(op, seconds, ok),
+    });
   }
 
   private get limits(): ConnectionLimits {
@@ -227,6 +255,7 @@ export class Daemon {
       segments: this.vmm.segments.size,
       slots: this.store.slotStats,
       connections: this.connections.size,
+      nbdConnections: this.nbd?.connections ?? 0,
       storeFailed: this.store.failed,
       // Page-out failures not yet heard, one per (connection, segment): bounded by both.
       unheardFailures: [...this.vmm.clients].reduce((n, c) => n + c.unheardFailures.size, 0),
@@ -252,6 +281,7 @@ export class Daemon {
     this.log.info({}, 'stopping: finishing requests and paging out every modified page');
     // Stop accepting at once; close()'s callback would wait for every client to hang up.
     this.server?.close();
+    this.nbd?.stop();
     for (const c of this.connections) c.stopReading();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise((r) => (timer = setTimeout(r, 30_000)));

@@ -36,15 +36,16 @@ function answers(path: string): Promise<boolean> {
 }
 
 /**
- * Listens for clients: on the inherited socket when systemd activated us, else on `path` (its
+ * Listens for clients: on the inherited socket when systemd activated us (and `inherit`: the one
+ * socket systemd passes is the native one), else on `path` (its
  * directory made 0750, the socket chmod'ed to `mode`). A stale socket file from a crashed daemon
  * is removed; a live one means another daemon, and is refused.
  */
-export async function listen(path: string, mode: number, onConnection: (socket: Socket) => void): Promise<Server> {
+export async function listen(path: string, mode: number, onConnection: (socket: Socket) => void, { inherit = true } = {}): Promise<Server> {
   // No server.maxConnections: Node would close connections past it without a word. The daemon
   // counts them itself and tells a refused one why.
   const server = createServer({ pauseOnConnect: false }, onConnection);
-  if (socketActivated()) {
+  if (inherit && socketActivated()) {
     await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ fd: SD_LISTEN_FDS_START }, resolve));
     return server;
   }

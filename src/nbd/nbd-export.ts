@@ -1,0 +1,171 @@
+import { UIO_READ, UIO_WRITE } from '../constants.js';
+import type { ClientContext } from '../vm/context.js';
+import type { Segment } from '../vm/segment.js';
+import type { VmServices } from '../vm/services.js';
+import type { Vmm } from '../vm/vmm.js';
+import { STATE_HOLE, STATE_ZERO, TxFlag } from './protocol.js';
+
+/** Whether the store maps a page (it has bytes on the device). */
+export type PageMapped = (vmid: number, pno: number) => boolean;
+
+/** Most pages one BLOCK_STATUS reply looks at (a reply may cover less than asked: NBD allows it). */
+const STATUS_SCAN_PAGES = 65536;
+/** Zeros written at a time by WRITE_ZEROES with NO_HOLE, and at the edges of a range. */
+const ZERO_CHUNK = 1024 * 1024;
+
+/**
+ * A segment as an NBD export, for one peer: its name is the vmid in decimal. A peer sees the
+ * segments it may read (its credentials, as on the native socket); one it may not write is
+ * exported read-only. Every operation goes through the VMM services with the peer's context, so
+ * access checks, ordering and durability are the native protocol's.
+ */
+export class NbdExport {
+  readonly vmid: number;
+  readonly size: number;
+  readonly readOnly: boolean;
+  /** Large-page segments stay in memory: no page-out, so no flush, FUA or trim. */
+  readonly durable: boolean;
+
+  constructor(
+    private readonly seg: Segment,
+    private readonly svc: VmServices,
+    private readonly ctx: ClientContext,
+    private readonly pageSize: number,
+    private readonly mapped: PageMapped,
+  ) {
+    this.vmid = seg.vmid;
+    this.size = seg.extent;
+    this.readOnly = !ctx.mayWrite(seg);
+    this.durable = !seg.largePages;
+  }
+
+  /** The export a peer names, if it may use it. */
+  static find(vmm: Vmm, svc: VmServices, ctx: ClientContext, name: string, mapped: PageMapped): NbdExport | undefined {
+    if (!/^[1-9][0-9]{0,15}$/.test(name)) return undefined;
+    const seg = vmm.segments.get(Number(name));
+    if (seg === undefined || !ctx.mayRead(seg)) return undefined;
+    return new NbdExport(seg, svc, ctx, vmm.pageSize, mapped);
+  }
+
+  /** The names of the exports a peer may use. */
+  static names(vmm: Vmm, ctx: ClientContext): string[] {
+    return [...vmm.segments.values()].filter((s) => ctx.mayRead(s)).map((s) => String(s.vmid));
+  }
+
+  get transmissionFlags(): number {
+    let flags = TxFlag.HAS_FLAGS | TxFlag.SEND_WRITE_ZEROES | TxFlag.SEND_CACHE | TxFlag.SEND_DF;
+    if (this.readOnly) flags |= TxFlag.READ_ONLY;
+    // A flush pages out every modified page of the segment, whichever connection wrote it.
+    if (this.durable) flags |= TxFlag.SEND_FLUSH | TxFlag.SEND_FUA | TxFlag.SEND_TRIM | TxFlag.CAN_MULTI_CONN;
+    return flags;
+  }
+
+  get description(): string {
+    return `pagerd segment ${this.vmid}${this.durable ? '' : ' (large pages: memory only, no flush)'}`;
+  }
+
+  /** True while the segment exists (a deleted one answers EIO, and the connection ends). */
+  get alive(): boolean {
+    return !this.seg.deleted;
+  }
+
+  async read(offset: number, into: Uint8Array): Promise<void> {
+    await this.svc.vmMove(this.ctx, this.vmid, offset, into.length, UIO_READ, uio(into));
+  }
+
+  /** True if none of the range's pages has bytes (neither a frame nor a slot): it reads as zeros without a page-in. */
+  isHole(offset: number, length: number): boolean {
+    const { first, end } = this.pagesTouched(offset, length);
+    for (let pno = first; pno < end; pno++) if (this.hasBytes(pno)) return false;
+    return true;
+  }
+
+  async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
+    await this.svc.vmMove(this.ctx, this.vmid, offset, data.length, UIO_WRITE, uio(data));
+    if (fua) await this.flush(offset, data.length);
+  }
+
+  /** Makes every page of the range modified before the call durable (the whole segment: length 0). */
+  async flush(offset = 0, length = 0): Promise<void> {
+    const { first, end } = length === 0 ? { first: 0, end: this.seg.pageCount } : this.pagesTouched(offset, length);
+    await this.svc.vmWritep(this.ctx, this.vmid, first, end - first);
+    await this.svc.vmsIowait(this.ctx, this.vmid);
+  }
+
+  /** Releases the pages wholly inside the range (advisory: the edges of partly covered pages stay). */
+  async trim(offset: number, length: number, fua: boolean): Promise<void> {
+    const { first, end } = this.pagesInside(offset, length);
+    if (end > first) await this.svc.vmReleasep(this.ctx, this.vmid, first, end - first);
+    if (fua) await this.flush(offset, length);
+  }
+
+  /** Makes exactly the range read as zeros: whole pages released (written, with `noHole`), the edges written. */
+  async writeZeroes(offset: number, length: number, noHole: boolean, fua: boolean): Promise<void> {
+    const { first, end } = this.pagesInside(offset, length);
+    if (noHole || !this.durable || end <= first) {
+      await this.writeZeros(offset, length);
+    } else {
+      await this.writeZeros(offset, first * this.pageSize - offset);
+      await this.svc.vmReleasep(this.ctx, this.vmid, first, end - first);
+      await this.writeZeros(end * this.pageSize, offset + length - end * this.pageSize);
+    }
+    if (fua) await this.flush(offset, length);
+  }
+
+  /** Starts page-ins of the range (advisory). */
+  async cache(offset: number, length: number): Promise<void> {
+    const { first, end } = this.pagesTouched(offset, length);
+    if (end > first) await this.svc.vmReadp(this.ctx, this.vmid, first, end - first, 0);
+  }
+
+  /**
+   * base:allocation extents from `offset`: (length, flags) pairs, runs of pages with bytes (0) and
+   * without (hole, reads as zeros), covering at most `length` bytes; one run only with `one`.
+   */
+  allocation(offset: number, length: number, one: boolean): { length: number; flags: number }[] {
+    const ps = this.pageSize;
+    const last = Math.min(offset + length, this.size, (Math.floor(offset / ps) + STATUS_SCAN_PAGES) * ps);
+    const extents: { length: number; flags: number }[] = [];
+    let at = offset;
+    while (at < last) {
+      const pno = Math.floor(at / ps);
+      const flags = this.hasBytes(pno) ? 0 : STATE_HOLE | STATE_ZERO;
+      const runEnd = Math.min((pno + 1) * ps, last);
+      const previous = extents[extents.length - 1];
+      if (previous !== undefined && previous.flags === flags) previous.length += runEnd - at;
+      else if (one && previous !== undefined) break;
+      else extents.push({ length: runEnd - at, flags });
+      at = runEnd;
+    }
+    return extents;
+  }
+
+  private hasBytes(pno: number): boolean {
+    return this.seg.pages.get(pno) !== -1 || this.mapped(this.vmid, pno);
+  }
+
+  private async writeZeros(offset: number, length: number): Promise<void> {
+    for (let at = offset; at < offset + length; at += ZERO_CHUNK) {
+      const n = Math.min(ZERO_CHUNK, offset + length - at);
+      await this.svc.vmMove(this.ctx, this.vmid, at, n, UIO_WRITE, uio(zeros(n)));
+    }
+  }
+
+  private pagesTouched(offset: number, length: number): { first: number; end: number } {
+    return { first: Math.floor(offset / this.pageSize), end: Math.ceil((offset + length) / this.pageSize) };
+  }
+
+  private pagesInside(offset: number, length: number): { first: number; end: number } {
+    return { first: Math.ceil(offset / this.pageSize), end: Math.floor((offset + length) / this.pageSize) };
+  }
+}
+
+let zeroBuffer = new Uint8Array(0);
+function zeros(n: number): Uint8Array {
+  if (zeroBuffer.length < n) zeroBuffer = new Uint8Array(Math.max(n, ZERO_CHUNK));
+  return zeroBuffer.subarray(0, n);
+}
+
+function uio(buf: Uint8Array): { iov: Uint8Array[]; offset: number; resid: number; segflg: number } {
+  return { iov: [buf], offset: 0, resid: buf.length, segflg: 0 };
+}

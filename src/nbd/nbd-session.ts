@@ -1,0 +1,255 @@
+import type { Socket } from 'node:net';
+import { isPagerError } from '../errors.js';
+import { TurnWriter } from '../protocol/turn-writer.js';
+import type { Negotiated } from './handshake.js';
+import { BASE_ALLOCATION_ID, Cmd, CmdFlag, NbdErrno, REPLY_FLAG_DONE, REQUEST_MAGIC, ReplyType, SIMPLE_REPLY_MAGIC, STRUCTURED_REPLY_MAGIC } from './protocol.js';
+import type { SocketReader } from './socket-reader.js';
+
+export interface SessionLimits {
+  /** Largest READ or WRITE; a larger write closes the connection (its payload is not read). */
+  maxRequestBytes: number;
+  /** Requests in flight before the next one is read. */
+  maxInFlight: number;
+  /** Read and write bytes in flight before the next request is read. */
+  maxInFlightBytes: number;
+}
+
+interface Request {
+  flags: number;
+  type: number;
+  cookie: Buffer;
+  offset: number;
+  length: number;
+  data?: Buffer;
+}
+
+/** Names of the commands, for metrics and logs. */
+const COMMAND_NAMES: Record<number, string> = {
+  [Cmd.READ]: 'nbd.read',
+  [Cmd.WRITE]: 'nbd.write',
+  [Cmd.FLUSH]: 'nbd.flush',
+  [Cmd.TRIM]: 'nbd.trim',
+  [Cmd.CACHE]: 'nbd.cache',
+  [Cmd.WRITE_ZEROES]: 'nbd.write_zeroes',
+  [Cmd.BLOCK_STATUS]: 'nbd.block_status',
+};
+
+/** An error answered to one request: an NBD errno and what happened. */
+class RequestError extends Error {
+  constructor(
+    readonly errno: number,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
+/**
+ * The transmission phase of one NBD connection: reads requests as they come, serves many at once
+ * (replies go out as each finishes, in any order), and ends on NBD_CMD_DISC, a malformed request,
+ * or the export's segment deleted (once the requests in flight are answered).
+ */
+export class NbdSession {
+  private inFlight = 0;
+  private bytesInFlight = 0;
+  private wake: (() => void) | undefined;
+  private readonly out: TurnWriter;
+
+  constructor(
+    private readonly socket: Socket,
+    private readonly reader: SocketReader,
+    private readonly neg: Negotiated,
+    private readonly limits: SessionLimits,
+    private readonly observe: (op: string, seconds: number, ok: boolean) => void,
+  ) {
+    this.out = new TurnWriter(socket);
+  }
+
+  /** Serves requests until the client disconnects; resolves once every request read is answered. Throws on a protocol violation. */
+  async run(): Promise<void> {
+    try {
+      for (;;) {
+        if (!this.neg.export.alive) return; // deleted: requests in flight answer EIO, then the connection ends
+        await this.room();
+        const head = await this.reader.read(28);
+        if (head.readUInt32BE(0) !== REQUEST_MAGIC) throw new RequestError(NbdErrno.EINVAL, 'a request without the request magic');
+        const offset = head.readBigUInt64BE(16);
+        const request: Request = {
+          flags: head.readUInt16BE(4),
+          type: head.readUInt16BE(6),
+          cookie: Buffer.from(head.subarray(8, 16)),
+          offset: offset > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(offset),
+          length: head.readUInt32BE(24),
+        };
+        if (request.type === Cmd.DISC) return;
+        if (request.type === Cmd.WRITE) {
+          if (request.length > this.limits.maxRequestBytes) throw new RequestError(NbdErrno.EINVAL, `a write of ${request.length} bytes, past the ${this.limits.maxRequestBytes} announced`);
+          request.data = await this.reader.read(request.length);
+        }
+        this.start(request);
+      }
+    } finally {
+      await this.drained();
+    }
+  }
+
+  /** Waits until another request may be read. */
+  private async room(): Promise<void> {
+    while (this.inFlight >= this.limits.maxInFlight || (this.inFlight > 0 && this.bytesInFlight >= this.limits.maxInFlightBytes)) {
+      await new Promise<void>((resolve) => (this.wake = resolve));
+    }
+  }
+
+  private async drained(): Promise<void> {
+    while (this.inFlight > 0) await new Promise<void>((resolve) => (this.wake = resolve));
+  }
+
+  private start(request: Request): void {
+    const bytes = request.type === Cmd.READ || request.type === Cmd.WRITE ? request.length : 0;
+    this.inFlight++;
+    this.bytesInFlight += bytes;
+    const started = performance.now();
+    const op = COMMAND_NAMES[request.type] ?? 'nbd.unknown';
+    void this.serve(request).then(
+      () => this.observe(op, (performance.now() - started) / 1e3, true),
+      (err: unknown) => {
+        const failure = asRequestError(err);
+        this.observe(op, (performance.now() - started) / 1e3, false);
+        this.replyError(request, failure);
+      },
+    ).finally(() => {
+      this.inFlight--;
+      this.bytesInFlight -= bytes;
+      const wake = this.wake;
+      this.wake = undefined;
+      wake?.();
+    });
+  }
+
+  private async serve(r: Request): Promise<void> {
+    const e = this.neg.export;
+    if (!e.alive) throw new RequestError(NbdErrno.EIO, 'the segment was deleted');
+    const writes = r.type === Cmd.WRITE || r.type === Cmd.TRIM || r.type === Cmd.WRITE_ZEROES;
+    if (writes && e.readOnly) throw new RequestError(NbdErrno.EPERM, 'the export is read-only for you');
+    const ranged = r.type !== Cmd.FLUSH;
+    if (ranged && (r.offset > e.size || r.length > e.size - r.offset)) {
+      throw new RequestError(writes ? NbdErrno.ENOSPC : NbdErrno.EINVAL, `${r.offset}+${r.length} is past the end of the export (${e.size})`);
+    }
+    const fua = (r.flags & CmdFlag.FUA) !== 0;
+    switch (r.type) {
+      case Cmd.READ:
+        return this.read(r);
+      case Cmd.WRITE:
+        await e.write(r.offset, r.data!, fua && e.durable);
+        return this.replyOk(r);
+      case Cmd.FLUSH:
+        if (e.durable) await e.flush();
+        return this.replyOk(r);
+      case Cmd.TRIM:
+        if (e.durable) await e.trim(r.offset, r.length, fua);
+        return this.replyOk(r);
+      case Cmd.WRITE_ZEROES:
+        await e.writeZeroes(r.offset, r.length, (r.flags & CmdFlag.NO_HOLE) !== 0, fua && e.durable);
+        return this.replyOk(r);
+      case Cmd.CACHE:
+        await e.cache(r.offset, r.length);
+        return this.replyOk(r);
+      case Cmd.BLOCK_STATUS:
+        if (!this.neg.baseAllocation) throw new RequestError(NbdErrno.EINVAL, 'no meta context was selected (NBD_OPT_SET_META_CONTEXT base:allocation)');
+        if (r.length === 0) throw new RequestError(NbdErrno.EINVAL, 'a block status request of length 0');
+        return this.replyStatus(r, e.allocation(r.offset, r.length, (r.flags & CmdFlag.REQ_ONE) !== 0));
+      default:
+        throw new RequestError(NbdErrno.EINVAL, `command ${r.type} is not supported`);
+    }
+  }
+
+  private async read(r: Request): Promise<void> {
+    if (r.length > this.limits.maxRequestBytes) throw new RequestError(NbdErrno.EINVAL, `a read of ${r.length} bytes, past the ${this.limits.maxRequestBytes} announced`);
+    const e = this.neg.export;
+    if (this.neg.structured && r.length > 0 && e.isHole(r.offset, r.length)) {
+      // Nothing to read: say so, without a page-in or the zeros themselves.
+      const hole = Buffer.alloc(12);
+      hole.writeBigUInt64BE(BigInt(r.offset), 0);
+      hole.writeUInt32BE(r.length, 8);
+      return this.chunk(r, ReplyType.OFFSET_HOLE, hole);
+    }
+    const data = Buffer.allocUnsafe(r.length);
+    await e.read(r.offset, data);
+    if (!this.neg.structured) return this.send(simpleHeader(r.cookie, 0), data);
+    const offset = Buffer.alloc(8);
+    offset.writeBigUInt64BE(BigInt(r.offset), 0);
+    this.send(chunkHeader(r.cookie, ReplyType.OFFSET_DATA, 8 + data.length), offset, data);
+  }
+
+  private replyOk(r: Request): void {
+    this.send(simpleHeader(r.cookie, 0));
+  }
+
+  private replyStatus(r: Request, extents: { length: number; flags: number }[]): void {
+    const payload = Buffer.alloc(4 + 8 * extents.length);
+    payload.writeUInt32BE(BASE_ALLOCATION_ID, 0);
+    extents.forEach(({ length, flags }, i) => {
+      payload.writeUInt32BE(length, 4 + 8 * i);
+      payload.writeUInt32BE(flags, 8 + 8 * i);
+    });
+    this.chunk(r, ReplyType.BLOCK_STATUS, payload);
+  }
+
+  private replyError(r: Request, err: RequestError): void {
+    if (!this.neg.structured || (r.type !== Cmd.READ && r.type !== Cmd.BLOCK_STATUS)) return this.send(simpleHeader(r.cookie, err.errno));
+    const message = Buffer.from(err.message.slice(0, 1024));
+    const payload = Buffer.alloc(6 + message.length);
+    payload.writeUInt32BE(err.errno, 0);
+    payload.writeUInt16BE(message.length, 4);
+    message.copy(payload, 6);
+    this.chunk(r, ReplyType.ERROR, payload);
+  }
+
+  private chunk(r: Request, type: number, payload: Buffer): void {
+    this.send(chunkHeader(r.cookie, type, payload.length), payload);
+  }
+
+  private send(...parts: Uint8Array[]): void {
+    if (this.socket.destroyed) return;
+    for (const part of parts) this.out.write(part);
+  }
+}
+
+function simpleHeader(cookie: Buffer, errno: number): Buffer {
+  const head = Buffer.alloc(16);
+  head.writeUInt32BE(SIMPLE_REPLY_MAGIC, 0);
+  head.writeUInt32BE(errno, 4);
+  cookie.copy(head, 8);
+  return head;
+}
+
+function chunkHeader(cookie: Buffer, type: number, length: number): Buffer {
+  const head = Buffer.alloc(20);
+  head.writeUInt32BE(STRUCTURED_REPLY_MAGIC, 0);
+  head.writeUInt16BE(REPLY_FLAG_DONE, 4);
+  head.writeUInt16BE(type, 6);
+  cookie.copy(head, 8);
+  head.writeUInt32BE(length, 16);
+  return head;
+}
+
+/** A request's failure as NBD says it: the engine's errno where NBD has it, else EIO or EINVAL. */
+function asRequestError(err: unknown): RequestError {
+  if (err instanceof RequestError) return err;
+  if (!isPagerError(err)) return new RequestError(NbdErrno.EIO, (err as Error)?.message ?? String(err));
+  const byCode: Record<string, number> = {
+    EPERM: NbdErrno.EPERM,
+    EACCES: NbdErrno.EPERM,
+    EIO: NbdErrno.EIO,
+    ENOMEM: NbdErrno.ENOMEM,
+    ENOSPC: NbdErrno.ENOSPC,
+    EINVAL: NbdErrno.EINVAL,
+    EFAULT: NbdErrno.EINVAL,
+    EOVERFLOW: NbdErrno.EOVERFLOW,
+  };
+  // A segment deleted under the export: the disk is gone, not the request malformed.
+  if (err.reason === 'no-such-segment') return new RequestError(NbdErrno.EIO, 'the segment was deleted');
+  return new RequestError(byCode[err.code] ?? NbdErrno.EIO, err.message);
+}
+
+export { RequestError };
