@@ -1,0 +1,255 @@
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { describe, expect, it } from 'vitest';
+import { UIO_READ, UIO_WRITE, V_WORKING } from '../../src/client/index.js';
+import { startDaemon, type RunningDaemon } from '../support/daemon.js';
+import { isRoot } from '../support/loop-device.js';
+import { RawNbd, u32 } from '../support/nbd-raw.js';
+import { mulberry32 } from '../support/random.js';
+import { storeDir } from '../support/store-files.js';
+
+const run = promisify(execFile);
+const MiB = 1 << 20;
+
+/** The real NBD clients these tests use (.ci/run installs them). */
+const TOOLS = ['qemu-img', 'qemu-io', 'nbdinfo', 'nbdcopy', 'nbdfuse', 'fio', 'mkfs.ext4', 'fsck.ext4', 'losetup'];
+const missing = TOOLS.filter((t) => spawnSync('sh', ['-c', `command -v ${t}`]).status !== 0);
+const haveTools = missing.length === 0;
+const canMountFuse = isRoot && existsSync('/dev/fuse') && existsSync('/dev/loop-control');
+
+async function nbdDaemon(options: { stateDir?: string; memory?: string } = {}): Promise<RunningDaemon & { nbd: string; uri: (vmid: number) => string }> {
+  const stateDir = options.stateDir ?? storeDir('pagerd-nbd-');
+  const nbd = join(stateDir, 'nbd.sock');
+  const daemon = await startDaemon({ stateDir, memory: options.memory ?? '16MiB', args: ['--nbd-socket', nbd], env: { PAGERD_STORE_CREATE_BYTES: '256MiB' } });
+  return Object.assign(daemon, { nbd, uri: (vmid: number) => `nbd+unix:///${vmid}?socket=${nbd}` });
+}
+
+function randomBytes(seed: number, n: number): Buffer {
+  const random = mulberry32(seed);
+  const out = Buffer.alloc(n);
+  for (let i = 0; i < n; i += 4) out.writeUInt32LE(Math.floor(random() * 2 ** 32) >>> 0, i);
+  return out;
+}
+
+describe('segments as NBD exports, used by real clients', () => {
+  it('the NBD clients are installed (.ci/run installs them)', () => {
+    expect(missing).toEqual([]);
+  });
+
+  it.runIf(haveTools)('qemu-img convert into an export, compare; nbdcopy out and back; nbdinfo sizes and lists only what the peer may use', async () => {
+    const daemon = await nbdDaemon();
+    try {
+      const c = await daemon.client();
+      const vmid = await c.vmsCreate(V_WORKING, 24 * MiB);
+      const dir = storeDir('pagerd-nbd-img-');
+      const image = join(dir, 'source.img');
+      // Data, then zeros: qemu-img writes the zeros as WRITE_ZEROES, which must read back as zeros.
+      writeFileSync(image, Buffer.concat([randomBytes(1, 8 * MiB), Buffer.alloc(12 * MiB), randomBytes(2, 4 * MiB)]));
+      await run('qemu-img', ['convert', '-n', '-f', 'raw', '-O', 'raw', image, daemon.uri(vmid)]);
+      const compared = await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', image, daemon.uri(vmid)]);
+      expect(compared.stdout).toContain('Images are identical');
+
+      const copy = join(dir, 'copy.img');
+      await run('nbdcopy', [daemon.uri(vmid), copy]);
+      expect(readFileSync(copy).equals(readFileSync(image))).toBe(true);
+      // And back into a second segment.
+      const second = await c.vmsCreate(V_WORKING, 24 * MiB);
+      await run('nbdcopy', [copy, daemon.uri(second)]);
+      expect((await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', image, daemon.uri(second)])).stdout).toContain('Images are identical');
+
+      const info = JSON.parse((await run('nbdinfo', ['--json', daemon.uri(vmid)])).stdout) as { exports: { 'export-size': number; can_flush: boolean; is_read_only: boolean }[] };
+      expect(info.exports[0]).toMatchObject({ 'export-size': 24 * MiB, can_flush: true, is_read_only: false });
+      const list = (await run('nbdinfo', ['--list', '--json', `nbd+unix:///?socket=${daemon.nbd}`])).stdout;
+      expect((JSON.parse(list) as { exports: { 'export-name': string }[] }).exports.map((e) => e['export-name']).sort()).toEqual([String(vmid), String(second)].sort());
+      // The bytes are the segment's: the native client reads what qemu-img wrote.
+      const back = new Uint8Array(4096);
+      await c.vmMove(vmid, 20 * MiB, 4096, UIO_READ, { iov: [back], offset: 0, resid: 4096, segflg: 0 });
+      expect(Buffer.from(back).equals(readFileSync(image).subarray(20 * MiB, 20 * MiB + 4096))).toBe(true);
+      await c.close();
+    } finally {
+      await daemon.stop();
+    }
+  }, 120_000);
+
+  it.runIf(haveTools)('qemu-io patterned writes read back; a discard shows as a hole in nbdinfo --map; write zeroes reads zeros; all across kill -9', async () => {
+    const daemon = await nbdDaemon();
+    const c = await daemon.client();
+    const vmid = await c.vmsCreate(V_WORKING, 8 * MiB);
+    await c.close();
+    const io = (...commands: string[]) => run('qemu-io', ['-f', 'raw', ...commands.flatMap((cmd) => ['-c', cmd]), daemon.uri(vmid)]);
+    await io('write -P 0xa1 0 4M', 'write -P 0xb2 4M 4M', 'write -P 0xc3 -f 100k 5000', 'flush');
+    await io('read -P 0xa1 0 100k', 'read -P 0xc3 100k 5000', 'read -P 0xb2 4M 4M');
+    await io('discard 1M 2M', 'write -z 6M 8k', 'flush');
+    await expect(io('read -P 0 1M 2M', 'read -P 0 6M 8k', 'read -P 0xb2 6152k 1M')).resolves.toBeDefined();
+    const map = (await run('nbdinfo', ['--map', '--json', daemon.uri(vmid)])).stdout;
+    const extents = JSON.parse(map) as { offset: number; length: number; type: number }[];
+    const at = (offset: number) => extents.find((e) => e.offset <= offset && offset < e.offset + e.length)!;
+    expect(at(1 * MiB).type & 1).toBe(1); // a hole where the discard was
+    expect(at(0).type & 1).toBe(0); // data before it
+    await daemon.kill();
+    const again = await nbdDaemon({ stateDir: daemon.stateDir });
+    try {
+      await run('qemu-io', ['-f', 'raw', '-c', 'read -P 0xa1 0 100k', '-c', 'read -P 0xc3 100k 5000', '-c', 'read -P 0 1M 2M', '-c', 'read -P 0 6M 8k', '-c', 'read -P 0xb2 6152k 1M', again.uri(vmid)]);
+    } finally {
+      await again.stop();
+    }
+  }, 120_000);
+
+  it.runIf(haveTools)('fio nbd engine: random writes at 16 in flight verified with crc32c', async () => {
+    const daemon = await nbdDaemon();
+    try {
+      const c = await daemon.client();
+      const vmid = await c.vmsCreate(V_WORKING, 32 * MiB);
+      await c.close();
+      const { stdout } = await run('fio', ['--name=verify', '--ioengine=nbd', `--uri=${daemon.uri(vmid)}`, '--rw=randwrite', '--bs=4k', '--size=16M', '--iodepth=16', '--verify=crc32c', '--do_verify=1', '--output-format=json']);
+      const job = (JSON.parse(stdout.slice(stdout.indexOf('{'))) as { jobs: { error: number; write: { io_bytes: number }; read: { io_bytes: number } }[] }).jobs[0];
+      expect(job.error).toBe(0);
+      expect(job.write.io_bytes).toBe(16 * MiB);
+      expect(job.read.io_bytes).toBe(16 * MiB); // every block read back and verified
+    } finally {
+      await daemon.stop();
+    }
+  }, 120_000);
+
+  it.runIf(haveTools && canMountFuse)('nbdfuse + a loop device + ext4: files written, sync, kill -9 of pagerd, restart: fsck clean and every file intact', async () => {
+    const daemon = await nbdDaemon({ memory: '32MiB' });
+    const c = await daemon.client();
+    const vmid = await c.vmsCreate(V_WORKING, 64 * MiB);
+    await c.close();
+    const dir = storeDir('pagerd-nbd-fs-');
+    const fuse = join(dir, 'fuse');
+    const mnt = join(dir, 'mnt');
+    mkdirSync(fuse);
+    mkdirSync(mnt);
+    const files = [1, 2, 3, 4].map((i) => ({ name: join(mnt, `f${i}`), bytes: randomBytes(10 + i, (i * 700 + 13) * 1024) }));
+    const attach = async (uri: string): Promise<{ loop: string; detach: () => Promise<void> }> => {
+      const fuseProc = spawn('nbdfuse', [fuse, uri], { stdio: 'ignore' });
+      for (let i = 0; i < 100 && !existsSync(join(fuse, 'nbd')); i++) await new Promise((r) => setTimeout(r, 50));
+      const loop = (await run('losetup', ['-f', '--show', join(fuse, 'nbd')])).stdout.trim();
+      return {
+        loop,
+        detach: async () => {
+          spawnSync('umount', ['-l', mnt]);
+          spawnSync('losetup', ['-d', loop]);
+          spawnSync('fusermount3', ['-u', fuse]);
+          fuseProc.kill();
+        },
+      };
+    };
+    const first = await attach(daemon.uri(vmid));
+    try {
+      await run('mkfs.ext4', ['-q', '-F', first.loop]);
+      await run('mount', [first.loop, mnt]);
+      for (const f of files) writeFileSync(f.name, f.bytes);
+      await run('sync', ['-f', files[0].name]);
+      await daemon.kill(); // with the file system still mounted
+    } finally {
+      await first.detach();
+    }
+    const again = await nbdDaemon({ stateDir: daemon.stateDir, memory: '32MiB' });
+    const second = await attach(again.uri(vmid));
+    try {
+      // Mounting replays the journal the kill left (what a reboot does), then the check reads it all.
+      await run('mount', [second.loop, mnt]);
+      for (const f of files) expect(readFileSync(f.name).equals(f.bytes), f.name).toBe(true);
+      await run('umount', [mnt]);
+      const fsck = spawnSync('fsck.ext4', ['-n', '-f', second.loop], { encoding: 'utf8' });
+      expect(fsck.status, fsck.stdout + fsck.stderr).toBe(0);
+    } finally {
+      await second.detach();
+      await again.stop();
+    }
+  }, 180_000);
+});
+
+describe('NBD access follows the peer credentials', () => {
+  it.runIf(haveTools && isRoot)('another uid sees a 0640 segment of its group as a read-only export, and not a 0600 one at all', async () => {
+    const stateDir = storeDir('pagerd-nbd-iso-');
+    chmodSync(stateDir, 0o755);
+    const daemon = await nbdDaemon({ stateDir });
+    try {
+      const c = await daemon.client();
+      const shared = await c.vmsCreate(V_WORKING, MiB, 0, 0o640);
+      const secret = await c.vmsCreate(V_WORKING, MiB, 0, 0o600);
+      await c.vmMove(shared, 0, 4096, UIO_WRITE, { iov: [new Uint8Array(4096).fill(7)], offset: 0, resid: 4096, segflg: 0 });
+      await c.close();
+      const as2000 = (args: string[]) => spawnSync('setpriv', ['--reuid=2000', '--regid=0', '--clear-groups', ...args], { encoding: 'utf8' });
+      const list = as2000(['nbdinfo', '--list', '--json', `nbd+unix:///?socket=${daemon.nbd}`]);
+      expect((JSON.parse(list.stdout) as { exports: { 'export-name': string }[] }).exports.map((e) => e['export-name'])).toEqual([String(shared)]);
+      const info = JSON.parse(as2000(['nbdinfo', '--json', daemon.uri(shared)]).stdout) as { exports: { is_read_only: boolean }[] };
+      expect(info.exports[0].is_read_only).toBe(true);
+      expect(as2000(['qemu-io', '-r', '-f', 'raw', '-c', 'read -P 7 0 4k', daemon.uri(shared)]).status).toBe(0);
+      expect(as2000(['nbdinfo', daemon.uri(secret)]).status).not.toBe(0);
+      // qemu refuses to open a read-only export for writing.
+      expect(as2000(['qemu-io', '-f', 'raw', '-c', 'write -P 1 0 4k', daemon.uri(shared)]).status).not.toBe(0);
+    } finally {
+      await daemon.stop();
+    }
+  }, 60_000);
+});
+
+describe('NBD protocol violations close that connection only', () => {
+  it('malformed handshakes and requests: the daemon stays up, another connection goes on, a deleted segment answers EIO and ends its connection', async () => {
+    const daemon = await nbdDaemon();
+    try {
+      const c = await daemon.client();
+      const vmid = await c.vmsCreate(V_WORKING, MiB);
+      await c.vmMove(vmid, 0, 4096, UIO_WRITE, { iov: [new Uint8Array(4096).fill(9)], offset: 0, resid: 4096, segflg: 0 });
+      const bystander = await RawNbd.connect(daemon.nbd);
+      await bystander.greet();
+      expect(await bystander.go(String(vmid))).toBe(true);
+
+      const cases: [string, (r: RawNbd) => Promise<void>][] = [
+        ['client flags without fixed newstyle', async (r) => void (await r.read(18), r.write(u32(0)))],
+        ['unknown client flags', async (r) => void (await r.read(18), r.write(u32(0xff)))],
+        ['an option without its magic', async (r) => void (await r.greet(), r.write(Buffer.alloc(16, 0xee)))],
+        ['an absurd option length', async (r) => void (await r.greet(), r.option(7, Buffer.alloc(0)), r.write(Buffer.alloc(0)), r.socket.write(Buffer.from([0x49, 0x48, 0x41, 0x56, 0x45, 0x4f, 0x50, 0x54, 0, 0, 0, 7, 0xff, 0xff, 0xff, 0xff])))],
+        ['export name of a segment that does not exist', async (r) => void (await r.greet(), r.option(1, Buffer.from('99999')))],
+        ['a request without its magic', async (r) => void (await r.greet(), await r.go(String(vmid)), r.write(Buffer.alloc(28, 0x11)))],
+        ['a write larger than announced', async (r) => void (await r.greet(), await r.go(String(vmid)), r.request(1, 1, 0, 0x7fffffff))],
+      ];
+      for (const [what, act] of cases) {
+        const r = await RawNbd.connect(daemon.nbd);
+        await act(r);
+        expect(await r.closedByServer(), what).toBe(true);
+      }
+      // Options the server refuses without closing: STARTTLS (policy), an unknown one (unsupported), GO on "" (unknown).
+      const polite = await RawNbd.connect(daemon.nbd);
+      await polite.greet();
+      polite.option(5);
+      expect((await polite.optionReply())?.type).toBe(0x80000002);
+      polite.option(4242);
+      expect((await polite.optionReply())?.type).toBe(0x80000001);
+      expect(await polite.go('')).toBe(false);
+      // Cut mid-payload: a write whose data never comes.
+      expect(await polite.go(String(vmid))).toBe(true);
+      polite.request(1, 2, 0, 4096, Buffer.alloc(100));
+      polite.close();
+
+      // Requests past the end, and an unknown command: errors, the connection goes on.
+      bystander.request(0, 10, MiB - 10, 100);
+      expect(await bystander.simpleReply()).toMatchObject({ cookie: 10, error: 22 });
+      bystander.request(1, 11, MiB, 1, Buffer.alloc(1));
+      expect(await bystander.simpleReply()).toMatchObject({ cookie: 11, error: 28 });
+      bystander.request(99, 12, 0, 0);
+      expect(await bystander.simpleReply()).toMatchObject({ cookie: 12, error: 22 });
+      bystander.request(0, 13, 0, 4096);
+      const read = await bystander.simpleReply(4096);
+      expect(read?.error).toBe(0);
+      expect(read?.data?.every((b) => b === 9)).toBe(true);
+
+      // The segment deleted under the export: EIO, then the connection ends.
+      await c.vmsDelete(vmid);
+      bystander.request(0, 14, 0, 4096);
+      expect(await bystander.simpleReply()).toMatchObject({ cookie: 14, error: 5 });
+      expect(await bystander.closedByServer()).toBe(true);
+      expect(daemon.proc.exitCode).toBe(null);
+      expect(((await c.stats()) as { nbdConnections: number }).nbdConnections).toBe(0);
+      await c.close();
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+    }
+  }, 60_000);
+});
