@@ -9,6 +9,8 @@ const PAGERD = join(import.meta.dirname, '../src/cli/pagerd.js');
 export interface BenchDaemon {
   proc: ChildProcess;
   socket: string;
+  /** The NBD socket (nbd.sock in the state directory). */
+  nbdSocket: string;
   dir: string;
   devicePath: string;
   client(options?: ConnectOptions): Promise<PagerClient>;
@@ -27,8 +29,9 @@ export interface BenchDaemonOptions {
 export async function startBenchDaemon(options: BenchDaemonOptions): Promise<BenchDaemon> {
   const dir = options.dir ?? mkdtempSync(join(tmpdir(), 'pagerd-bench-'));
   const socket = join(dir, 'pagerd.sock');
+  const nbdSocket = join(dir, 'nbd.sock');
   const devicePath = options.device ?? join(dir, 'backing');
-  const args = [PAGERD, '--state-dir', dir, '--socket', socket, '--memory', options.memory, '--log-level', 'warn', '--device', devicePath];
+  const args = [PAGERD, '--state-dir', dir, '--socket', socket, '--memory', options.memory, '--log-level', 'warn', '--device', devicePath, '--nbd-socket', nbdSocket];
   const proc = spawn(process.execPath, args, {
     env: {
       ...process.env,
@@ -55,6 +58,7 @@ export async function startBenchDaemon(options: BenchDaemonOptions): Promise<Ben
   return {
     proc,
     socket,
+    nbdSocket,
     dir,
     devicePath,
     // Through the socket unless asked: the sections that measure the socket path stay on it.

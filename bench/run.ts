@@ -5,12 +5,12 @@
  *   npm run bench                      # the table
  *   npm run bench -- --json            # the same figures as one JSON document
  *   npm run bench -- --device /dev/loopN --runs 7 --quick
- *   npm run bench -- --only durable,cold    # some sections: round-trip, throughput, shared, loaded, durable, cold, pressure, scale
+ *   npm run bench -- --only durable,cold    # some sections: round-trip, throughput, shared, nbd, loaded, durable, cold, pressure, scale
  */
 import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { pagerdColdReads, preparedColdSegment, rawRandomReads } from './cold-pagein.js';
-import type { PagerClient } from '../src/client/index.js';
+import { V_WORKING, type PagerClient } from '../src/client/index.js';
 import { startBenchDaemon, type BenchDaemon } from './daemon.js';
 import { naiveWrites, pagerdDurablePageout, sequentialWrites } from './durable-pageout.js';
 import { RawClient, startEchoServer } from './raw-client.js';
@@ -21,6 +21,7 @@ import { pagerdRoundTrips, rawRoundTrips } from './round-trip.js';
 import { repeat, summarize, type Summary } from './stats.js';
 import { pressureSegment, zipfianLoad } from './pressure.js';
 import { buildStore, removeStore, startUp } from './scale.js';
+import { fioNbd, haveFioAndNbdkit, withNbdkit, type FioResult } from './nbd.js';
 import { nbdkitRandread, residentSegment, sharedCopyRate, sharedMoveRate, tryReadRate } from './shared-frames.js';
 import { multiProcessThroughput, pagerdThroughput, rawThroughput } from './throughput.js';
 
@@ -38,7 +39,7 @@ const { values: flags } = parseArgs({
 });
 const RUNS = Math.max(5, Number(flags.runs));
 
-const SECTIONS = ['round-trip', 'throughput', 'shared', 'loaded', 'durable', 'cold', 'pressure', 'scale'];
+const SECTIONS = ['round-trip', 'throughput', 'shared', 'nbd', 'loaded', 'durable', 'cold', 'pressure', 'scale'];
 const only = flags.only?.split(',');
 const unknown = only?.filter((name) => !SECTIONS.includes(name)) ?? [];
 if (unknown.length > 0) {
@@ -72,7 +73,7 @@ function row(r: Omit<Row, 'ratio' | 'met'> & { check?: (ratio: number) => boolea
 }
 
 async function main(): Promise<void> {
-  if (['round-trip', 'throughput', 'shared', 'loaded', 'durable', 'cold'].some(wanted)) await sectionsOnOneDaemon();
+  if (['round-trip', 'throughput', 'shared', 'nbd', 'loaded', 'durable', 'cold'].some(wanted)) await sectionsOnOneDaemon();
   if (wanted('pressure')) await pressure();
   if (wanted('scale')) await scale();
   print();
@@ -88,6 +89,7 @@ async function sectionsOnOneDaemon(): Promise<void> {
     if (wanted('round-trip')) await roundTrip(c, raw, daemon.dir);
     if (wanted('throughput')) await throughput(c, raw, daemon.socket, echo.path);
     if (wanted('shared')) await sharedFrames(daemon);
+    if (wanted('nbd')) await nbdRows(c, daemon);
     if (wanted('loaded')) await underLoad(c, daemon.socket);
     if (wanted('durable')) await durablePageout(c, daemon.dir);
     if (wanted('cold')) await coldPagein(c, daemon.devicePath);
@@ -167,11 +169,38 @@ async function sharedFrames(daemon: BenchDaemon): Promise<void> {
 }
 
 /**
- * 2c. Resident reads (socket, one at a time) and the daemon's event-loop delay while 4 other
+ * 2c. A segment as an NBD disk: fio's nbd engine against pagerd's NBD socket and against nbdkit's
+ * file plugin on a page-cache-hot file, 4 KiB random reads and writes over a resident 256 MiB.
+ */
+async function nbdRows(c: PagerClient, daemon: BenchDaemon): Promise<void> {
+  log('2c. NBD');
+  if (!haveFioAndNbdkit()) return log('  (fio or nbdkit not installed: no NBD rows; apt-get install fio nbdkit)');
+  const vmid = await c.vmsCreate(V_WORKING, 256 * 1024 * 1024);
+  const uri = `nbd+unix:///${vmid}?socket=${daemon.nbdSocket}`;
+  const seconds = flags.quick ? 1 : 3;
+  fioNbd(uri, 'randwrite', 16, seconds); // every page resident before measuring
+  for (const rw of ['randread', 'randwrite'] as const) {
+    for (const depth of [1, 16]) {
+      const ours: FioResult[] = [];
+      const theirs: FioResult[] = [];
+      for (let i = 0; i < RUNS; i++) {
+        ours.push(fioNbd(uri, rw, depth, seconds));
+        theirs.push(await withNbdkit(daemon.dir, (u) => fioNbd(u, rw, depth, seconds)));
+      }
+      const name = `fio nbd 4 KiB ${rw}, QD${depth}`;
+      row({ section: 'NBD', name, unit: 'ops/s', pagerd: summarize(ours.map((r) => r.iops)), baselineName: 'nbdkit file plugin, same fio job', baseline: summarize(theirs.map((r) => r.iops)), target: 'ratio ≥ 1.0', check: (x) => x >= 1 });
+      if (depth === 1) row({ section: 'NBD', name: `${name}, p50 latency`, unit: 'µs', pagerd: summarize(ours.map((r) => r.p50)), baselineName: 'nbdkit file plugin, same fio job', baseline: summarize(theirs.map((r) => r.p50)) });
+    }
+  }
+  await c.vmsDelete(vmid);
+}
+
+/**
+ * 2d. Resident reads (socket, one at a time) and the daemon's event-loop delay while 4 other
  * client processes write and force page-outs continuously, against the same at rest.
  */
 async function underLoad(c: PagerClient, socket: string): Promise<void> {
-  log('2c. under page-out load');
+  log('2d. under page-out load');
   const delay = async (): Promise<number> => Number(/^pagerd_event_loop_delay_p99_seconds (\S+)$/m.exec(await c.metrics())?.[1] ?? NaN) * 1e6;
   const restReads: number[] = [];
   const restDelay: number[] = [];

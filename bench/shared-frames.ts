@@ -1,7 +1,5 @@
-import { execFileSync, spawn } from 'node:child_process';
-import { closeSync, existsSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
-import { join } from 'node:path';
 import { UIO_READ, UIO_WRITE, V_WORKING, type PagerClient } from '../src/client/index.js';
+import { fioNbd, haveFioAndNbdkit, withNbdkit } from './nbd.js';
 import { percentile } from './stats.js';
 import { pipelined } from './throughput.js';
 
@@ -54,29 +52,8 @@ export function sharedMoveRate(c: PagerClient, vmid: number, window: number, ops
   return pipelined(ops, window, (i) => c.vmMove(vmid, (i % PAGES) * PAGE, PAGE, UIO_READ, { iov: [buffers[i % window]], offset: 0, resid: PAGE, segflg: 0 }));
 }
 
-/**
- * nbdkit's file plugin on a page-cache-hot 256 MiB file, read by fio's nbd engine: 4 KiB random
- * reads at `iodepth` for `seconds`, IOPS. Undefined when fio or nbdkit is not installed.
- */
+/** nbdkit's file plugin read by fio's nbd engine: 4 KiB randread IOPS at `iodepth`; undefined without fio or nbdkit. */
 export async function nbdkitRandread(dir: string, iodepth: number, seconds: number): Promise<number | undefined> {
-  if (!existsSync('/usr/bin/fio') || !['/usr/sbin/nbdkit', '/usr/bin/nbdkit'].some((p) => existsSync(p))) return undefined;
-  const file = join(dir, 'nbdkit-disk.img');
-  const socket = join(dir, 'nbdkit.sock');
-  if (!existsSync(file)) {
-    const fd = openSync(file, 'w');
-    const chunk = Buffer.alloc(1 << 20, 7);
-    for (let i = 0; i < 256; i++) writeSync(fd, chunk);
-    closeSync(fd);
-  }
-  readFileSync(file); // in the page cache
-  rmSync(socket, { force: true });
-  const nbdkit = spawn('nbdkit', ['-U', socket, '-f', 'file', `file=${file}`], { stdio: 'ignore' });
-  try {
-    for (let i = 0; i < 100 && !existsSync(socket); i++) await new Promise((r) => setTimeout(r, 20));
-    const out = execFileSync('fio', ['--name=nbd', '--ioengine=nbd', `--uri=nbd+unix:///?socket=${socket}`, '--rw=randread', '--bs=4k', `--iodepth=${iodepth}`, '--time_based', `--runtime=${seconds}`, '--output-format=json'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
-    const report = JSON.parse(out.slice(out.indexOf('{'))) as { jobs: { read: { iops: number } }[] };
-    return report.jobs[0].read.iops;
-  } finally {
-    nbdkit.kill();
-  }
+  if (!haveFioAndNbdkit()) return undefined;
+  return withNbdkit(dir, (uri) => fioNbd(uri, 'randread', iodepth, seconds).iops);
 }
