@@ -173,12 +173,17 @@ export class NbdSession {
       hole.writeUInt32BE(r.length, 8);
       return this.chunk(r, ReplyType.OFFSET_HOLE, hole);
     }
-    const data = Buffer.allocUnsafe(r.length);
-    await e.read(r.offset, data);
-    if (!this.neg.structured) return this.send(simpleHeader(r.cookie, 0), data);
-    const offset = Buffer.alloc(8);
-    offset.writeBigUInt64BE(BigInt(r.offset), 0);
-    this.send(chunkHeader(r.cookie, ReplyType.OFFSET_DATA, 8 + data.length), offset, data);
+    // The reply in one buffer, the data read straight into it: one write, no copy.
+    const head = this.neg.structured ? 28 : 16;
+    const reply = Buffer.allocUnsafe(head + r.length);
+    await e.read(r.offset, reply.subarray(head));
+    if (this.neg.structured) {
+      writeChunkHeader(reply, r.cookie, ReplyType.OFFSET_DATA, 8 + r.length);
+      reply.writeBigUInt64BE(BigInt(r.offset), 20);
+    } else {
+      writeSimpleHeader(reply, r.cookie, 0);
+    }
+    this.send(reply);
   }
 
   private replyOk(r: Request): void {
@@ -216,21 +221,28 @@ export class NbdSession {
 }
 
 function simpleHeader(cookie: Buffer, errno: number): Buffer {
-  const head = Buffer.alloc(16);
-  head.writeUInt32BE(SIMPLE_REPLY_MAGIC, 0);
-  head.writeUInt32BE(errno, 4);
-  cookie.copy(head, 8);
-  return head;
+  return writeSimpleHeader(Buffer.allocUnsafe(16), cookie, errno);
+}
+
+function writeSimpleHeader(into: Buffer, cookie: Buffer, errno: number): Buffer {
+  into.writeUInt32BE(SIMPLE_REPLY_MAGIC, 0);
+  into.writeUInt32BE(errno, 4);
+  cookie.copy(into, 8);
+  return into;
 }
 
 function chunkHeader(cookie: Buffer, type: number, length: number): Buffer {
-  const head = Buffer.alloc(20);
-  head.writeUInt32BE(STRUCTURED_REPLY_MAGIC, 0);
-  head.writeUInt16BE(REPLY_FLAG_DONE, 4);
-  head.writeUInt16BE(type, 6);
-  cookie.copy(head, 8);
-  head.writeUInt32BE(length, 16);
-  return head;
+  return writeChunkHeader(Buffer.allocUnsafe(20), cookie, type, length);
+}
+
+/** A structured reply chunk's 20-byte header (the only chunk of its reply: DONE). */
+function writeChunkHeader(into: Buffer, cookie: Buffer, type: number, length: number): Buffer {
+  into.writeUInt32BE(STRUCTURED_REPLY_MAGIC, 0);
+  into.writeUInt16BE(REPLY_FLAG_DONE, 4);
+  into.writeUInt16BE(type, 6);
+  cookie.copy(into, 8);
+  into.writeUInt32BE(length, 16);
+  return into;
 }
 
 /** A request's failure as NBD says it: the engine's errno where NBD has it, else EIO or EINVAL. */
