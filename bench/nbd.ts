@@ -15,11 +15,28 @@ export function haveFioAndNbdkit(): boolean {
   return existsSync('/usr/bin/fio') && ['/usr/sbin/nbdkit', '/usr/bin/nbdkit'].some((p) => existsSync(p));
 }
 
-/** fio's nbd engine against `uri`: 4 KiB `rw` (randread, randwrite) at `iodepth` for `seconds`, over the first 256 MiB. */
-export function fioNbd(uri: string, rw: 'randread' | 'randwrite', iodepth: number, seconds: number): FioResult {
+/**
+ * fio's nbd engine against `uri`: 4 KiB `rw` (randread, randwrite) at `iodepth` for `seconds`, over
+ * the first 256 MiB; `jobs` connections at once; with `flushEach`, a flush after every write.
+ */
+export function fioNbd(uri: string, rw: 'randread' | 'randwrite', iodepth: number, seconds: number, { jobs = 1, flushEach = false } = {}): FioResult {
   const out = execFileSync(
     'fio',
-    ['--name=nbd', '--ioengine=nbd', `--uri=${uri}`, `--rw=${rw}`, '--bs=4k', `--size=${DISK_MIB}M`, `--iodepth=${iodepth}`, '--time_based', `--runtime=${seconds}`, '--output-format=json'],
+    [
+      '--name=nbd',
+      '--ioengine=nbd',
+      `--uri=${uri}`,
+      `--rw=${rw}`,
+      '--bs=4k',
+      `--size=${DISK_MIB}M`,
+      `--iodepth=${iodepth}`,
+      `--numjobs=${jobs}`,
+      '--group_reporting',
+      ...(flushEach ? ['--fsync=1'] : []), // a flush after every write
+      '--time_based',
+      `--runtime=${seconds}`,
+      '--output-format=json',
+    ],
     { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] },
   );
   const job = (JSON.parse(out.slice(out.indexOf('{'))) as { jobs: Record<'read' | 'write', { iops: number; clat_ns: { percentile: Record<string, number> } }>[] }).jobs[0];

@@ -192,6 +192,17 @@ async function nbdRows(c: PagerClient, daemon: BenchDaemon): Promise<void> {
       if (depth === 1) row({ section: 'NBD', name: `${name}, p50 latency`, unit: 'µs', pagerd: summarize(ours.map((r) => r.p50)), baselineName: 'nbdkit file plugin, same fio job', baseline: summarize(theirs.map((r) => r.p50)) });
     }
   }
+  // Durable writes: a flush after each write, from one job and from 16 at once (their flushes share page-out cycles).
+  for (const jobs of [1, 16]) {
+    const ours: number[] = [];
+    const theirs: number[] = [];
+    for (let i = 0; i < RUNS; i++) {
+      ours.push(fioNbd(uri, 'randwrite', 1, seconds, { jobs, flushEach: true }).iops);
+      theirs.push(await withNbdkit(daemon.dir, (u) => fioNbd(u, 'randwrite', 1, seconds, { jobs, flushEach: true }).iops));
+    }
+    const target = jobs === 1 ? 0.4 : 2;
+    row({ section: 'NBD', name: `fio nbd 4 KiB randwrite + flush, ${jobs} job${jobs === 1 ? '' : 's'}`, unit: 'ops/s', pagerd: summarize(ours), baselineName: 'nbdkit file plugin, same fio job', baseline: summarize(theirs), target: `ratio ≥ ${target}`, check: (x) => x >= target });
+  }
   await c.vmsDelete(vmid);
 }
 

@@ -3,6 +3,7 @@ import type { ClientContext } from '../vm/context.js';
 import type { Segment } from '../vm/segment.js';
 import type { VmServices } from '../vm/services.js';
 import type { Vmm } from '../vm/vmm.js';
+import { FlushGroup } from './flush-group.js';
 import { STATE_HOLE, STATE_ZERO, TxFlag } from './protocol.js';
 
 /** Whether the store maps a page (it has bytes on the device). */
@@ -10,6 +11,9 @@ export type PageMapped = (vmid: number, pno: number) => boolean;
 
 /** Most pages one BLOCK_STATUS reply looks at (a reply may cover less than asked: NBD allows it). */
 const STATUS_SCAN_PAGES = 65536;
+/** Each segment's flushes, shared by every connection exporting it. */
+const flushGroups = new WeakMap<Segment, FlushGroup>();
+
 /** Zeros written at a time by WRITE_ZEROES with NO_HOLE, and at the edges of a range. */
 const ZERO_CHUNK = 1024 * 1024;
 
@@ -82,21 +86,35 @@ export class NbdExport {
 
   async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
     await this.svc.vmMove(this.ctx, this.vmid, offset, data.length, UIO_WRITE, uio(data));
-    if (fua) await this.flush(offset, data.length);
+    if (fua) await this.flushRange(offset, data.length);
   }
 
-  /** Makes every page of the range modified before the call durable (the whole segment: length 0). */
-  async flush(offset = 0, length = 0): Promise<void> {
-    const { first, end } = length === 0 ? { first: 0, end: this.seg.pageCount } : this.pagesTouched(offset, length);
+  /**
+   * Makes every page of the segment modified before the call durable: flushes asked for at once,
+   * on any connection, share one scan and its page-out cycles (FlushGroup).
+   */
+  flush(): Promise<void> {
+    let group = flushGroups.get(this.seg);
+    if (group === undefined) flushGroups.set(this.seg, (group = new FlushGroup()));
+    return group.request(() => this.pageOut(0, this.seg.pageCount));
+  }
+
+  /** Makes every page of the range modified before the call durable (for FUA: only the request's pages). */
+  private async pageOut(first: number, end: number): Promise<void> {
     await this.svc.vmWritep(this.ctx, this.vmid, first, end - first);
     await this.svc.vmsIowait(this.ctx, this.vmid);
+  }
+
+  private flushRange(offset: number, length: number): Promise<void> {
+    const { first, end } = this.pagesTouched(offset, length);
+    return this.pageOut(first, end);
   }
 
   /** Releases the pages wholly inside the range (advisory: the edges of partly covered pages stay). */
   async trim(offset: number, length: number, fua: boolean): Promise<void> {
     const { first, end } = this.pagesInside(offset, length);
     if (end > first) await this.svc.vmReleasep(this.ctx, this.vmid, first, end - first);
-    if (fua) await this.flush(offset, length);
+    if (fua) await this.flushRange(offset, length);
   }
 
   /** Makes exactly the range read as zeros: whole pages released (written, with `noHole`), the edges written. */
@@ -109,7 +127,7 @@ export class NbdExport {
       await this.svc.vmReleasep(this.ctx, this.vmid, first, end - first);
       await this.writeZeros(end * this.pageSize, offset + length - end * this.pageSize);
     }
-    if (fua) await this.flush(offset, length);
+    if (fua) await this.flushRange(offset, length);
   }
 
   /** Starts page-ins of the range (advisory). */

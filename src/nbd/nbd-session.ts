@@ -143,7 +143,7 @@ export class NbdSession {
         await e.write(r.offset, r.data!, fua && e.durable);
         return this.replyOk(r);
       case Cmd.FLUSH:
-        if (e.durable) await e.flush();
+        if (e.durable && !e.readOnly) await e.flush(); // a read-only peer wrote nothing to flush
         return this.replyOk(r);
       case Cmd.TRIM:
         if (e.durable) await e.trim(r.offset, r.length, fua);
