@@ -101,7 +101,7 @@ export class NbdExport {
 
   /** Makes every page of the range modified before the call durable (for FUA: only the request's pages). */
   private async pageOut(first: number, end: number): Promise<void> {
-    await this.svc.vmWritep(this.ctx, this.vmid, first, end - first);
+    await this.svc.syncPages(this.ctx, this.vmid, first, end - first);
     await this.svc.vmsIowait(this.ctx, this.vmid);
   }
 

@@ -199,6 +199,17 @@ export class VmServices {
     this.initiatePageOut(range, true);
   }
 
+  /**
+   * Initiates page-out of every modified page of the range, as vm_writep, but leaves the reference
+   * bits alone: for callers that flush often (an NBD client's FLUSH after each journal commit),
+   * where vm_writep's aging of every clean page would blind page replacement.
+   */
+  async syncPages(ctx: ClientContext, vmid: number, pfirst: number, npages: number): Promise<void> {
+    const range = this.pageRange(ctx, vmid, pfirst, npages, { write: true, largePages: false });
+    if (this.vmm.store.failed) throw new PagerError('store-failed');
+    this.initiatePageOut(range, true, false);
+  }
+
   /** vm_releasep: as vm_release, for a page range of a segment. */
   async vmReleasep(ctx: ClientContext, vmid: number, pfirst: number, npages: number): Promise<void> {
     await this.storeStill();
@@ -354,7 +365,7 @@ export class VmServices {
   // ---- Shared behaviour -------------------------------------------------------------------
 
   /** Starts page-out of the range's modified pages (see vmWrite for what force changes). */
-  private initiatePageOut({ seg, first, end }: PageRange, force: boolean): void {
+  private initiatePageOut({ seg, first, end }: PageRange, force: boolean, age = true): void {
     const vmm = this.vmm;
     const t = vmm.pool.table;
     const now = vmm.now();
@@ -363,7 +374,7 @@ export class VmServices {
     seg.pages.forEachInRange(first, end, (_pno, f) => {
       const state = t.state[f];
       if (!vmm.isModified(f)) {
-        if (state === CLEAN || state === PAGE_OUT) t.flags[f] &= ~FrameFlag.REFERENCED;
+        if (age && (state === CLEAN || state === PAGE_OUT)) t.flags[f] &= ~FrameFlag.REFERENCED;
       } else if (state === MODIFIED) {
         if (force || now - t.pageOutStartedMs[f] >= minAge) batch.push(f);
       } else if (force) {
