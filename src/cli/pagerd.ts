@@ -14,6 +14,7 @@ import { pino } from 'pino';
 import { ConfigError, loadConfig } from '../config/load-config.js';
 import type { Config } from '../config/tunables.js';
 import { Daemon, openConfiguredStore } from '../server/daemon.js';
+import { DeviceMissingError, SocketInUseError } from '../server/start-refusals.js';
 import { SystemdNotifier } from '../server/systemd.js';
 import { scrub } from '../store/scrub.js';
 import { progressBar } from './progress.js';
@@ -147,8 +148,9 @@ main().catch((err) => {
   process.exit(1);
 });
 
-/** The exit status for a failed start: 65 for a store whose parts contradict each other, 78 for one refused, else 1. */
+/** The exit status for a failed start: 65 for a store whose parts contradict each other, 66 a device that does not exist, 75 a socket in use, 78 a store refused, else 1. */
 function startFailureStatus(err: unknown): number {
+  if (err instanceof DeviceMissingError || err instanceof SocketInUseError) return err.exitStatus;
   if (err instanceof StoreCorruptError) return EXIT_DATAERR;
   if (err instanceof ConfigError) return EXIT_CONFIG;
   return err instanceof StoreRefusedError ? EXIT_CONFIG : 1;

@@ -1,4 +1,4 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
 import type { Server, Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
@@ -17,9 +17,10 @@ import { encodeReplyFrame } from '../protocol/codec.js';
 import { Admissions } from './admission.js';
 import { Connection, type ConnectionHost, type ConnectionLimits } from './connection.js';
 import type { HandlerEnv } from './handlers.js';
-import { listen, socketFd } from './listener.js';
+import { answers, listen, socketActivated, socketFd } from './listener.js';
 import { Metrics } from './metrics.js';
 import { NbdServer } from '../nbd/nbd-server.js';
+import { DeviceMissingError, SocketInUseError } from './start-refusals.js';
 
 /** How long after a connection ends the daemon gives freed memory back (ms): one trim for a burst of closes. */
 /** NBD's own limit on one request's data (the NBD project's and qemu's NBD_MAX_BUFFER_SIZE). */
@@ -35,8 +36,9 @@ export function statePaths(config: Config): { device: string; database: string }
   };
 }
 
-/** Opens the store the configuration names. */
+/** Opens the store the configuration names: a configured device must exist (the default one is created). */
 export async function openConfiguredStore(config: Config, log: Logger, observeIo?: IoObserver, extra: Pick<StoreOptions, 'reportOnly'> = {}): Promise<PersistentStore> {
+  if (config.device !== '' && !existsSync(config.device)) throw new DeviceMissingError(config.device);
   mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
   const paths = statePaths(config);
   return PersistentStore.open({
@@ -91,6 +93,10 @@ export class Daemon {
     const metrics = new Metrics();
     // Checked before the store is opened: a group that does not exist refuses the start (exit 78).
     const sharedFramesTrust = config['server.sharedFrames'] ? new SharedFramesTrust(config['server.sharedFramesGroup']) : undefined;
+    // Before the store is opened (and a default backing file created): a second pagerd on the same socket is refused first.
+    for (const path of [config.socket, config.nbdSocket]) {
+      if (path !== '' && !socketActivated() && (await answers(path))) throw new SocketInUseError(path);
+    }
     const store = await openConfiguredStore(config, log, (op, seconds) => metrics.observeDeviceIo(op, seconds));
     try {
       const pageSize = store.pageSize;

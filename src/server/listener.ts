@@ -1,6 +1,7 @@
 import { chmodSync, existsSync, mkdirSync, unlinkSync } from 'node:fs';
 import { connect, createServer, type Server, type Socket } from 'node:net';
 import { dirname } from 'node:path';
+import { SocketInUseError } from './start-refusals.js';
 
 /** Connections the kernel queues before accept (capped by net.core.somaxconn, 4096 by default). */
 const LISTEN_BACKLOG = 4096;
@@ -24,7 +25,7 @@ export function socketActivated(env: NodeJS.ProcessEnv = process.env): boolean {
 }
 
 /** True if something answers on the Unix socket at `path`. */
-function answers(path: string): Promise<boolean> {
+export function answers(path: string): Promise<boolean> {
   return new Promise((resolve) => {
     const probe = connect(path);
     probe.once('connect', () => {
@@ -51,7 +52,7 @@ export async function listen(path: string, mode: number, onConnection: (socket: 
   }
   mkdirSync(dirname(path), { recursive: true, mode: 0o750 });
   if (existsSync(path)) {
-    if (await answers(path)) throw new Error(`another pagerd is listening on ${path}`);
+    if (await answers(path)) throw new SocketInUseError(path);
     unlinkSync(path);
   }
   // A deep backlog: a burst of connects waits to be accepted (and admitted or refused with a

@@ -1,5 +1,5 @@
 import { spawn, spawnSync } from 'node:child_process';
-import { statSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { connect } from '../../src/client/index.js';
@@ -74,6 +74,26 @@ describe('daemon lifecycle', () => {
     const stateDir = storeDir('pagerd-twice-');
     const first = await startDaemon({ stateDir });
     await expect(startDaemon({ stateDir, socket: `${stateDir}/other.sock` })).rejects.toThrow(/in use by another pagerd/);
+    expect(await first.stop()).toBe(0);
+  });
+
+  it('refuses a device that does not exist with exit 66, naming it, and creates nothing anywhere', async () => {
+    const parent = storeDir('pagerd-nodev-');
+    const stateDir = join(parent, 'state');
+    const device = join(parent, 'no-such-disk');
+    const run = spawnSync(process.execPath, [PAGERD, '--state-dir', stateDir, '--socket', join(stateDir, 'p.sock'), '--device', device], { encoding: 'utf8', timeout: 20_000 });
+    expect(run.status).toBe(66);
+    expect(run.stderr).toContain(`the device ${device} does not exist`);
+    expect(readdirSync(parent)).toEqual([]); // no state directory, no device file, no socket
+  });
+
+  it('refuses a second daemon on the same socket with exit 75 before creating its backing file', async () => {
+    const first = await startDaemon();
+    const stateDir = join(storeDir('pagerd-second-'), 'state');
+    const run = spawnSync(process.execPath, [PAGERD, '--state-dir', stateDir, '--socket', first.socket], { encoding: 'utf8', timeout: 20_000 });
+    expect(run.status).toBe(75);
+    expect(run.stderr).toContain(`another pagerd is listening on ${first.socket}`);
+    expect(existsSync(stateDir)).toBe(false);
     expect(await first.stop()).toBe(0);
   });
 

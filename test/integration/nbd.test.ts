@@ -75,20 +75,24 @@ describe('segments as NBD exports, used by real clients', () => {
 
   it.runIf(haveTools)('qemu-io patterned writes read back; a discard shows as a hole in nbdinfo --map; write zeroes reads zeros; all across kill -9', async () => {
     const daemon = await nbdDaemon();
-    const c = await daemon.client();
-    const vmid = await c.vmsCreate(V_WORKING, 8 * MiB);
-    await c.close();
-    const io = (...commands: string[]) => run('qemu-io', ['-f', 'raw', ...commands.flatMap((cmd) => ['-c', cmd]), daemon.uri(vmid)]);
-    await io('write -P 0xa1 0 4M', 'write -P 0xb2 4M 4M', 'write -P 0xc3 -f 100k 5000', 'flush');
-    await io('read -P 0xa1 0 100k', 'read -P 0xc3 100k 5000', 'read -P 0xb2 4M 4M');
-    await io('discard 1M 2M', 'write -z 6M 8k', 'flush');
-    await expect(io('read -P 0 1M 2M', 'read -P 0 6M 8k', 'read -P 0xb2 6152k 1M')).resolves.toBeDefined();
-    const map = (await run('nbdinfo', ['--map', '--json', daemon.uri(vmid)])).stdout;
-    const extents = JSON.parse(map) as { offset: number; length: number; type: number }[];
-    const at = (offset: number) => extents.find((e) => e.offset <= offset && offset < e.offset + e.length)!;
-    expect(at(1 * MiB).type & 1).toBe(1); // a hole where the discard was
-    expect(at(0).type & 1).toBe(0); // data before it
-    await daemon.kill();
+    let vmid = 0;
+    try {
+      const c = await daemon.client();
+      vmid = await c.vmsCreate(V_WORKING, 8 * MiB);
+      await c.close();
+      const io = (...commands: string[]) => run('qemu-io', ['-f', 'raw', ...commands.flatMap((cmd) => ['-c', cmd]), daemon.uri(vmid)]);
+      await io('write -P 0xa1 0 4M', 'write -P 0xb2 4M 4M', 'write -P 0xc3 -f 100k 5000', 'flush');
+      await io('read -P 0xa1 0 100k', 'read -P 0xc3 100k 5000', 'read -P 0xb2 4M 4M');
+      await io('discard 1M 2M', 'write -z 6M 8k', 'flush');
+      await expect(io('read -P 0 1M 2M', 'read -P 0 6M 8k', 'read -P 0xb2 6152k 1M')).resolves.toBeDefined();
+      const map = (await run('nbdinfo', ['--map', '--json', daemon.uri(vmid)])).stdout;
+      const extents = JSON.parse(map) as { offset: number; length: number; type: number }[];
+      const at = (offset: number) => extents.find((e) => e.offset <= offset && offset < e.offset + e.length)!;
+      expect(at(1 * MiB).type & 1).toBe(1); // a hole where the discard was
+      expect(at(0).type & 1).toBe(0); // data before it
+    } finally {
+      await daemon.kill();
+    }
     const again = await nbdDaemon({ stateDir: daemon.stateDir });
     try {
       await run('qemu-io', ['-f', 'raw', '-c', 'read -P 0xa1 0 100k', '-c', 'read -P 0xc3 100k 5000', '-c', 'read -P 0 1M 2M', '-c', 'read -P 0 6M 8k', '-c', 'read -P 0xb2 6152k 1M', again.uri(vmid)]);
@@ -115,7 +119,10 @@ describe('segments as NBD exports, used by real clients', () => {
 
   it.runIf(haveTools && canMountFuse)('nbdfuse + a loop device + ext4: files written, sync, kill -9 of pagerd, restart: fsck clean and every file intact', async () => {
     const daemon = await nbdDaemon({ memory: '32MiB' });
-    const c = await daemon.client();
+    const c = await daemon.client().catch(async (err: unknown) => {
+      await daemon.kill();
+      throw err;
+    });
     const vmid = await c.vmsCreate(V_WORKING, 64 * MiB);
     await c.close();
     const dir = storeDir('pagerd-nbd-fs-');
@@ -144,8 +151,8 @@ describe('segments as NBD exports, used by real clients', () => {
       await run('mount', [first.loop, mnt]);
       for (const f of files) writeFileSync(f.name, f.bytes);
       await run('sync', ['-f', files[0].name]);
-      await daemon.kill(); // with the file system still mounted
     } finally {
+      await daemon.kill(); // with the file system still mounted
       await first.detach();
     }
     const again = await nbdDaemon({ stateDir: daemon.stateDir, memory: '32MiB' });
