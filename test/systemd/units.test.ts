@@ -17,7 +17,7 @@ describe('systemd units', () => {
 
   it('pagerd.service is Type=notify, keeps devices closed but the backing device, and does not restart on exit 78', () => {
     const unit = readFileSync(join(UNITS, 'pagerd.service'), 'utf8');
-    for (const line of ['Type=notify', 'RestartPreventExitStatus=65 78', 'DevicePolicy=closed', 'RuntimeDirectoryPreserve=yes', 'WatchdogSec=']) expect(unit).toContain(line);
+    for (const line of ['Type=notify', 'RestartPreventExitStatus=65 66 78', 'DevicePolicy=closed', 'RuntimeDirectoryPreserve=yes', 'WatchdogSec=']) expect(unit).toContain(line);
     expect(unit).not.toMatch(/^MemoryDenyWriteExecute=yes/m);
     expect(unit).not.toMatch(/^PrivateDevices=yes/m);
     expect(readFileSync(join(UNITS, 'sysusers.d/pagerd.conf'), 'utf8')).toMatch(/^u pagerd /m);
