@@ -34,8 +34,6 @@ export class WalSync {
   private queued: Promise<void> | undefined;
   /** Work waiting for commits to be durable: each runs once a sync covers its commit. */
   private waiting: { through: number; run: () => void }[] = [];
-  /** fdatasyncs run (stats). */
-  syncs = 0;
 
   constructor(
     databasePath: string,
@@ -101,7 +99,6 @@ export class WalSync {
         this.wal = await this.openWal(this.walPath);
         await syncDirectory(dirname(this.walPath));
       }
-      this.syncs++;
       await this.wal.datasync();
       this.reached(through);
     } finally {

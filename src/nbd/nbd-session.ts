@@ -34,8 +34,8 @@ const COMMAND_NAMES: Record<number, string> = {
   [Cmd.BLOCK_STATUS]: 'nbd.block_status',
 };
 
-/** An error answered to one request: an NBD errno and what happened. */
-class RequestError extends Error {
+/** An error answered to one request (or, from run(), a violation that ends the connection): an NBD errno and what happened. */
+export class RequestError extends Error {
   constructor(
     readonly errno: number,
     message: string,
@@ -264,4 +264,3 @@ function asRequestError(err: unknown): RequestError {
   return new RequestError(byCode[err.code] ?? NbdErrno.EIO, err.message);
 }
 
-export { RequestError };

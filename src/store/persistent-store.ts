@@ -445,7 +445,7 @@ export class PersistentStore implements BackingStore {
 
   /**
    * Numbers the next page-out cycle, one past the last committed, and answers the record its data
-   * carries to the device: the last committed cycle's, whose commit is durable by now. (The page
+   * carries to the device: the last committed cycle's, once its commit's WAL sync is done. (The page
    * writer numbers a cycle only once the one before it has committed or failed, and a cycle after
    * a failed flush fails too, so no two cycles committed share a number unless the first one's
    * flush failed.)
