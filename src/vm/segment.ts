@@ -7,6 +7,9 @@ export type SegmentType = typeof V_WORKING | typeof V_CLIENT | typeof V_PERSISTE
 export const SEGMENT_TYPES: readonly number[] = [V_WORKING, V_CLIENT, V_PERSISTENT];
 export const SEGMENT_OPTIONS = V_LARGE | V_INTRSEG | V_LGPAGE;
 
+/** Most pages a segment notes as modified between syncs (~3 MiB of set at most); past it a sync scans. */
+const MAX_NOTED = 65536;
+
 /** What the store keeps of a segment (everything but its pages). */
 export interface SegmentRecord {
   vmid: number;
@@ -40,6 +43,20 @@ export class Segment {
   pagedOutSinceQuery = false;
   /** Set by vms_delete: the vmid is invalid at once, even while frames of it finish their I/O. */
   deleted = false;
+  /**
+   * Pages that became modified since a sync of the whole segment last took this set (or a
+   * superset: some may be clean or gone since), so that sync looks at them instead of every
+   * resident page; undefined once more than MAX_NOTED were noted (the next sync scans them all).
+   */
+  modifiedSinceSync: Set<number> | undefined = new Set();
+
+  /** A page became modified (Vmm notes it). */
+  noteModified(pno: number): void {
+    const noted = this.modifiedSinceSync;
+    if (noted === undefined) return;
+    noted.add(pno);
+    if (noted.size > MAX_NOTED) this.modifiedSinceSync = undefined;
+  }
 
   constructor(record: SegmentRecord, pageSize: number) {
     this.vmid = record.vmid;

@@ -207,7 +207,14 @@ export class VmServices {
   async syncPages(ctx: ClientContext, vmid: number, pfirst: number, npages: number): Promise<void> {
     const range = this.pageRange(ctx, vmid, pfirst, npages, { write: true, largePages: false });
     if (this.vmm.store.failed) throw new PagerError('store-failed');
-    this.initiatePageOut(range, true, false);
+    const { seg, first, end } = range;
+    const noted = seg.modifiedSinceSync;
+    if (first !== 0 || end !== seg.pageCount) return this.initiatePageOut(range, true, false);
+    // The whole segment: only the pages noted as modified since the last such sync can be (a
+    // scan of every resident page costs ~1.3 ms per 65,536 of them); past the note's limit, all.
+    seg.modifiedSinceSync = new Set();
+    if (noted === undefined) return this.initiatePageOut(range, true, false);
+    this.initiatePageOut(range, true, false, [...noted].sort((a, b) => a - b));
   }
 
   /** vm_releasep: as vm_release, for a page range of a segment. */
@@ -365,13 +372,13 @@ export class VmServices {
   // ---- Shared behaviour -------------------------------------------------------------------
 
   /** Starts page-out of the range's modified pages (see vmWrite for what force changes). */
-  private initiatePageOut({ seg, first, end }: PageRange, force: boolean, age = true): void {
+  private initiatePageOut({ seg, first, end }: PageRange, force: boolean, age = true, only?: readonly number[]): void {
     const vmm = this.vmm;
     const t = vmm.pool.table;
     const now = vmm.now();
     const minAge = vmm.options.writebackMinAgeMs;
     const batch: number[] = [];
-    seg.pages.forEachInRange(first, end, (_pno, f) => {
+    const visit = (_pno: number, f: number): void => {
       const state = t.state[f];
       if (!vmm.isModified(f)) {
         if (age && (state === CLEAN || state === PAGE_OUT)) t.flags[f] &= ~FrameFlag.REFERENCED;
@@ -380,7 +387,14 @@ export class VmServices {
       } else if (force) {
         vmm.pageout.queueAgain(f, seg); // PAGE_OUT, modified again
       }
-    });
+    };
+    if (only === undefined) seg.pages.forEachInRange(first, end, visit);
+    else {
+      for (const pno of only) {
+        const f = seg.pages.get(pno);
+        if (f !== -1) visit(pno, f);
+      }
+    }
     vmm.pageout.start(batch);
   }
 

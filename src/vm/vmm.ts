@@ -95,6 +95,13 @@ export class Vmm {
     const from = this.pool.table.state[f] as PageState;
     if (!isLegalTransition(from, to)) throw new IllegalTransitionError(f, from, to);
     this.pool.table.state[f] = to;
+    if (to === MODIFIED) this.noteModified(f);
+  }
+
+  /** Tells the frame's segment its page became modified (Segment.modifiedSinceSync). */
+  private noteModified(f: number): void {
+    const t = this.pool.table;
+    this.segments.get(t.vmid[f])?.noteModified(t.pno[f]);
   }
 
   /** True if the frame's bytes differ from every page-out started for it. */
@@ -112,8 +119,10 @@ export class Vmm {
     const t = this.pool.table;
     if (this.isModified(f)) return;
     if ((t.flags[f] & FrameFlag.LOCKED) === 0 && !this.store.reserveSlots(1)) throw new PagerError('no-backing-space');
-    if (t.state[f] === PAGE_OUT) t.flags[f] |= FrameFlag.REMODIFIED;
-    else this.transition(f, MODIFIED);
+    if (t.state[f] === PAGE_OUT) {
+      t.flags[f] |= FrameFlag.REMODIFIED;
+      this.noteModified(f);
+    } else this.transition(f, MODIFIED);
   }
 
   /**
