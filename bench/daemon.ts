@@ -31,7 +31,9 @@ export async function startBenchDaemon(options: BenchDaemonOptions): Promise<Ben
   const socket = join(dir, 'pagerd.sock');
   const nbdSocket = join(dir, 'nbd.sock');
   const devicePath = options.device ?? join(dir, 'backing');
-  const args = [PAGERD, '--state-dir', dir, '--socket', socket, '--memory', options.memory, '--log-level', 'warn', '--device', devicePath, '--nbd-socket', nbdSocket];
+  // The default device (<dir>/backing) is created at first start; a --device given must exist.
+  const deviceArgs = options.device === undefined ? [] : ['--device', options.device];
+  const args = [PAGERD, '--state-dir', dir, '--socket', socket, '--memory', options.memory, '--log-level', 'warn', ...deviceArgs, '--nbd-socket', nbdSocket];
   const proc = spawn(process.execPath, args, {
     env: {
       ...process.env,

@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, rmSync, statSync, statfsSync } from 'node:fs';
+import { closeSync, openSync, rmSync, statSync, statfsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_WORKING, type PagerClient } from '../../src/client/index.js';
@@ -36,6 +36,7 @@ describe('the metadata database manages its own space', () => {
     execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16m', 'tmpfs', small]);
     try {
       const elsewhere = storeDir();
+      writeFileSync(join(elsewhere, 'backing'), ''); // an explicit device must exist; empty, it is sized at first start
       const daemon = await startDaemon({
         stateDir: small,
         socket: join(elsewhere, 'pagerd.sock'),
