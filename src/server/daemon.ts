@@ -80,7 +80,7 @@ export class Daemon {
     /** Who is offered shared frames; undefined when server.sharedFrames is off. */
     private readonly sharedFramesTrust: SharedFramesTrust | undefined,
   ) {
-    metrics.watch(vmm, store, () => this.connections.size + (this.nbd?.connections ?? 0));
+    metrics.watch(vmm, store, () => this.connections.size, () => this.nbd?.connections ?? 0);
     this.maxHeldTotal = parseSize(config['server.maxQueuedBytesTotal']);
     this.admissions = new Admissions({
       maxConnections: config['server.maxConnections'],

@@ -29,7 +29,7 @@ export class Metrics {
   }
 
   /** Registers the engine and store gauges and counters (read at scrape time). */
-  watch(vmm: Vmm, store: PersistentStore, connections: () => number): void {
+  watch(vmm: Vmm, store: PersistentStore, connections: () => number, nbdConnections: () => number): void {
     const r = this.registry;
     const counter = (name: string, help: string, read: () => number): void => {
       let last = 0;
@@ -71,7 +71,8 @@ export class Metrics {
     });
     gauge('pagerd_mapped_slots', 'Backing slots holding a committed page', () => store.slotStats.mapped);
     gauge('pagerd_available_slots', 'Backing slots that can still be reserved', () => store.slotStats.available);
-    gauge('pagerd_connections', 'Client connections', connections);
+    gauge('pagerd_connections', 'Client connections on the native socket', connections);
+    gauge('pagerd_nbd_connections', 'Client connections on the NBD socket', nbdConnections);
     gauge('pagerd_store_failed', '1 once the backing store has failed permanently (page-outs answer EIO until it is reopened)', () => (store.failed ? 1 : 0));
     // The event loop's delay (how late a timer fires: what every request waits behind), since the
     // last scrape. The histogram records the time between a 1 ms timer's firings: the delay is what

@@ -207,6 +207,7 @@ describe('NBD protocol violations close that connection only', () => {
       const bystander = await RawNbd.connect(daemon.nbd);
       await bystander.greet();
       expect(await bystander.go(String(vmid))).toBe(true);
+      expect(await c.metrics()).toMatch(/^pagerd_nbd_connections 1$/m);
 
       const cases: [string, (r: RawNbd) => Promise<void>][] = [
         ['client flags without fixed newstyle', async (r) => void (await r.read(18), r.write(u32(0)))],
@@ -246,6 +247,7 @@ describe('NBD protocol violations close that connection only', () => {
       const read = await bystander.simpleReply(4096);
       expect(read?.error).toBe(0);
       expect(read?.data?.every((b) => b === 9)).toBe(true);
+      expect(await c.metrics()).toMatch(/^pagerd_request_seconds_count\{op="nbd\.read",outcome="ok"\} 1$/m);
 
       // The segment deleted under the export: EIO, then the connection ends.
       await c.vmsDelete(vmid);
