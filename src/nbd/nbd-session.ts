@@ -1,5 +1,6 @@
 import type { Socket } from 'node:net';
 import { isPagerError } from '../errors.js';
+import { allocBuffer } from '../protocol/buffer-slab.js';
 import { TurnWriter } from '../protocol/turn-writer.js';
 import type { Negotiated } from './handshake.js';
 import { BASE_ALLOCATION_ID, Cmd, CmdFlag, NbdErrno, REPLY_FLAG_DONE, REQUEST_MAGIC, ReplyType, SIMPLE_REPLY_MAGIC, STRUCTURED_REPLY_MAGIC } from './protocol.js';
@@ -77,7 +78,7 @@ export class NbdSession {
         const request: Request = {
           flags: head.readUInt16BE(4),
           type: head.readUInt16BE(6),
-          cookie: Buffer.from(head.subarray(8, 16)),
+          cookie: head.subarray(8, 16),
           offset: offset > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(offset),
           length: head.readUInt32BE(24),
         };
@@ -175,7 +176,7 @@ export class NbdSession {
     }
     // The reply in one buffer, the data read straight into it: one write, no copy.
     const head = this.neg.structured ? 28 : 16;
-    const reply = Buffer.allocUnsafe(head + r.length);
+    const reply = allocBuffer(head + r.length);
     await e.read(r.offset, reply.subarray(head));
     if (this.neg.structured) {
       writeChunkHeader(reply, r.cookie, ReplyType.OFFSET_DATA, 8 + r.length);
@@ -221,7 +222,7 @@ export class NbdSession {
 }
 
 function simpleHeader(cookie: Buffer, errno: number): Buffer {
-  return writeSimpleHeader(Buffer.allocUnsafe(16), cookie, errno);
+  return writeSimpleHeader(allocBuffer(16), cookie, errno);
 }
 
 function writeSimpleHeader(into: Buffer, cookie: Buffer, errno: number): Buffer {
@@ -232,7 +233,7 @@ function writeSimpleHeader(into: Buffer, cookie: Buffer, errno: number): Buffer 
 }
 
 function chunkHeader(cookie: Buffer, type: number, length: number): Buffer {
-  return writeChunkHeader(Buffer.allocUnsafe(20), cookie, type, length);
+  return writeChunkHeader(allocBuffer(20), cookie, type, length);
 }
 
 /** A structured reply chunk's 20-byte header (the only chunk of its reply: DONE). */
