@@ -24,6 +24,9 @@ interface Request {
   data?: Buffer;
 }
 
+/** How often an idle connection looks whether its segment was deleted (then it ends). */
+const DELETED_CHECK_MS = 1000;
+
 /** Names of the commands, for metrics and logs. */
 const COMMAND_NAMES: Record<number, string> = {
   [Cmd.READ]: 'nbd.read',
@@ -68,6 +71,10 @@ export class NbdSession {
 
   /** Serves requests until the client disconnects; resolves once every request read is answered. Throws on a protocol violation. */
   async run(): Promise<void> {
+    // A segment deleted under an idle connection: nothing would wake the loop to see it.
+    const watch = setInterval(() => {
+      if (!this.neg.export.alive && this.inFlight === 0) this.socket.end();
+    }, DELETED_CHECK_MS).unref();
     try {
       for (;;) {
         if (!this.neg.export.alive) return; // deleted: requests in flight answer EIO, then the connection ends
@@ -90,6 +97,7 @@ export class NbdSession {
         this.start(request);
       }
     } finally {
+      clearInterval(watch);
       await this.drained();
     }
   }

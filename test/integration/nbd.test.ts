@@ -249,11 +249,15 @@ describe('NBD protocol violations close that connection only', () => {
       expect(read?.data?.every((b) => b === 9)).toBe(true);
       expect(await c.metrics()).toMatch(/^pagerd_request_seconds_count\{op="nbd\.read",outcome="ok"\} 1$/m);
 
-      // The segment deleted under the export: EIO, then the connection ends.
+      // The segment deleted under the export: EIO, then the connection ends; an idle one ends too.
+      const idle = await RawNbd.connect(daemon.nbd);
+      await idle.greet();
+      expect(await idle.go(String(vmid))).toBe(true);
       await c.vmsDelete(vmid);
       bystander.request(0, 14, 0, 4096);
       expect(await bystander.simpleReply()).toMatchObject({ cookie: 14, error: 5 });
       expect(await bystander.closedByServer()).toBe(true);
+      expect(await idle.closedByServer(3000)).toBe(true);
       expect(daemon.proc.exitCode).toBe(null);
       expect(((await c.stats()) as { nbdConnections: number }).nbdConnections).toBe(0);
       await c.close();
