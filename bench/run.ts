@@ -252,7 +252,7 @@ async function durablePageout(c: PagerClient, dir: string): Promise<void> {
     const seq = await repeat(RUNS, () => sequentialWrites(dir, n));
     row({ section: 'durable page-out', name: `${n} random pages, vm_write(force) + vms_iowait`, unit: 'pages/s', pagerd: p, baselineName: 'sequential pwrite + 1 fdatasync', baseline: seq, target: 'ratio ≥ 0.7', check: (x) => x >= 0.7 });
     row({ section: 'durable page-out', name: `${n} random pages, against the naive way`, unit: 'pages/s', pagerd: p, baselineName: 'pwrite + fdatasync per page', baseline: naive, target: 'ratio ≥ 10', check: (x) => x >= 10 });
-    // The metadata commit's share of a page-out (its transaction, on the event loop), from the daemon's own histogram.
+    // The metadata commit's share of a page-out (its transaction on the event loop and its WAL sync in the pool), from the daemon's own histogram.
     const perPage = ((after.seconds - before.seconds) / (after.pages - before.pages)) * 1e6;
     row({ section: 'durable page-out', name: `${n} random pages, metadata commit per page`, unit: 'µs', pagerd: summarize([perPage]), baselineName: 'pwrite + fdatasync of one page', baseline: summarize([1e6 / naive.median]) });
   }
