@@ -19,7 +19,11 @@ export interface WalFile {
  * as in FULL; a FULL commit syncs every NORMAL one before it. The first sync also syncs the
  * directory, where SQLite created the WAL file (FULL does that too).
  *
- * A failed sync fails its waiters; the next durable() syncs again.
+ * A failed sync is never retried and trusted: Linux reports a writeback error once and marks the
+ * pages that failed clean, so a later fdatasync can succeed with frames missing from the file, and
+ * SQLite's recovery would stop at the first missing frame, dropping every commit after it. Every
+ * later durable() rejects with the first failure, and no work waiting for durability runs: the
+ * store fails permanently, and its next open recovers from what reached the disk.
  */
 export class WalSync {
   private readonly walPath: string;
@@ -32,6 +36,8 @@ export class WalSync {
   private runningThrough = 0;
   /** The sync queued behind the one in flight: it covers the commits made since that one started. */
   private queued: Promise<void> | undefined;
+  /** The first sync that failed: sticky (see the class comment). */
+  private failure: Error | undefined;
   /** Work waiting for commits to be durable: each runs once a sync covers its commit. */
   private waiting: { through: number; run: () => void }[] = [];
 
@@ -47,14 +53,15 @@ export class WalSync {
     this.commits++;
   }
 
-  /** A transaction committed with synchronous=FULL: it and every commit before it are durable. */
+  /** A transaction committed with synchronous=FULL: it and every commit before it are durable (unless a sync already failed). */
   committedDurably(): void {
     this.commits++;
-    this.reached(this.commits);
+    if (this.failure === undefined) this.reached(this.commits);
   }
 
   /** Resolves once every commit noted before the call is on stable storage; rejects if the sync failed. */
   durable(): Promise<void> {
+    if (this.failure !== undefined) return Promise.reject(this.failure);
     if (this.queued !== undefined) return this.queued;
     if (this.running === undefined) return this.durableCommits === this.commits ? Promise.resolve() : this.start();
     if (this.commits <= this.runningThrough) return this.running;
@@ -66,10 +73,10 @@ export class WalSync {
   }
 
   /**
-   * Runs `then` once every commit noted so far is durable: after the sync durable() starts now if
-   * it succeeds, else after the first later one that does.
+   * Runs `then` once every commit noted so far is durable (never, if a sync fails).
    */
   whenDurable(then: () => void): void {
+    if (this.failure !== undefined) return;
     if (this.durableCommits === this.commits) return then();
     this.waiting.push({ through: this.commits, run: then });
     this.durable().catch(() => undefined); // its failure is its waiters' to hear; `then` waits on
@@ -84,7 +91,7 @@ export class WalSync {
 
   private next(): Promise<void> {
     this.queued = undefined;
-    return this.start();
+    return this.failure !== undefined ? Promise.reject(this.failure) : this.start();
   }
 
   private start(): Promise<void> {
@@ -101,6 +108,10 @@ export class WalSync {
       }
       await this.wal.datasync();
       this.reached(through);
+    } catch (err) {
+      this.failure ??= err as Error;
+      this.waiting = [];
+      throw err;
     } finally {
       this.running = undefined;
     }

@@ -16,7 +16,7 @@ import {
   OPTION_REPLY_MAGIC,
   Rep,
 } from './protocol.js';
-import type { SocketReader } from './socket-reader.js';
+import { drained, type SocketReader } from './socket-reader.js';
 
 /** What the handshake settled: the export, and how replies are sent. */
 export interface Negotiated {
@@ -71,6 +71,8 @@ export async function negotiate(socket: Socket, reader: SocketReader, catalog: E
   const error = (opt: number, type: number, message: string): void => reply(opt, type, Buffer.from(message));
 
   for (;;) {
+    // A client that sends options without reading the replies is read no further until it does.
+    if (socket.writableLength > MAX_OPTION_BYTES) await drained(socket);
     const head = await reader.read(16);
     if (head.readBigUInt64BE(0) !== IHAVEOPT) throw new HandshakeRefused('an option without the IHAVEOPT magic');
     const opt = head.readUInt32BE(8);
@@ -85,7 +87,7 @@ export async function negotiate(socket: Socket, reader: SocketReader, catalog: E
         if (found === undefined) throw new HandshakeRefused(`NBD_OPT_EXPORT_NAME of an unknown export: ${NO_EXPORT}`);
         const out = Buffer.alloc(noZeroes ? 10 : 134);
         out.writeBigUInt64BE(BigInt(found.size), 0);
-        out.writeUInt16BE(found.transmissionFlags, 8);
+        out.writeUInt16BE(found.transmissionFlags(structured), 8);
         socket.write(out);
         return { export: found, structured, baseAllocation: contextFor === String(found.vmid) && structured };
       }
@@ -135,7 +137,7 @@ export async function negotiate(socket: Socket, reader: SocketReader, catalog: E
         const exportInfo = Buffer.alloc(12);
         exportInfo.writeUInt16BE(Info.EXPORT, 0);
         exportInfo.writeBigUInt64BE(BigInt(found.size), 2);
-        exportInfo.writeUInt16BE(found.transmissionFlags, 10);
+        exportInfo.writeUInt16BE(found.transmissionFlags(structured), 10);
         reply(opt, Rep.INFO, exportInfo);
         if (request.infos.includes(Info.NAME)) reply(opt, Rep.INFO, infoString(Info.NAME, request.name));
         if (request.infos.includes(Info.DESCRIPTION)) reply(opt, Rep.INFO, infoString(Info.DESCRIPTION, found.description));

@@ -56,11 +56,15 @@ export class NbdExport {
     return [...vmm.segments.values()].filter((s) => ctx.mayRead(s)).map((s) => String(s.vmid));
   }
 
-  get transmissionFlags(): number {
-    let flags = TxFlag.HAS_FLAGS | TxFlag.SEND_WRITE_ZEROES | TxFlag.SEND_CACHE | TxFlag.SEND_DF;
+  /** The export's transmission flags; `structured`: structured replies were negotiated (DF needs them). */
+  transmissionFlags(structured: boolean): number {
+    let flags = TxFlag.HAS_FLAGS | TxFlag.SEND_WRITE_ZEROES | TxFlag.SEND_CACHE;
+    if (structured) flags |= TxFlag.SEND_DF;
     if (this.readOnly) flags |= TxFlag.READ_ONLY;
-    // A flush pages out every modified page of the segment, whichever connection wrote it.
-    if (this.durable) flags |= TxFlag.SEND_FLUSH | TxFlag.SEND_FUA | TxFlag.SEND_TRIM | TxFlag.CAN_MULTI_CONN;
+    if (this.durable) flags |= TxFlag.SEND_FLUSH | TxFlag.SEND_FUA | TxFlag.SEND_TRIM;
+    // A flush pages out every modified page of the segment, whichever connection wrote it; a
+    // read-only peer's flush pages out nothing, so it is not promised to it.
+    if (this.durable && !this.readOnly) flags |= TxFlag.CAN_MULTI_CONN;
     return flags;
   }
 

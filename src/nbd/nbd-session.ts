@@ -4,7 +4,7 @@ import { allocBuffer } from '../protocol/buffer-slab.js';
 import { TurnWriter } from '../protocol/turn-writer.js';
 import type { Negotiated } from './handshake.js';
 import { BASE_ALLOCATION_ID, Cmd, CmdFlag, NbdErrno, REPLY_FLAG_DONE, REQUEST_MAGIC, ReplyType, SIMPLE_REPLY_MAGIC, STRUCTURED_REPLY_MAGIC } from './protocol.js';
-import type { SocketReader } from './socket-reader.js';
+import { drained, type SocketReader } from './socket-reader.js';
 
 export interface SessionLimits {
   /** Largest READ or WRITE; a larger write closes the connection (its payload is not read). */
@@ -102,10 +102,20 @@ export class NbdSession {
     }
   }
 
-  /** Waits until another request may be read. */
+  /**
+   * Waits until another request may be read: few enough in flight, and few enough reply bytes
+   * held in memory (in flight or queued for a client that does not read them).
+   */
   private async room(): Promise<void> {
-    while (this.inFlight >= this.limits.maxInFlight || (this.inFlight > 0 && this.bytesInFlight >= this.limits.maxInFlightBytes)) {
-      await new Promise<void>((resolve) => (this.wake = resolve));
+    for (;;) {
+      if (this.inFlight >= this.limits.maxInFlight || (this.inFlight > 0 && this.bytesInFlight >= this.limits.maxInFlightBytes)) {
+        await new Promise<void>((resolve) => (this.wake = resolve));
+      } else if (this.socket.writableLength >= this.limits.maxInFlightBytes) {
+        await drained(this.socket);
+        if (this.socket.destroyed) return;
+      } else {
+        return;
+      }
     }
   }
 
@@ -175,7 +185,8 @@ export class NbdSession {
   private async read(r: Request): Promise<void> {
     if (r.length > this.limits.maxRequestBytes) throw new RequestError(NbdErrno.EINVAL, `a read of ${r.length} bytes, past the ${this.limits.maxRequestBytes} announced`);
     const e = this.neg.export;
-    if (this.neg.structured && r.length > 0 && e.isHole(r.offset, r.length)) {
+    if (this.neg.structured && r.length === 0) return this.chunk(r, ReplyType.NONE, Buffer.alloc(0));
+    if (this.neg.structured && e.isHole(r.offset, r.length)) {
       // Nothing to read: say so, without a page-in or the zeros themselves.
       const hole = Buffer.alloc(12);
       hole.writeBigUInt64BE(BigInt(r.offset), 0);

@@ -86,3 +86,16 @@ export class SocketReader {
     return out;
   }
 }
+
+/** Resolves once the socket has written what it queued ('drain'), or closed. */
+export function drained(socket: Socket): Promise<void> {
+  return new Promise((resolve) => {
+    const done = (): void => {
+      socket.off('drain', done);
+      socket.off('close', done);
+      resolve();
+    };
+    socket.on('drain', done);
+    socket.on('close', done);
+  });
+}

@@ -42,7 +42,12 @@ export class Limbo {
       ranges.push({ offset: this.slotPosition(slots[start]), length: (i - start) * this.pageSize });
       start = i;
     }
-    const given = ranges.length === 0 ? Promise.resolve() : this.device.deallocate(ranges);
+    let given: Promise<void>;
+    try {
+      given = ranges.length === 0 ? Promise.resolve() : this.device.deallocate(ranges);
+    } catch (err) {
+      given = Promise.reject(err); // a device closed under it: warned, as a failed punch
+    }
     const done = given
       .catch((err: unknown) => this.warn({ ranges: ranges.length, first: ranges[0], err }, 'could not give slots back to the device; they stay allocated'))
       .then(() => this.freed(slots));

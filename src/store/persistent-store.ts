@@ -437,7 +437,7 @@ export class PersistentStore implements BackingStore {
     return this.walSync.durable().then(
       () => true,
       (err: unknown) => {
-        this.log.error({ err }, 'the metadata WAL could not be synced: the page-out cycle is undone');
+        this.failPermanently(new PagerError('store-failed', `the metadata WAL could not be synced: ${(err as Error).message}`));
         return false;
       },
     );
@@ -492,7 +492,8 @@ export class PersistentStore implements BackingStore {
 
   /** Deletes synced cycles' unsynced rows, and records the last committed cycle on the device, durably. */
   private async settle(): Promise<void> {
-    if (this.syncedCycles.length > 0) this.transact(() => {}, 'NORMAL');
+    // FULL: off the page-out path, and a failed sync here leaves nothing for later cycles to doubt.
+    if (this.syncedCycles.length > 0) this.transact(() => {}, 'FULL');
     if (this.recordedCycle === this.committedCycle) return;
     const cycle = this.committedCycle;
     await this.walSync.durable(); // the device never records a cycle its metadata may lack
@@ -510,8 +511,10 @@ export class PersistentStore implements BackingStore {
   private rollBackPageOuts(): void {
     const cycle = this.unsyncedCycle!;
     this.unsyncedCycle = undefined;
+    // A store failed (its WAL's sync failed) writes nothing more: the next open resolves the cycle.
+    if (this.failure !== undefined) return;
     try {
-      this.rollBack(cycle.id, cycle.pages, () => false, 'NORMAL'); // not FULL: the WAL's sync may be what failed
+      this.rollBack(cycle.id, cycle.pages, () => false, 'NORMAL');
     } catch (err) {
       this.failPermanently(err as Error);
       return;

@@ -267,6 +267,32 @@ describe('NBD protocol violations close that connection only', () => {
   }, 60_000);
 });
 
+describe('NBD flow control', () => {
+  it('a client that pipelines reads and never reads the replies holds a bounded amount of the daemon memory', async () => {
+    const daemon = await nbdDaemon();
+    try {
+      const c = await daemon.client();
+      const vmid = await c.vmsCreate(V_WORKING, 4 * MiB);
+      const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${daemon.proc.pid}/status`, 'utf8'))![1]) * 1024;
+      const before = rss();
+      const greedy = await RawNbd.connect(daemon.nbd);
+      await greedy.greet();
+      expect(await greedy.go(String(vmid))).toBe(true);
+      greedy.socket.pause(); // never reads a reply
+      for (let i = 0; i < 400; i++) greedy.request(0, i, (i % 4) * MiB, MiB); // 400 MiB of replies asked for
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      expect(rss() - before).toBeLessThan(96 * MiB);
+      // Others are served meanwhile.
+      const info = JSON.parse((await run('nbdinfo', ['--json', daemon.uri(vmid)])).stdout) as { exports: { 'export-size': number }[] };
+      expect(info.exports[0]['export-size']).toBe(4 * MiB);
+      greedy.close();
+      await c.close();
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+    }
+  }, 60_000);
+});
+
 describe('NBD fuzz', () => {
   it('2,000 connections of random bytes after valid prefixes: the daemon stays up, memory stays flat, a real client goes on', async () => {
     const daemon = await nbdDaemon();

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { open } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { describe, expect, it, vi } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_WORKING } from '../../src/constants.js';
 import { openDevice } from '../../src/store/device.js';
 import { PersistentStore, type StoreOptions } from '../../src/store/persistent-store.js';
@@ -68,7 +68,7 @@ describe('device faults reach the client and lose nothing', () => {
     });
   }
 
-  it('a failed sync of the metadata WAL: vms_iowait answers EIO, the page stays modified, the page map goes back; healed, the next page-out succeeds', async () => {
+  it('a failed sync of the metadata WAL: vms_iowait answers EIO, the page stays modified, the store fails permanently (never trusting a later sync), and the next open serves a complete version', async () => {
     let failWal = false;
     const options = storeOptions(storeDir());
     const e = await engineOnFaultyDevice({
@@ -80,28 +80,24 @@ describe('device faults reach the client and lose nothing', () => {
     });
     await e.svc.vmMove(e.ctx, e.vmid, 0, PAGE, UIO_WRITE, uio(page(1)));
     await e.svc.vmWritep(e.ctx, e.vmid, 0, 1);
-    await e.svc.vmsIowait(e.ctx, e.vmid);
-    const before = e.store.pageBatchAfter(0, 0, 10);
+    await e.svc.vmsIowait(e.ctx, e.vmid); // version 1 is durable
 
     await e.svc.vmMove(e.ctx, e.vmid, 0, PAGE, UIO_WRITE, uio(page(2)));
     failWal = true;
     await e.svc.vmWritep(e.ctx, e.vmid, 0, 1);
     await expect(e.svc.vmsIowait(e.ctx, e.vmid)).rejects.toMatchObject({ code: 'EIO', reason: 'page-out-failed' });
-    expect(e.store.pageBatchAfter(0, 0, 10)).toEqual(before);
+    expect(e.store.failed).toBe(true);
     expect(e.svc.vmQmodify(e.ctx, e.vmid)).toBe(true);
     expect(await read(e, 0)).toEqual(page(2));
-
+    // Healed, it still refuses: a sync after a failed one may succeed with frames missing.
     failWal = false;
-    await e.svc.vmWritep(e.ctx, e.vmid, 0, 1);
-    await e.svc.vmsIowait(e.ctx, e.vmid);
-    expect(e.store.pageBatchAfter(0, 0, 10)[0].slot).not.toBe(before[0].slot);
-    // The slot the undone cycle took waited for a good sync, and is free again.
-    await vi.waitFor(() => expect(e.store.slotStats).toMatchObject({ mapped: 1, inFlight: 0, limbo: 0 }), { interval: 10 });
-    await e.store.close();
+    await expect(e.svc.vmWritep(e.ctx, e.vmid, 0, 1)).rejects.toMatchObject({ code: 'EIO', reason: 'store-failed' });
+
+    await e.store.abort();
     const again = await PersistentStore.open(options);
     const back = new Uint8Array(PAGE);
     await again.readPage(e.vmid, 0, back);
-    expect(back).toEqual(page(2));
+    expect([page(1), page(2)]).toContainEqual(back); // version 1 was acknowledged; version 2 is a later one, complete
     await again.close();
   });
 
