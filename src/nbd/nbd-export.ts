@@ -1,9 +1,9 @@
 import { UIO_READ, UIO_WRITE } from '../constants.js';
+import { GroupCommit } from '../group-commit.js';
 import type { ClientContext } from '../vm/context.js';
 import type { Segment } from '../vm/segment.js';
 import type { VmServices } from '../vm/services.js';
 import type { Vmm } from '../vm/vmm.js';
-import { FlushGroup } from './flush-group.js';
 import { STATE_HOLE, STATE_ZERO, TxFlag } from './protocol.js';
 
 /** Whether the store maps a page (it has bytes on the device). */
@@ -12,7 +12,7 @@ export type PageMapped = (vmid: number, pno: number) => boolean;
 /** Most pages one BLOCK_STATUS reply looks at (a reply may cover less than asked: NBD allows it). */
 const STATUS_SCAN_PAGES = 65536;
 /** Each segment's flushes, shared by every connection exporting it. */
-const flushGroups = new WeakMap<Segment, FlushGroup>();
+const flushGroups = new WeakMap<Segment, GroupCommit>();
 
 /** Zeros written at a time by WRITE_ZEROES with NO_HOLE, and at the edges of a range. */
 const ZERO_CHUNK = 1024 * 1024;
@@ -95,11 +95,11 @@ export class NbdExport {
 
   /**
    * Makes every page of the segment modified before the call durable: flushes asked for at once,
-   * on any connection, share one scan and its page-out cycles (FlushGroup).
+   * on any connection, share one scan and its page-out cycles (GroupCommit).
    */
   flush(): Promise<void> {
     let group = flushGroups.get(this.seg);
-    if (group === undefined) flushGroups.set(this.seg, (group = new FlushGroup()));
+    if (group === undefined) flushGroups.set(this.seg, (group = new GroupCommit()));
     return group.request(() => this.pageOut(0, this.seg.pageCount));
   }
 

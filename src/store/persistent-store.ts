@@ -364,7 +364,6 @@ export class PersistentStore implements BackingStore {
     clearTimeout(this.settleTimer);
     await this.writer.idle();
     await this.settling;
-    await this.walSync.durable().catch(() => undefined); // slots waiting for it go to limbo
     await this.limbo.drain();
     if (this.failure === undefined) {
       await this.settle().catch((err: unknown) => this.log.warn({ err }, 'could not record the last page-out cycle on the device'));
@@ -432,10 +431,12 @@ export class PersistentStore implements BackingStore {
       throw err;
     }
     this.allocator.committed(slots.length, slots.length - overtaken.length);
-    this.walSync.whenDurable(() => this.limbo.add(overtaken));
     this.committedCycle = number;
     return this.walSync.durable().then(
-      () => true,
+      () => {
+        this.limbo.add(overtaken); // listed free by a commit now durable
+        return true;
+      },
       (err: unknown) => {
         this.failPermanently(new PagerError('store-failed', `the metadata WAL could not be synced: ${(err as Error).message}`));
         return false;
@@ -514,7 +515,7 @@ export class PersistentStore implements BackingStore {
     // A store failed (its WAL's sync failed) writes nothing more: the next open resolves the cycle.
     if (this.failure !== undefined) return;
     try {
-      this.rollBack(cycle.id, cycle.pages, () => false, 'NORMAL');
+      this.rollBack(cycle.id, cycle.pages, () => false);
     } catch (err) {
       this.failPermanently(err as Error);
       return;
@@ -543,25 +544,22 @@ export class PersistentStore implements BackingStore {
         if (!this.sealMatches(into, page.vmid, page.pno, now.checksum)) bad.add(page);
       }
     }
-    for (const { cycle, pages } of cycles) this.rollBack(cycle, pages, (page) => !bad.has(page), 'FULL');
+    for (const { cycle, pages } of cycles) this.rollBack(cycle, pages, (page) => !bad.has(page));
     return bad.size;
   }
 
   /**
    * In one transaction: an unsynced cycle's pages that `keep` does not vouch for go back to where
-   * they were, the slots no page points at any more are free (committed NORMAL: in limbo until
-   * that is durable), and the cycle's row is gone.
+   * they were, the slots no page points at any more are free, and the cycle's row is gone.
    */
-  private rollBack(cycle: number, pages: readonly UnsyncedPage[], keep: (page: UnsyncedPage) => boolean, mode: SyncMode): void {
+  private rollBack(cycle: number, pages: readonly UnsyncedPage[], keep: (page: UnsyncedPage) => boolean): void {
     let unused: number[] = [];
     this.transact(() => {
       unused = rollBackUnsynced(this.pages, pages, keep);
       this.freeSlots.mark(unused, true);
       this.unsynced.delete(cycle);
-    }, mode);
-    if (mode === 'FULL') return this.allocator.unmapped(unused, false);
-    this.allocator.released(unused.length);
-    this.walSync.whenDurable(() => this.limbo.add(unused));
+    }, 'FULL');
+    this.allocator.unmapped(unused, false);
   }
 
   /**
@@ -623,8 +621,7 @@ export class PersistentStore implements BackingStore {
       this.syncMode = mode;
     }
     const result = this.walSpace.commit(transaction);
-    if (mode === 'FULL') this.walSync.committedDurably();
-    else this.walSync.committed();
+    if (mode === 'NORMAL') this.walSync.committed();
     return result;
   }
 
