@@ -69,6 +69,13 @@ export async function negotiate(socket: Socket, reader: SocketReader, catalog: E
     socket.write(Buffer.concat([head, data]));
   };
   const error = (opt: number, type: number, message: string): void => reply(opt, type, Buffer.from(message));
+  /** The export `name` names, or undefined with the error answered. */
+  const exportNamed = (opt: number, name: string): NbdExport | undefined => {
+    if (name.length > MAX_STRING) return void error(opt, Rep.ERR_TOO_BIG, 'export name too long');
+    const found = name === '' ? undefined : catalog.find(name);
+    if (found === undefined) error(opt, Rep.ERR_UNKNOWN, name === '' ? `no default export: ${NO_EXPORT}` : `no export ${JSON.stringify(name)} you may use: ${NO_EXPORT}`);
+    return found;
+  };
 
   for (;;) {
     // A client that sends options without reading the replies is read no further until it does.
@@ -85,10 +92,8 @@ export async function negotiate(socket: Socket, reader: SocketReader, catalog: E
         const found = catalog.find(data.toString('utf8'));
         // No way to say why in this old option: the protocol has the server close the connection.
         if (found === undefined) throw new HandshakeRefused(`NBD_OPT_EXPORT_NAME of an unknown export: ${NO_EXPORT}`);
-        const out = Buffer.alloc(noZeroes ? 10 : 134);
-        out.writeBigUInt64BE(BigInt(found.size), 0);
-        out.writeUInt16BE(found.transmissionFlags(structured), 8);
-        socket.write(out);
+        // Size and flags, then 124 zero bytes unless the client said it does without them.
+        socket.write(noZeroes ? sizeAndFlags(found, structured) : Buffer.concat([sizeAndFlags(found, structured), Buffer.alloc(124)]));
         return { export: found, structured, baseAllocation: contextFor === String(found.vmid) && structured };
       }
       case Opt.ABORT:
@@ -125,20 +130,9 @@ export async function negotiate(socket: Socket, reader: SocketReader, catalog: E
           error(opt, Rep.ERR_INVALID, 'a malformed NBD_OPT_INFO or NBD_OPT_GO');
           break;
         }
-        if (request.name.length > MAX_STRING) {
-          error(opt, Rep.ERR_TOO_BIG, 'export name too long');
-          break;
-        }
-        const found = request.name === '' ? undefined : catalog.find(request.name);
-        if (found === undefined) {
-          error(opt, Rep.ERR_UNKNOWN, request.name === '' ? `no default export: ${NO_EXPORT}` : `no export ${JSON.stringify(request.name)} you may use: ${NO_EXPORT}`);
-          break;
-        }
-        const exportInfo = Buffer.alloc(12);
-        exportInfo.writeUInt16BE(Info.EXPORT, 0);
-        exportInfo.writeBigUInt64BE(BigInt(found.size), 2);
-        exportInfo.writeUInt16BE(found.transmissionFlags(structured), 10);
-        reply(opt, Rep.INFO, exportInfo);
+        const found = exportNamed(opt, request.name);
+        if (found === undefined) break;
+        reply(opt, Rep.INFO, Buffer.concat([u16(Info.EXPORT), sizeAndFlags(found, structured)]));
         if (request.infos.includes(Info.NAME)) reply(opt, Rep.INFO, infoString(Info.NAME, request.name));
         if (request.infos.includes(Info.DESCRIPTION)) reply(opt, Rep.INFO, infoString(Info.DESCRIPTION, found.description));
         const sizes = Buffer.alloc(14);
@@ -154,6 +148,7 @@ export async function negotiate(socket: Socket, reader: SocketReader, catalog: E
       case Opt.LIST_META_CONTEXT:
       case Opt.SET_META_CONTEXT: {
         const request = parseContextRequest(data);
+        if (opt === Opt.SET_META_CONTEXT) contextFor = undefined; // a failed SET selects nothing
         if (request === undefined) {
           error(opt, Rep.ERR_INVALID, 'a malformed meta context request');
           break;
@@ -162,14 +157,11 @@ export async function negotiate(socket: Socket, reader: SocketReader, catalog: E
           error(opt, Rep.ERR_INVALID, 'meta contexts need structured replies first (NBD_OPT_STRUCTURED_REPLY)');
           break;
         }
-        if (request.name.length > MAX_STRING || request.queries.some((q) => q.length > MAX_STRING)) {
-          error(opt, Rep.ERR_TOO_BIG, 'a string too long');
+        if (request.queries.some((q) => q.length > MAX_STRING)) {
+          error(opt, Rep.ERR_TOO_BIG, 'a query too long');
           break;
         }
-        if (catalog.find(request.name) === undefined) {
-          error(opt, Rep.ERR_UNKNOWN, `no export ${JSON.stringify(request.name)} you may use: ${NO_EXPORT}`);
-          break;
-        }
+        if (exportNamed(opt, request.name) === undefined) break;
         const matches =
           opt === Opt.SET_META_CONTEXT
             ? request.queries.includes(BASE_ALLOCATION)
@@ -190,11 +182,22 @@ export async function negotiate(socket: Socket, reader: SocketReader, catalog: E
   }
 }
 
-function infoString(type: number, text: string): Buffer {
-  const out = Buffer.alloc(2 + Buffer.byteLength(text));
-  out.writeUInt16BE(type, 0);
-  out.write(text, 2);
+/** An export's size (u64) and transmission flags (u16), as NBD_OPT_EXPORT_NAME and NBD_INFO_EXPORT send them. */
+function sizeAndFlags(found: NbdExport, structured: boolean): Buffer {
+  const out = Buffer.alloc(10);
+  out.writeBigUInt64BE(BigInt(found.size), 0);
+  out.writeUInt16BE(found.transmissionFlags(structured), 8);
   return out;
+}
+
+function u16(n: number): Buffer {
+  const out = Buffer.alloc(2);
+  out.writeUInt16BE(n, 0);
+  return out;
+}
+
+function infoString(type: number, text: string): Buffer {
+  return Buffer.concat([u16(type), Buffer.from(text)]);
 }
 
 /** NBD_OPT_INFO / NBD_OPT_GO data: u32 name length, name, u16 count, count × u16 info types. */

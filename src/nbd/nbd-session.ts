@@ -265,22 +265,24 @@ function writeChunkHeader(into: Buffer, cookie: Buffer, type: number, length: nu
   return into;
 }
 
+/** The engine's error codes NBD has a number for; the rest go as EIO. */
+const NBD_ERRNO_OF: Partial<Record<string, number>> = {
+  EPERM: NbdErrno.EPERM,
+  EACCES: NbdErrno.EPERM,
+  EIO: NbdErrno.EIO,
+  ENOMEM: NbdErrno.ENOMEM,
+  ENOSPC: NbdErrno.ENOSPC,
+  EINVAL: NbdErrno.EINVAL,
+  EFAULT: NbdErrno.EINVAL,
+  EOVERFLOW: NbdErrno.EOVERFLOW,
+};
+
 /** A request's failure as NBD says it: the engine's errno where NBD has it, else EIO or EINVAL. */
 function asRequestError(err: unknown): RequestError {
   if (err instanceof RequestError) return err;
   if (!isPagerError(err)) return new RequestError(NbdErrno.EIO, (err as Error)?.message ?? String(err));
-  const byCode: Record<string, number> = {
-    EPERM: NbdErrno.EPERM,
-    EACCES: NbdErrno.EPERM,
-    EIO: NbdErrno.EIO,
-    ENOMEM: NbdErrno.ENOMEM,
-    ENOSPC: NbdErrno.ENOSPC,
-    EINVAL: NbdErrno.EINVAL,
-    EFAULT: NbdErrno.EINVAL,
-    EOVERFLOW: NbdErrno.EOVERFLOW,
-  };
   // A segment deleted under the export: the disk is gone, not the request malformed.
   if (err.reason === 'no-such-segment') return new RequestError(NbdErrno.EIO, 'the segment was deleted');
-  return new RequestError(byCode[err.code] ?? NbdErrno.EIO, err.message);
+  return new RequestError(NBD_ERRNO_OF[err.code] ?? NbdErrno.EIO, err.message);
 }
 
