@@ -7,8 +7,8 @@ export type SegmentType = typeof V_WORKING | typeof V_CLIENT | typeof V_PERSISTE
 export const SEGMENT_TYPES: readonly number[] = [V_WORKING, V_CLIENT, V_PERSISTENT];
 export const SEGMENT_OPTIONS = V_LARGE | V_INTRSEG | V_LGPAGE;
 
-/** Most pages a segment notes as modified between syncs (~3 MiB of set at most); past it a sync scans. */
-const MAX_NOTED = 65536;
+/** Most pages a segment notes as modified between syncs (~0.7 MiB of set at most); past it a sync scans. */
+const MAX_NOTED = 16384;
 
 /** What the store keeps of a segment (everything but its pages). */
 export interface SegmentRecord {
@@ -46,9 +46,10 @@ export class Segment {
   /**
    * Pages that became modified since a sync of the whole segment last took this set (or a
    * superset: some may be clean or gone since), so that sync looks at them instead of every
-   * resident page; undefined once more than MAX_NOTED were noted (the next sync scans them all).
+   * resident page. Undefined until the first such sync (a segment nobody syncs whole keeps no
+   * set) and once more than MAX_NOTED were noted: the next sync scans every resident page.
    */
-  modifiedSinceSync: Set<number> | undefined = new Set();
+  modifiedSinceSync: Set<number> | undefined;
 
   /** A page became modified (Vmm notes it). */
   noteModified(pno: number): void {

@@ -208,13 +208,13 @@ export class VmServices {
     const range = this.pageRange(ctx, vmid, pfirst, npages, { write: true, largePages: false });
     if (this.vmm.store.failed) throw new PagerError('store-failed');
     const { seg, first, end } = range;
-    const noted = seg.modifiedSinceSync;
     if (first !== 0 || end !== seg.pageCount) return this.initiatePageOut(range, true, false);
     // The whole segment: only the pages noted as modified since the last such sync can be (a
-    // scan of every resident page costs ~1.3 ms per 65,536 of them); past the note's limit, all.
+    // scan of every resident page costs ~1.3 ms per 65,536 of them); the first time, and past
+    // the note's limit, all. Noting starts now.
+    const noted = seg.modifiedSinceSync;
     seg.modifiedSinceSync = new Set();
-    if (noted === undefined) return this.initiatePageOut(range, true, false);
-    this.initiatePageOut(range, true, false, [...noted].sort((a, b) => a - b));
+    this.initiatePageOut(range, true, false, noted === undefined ? undefined : [...noted].sort((a, b) => a - b));
   }
 
   /** vm_releasep: as vm_release, for a page range of a segment. */
