@@ -1,4 +1,4 @@
-import { readdirSync, readFileSync } from 'node:fs';
+import { readdirSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_WORKING } from '../../src/client/index.js';
 import { encodeRequest, type Value } from '../../src/protocol/codec.js';
@@ -7,6 +7,7 @@ import { OPERATIONS, type OperationName } from '../../src/protocol/operations.js
 import { startDaemon } from '../support/daemon.js';
 import { RawConnection } from '../support/raw-connection.js';
 import { mulberry32 } from '../support/random.js';
+import { rssBytes } from '../support/rss.js';
 
 const FRAMES = Number(process.env.FUZZ_FRAMES ?? 50_000);
 
@@ -52,9 +53,6 @@ function openFds(pid: number): number {
   return readdirSync(`/proc/${pid}/fd`).length;
 }
 
-function rssBytes(pid: number): number {
-  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
-}
 
 describe('protocol fuzzing against the running daemon', () => {
   it(`answers or closes on each of ${FRAMES} random and mutated frames, stays up, and keeps serving a well-behaved client`, async () => {

@@ -7,6 +7,7 @@ import { UIO_READ, UIO_WRITE, V_WORKING } from '../../src/client/index.js';
 import { startDaemon, type RunningDaemon } from '../support/daemon.js';
 import { isRoot } from '../support/loop-device.js';
 import { RawNbd, u32 } from '../support/nbd-raw.js';
+import { rssBytes } from '../support/rss.js';
 import { mulberry32 } from '../support/random.js';
 import { storeDir } from '../support/store-files.js';
 
@@ -273,7 +274,7 @@ describe('NBD flow control', () => {
     try {
       const c = await daemon.client();
       const vmid = await c.vmsCreate(V_WORKING, 4 * MiB);
-      const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${daemon.proc.pid}/status`, 'utf8'))![1]) * 1024;
+      const rss = () => rssBytes(daemon.proc.pid!);
       const before = rss();
       const greedy = await RawNbd.connect(daemon.nbd);
       await greedy.greet();
@@ -302,7 +303,7 @@ describe('NBD fuzz', () => {
       await c.vmMove(vmid, 0, 4096, UIO_WRITE, { iov: [new Uint8Array(4096).fill(4)], offset: 0, resid: 4096, segflg: 0 });
       const random = mulberry32(77);
       const bytes = (n: number) => Buffer.from(Array.from({ length: n }, () => Math.floor(random() * 256)));
-      const rss = () => Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${daemon.proc.pid}/status`, 'utf8'))![1]) * 1024;
+      const rss = () => rssBytes(daemon.proc.pid!);
       const one = async (i: number): Promise<void> => {
         const r = await RawNbd.connect(daemon.nbd);
         const stage = i % 4;

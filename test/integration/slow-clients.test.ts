@@ -1,15 +1,11 @@
 import { connect as netConnect } from 'node:net';
-import { readFileSync } from 'node:fs';
 import { describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_WORKING } from '../../src/client/index.js';
 import { encodeHello, encodeRequest } from '../../src/protocol/codec.js';
 import { encodeFrame } from '../../src/protocol/frame.js';
 import { startDaemon } from '../support/daemon.js';
 import { RawConnection } from '../support/raw-connection.js';
-
-function rssBytes(pid: number): number {
-  return Number(/VmRSS:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) * 1024;
-}
+import { rssBytes } from '../support/rss.js';
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
