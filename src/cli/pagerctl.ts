@@ -1,48 +1,103 @@
 #!/usr/bin/env node
 /**
- * pagerctl: talk to a running pagerd. `--json` puts one JSON document on stdout; human text and
- * errors go to stderr. Exit status: 0 ok, 1 a service error (its errno name and reason printed),
- * 64 usage, 69 daemon unreachable, 77 permission, 78 bad config.
+ * pagerctl: talk to a running pagerd. Results go to stdout (`--json`: one JSON document); human
+ * text and errors go to stderr (`--json`: one JSON line, {"error": {code, errno, reason, message}}).
+ * Exit statuses: src/cli/exit-status.ts.
  */
-import { Command, Option } from '@commander-js/extra-typings';
+import { constants } from 'node:os';
+import { Command, InvalidArgumentError, Option } from 'commander';
 import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, type PagerClient } from '../client/index.js';
 import { parseSize } from '../config/tunables.js';
+import { VERSION } from '../version.js';
+import { EXIT, exitName, exitStatusHelp, exitStatusOf, type ExitStatus } from './exit-status.js';
 import { progressBar } from './progress.js';
+import { parsePrometheusText } from './prometheus-text.js';
 
-const EXIT = { OK: 0, SERVICE: 1, USAGE: 64, UNREACHABLE: 69, PERMISSION: 77, CONFIG: 78 } as const;
 const TYPES: Record<string, number> = { working: V_WORKING, client: V_CLIENT, persistent: V_PERSISTENT };
+
+/** --json, known before commander has parsed anything (its own usage errors are reported in JSON too). */
+const json = process.argv.slice(2).includes('--json');
+
+/** A failure of pagerctl itself (not a service's answer), with its exit status and a short reason. */
+class CtlError extends Error {
+  constructor(
+    readonly exitStatus: ExitStatus,
+    readonly reason: string,
+    message: string,
+    readonly errno?: number,
+  ) {
+    super(message);
+  }
+}
+
+/** Reports an error (one plain line, or one JSON line with --json, on stderr) and exits with its status. */
+function fail(err: unknown): never {
+  const status = exitStatusOf(err);
+  let error: { code: string; errno?: number; reason: string; message: string };
+  if (err instanceof PagerError) {
+    error = { code: err.code, errno: err.errno, reason: err.reason, message: err.detail };
+  } else if (err instanceof CtlError) {
+    error = { code: exitName(status), errno: err.errno, reason: err.reason, message: err.message };
+  } else {
+    error = { code: exitName(status), reason: status === EXIT.SOFTWARE ? 'internal-error' : 'failed', message: (err as Error)?.message ?? String(err) };
+  }
+  if (json) process.stderr.write(`${JSON.stringify({ error })}\n`);
+  else if (err instanceof PagerError) process.stderr.write(`pagerctl: ${err.code} (${err.reason}): ${err.detail}\n`);
+  else process.stderr.write(`pagerctl: ${error.message}\n`);
+  process.exit(status);
+}
 
 const program = new Command()
   .name('pagerctl')
   .description('control and inspect a running pagerd')
+  .version(VERSION)
   .option('--socket <path>', 'daemon socket (default $PAGERD_SOCKET, then ./var/pagerd.sock)')
-  .option('--json', 'one JSON document on stdout')
-  .showHelpAfterError();
-program.exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE));
+  .option('--json', 'results as one JSON document on stdout, errors as one JSON line on stderr')
+  .addHelpText('after', `\n${exitStatusHelp()}`)
+  .configureOutput({
+    // One line per error: commander's own (a bad flag or argument) as pagerctl's, or as JSON.
+    outputError: (text, write) => {
+      const message = text.replace(/^error: /, '').trim();
+      write(json ? `${JSON.stringify({ error: { code: 'EX_USAGE', reason: 'usage', message } })}\n` : `pagerctl: ${message} (pagerctl --help)\n`);
+    },
+  })
+  .exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE));
 
-const int = (name: string) => (v: string): number => {
+/** Argument parsers: a bad value is a usage error (64) naming the argument. */
+const integer = (v: string): number => {
   const n = Number(v);
-  if (!Number.isSafeInteger(n)) {
-    console.error(`pagerctl: ${name} must be an integer, not ${v}`);
-    process.exit(EXIT.USAGE);
-  }
+  if (v.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('not a non-negative integer.');
   return n;
+};
+const size = (v: string): number => {
+  try {
+    return parseSize(v);
+  } catch {
+    throw new InvalidArgumentError('not a size (such as 4096, 64KiB, 1GiB).');
+  }
+};
+const octalMode = (v: string): number => {
+  if (!/^0?[0-7]{3}$/.test(v)) throw new InvalidArgumentError('not permission bits in octal (such as 640).');
+  return parseInt(v, 8);
+};
+const segmentType = (v: string): number => {
+  if (!(v in TYPES)) throw new InvalidArgumentError('must be working, client or persistent.');
+  return TYPES[v];
 };
 
 /** Prints a result: JSON on stdout with --json, else the human text on stderr. */
-function emit(json: unknown, human: string): void {
-  if (program.opts().json) process.stdout.write(`${JSON.stringify(json)}\n`);
+function emit(result: unknown, human: string): void {
+  if (json) process.stdout.write(`${JSON.stringify(result)}\n`);
   else process.stderr.write(`${human}\n`);
 }
 
 async function withClient<T>(work: (c: PagerClient) => Promise<T>): Promise<T> {
+  const socket = program.opts().socket;
   let client: PagerClient;
   try {
-    client = await connect({ socket: program.opts().socket });
+    client = await connect({ socket });
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    console.error(`pagerctl: cannot reach pagerd: ${(err as Error).message}`);
-    process.exit(code === 'EACCES' || code === 'EPERM' ? EXIT.PERMISSION : EXIT.UNREACHABLE);
+    throw unreachable(err, socket ?? process.env.PAGERD_SOCKET ?? './var/pagerd.sock');
   }
   try {
     return await work(client);
@@ -51,58 +106,86 @@ async function withClient<T>(work: (c: PagerClient) => Promise<T>): Promise<T> {
   }
 }
 
+/** Why the daemon could not be reached, as its exit status: permission (77), busy (75), else unreachable (69). */
+function unreachable(err: unknown, socket: string): CtlError {
+  const code = (err as { code?: string }).code ?? '';
+  const errno = (constants.errno as Record<string, number>)[code];
+  const message = `cannot reach pagerd at ${socket}: ${(err as Error).message}`;
+  if (code === 'EACCES' || code === 'EPERM') return new CtlError(EXIT.NOPERM, 'permission', message, errno);
+  if (code === 'EAGAIN') return new CtlError(EXIT.TEMPFAIL, 'busy', message, errno);
+  return new CtlError(EXIT.UNAVAILABLE, 'unreachable', message, errno);
+}
+
 async function readStdin(): Promise<Buffer> {
   const chunks: Buffer[] = [];
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
 
-program.command('status').description('is the daemon up, and how is it').action(() =>
-  withClient(async (c) => {
-    const s = (await c.stats()) as { pageSize: number; frames: number; segments: number; connections: number; dirty: number; storeFailed: boolean };
-    emit({ up: true, ...s }, `pagerd is up: page size ${s.pageSize}, ${s.frames} frames (${s.dirty} dirty), ${s.segments} segments, ${s.connections} connections${s.storeFailed ? ', STORE FAILED' : ''}`);
-  }),
-);
+/** Writes bytes to stdout; a stdout that cannot take them is an I/O error (74). */
+function writeOut(data: Uint8Array | string): Promise<void> {
+  return new Promise((resolve, reject) =>
+    process.stdout.write(data, (err) => (err ? reject(new CtlError(EXIT.IOERR, 'output', `cannot write to stdout: ${err.message}`)) : resolve())),
+  );
+}
 
-program.command('stats').description('daemon statistics').action(() =>
-  withClient(async (c) => {
-    const s = await c.stats();
-    emit(s, JSON.stringify(s, null, 2));
-  }),
-);
+program
+  .command('status')
+  .description('is the daemon up, and how is it')
+  .action(() =>
+    withClient(async (c) => {
+      const s = (await c.stats()) as { pageSize: number; frames: number; segments: number; connections: number; dirty: number; storeFailed: boolean };
+      emit({ up: true, ...s }, `pagerd is up: page size ${s.pageSize}, ${s.frames} frames (${s.dirty} dirty), ${s.segments} segments, ${s.connections} connections${s.storeFailed ? ', STORE FAILED' : ''}`);
+    }),
+  );
 
-program.command('metrics').description('Prometheus text').action(() =>
-  withClient(async (c) => {
-    process.stdout.write(await c.metrics());
-  }),
-);
+program
+  .command('stats')
+  .description('daemon statistics: frames, counters, slots, connections')
+  .action(() =>
+    withClient(async (c) => {
+      const s = await c.stats();
+      emit(s, humanLines(s).join('\n'));
+    }),
+  );
 
-const segments = program.command('segments').description('list, create and delete segments');
-segments.command('list', { isDefault: true }).action(() =>
-  withClient(async (c) => {
-    const list = await c.segments();
-    emit(list, list.map((s) => `${s.vmid}\ttype ${s.type}\textent ${s.extent}\tmode ${s.mode.toString(8)}\tresident ${s.residentPages}`).join('\n') || '(no segments)');
-  }),
-);
+program
+  .command('metrics')
+  .description('the Prometheus metrics (text format; --json: parsed metric families)')
+  .action(() =>
+    withClient(async (c) => {
+      const text = await c.metrics();
+      await writeOut(json ? `${JSON.stringify(parsePrometheusText(text))}\n` : text);
+    }),
+  );
+
+const segments = program.command('segments').description('list, create and delete segments (default: list)');
+segments
+  .command('list', { isDefault: true })
+  .description('the segments this user may see: vmid, type, extent, mode, resident pages')
+  .action(() =>
+    withClient(async (c) => {
+      const list = await c.segments();
+      emit(list, list.map((s) => `${s.vmid}\ttype ${s.type}\textent ${s.extent}\tmode ${s.mode.toString(8)}\tresident ${s.residentPages}`).join('\n') || '(no segments)');
+    }),
+  );
 segments
   .command('create')
-  .argument('<type>', 'working, client or persistent')
-  .argument('<size>', 'bytes, e.g. 64MiB')
-  .option('--mode <octal>', 'permission bits', '600')
-  .option('--options <bits>', 'V_LARGE, V_INTRSEG, V_LGPAGE bits', '0')
-  .action((type, size, opts) =>
+  .description('create a segment (vms_create) and print its vmid')
+  .argument('<type>', 'working, client or persistent', segmentType)
+  .argument('<size>', 'bytes, e.g. 64MiB', size)
+  .addOption(new Option('--mode <octal>', 'permission bits').default(0o600, '600').argParser(octalMode))
+  .addOption(new Option('--options <bits>', 'AIX option bits: V_INTRSEG, V_LGPAGE ...').default(0).argParser(integer))
+  .action((type, bytes, opts) =>
     withClient(async (c) => {
-      if (!(type in TYPES)) {
-        console.error(`pagerctl: type must be working, client or persistent`);
-        process.exit(EXIT.USAGE);
-      }
-      const vmid = await c.vmsCreate(TYPES[type], parseSize(size), Number(opts.options), parseInt(opts.mode, 8));
+      const vmid = await c.vmsCreate(type, bytes, opts.options, opts.mode);
       emit({ vmid }, `created segment ${vmid}`);
     }),
   );
 segments
   .command('delete')
-  .argument('<vmid>', 'segment', int('vmid'))
+  .description('delete a segment (vms_delete): its pages and backing slots are freed')
+  .argument('<vmid>', 'segment', integer)
   .action((vmid) =>
     withClient(async (c) => {
       await c.vmsDelete(vmid);
@@ -112,38 +195,39 @@ segments
 
 program
   .command('read')
-  .description('write bytes of a segment to stdout')
-  .argument('<vmid>', 'segment', int('vmid'))
-  .argument('<offset>', 'byte offset', int('offset'))
-  .argument('<length>', 'bytes', int('length'))
+  .description('write bytes of a segment to stdout (--json: {moved, base64})')
+  .argument('<vmid>', 'segment', integer)
+  .argument('<offset>', 'byte offset', integer)
+  .argument('<length>', 'bytes', integer)
   .action((vmid, offset, length) =>
     withClient(async (c) => {
       const buf = new Uint8Array(length);
       const moved = await c.vmMove(vmid, offset, length, UIO_READ, { iov: [buf], offset: 0, resid: length, segflg: 0 });
-      process.stdout.write(buf.subarray(0, moved));
+      const data = buf.subarray(0, moved);
+      await writeOut(json ? `${JSON.stringify({ vmid, offset, moved, base64: Buffer.from(data).toString('base64') })}\n` : data);
     }),
   );
 
 program
   .command('write')
   .description('write stdin into a segment')
-  .argument('<vmid>', 'segment', int('vmid'))
-  .argument('<offset>', 'byte offset', int('offset'))
+  .argument('<vmid>', 'segment', integer)
+  .argument('<offset>', 'byte offset', integer)
   .action((vmid, offset) =>
     withClient(async (c) => {
       const data = await readStdin();
       const moved = await c.vmMove(vmid, offset, data.length, UIO_WRITE, { iov: [data], offset: 0, resid: data.length, segflg: 0 });
-      emit({ moved }, `wrote ${moved} bytes`);
+      emit({ vmid, offset, moved }, `wrote ${moved} bytes`);
     }),
   );
 
 program
   .command('pageout')
   .description('page out the modified pages of a range (vm_writep), optionally waiting (vms_iowait)')
-  .argument('<vmid>', 'segment', int('vmid'))
-  .argument('<pfirst>', 'first page', int('pfirst'))
-  .argument('<npages>', 'pages', int('npages'))
-  .addOption(new Option('--wait', 'wait until the page-outs are durable'))
+  .argument('<vmid>', 'segment', integer)
+  .argument('<pfirst>', 'first page', integer)
+  .argument('<npages>', 'pages', integer)
+  .option('--wait', 'wait until the page-outs are durable')
   .action((vmid, pfirst, npages, opts) =>
     withClient(async (c) => {
       await c.vmWritep(vmid, pfirst, npages);
@@ -155,9 +239,9 @@ program
 program
   .command('release')
   .description('release a page range (vm_releasep): it reads as zeros from now on')
-  .argument('<vmid>', 'segment', int('vmid'))
-  .argument('<pfirst>', 'first page', int('pfirst'))
-  .argument('<npages>', 'pages', int('npages'))
+  .argument('<vmid>', 'segment', integer)
+  .argument('<pfirst>', 'first page', integer)
+  .argument('<npages>', 'pages', integer)
   .action((vmid, pfirst, npages) =>
     withClient(async (c) => {
       await c.vmReleasep(vmid, pfirst, npages);
@@ -168,7 +252,7 @@ program
 program
   .command('iowait')
   .description('wait until every page-out of the segment initiated so far is durable')
-  .argument('<vmid>', 'segment', int('vmid'))
+  .argument('<vmid>', 'segment', integer)
   .action((vmid) =>
     withClient(async (c) => {
       await c.vmsIowait(vmid);
@@ -178,24 +262,21 @@ program
 
 program
   .command('verify')
-  .description('scrub the store: every mapped slot against its checksum')
+  .description('scrub the store: every mapped slot against its checksum (exit 65 if any fails)')
   .action(() =>
     withClient(async (c) => {
       const bar = progressBar('verifying');
       const report = await c.verify(bar.update);
       bar.stop();
       emit(report, report.ok ? `ok: ${report.pages} pages verified` : `PROBLEMS: ${JSON.stringify(report)}`);
-      if (!report.ok) process.exitCode = EXIT.SERVICE;
+      if (!report.ok) process.exitCode = EXIT.DATAERR;
     }),
   );
 
-program.parseAsync().catch((err: unknown) => {
-  if (err instanceof PagerError) {
-    console.error(`pagerctl: ${err.code} (${err.reason}): ${err.detail}`);
-    if (program.opts().json) process.stdout.write(`${JSON.stringify({ error: { code: err.code, errno: err.errno, reason: err.reason } })}\n`);
-    process.exit(EXIT.SERVICE);
-  }
-  console.error(`pagerctl: ${(err as Error)?.message ?? String(err)}`);
-  process.exit(EXIT.SERVICE);
-});
+/** An object as `key: value` lines, nested keys joined with dots. */
+function humanLines(value: unknown, prefix = ''): string[] {
+  if (typeof value !== 'object' || value === null) return [`${prefix}: ${String(value)}`];
+  return Object.entries(value).flatMap(([k, v]) => humanLines(v, prefix === '' ? k : `${prefix}.${k}`));
+}
 
+program.parseAsync().catch(fail);

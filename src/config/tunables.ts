@@ -42,8 +42,25 @@ export const TUNABLES = {
     description: 'pino log level',
     schema: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']),
   },
+  logFormat: {
+    unit: 'format',
+    default: 'auto',
+    description: 'log lines as JSON (pino), or pretty for a person to read; auto: pretty when the log goes to a terminal',
+    schema: z.enum(['auto', 'json', 'pretty']),
+  },
+  metricsListen: {
+    unit: 'host:port',
+    default: '',
+    description: 'serve Prometheus metrics over HTTP at /metrics on this address, e.g. 127.0.0.1:9464; empty: off (under systemd, pagerd-metrics.socket hands over its socket instead)',
+    schema: z.union([z.literal(''), z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'HOST:PORT, such as 127.0.0.1:9464 or [::1]:9464')]),
+  },
   socketMode: { unit: 'octal string', default: '0660', description: 'permission bits of the socket', schema: z.string().regex(/^0?[0-7]{3}$/) },
-  'memory.size': { unit: 'bytes', default: '256MiB', description: 'size of the frame pool (a multiple of the page size)', schema: size },
+  'memory.size': {
+    unit: 'bytes',
+    default: '256MiB',
+    description: "size of the frame pool (a multiple of the store's page size)",
+    schema: size.refine((v) => parseSize(v) >= 4096 && parseSize(v) % 4096 === 0, 'a positive multiple of 4096 bytes (one page), such as "256MiB"'),
+  },
   'memory.minFree': { unit: 'frames', default: 64, description: 'pageout starts when fewer frames are free (AIX minfree)', schema: z.number().int().nonnegative() },
   'memory.maxFree': { unit: 'frames', default: 128, description: 'pageout stops once this many frames are free (AIX maxfree)', schema: z.number().int().positive() },
   'memory.maxPinnedShare': {

@@ -7,7 +7,7 @@ import type { VmServices } from '../vm/services.js';
 import type { Vmm } from '../vm/vmm.js';
 import { HandshakeRefused, negotiate, type ExportCatalog } from './handshake.js';
 import { NbdExport, type PageMapped } from './nbd-export.js';
-import { NbdSession, RequestError, type SessionLimits } from './nbd-session.js';
+import { NbdSession, RequestError, type RequestObserver, type SessionLimits } from './nbd-session.js';
 import { ConnectionEnded, SocketReader } from './socket-reader.js';
 
 export interface NbdServerOptions {
@@ -21,7 +21,7 @@ export interface NbdServerOptions {
   handshakeTimeoutMs: number;
   limits: SessionLimits;
   log: Logger;
-  observe: (op: string, seconds: number, ok: boolean) => void;
+  observe: RequestObserver;
 }
 
 /**

@@ -48,6 +48,9 @@ export class RequestError extends Error {
   }
 }
 
+/** Called with each request's command, duration and outcome (metrics; `detail` only when tracing). */
+export type RequestObserver = (op: string, seconds: number, ok: boolean, detail: () => object) => void;
+
 /**
  * The transmission phase of one NBD connection: reads requests as they come, serves many at once
  * (replies go out as each finishes, in any order), and ends on NBD_CMD_DISC, a malformed request,
@@ -64,7 +67,7 @@ export class NbdSession {
     private readonly reader: SocketReader,
     private readonly neg: Negotiated,
     private readonly limits: SessionLimits,
-    private readonly observe: (op: string, seconds: number, ok: boolean) => void,
+    private readonly observe: RequestObserver,
   ) {
     this.out = new TurnWriter(socket);
   }
@@ -129,11 +132,12 @@ export class NbdSession {
     this.bytesInFlight += bytes;
     const started = performance.now();
     const op = COMMAND_NAMES[request.type] ?? 'nbd.unknown';
+    const detail = (result: string) => (): object => ({ vmid: this.neg.export.vmid, offset: request.offset, length: request.length, flags: request.flags, result });
     void this.serve(request).then(
-      () => this.observe(op, (performance.now() - started) / 1e3, true),
+      () => this.observe(op, (performance.now() - started) / 1e3, true, detail('ok')),
       (err: unknown) => {
         const failure = asRequestError(err);
-        this.observe(op, (performance.now() - started) / 1e3, false);
+        this.observe(op, (performance.now() - started) / 1e3, false, detail(failure.message));
         this.replyError(request, failure);
       },
     ).finally(() => {

@@ -23,16 +23,31 @@ export class Admissions {
   private total = 0;
   private readonly open = new Map<number, number>();
   private readonly handshaking = new Map<number, number>();
+  /** Connections refused at a cap, ever (a metric). */
+  refused = 0;
 
   constructor(private readonly limits: AdmissionLimits) {}
 
   /** Admits a connection of `uid`, or answers why not. */
   admit(uid: number): Admission | string {
+    const why = this.refusal(uid);
+    if (why !== undefined) {
+      this.refused++;
+      return why;
+    }
+    return this.admitted(uid);
+  }
+
+  private refusal(uid: number): string | undefined {
     const open = this.open.get(uid) ?? 0;
     const handshaking = this.handshaking.get(uid) ?? 0;
     if (this.total >= this.limits.maxConnections) return `the daemon has ${this.total} connections (server.maxConnections)`;
     if (open >= this.limits.maxConnectionsPerUid) return `uid ${uid} has ${open} connections (server.maxConnectionsPerUid)`;
     if (handshaking >= this.limits.maxHandshakesPerUid) return `uid ${uid} has ${handshaking} connections still in their handshake (server.maxHandshakesPerUid)`;
+    return undefined;
+  }
+
+  private admitted(uid: number): Admission {
     this.total++;
     bump(this.open, uid, 1);
     bump(this.handshaking, uid, 1);

@@ -9,6 +9,7 @@ import {
   encodeWelcome,
   WelcomeFlag,
   type Reply,
+  type Value,
 } from '../protocol/codec.js';
 import { closeFd, sendWithFds } from '../native/addon.js';
 import { FrameDecoder, FrameTooLargeError, encodeFrame } from '../protocol/frame.js';
@@ -40,8 +41,8 @@ export interface ConnectionHost {
   pageSize: number;
   limits: ConnectionLimits;
   env(ctx: ClientContext, cancel: (id: number) => void): HandlerEnv;
-  /** Called with each request's operation and duration (metrics). */
-  observe(op: string, seconds: number, ok: boolean): void;
+  /** Called with each request's operation, duration and outcome (metrics; `detail` only when tracing). */
+  observe(op: string, seconds: number, ok: boolean, detail: () => object): void;
   /** Called once when the handshake is over, either way (its slot in the handshake cap is free). */
   handshakeDone(): void;
   /** True while the reply bytes queued and promised over all connections exceed server.maxQueuedBytesTotal. */
@@ -254,7 +255,10 @@ export class Connection {
     this.promisedBytes += promised;
     const started = performance.now();
     const finish = (outcome: Outcome): void => {
-      this.host.observe(request.op, (performance.now() - started) / 1e3, outcome.error === undefined);
+      this.host.observe(request.op, (performance.now() - started) / 1e3, outcome.error === undefined, () => ({
+        args: request.args.map(traceable),
+        result: outcome.error === undefined ? outcome.results.map(traceable) : `${outcome.error.code} (${outcome.error.reason})`,
+      }));
       this.promisedBytes -= promised;
       this.inFlight.delete(request.id);
       if (this.inFlight.size === 0) for (const wake of this.idleWaiters.splice(0)) wake();
@@ -383,6 +387,11 @@ class Cancellation {
     this.cancelled = true;
     this.controller?.abort();
   }
+}
+
+/** A value as a request trace shows it: bytes by their length. */
+function traceable(v: Value): number | string {
+  return v instanceof Uint8Array ? `${v.length} bytes` : v;
 }
 
 function answer(error: PagerError): { code: string; reason: string; detail: string } {

@@ -1,7 +1,9 @@
 import { existsSync, mkdirSync } from 'node:fs';
+import type { Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
+import { configError } from '../config/load-config.js';
 import { parseSize, type Config } from '../config/tunables.js';
 import { PagerError } from '../errors.js';
 import { mallocTrim, peerCred, peerGroups } from '../native/addon.js';
@@ -19,6 +21,7 @@ import { Connection, type ConnectionHost, type ConnectionLimits } from './connec
 import type { HandlerEnv } from './handlers.js';
 import { answers, listen, socketActivated, socketFd } from './listener.js';
 import { Metrics } from './metrics.js';
+import { serveMetrics } from './metrics-http.js';
 import { NbdServer } from '../nbd/nbd-server.js';
 import { DeviceMissingError, SocketInUseError } from './start-refusals.js';
 
@@ -39,7 +42,11 @@ export function statePaths(config: Config): { device: string; database: string }
 /** Opens the store the configuration names: a configured device must exist (the default one is created). */
 export async function openConfiguredStore(config: Config, log: Logger, observeIo?: IoObserver, extra: Pick<StoreOptions, 'reportOnly'> = {}): Promise<PersistentStore> {
   if (config.device !== '' && !existsSync(config.device)) throw new DeviceMissingError(config.device);
-  mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
+  try {
+    mkdirSync(config.stateDir, { recursive: true, mode: 0o750 });
+  } catch (err) {
+    throw Object.assign(new Error(`cannot create the state directory ${config.stateDir}: ${(err as Error).message}`), { code: (err as NodeJS.ErrnoException).code });
+  }
   const paths = statePaths(config);
   return PersistentStore.open({
     devicePath: paths.device,
@@ -66,6 +73,7 @@ export class Daemon {
   private readonly admissions: Admissions;
   private server: Server | undefined;
   private nbd: NbdServer | undefined;
+  private metricsServer: HttpServer | undefined;
   private readonly maxHeldTotal: number;
   private heldTotal: number | undefined;
   private trimScheduled = false;
@@ -80,28 +88,40 @@ export class Daemon {
     /** Who is offered shared frames; undefined when server.sharedFrames is off. */
     private readonly sharedFramesTrust: SharedFramesTrust | undefined,
   ) {
-    metrics.watch(vmm, store, () => this.connections.size, () => this.nbd?.connections ?? 0);
     this.maxHeldTotal = parseSize(config['server.maxQueuedBytesTotal']);
     this.admissions = new Admissions({
       maxConnections: config['server.maxConnections'],
       maxConnectionsPerUid: config['server.maxConnectionsPerUid'],
       maxHandshakesPerUid: config['server.maxHandshakesPerUid'],
     });
+    metrics.watch(vmm, store, {
+      connections: () => this.connections.size,
+      nbdConnections: () => this.nbd?.connections ?? 0,
+      refusedConnections: () => this.admissions.refused,
+    });
   }
 
   static async start(config: Config, log: Logger): Promise<Daemon> {
     const metrics = new Metrics();
     // Checked before the store is opened: a group that does not exist refuses the start (exit 78).
-    const sharedFramesTrust = config['server.sharedFrames'] ? new SharedFramesTrust(config['server.sharedFramesGroup']) : undefined;
+    const sharedFramesTrust = config['server.sharedFrames'] ? new SharedFramesTrust(config) : undefined;
     // Before the store is opened (and a default backing file created): a second pagerd on the same socket is refused first.
     for (const path of [config.socket, config.nbdSocket]) {
       if (path !== '' && !socketActivated() && (await answers(path))) throw new SocketInUseError(path);
     }
-    const store = await openConfiguredStore(config, log, (op, seconds) => metrics.observeDeviceIo(op, seconds));
+    // Bound before the store is opened: an address in use refuses the start with nothing created.
+    const metricsServer = await serveMetrics(config.metricsListen, () => metrics.text(), metrics.registry.contentType, log);
+    let store: PersistentStore;
+    try {
+      store = await openConfiguredStore(config, log, (op, seconds) => metrics.observeDeviceIo(op, seconds));
+    } catch (err) {
+      metricsServer?.close();
+      throw err;
+    }
     try {
       const pageSize = store.pageSize;
       const memory = parseSize(config['memory.size']);
-      if (memory % pageSize !== 0 || memory < pageSize) throw new Error(`memory.size ${memory} is not a positive multiple of the page size ${pageSize}`);
+      if (memory % pageSize !== 0 || memory < pageSize) throw configError(config, 'memory.size', `${memory} bytes is not a positive multiple of the store's page size ${pageSize}`);
       const vmm = await Vmm.open(store, {
         frames: memory / pageSize,
         minFree: config['memory.minFree'],
@@ -113,6 +133,7 @@ export class Daemon {
         sharedFrames: config['server.sharedFrames'],
       });
       const daemon = new Daemon(config, store, vmm, new VmServices(vmm), log, metrics, sharedFramesTrust);
+      daemon.metricsServer = metricsServer;
       daemon.server = await listen(config.socket, parseInt(config.socketMode, 8), (s) => daemon.accept(s));
       if (config.nbdSocket !== '') {
         daemon.nbd = await daemon.startNbd().catch((err: unknown) => {
@@ -125,6 +146,7 @@ export class Daemon {
       log.info({ socket: config.socket, device: statePaths(config).device, frames: vmm.pool.count, pageSize, recovery: store.recoveryCheck }, 'pagerd ready');
       return daemon;
     } catch (err) {
+      metricsServer?.close();
       await store.close();
       throw err;
     }
@@ -144,7 +166,7 @@ export class Daemon {
       // NBD's own limit on a request (32 MiB), within the reply bytes a connection may hold.
       limits: { maxRequestBytes: NBD_MAX_REQUEST_BYTES, maxInFlight: limits.maxInFlight, maxInFlightBytes: limits.maxQueuedBytes },
       log: this.log,
-      observe: (op, seconds, ok) => this.metrics.observeRequest(op, seconds, ok),
+      observe: (op, seconds, ok, detail) => this.observe(this.log, op, seconds, ok, detail),
     });
   }
 
@@ -201,7 +223,7 @@ export class Daemon {
         verify: (after, limit) => this.verify(ctx, after, limit),
         cancel,
       }),
-      observe: (op, seconds, ok) => this.metrics.observeRequest(op, seconds, ok),
+      observe: (op, seconds, ok, detail) => this.observe(log, op, seconds, ok, detail),
       handshakeDone: admission.handshakeDone,
       overBudget: () => this.overBudget(),
       offersSharedFrames: () => trusted,
@@ -218,6 +240,12 @@ export class Daemon {
       this.returnMemorySoon();
       log.debug({}, 'client disconnected');
     });
+  }
+
+  /** Counts a finished request; at --log-level trace, logs it (op, arguments, result, µs). */
+  private observe(log: Logger, op: string, seconds: number, ok: boolean, detail: () => object): void {
+    this.metrics.observeRequest(op, seconds, ok);
+    if (log.isLevelEnabled('trace')) log.trace({ op, ...detail(), us: Math.round(seconds * 1e6) }, 'request');
   }
 
   /**
@@ -288,6 +316,8 @@ export class Daemon {
     // Stop accepting at once; close()'s callback would wait for every client to hang up.
     this.server?.close();
     this.nbd?.stop();
+    this.metricsServer?.close();
+    this.metricsServer?.closeAllConnections();
     for (const c of this.connections) c.stopReading();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise((r) => (timer = setTimeout(r, 30_000)));

@@ -19,9 +19,26 @@ export function socketFd(socket: Socket): number {
   return fd;
 }
 
-/** True when systemd socket activation handed this process its listening socket. */
+/**
+ * The listening sockets systemd handed this process (sd_listen_fds), by their FileDescriptorName:
+ * `metrics` is pagerd-metrics.socket's; the first other one is the client socket.
+ */
+export function inheritedSockets(env: NodeJS.ProcessEnv = process.env): { native?: number; metrics?: number } {
+  const count = Number(env.LISTEN_FDS);
+  if (!Number.isInteger(count) || count < 1) return {};
+  if (env.LISTEN_PID !== undefined && Number(env.LISTEN_PID) !== process.pid) return {};
+  const names = (env.LISTEN_FDNAMES ?? '').split(':');
+  const found: { native?: number; metrics?: number } = {};
+  for (let i = 0; i < count; i++) {
+    if (names[i] === 'metrics') found.metrics ??= SD_LISTEN_FDS_START + i;
+    else found.native ??= SD_LISTEN_FDS_START + i;
+  }
+  return found;
+}
+
+/** True when systemd socket activation handed this process its client socket. */
 export function socketActivated(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env.LISTEN_FDS === '1' && (env.LISTEN_PID === undefined || Number(env.LISTEN_PID) === process.pid);
+  return inheritedSockets(env).native !== undefined;
 }
 
 /** True if something answers on the Unix socket at `path`. */
@@ -46,8 +63,9 @@ export async function listen(path: string, mode: number, onConnection: (socket: 
   // No server.maxConnections: Node would close connections past it without a word. The daemon
   // counts them itself and tells a refused one why.
   const server = createServer({ pauseOnConnect: false }, onConnection);
-  if (inherit && socketActivated()) {
-    await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ fd: SD_LISTEN_FDS_START }, resolve));
+  const inherited = inheritedSockets().native;
+  if (inherit && inherited !== undefined) {
+    await new Promise<void>((resolve, reject) => server.once('error', reject).listen({ fd: inherited }, resolve));
     return server;
   }
   mkdirSync(dirname(path), { recursive: true, mode: 0o750 });

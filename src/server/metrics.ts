@@ -1,9 +1,20 @@
 import { monitorEventLoopDelay } from 'node:perf_hooks';
-import { Counter, Gauge, Registry } from 'prom-client';
+import { Counter, Gauge, Registry, collectDefaultMetrics } from 'prom-client';
 import type { IoOp } from '../store/io-timing.js';
 import type { PersistentStore } from '../store/persistent-store.js';
 import type { Vmm } from '../vm/vmm.js';
+import { VERSION } from '../version.js';
 import { LatencyHistogram } from './latency-histogram.js';
+
+/** What the daemon counts outside the engine and the store, read at scrape time. */
+export interface DaemonGauges {
+  connections: () => number;
+  nbdConnections: () => number;
+  refusedConnections: () => number;
+}
+
+/** How long the page writer may go without finishing a cycle, with work pending, before it counts as stalled (s). */
+const WRITER_STALL_SECONDS = 30;
 
 /** How often the event loop's delay is sampled (ms). */
 const DELAY_RESOLUTION_MS = 1;
@@ -26,10 +37,15 @@ export class Metrics {
   constructor() {
     this.registry.registerMetric(this.requests.asMetric());
     this.registry.registerMetric(this.deviceIo.asMetric());
+    // process_* and nodejs_* (CPU, memory, descriptors, GC, the event loop's lag).
+    collectDefaultMetrics({ register: this.registry });
+    new Gauge({ name: 'pagerd_build_info', help: 'Always 1: the version of pagerd and of Node.js running', labelNames: ['version', 'node'], registers: [this.registry] })
+      .labels(VERSION, process.version)
+      .set(1);
   }
 
-  /** Registers the engine and store gauges and counters (read at scrape time). */
-  watch(vmm: Vmm, store: PersistentStore, connections: () => number, nbdConnections: () => number): void {
+  /** Registers the engine, store and daemon gauges and counters (read at scrape time). */
+  watch(vmm: Vmm, store: PersistentStore, daemon: DaemonGauges): void {
     const r = this.registry;
     const counter = (name: string, help: string, read: () => number): void => {
       let last = 0;
@@ -71,9 +87,15 @@ export class Metrics {
     });
     gauge('pagerd_mapped_slots', 'Backing slots holding a committed page', () => store.slotStats.mapped);
     gauge('pagerd_available_slots', 'Backing slots that can still be reserved', () => store.slotStats.available);
-    gauge('pagerd_connections', 'Client connections on the native socket', connections);
-    gauge('pagerd_nbd_connections', 'Client connections on the NBD socket', nbdConnections);
+    gauge('pagerd_connections', 'Client connections on the native socket', daemon.connections);
+    gauge('pagerd_nbd_connections', 'Client connections on the NBD socket', daemon.nbdConnections);
+    counter('pagerd_connections_refused_total', 'Connections refused at a cap (server.maxConnections, per uid, handshakes), native and NBD', daemon.refusedConnections);
     gauge('pagerd_store_failed', '1 once the backing store has failed permanently (page-outs answer EIO until it is reopened)', () => (store.failed ? 1 : 0));
+    counter('pagerd_checksum_failures_total', 'Page-ins answered EIO because a slot or a page-map row failed its checksum (see docs/operations.md)', () => store.readErrors.checksum);
+    counter('pagerd_page_in_failures_total', 'Page-ins answered EIO because the device failed the read', () => store.readErrors.device);
+    gauge('pagerd_page_writer_stalled', `1 while page-outs are pending and none has completed for ${WRITER_STALL_SECONDS} s (the watchdog's test)`, () =>
+      store.pageOutsProgressing(WRITER_STALL_SECONDS * 1000) ? 0 : 1,
+    );
     // The event loop's delay (how late a timer fires: what every request waits behind), since the
     // last scrape. The histogram records the time between a 1 ms timer's firings: the delay is what
     // exceeds the 1 ms.

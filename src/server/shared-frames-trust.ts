@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
-import { ConfigError } from '../config/load-config.js';
+import { configError } from '../config/load-config.js';
+import type { Config } from '../config/tunables.js';
 
 /**
  * Who may map the shared frame pool. The mapping shows every resident page of every segment,
@@ -10,9 +11,12 @@ import { ConfigError } from '../config/load-config.js';
 export class SharedFramesTrust {
   private readonly gid: number | undefined;
 
-  /** `group`: a group name or numeric gid ('' for none); an unknown name throws a ConfigError. */
-  constructor(group: string) {
-    this.gid = group === '' ? undefined : resolveGroup(group);
+  /** Reads server.sharedFramesGroup (a group name or numeric gid, '' for none); an unknown name throws a ConfigError. */
+  constructor(config: Config) {
+    const group = config['server.sharedFramesGroup'];
+    const gid = group === '' ? undefined : resolveGroup(group);
+    if (gid === null) throw configError(config, 'server.sharedFramesGroup', `no group named ${JSON.stringify(group)} in /etc/group`);
+    this.gid = gid;
   }
 
   /**
@@ -27,11 +31,11 @@ export class SharedFramesTrust {
   }
 }
 
-function resolveGroup(group: string): number {
+function resolveGroup(group: string): number | null {
   if (/^\d+$/.test(group)) return Number(group);
   for (const line of readFileSync('/etc/group', 'utf8').split('\n')) {
     const [name, , gid] = line.split(':');
     if (name === group && /^\d+$/.test(gid ?? '')) return Number(gid);
   }
-  throw new ConfigError(`server.sharedFramesGroup: no group named ${JSON.stringify(group)} in /etc/group`);
+  return null;
 }

@@ -2,6 +2,7 @@ import { constants, type Stats } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import fsExt from 'fs-ext';
 import { allocate, blockDeviceSize, deallocate, readCached, writevSummed } from '../native/addon.js';
+import { StoreInUseError } from './store-errors.js';
 
 /**
  * The raw storage under a store: a regular file or a block device, read and written at positions,
@@ -104,7 +105,7 @@ export async function openDevice(path: string, options: DeviceOptions): Promise<
     try {
       handle = await open(path, constants.O_RDWR | constants.O_EXCL);
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'EBUSY') throw new Error(`block device ${path} is in use (another pagerd, a mount, or a holder)`);
+      if ((err as NodeJS.ErrnoException).code === 'EBUSY') throw new StoreInUseError(`block device ${path} is in use (another pagerd, a mount, or a holder)`);
       throw err;
     }
     return new HandleDevice('block', blockDeviceSize(handle.fd), handle);
@@ -116,7 +117,7 @@ export async function openDevice(path: string, options: DeviceOptions): Promise<
   } catch (err) {
     await handle.close();
     if ((err as NodeJS.ErrnoException).code === 'EAGAIN' || (err as NodeJS.ErrnoException).code === 'EWOULDBLOCK') {
-      throw new Error(`${path} is in use by another pagerd (it holds the file's lock)`);
+      throw new StoreInUseError(`${path} is in use by another pagerd (it holds the file's lock)`);
     }
     throw err;
   }

@@ -25,6 +25,10 @@ export interface PageReaderParts {
  */
 export class PageReader {
   private readonly zeros: Uint8Array;
+  /** Page-ins (and page-map lookups) answered EIO because a slot or a row failed its seal. */
+  checksumFailures = 0;
+  /** Page-ins answered EIO because the device failed the read. */
+  readFailures = 0;
 
   constructor(private readonly parts: PageReaderParts) {
     this.zeros = new Uint8Array(parts.pageSize);
@@ -79,11 +83,13 @@ export class PageReader {
   /** A BrokenSealError as EIO (checksum-mismatch), logged; any other error as it is. */
   sealError(err: unknown, page?: { vmid: number; pno: number }): unknown {
     if (!(err instanceof BrokenSealError)) return err;
+    this.checksumFailures++;
     this.parts.log.error({ ...page, err }, 'page-map row failed its seal; answering EIO');
     return new PagerError('checksum-mismatch', err.message);
   }
 
   private readFailed(vmid: number, pno: number, slot: number, err: unknown): PagerError {
+    this.readFailures++;
     this.parts.log.error({ vmid, pno, slot, err }, 'page-in failed');
     return new PagerError('page-in-failed', `reading slot ${slot}: ${(err as Error).message}`);
   }
@@ -96,6 +102,7 @@ export class PageReader {
   /** EIO (checksum-mismatch), logged, if the bytes read are not the page's last complete version. */
   private checkRead(vmid: number, pno: number, into: Uint8Array, loc: PageLocation): void {
     if (this.sealMatches(into, vmid, pno, loc.checksum)) return;
+    this.checksumFailures++;
     this.parts.log.error({ vmid, pno, slot: loc.slot }, 'slot failed its checksum; answering EIO');
     throw new PagerError('checksum-mismatch', `page ${pno} of segment ${vmid} (slot ${loc.slot}) failed its checksum`);
   }

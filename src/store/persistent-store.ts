@@ -185,6 +185,11 @@ export class PersistentStore implements BackingStore {
     return this.failure !== undefined;
   }
 
+  /** Page-ins answered EIO: a slot or page-map row that failed its seal, or a read the device failed. */
+  get readErrors(): { checksum: number; device: number } {
+    return { checksum: this.reader.checksumFailures, device: this.reader.readFailures };
+  }
+
   /** Free bytes in the file system of the metadata database (at most a second old). */
   get metadataFreeBytes(): number {
     return this.walSpace.free;

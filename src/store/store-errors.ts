@@ -8,6 +8,15 @@ export class StoreRefusedError extends Error {
   }
 }
 
+/** Another pagerd holds the device (its lock, or O_EXCL on a block device): try again once it has stopped (EX_TEMPFAIL). */
+export class StoreInUseError extends Error {
+  readonly exitStatus = 75;
+  constructor(message: string) {
+    super(message);
+    this.name = 'StoreInUseError';
+  }
+}
+
 /**
  * The device and the metadata contradict each other: serving would serve stale or wrong pages.
  * pagerd exits 65 (EX_DATAERR) on it, and systemd does not restart it.

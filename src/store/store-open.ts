@@ -27,10 +27,14 @@ export async function openStoreFiles(options: StoreOptions): Promise<OpenedStore
   const device = await (options.openDevice ?? openDevice)(options.devicePath, options);
   let db: Database | undefined;
   try {
+    // The device is read before the database is opened (and, on first start, created): a device
+    // that fails its reads refuses the start with nothing created.
+    const probe = new Uint8Array(HEADER_PROBE_BYTES);
+    await device.read(probe, 0).catch((err: NodeJS.ErrnoException) => {
+      throw Object.assign(new Error(`cannot read the header of ${options.devicePath}: ${err.message}`), { code: err.code });
+    });
     db = openDatabase(options.databasePath);
     const meta = new MetaTable(db);
-    const probe = new Uint8Array(HEADER_PROBE_BYTES);
-    await device.read(probe, 0);
     const found = probeHeader(probe);
     const knownId = meta.get('store_id');
     const where = options.devicePath;

@@ -35,11 +35,26 @@ describe('configuration', () => {
     expect(config['writeback.minAgeMs']).toBe(30);
   });
 
-  it('names the key of a bad value', () => {
-    expect(() => loadConfig({ env: { PAGERD_STORE_PAGE_SIZE: '8192' } })).toThrow(ConfigError);
-    expect(() => loadConfig({ env: { PAGERD_STORE_PAGE_SIZE: '8192' } })).toThrow(/store\.pageSize/);
+  it('names where a bad value came from: a flag is a usage error (64), a variable or the file a configuration error (78)', () => {
+    const thrown = (options: Parameters<typeof loadConfig>[0]): ConfigError => {
+      try {
+        loadConfig(options);
+      } catch (err) {
+        if (err instanceof ConfigError) return err;
+      }
+      throw new Error('no ConfigError');
+    };
+    const fromEnv = thrown({ env: { PAGERD_STORE_PAGE_SIZE: '8192' } });
+    expect(fromEnv.message).toMatch(/^PAGERD_STORE_PAGE_SIZE: .*got 8192/);
+    expect(fromEnv.exitStatus).toBe(78);
+    // A flag outranks the variable, and is named as the flag.
+    const fromFlag = thrown({ env: { PAGERD_MEMORY_SIZE: '64MiB' }, flags: { 'memory.size': '1000' }, flagNames: { 'memory.size': '--memory' } });
+    expect(fromFlag.message).toMatch(/^--memory: a positive multiple of 4096 bytes/);
+    expect(fromFlag.exitStatus).toBe(64);
     const file = join(storeDir(), 'bad.json');
     writeFileSync(file, JSON.stringify({ memory: { sise: 1 } }));
-    expect(() => loadConfig({ file })).toThrow(/memory/);
+    expect(thrown({ file }).message).toMatch(/^config file .*bad\.json: memory/);
+    writeFileSync(file, JSON.stringify({ memory: { size: 'lots' } }));
+    expect(thrown({ file }).message).toContain(`config file ${file}: memory.size: `);
   });
 });

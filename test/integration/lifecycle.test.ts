@@ -16,7 +16,7 @@ describe('daemon lifecycle', () => {
     const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('PAGERD_')));
     const proc = spawn(process.execPath, [PAGERD], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
-    proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    proc.stderr.on('data', (d: Buffer) => (out += d.toString()));
     try {
       const deadline = Date.now() + 20_000;
       while (!out.includes('"pagerd ready"') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
@@ -114,7 +114,7 @@ describe('daemon lifecycle', () => {
   it('exits 78 on a bad configuration value, naming the key', async () => {
     const err = await startDaemon({ env: { PAGERD_MEMORY_MIN_FREE: '-3' } }).catch((e: Error) => e);
     expect(String(err)).toMatch(/exited with 78/);
-    expect(String(err)).toMatch(/memory\.minFree \(PAGERD_MEMORY_MIN_FREE\)/);
+    expect(String(err)).toMatch(/pagerd: PAGERD_MEMORY_MIN_FREE: /);
   });
 });
 

@@ -41,8 +41,8 @@ describe('pagerctl', () => {
   it('exits 1 with the errno name and reason on a service error', () => {
     const r = pagerctl(['--json', 'iowait', '987654']);
     expect(r.status).toBe(1);
-    expect(r.stderr).toMatch(/EINVAL \(no-such-segment\)/);
-    expect(JSON.parse(r.stdout.toString())).toEqual({ error: { code: 'EINVAL', errno: 22, reason: 'no-such-segment' } });
+    expect(JSON.parse(r.stderr)).toEqual({ error: { code: 'EINVAL', errno: 22, reason: 'no-such-segment', message: expect.any(String) } });
+    expect(pagerctl(['iowait', '987654']).stderr).toMatch(/^pagerctl: EINVAL \(no-such-segment\): /);
   });
 
   it('exits 64 on bad usage and 69 when the daemon is unreachable', () => {

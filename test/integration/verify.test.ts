@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import { openSync, writeSync, closeSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -7,6 +8,7 @@ import { startDaemon } from '../support/daemon.js';
 import { mulberry32 } from '../support/random.js';
 import { storeOptions } from '../support/store-files.js';
 
+const PAGERCTL = join(import.meta.dirname, '../../dist/src/cli/pagerctl.js');
 const PAGE = 4096;
 const PAGES = 1024;
 const uio = (buf: Uint8Array) => ({ iov: [buf], offset: 0, resid: buf.length, segflg: 0 });
@@ -66,6 +68,11 @@ describe('pagerctl verify on a live store', () => {
     const report = await c.verify();
     expect(report.bad).toEqual([{ vmid: victim.vmid, pno: victim.pno, slot: victim.slot, why: 'checksum mismatch' }]);
     await expect(c.vmMove(victim.vmid, victim.pno * PAGE, PAGE, UIO_READ, uio(new Uint8Array(PAGE)))).rejects.toMatchObject({ code: 'EIO', reason: 'checksum-mismatch' });
+    // What an operator sees: the failure counted, and pagerctl verify exits 65 (EX_DATAERR).
+    expect(await c.metrics()).toMatch(/^pagerd_checksum_failures_total 1$/m);
+    const ctl = spawnSync(process.execPath, [PAGERCTL, '--socket', again.socket, '--json', 'verify'], { encoding: 'utf8' });
+    expect(ctl.status).toBe(65);
+    expect(JSON.parse(ctl.stdout)).toMatchObject({ ok: false, bad: [{ vmid: victim.vmid, pno: victim.pno }] });
     await c.close();
     expect(await again.stop()).toBe(0);
   }, 120_000);

@@ -59,7 +59,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
         resolve();
       }
     };
-    proc.stdout!.on('data', check);
+    proc.stderr!.on('data', check);
     void exited.then((code) => {
       clearTimeout(timer);
       reject(new Error(`pagerd exited with ${code} before it was ready:\n${out}`));
