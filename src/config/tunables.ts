@@ -18,6 +18,16 @@ export function parseSize(value: number | string): number {
   return Number(m[1]) * SIZE_UNITS[m[2] ?? ''];
 }
 
+/** A size of at least one 4 KiB page, in whole pages (the smallest page size a store has). */
+function isPageMultiple(value: number | string): boolean {
+  try {
+    const bytes = parseSize(value);
+    return bytes >= 4096 && bytes % 4096 === 0;
+  } catch {
+    return false; // not a size: the size schema says so
+  }
+}
+
 interface Tunable {
   unit: string;
   default: string | number | boolean;
@@ -59,7 +69,7 @@ export const TUNABLES = {
     unit: 'bytes',
     default: '256MiB',
     description: "size of the frame pool (a multiple of the store's page size)",
-    schema: size.refine((v) => parseSize(v) >= 4096 && parseSize(v) % 4096 === 0, 'a positive multiple of 4096 bytes (one page), such as "256MiB"'),
+    schema: size.refine((v) => isPageMultiple(v), 'a positive multiple of 4096 bytes (one page), such as "256MiB"'),
   },
   'memory.minFree': { unit: 'frames', default: 64, description: 'pageout starts when fewer frames are free (AIX minfree)', schema: z.number().int().nonnegative() },
   'memory.maxFree': { unit: 'frames', default: 128, description: 'pageout stops once this many frames are free (AIX maxfree)', schema: z.number().int().positive() },
