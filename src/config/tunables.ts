@@ -61,8 +61,8 @@ export const TUNABLES = {
   metricsListen: {
     unit: 'host:port',
     default: '',
-    description: 'serve Prometheus metrics over HTTP at /metrics on this address, e.g. 127.0.0.1:9464; empty: off (under systemd, pagerd-metrics.socket hands over its socket instead)',
-    schema: z.union([z.literal(''), z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'HOST:PORT, such as 127.0.0.1:9464 or [::1]:9464')]),
+    description: 'serve Prometheus metrics over HTTP at /metrics on this address, e.g. 127.0.0.1:9477; empty: off (under systemd, pagerd-metrics.socket hands over its socket instead)',
+    schema: z.union([z.literal(''), z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'HOST:PORT, such as 127.0.0.1:9477 or [::1]:9477')]),
   },
   socketMode: { unit: 'octal string', default: '0660', description: 'permission bits of the socket', schema: z.string().regex(/^0?[0-7]{3}$/) },
   'memory.size': {
