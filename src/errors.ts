@@ -17,6 +17,7 @@ export const ERRNO = {
   ENOSPC: 28,
   EINTR: 4,
   EAGAIN: 11,
+  EBUSY: 16,
   EPROTO: 71,
   ECONNRESET: 104,
   ETIMEDOUT: 110,
@@ -82,6 +83,9 @@ export const REASONS = {
   'interrupted': { code: 'EINTR', text: 'a wait on a V_INTRSEG segment was interrupted' },
   'shared-frames-not-offered': { code: 'EACCES', text: "shared frames are offered only to the daemon's own uid, root and members of server.sharedFramesGroup, and only when server.sharedFrames is on" },
   'too-many-connections': { code: 'EAGAIN', text: "the daemon is at a connection cap (server.maxConnections, or the uid's share); the connection is closed" },
+  // Backups (pagerctl backup).
+  'backup-in-progress': { code: 'EBUSY', text: 'another backup holds page-outs; one backup runs at a time' },
+  'no-backup': { code: 'EINVAL', text: 'backupFinish on a connection that did not begin a backup' },
   // Seen by the client library only.
   'protocol-error': { code: 'EPROTO', text: 'the daemon sent a frame the client cannot decode, or one the protocol does not send that way; the connection is closed' },
   'connection-closed': { code: 'ECONNRESET', text: 'the connection to the daemon closed; calls pending on it, and later ones, fail' },

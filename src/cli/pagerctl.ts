@@ -4,7 +4,10 @@
  * text and errors go to stderr (`--json`: one JSON line, {"error": {code, errno, reason, message}}).
  * Exit statuses: src/cli/exit-status.ts.
  */
+import { spawnSync } from 'node:child_process';
+import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { constants } from 'node:os';
+import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, type PagerClient } from '../client/index.js';
 import { parseSize } from '../config/tunables.js';
@@ -270,6 +273,30 @@ program
       bar.stop();
       emit(report, report.ok ? `ok: ${report.pages} pages verified` : `PROBLEMS: ${JSON.stringify(report)}`);
       if (!report.ok) process.exitCode = EXIT.DATAERR;
+    }),
+  );
+
+program
+  .command('backup')
+  .description('copy the live store into DIR (a new or empty directory): the device, then a snapshot of the metadata, taken while page-outs are held (docs/operations.md: backup and restore)')
+  .argument('<dir>', 'directory for the copy: backing (sparse) and pagerd.sqlite')
+  .action((dir: string) =>
+    withClient(async (c) => {
+      const into = resolve(dir);
+      mkdirSync(into, { recursive: true });
+      if (readdirSync(into).length > 0) throw new CtlError(EXIT.CANTCREAT, 'not-empty', `${into} is not empty: a backup goes into a new or empty directory`);
+      const started = performance.now();
+      const device = await c.backupBegin();
+      // A sparse copy: holes (never-written slots) stay holes. cp reads the device as it is now:
+      // the daemon writes no slot until backupFinish.
+      const cp = spawnSync('cp', ['--sparse=always', device, join(into, 'backing')], { encoding: 'utf8' });
+      if (cp.status !== 0) throw new CtlError(EXIT.IOERR, 'copy-failed', `copying ${device}: ${cp.stderr.trim() || `cp exited ${cp.status}`}`);
+      const snapshot = await c.backupFinish();
+      copyFileSync(snapshot, join(into, 'pagerd.sqlite'));
+      rmSync(snapshot, { force: true });
+      const made = { dir: into, device, deviceBytes: statSync(join(into, 'backing')).size, seconds: Math.round(performance.now() - started) / 1000 };
+      writeFileSync(join(into, 'backup.json'), `${JSON.stringify({ ...made, version: VERSION, takenAt: new Date().toISOString() }, null, 2)}\n`);
+      emit(made, `backed up ${device} (${made.deviceBytes} bytes) and its metadata into ${into} in ${made.seconds} s`);
     }),
   );
 

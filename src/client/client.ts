@@ -421,6 +421,19 @@ export class PagerClient {
     return this.results('metrics', []).then((r) => r[0] as string);
   }
 
+  /**
+   * Begins a backup (root or the daemon's uid): the daemon holds page-outs until backupFinish or
+   * until this connection closes, and answers the device's path for the caller to copy.
+   */
+  backupBegin(): Promise<string> {
+    return this.results('backupBegin', []).then((r) => r[0] as string);
+  }
+
+  /** Ends a backup: the daemon writes a snapshot of its metadata into its state directory, lets page-outs go on, and answers the snapshot's path. */
+  backupFinish(): Promise<string> {
+    return this.results('backupFinish', []).then((r) => r[0] as string);
+  }
+
   /** Closes the connection (its attachments end with it). */
   close(): Promise<void> {
     return new Promise((resolve) => {

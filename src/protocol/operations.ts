@@ -50,6 +50,11 @@ export const OPERATIONS = {
   // -> bytes of the shared frame pool, bytes of its access map; the reply carries their two
   // descriptors (SCM_RIGHTS), and the daemon closes the connection after it (docs/protocol.md).
   sharedFrames: { code: 26, args: [], results: ['n', 'n'] },
+  // A consistent copy of a live store (pagerctl backup): begin holds page-outs (until finish, or
+  // the connection closes) -> the device path; finish writes a snapshot of the metadata into the
+  // state directory and lets page-outs go on -> the snapshot's path.
+  backupBegin: { code: 27, args: [], results: ['s'] },
+  backupFinish: { code: 28, args: [], results: ['s'] },
 } as const satisfies Record<string, Operation>;
 
 export type OperationName = keyof typeof OPERATIONS;

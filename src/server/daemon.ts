@@ -22,6 +22,7 @@ import type { HandlerEnv } from './handlers.js';
 import { answers, listen, socketActivated, socketFd } from './listener.js';
 import { Metrics } from './metrics.js';
 import { serveMetrics } from './metrics-http.js';
+import { LiveBackup } from './live-backup.js';
 import { NbdServer } from '../nbd/nbd-server.js';
 import { DeviceMissingError, SocketInUseError } from './start-refusals.js';
 
@@ -32,6 +33,9 @@ const TRIM_DELAY_MS = 1000;
 const TRIM_AGAIN_MS = 20_000;
 
 /** Where the daemon keeps its files, from the configuration. */
+/** The metadata snapshot a backup writes in the state directory (pagerctl moves it into the backup). */
+export const BACKUP_SNAPSHOT = 'pagerd.sqlite.backup';
+
 export function statePaths(config: Config): { device: string; database: string } {
   return {
     device: config.device !== '' ? config.device : join(config.stateDir, 'backing'),
@@ -74,6 +78,7 @@ export class Daemon {
   private server: Server | undefined;
   private nbd: NbdServer | undefined;
   private metricsServer: HttpServer | undefined;
+  private readonly backup: LiveBackup;
   private readonly maxHeldTotal: number;
   private heldTotal: number | undefined;
   private trimScheduled = false;
@@ -89,6 +94,10 @@ export class Daemon {
     private readonly sharedFramesTrust: SharedFramesTrust | undefined,
   ) {
     this.maxHeldTotal = parseSize(config['server.maxQueuedBytesTotal']);
+    this.backup = new LiveBackup(store, { device: statePaths(config).device, snapshot: join(config.stateDir, BACKUP_SNAPSHOT) }, async () => {
+      const failed = await this.flushAll();
+      if (failed > 0) throw new PagerError('page-out-failed', `paging out every modified page before the backup failed on ${failed} segments`);
+    }, log);
     this.admissions = new Admissions({
       maxConnections: config['server.maxConnections'],
       maxConnectionsPerUid: config['server.maxConnectionsPerUid'],
@@ -221,6 +230,8 @@ export class Daemon {
         metrics: () => this.metrics.text(),
         segments: (c) => this.segmentsVisibleTo(c),
         verify: (after, limit) => this.verify(ctx, after, limit),
+        backupBegin: () => this.backup.begin(ctx),
+        backupFinish: () => this.backup.finish(ctx),
         cancel,
       }),
       observe: (op, seconds, ok, detail) => this.observe(log, op, seconds, ok, detail),
@@ -234,6 +245,7 @@ export class Daemon {
     this.connections.add(connection);
     log.debug({}, 'client connected');
     void connection.closed().then(() => {
+      this.backup.end(ctx);
       admission.release();
       this.svc.endContext(ctx);
       this.connections.delete(connection);
@@ -303,7 +315,7 @@ export class Daemon {
   }
 
   private async verify(ctx: ClientContext, after: { vmid: number; pno: number }, limit: number): Promise<object> {
-    if (ctx.uid !== 0 && ctx.uid !== process.getuid?.()) throw new PagerError('no-read-access', 'verify scrubs the whole store: root or the daemon user only');
+    if (!ctx.mayUseWholeStore) throw new PagerError('no-read-access', 'verify scrubs the whole store: root or the daemon user only');
     if (!Number.isSafeInteger(after.vmid) || !Number.isSafeInteger(after.pno) || !Number.isSafeInteger(limit) || limit < 1 || limit > 65536) {
       throw new PagerError('bad-argument', 'verify takes a cursor of integers and a limit of 1..65536');
     }
@@ -318,6 +330,7 @@ export class Daemon {
     this.nbd?.stop();
     this.metricsServer?.close();
     this.metricsServer?.closeAllConnections();
+    this.backup.end(); // page-outs must go on: every modified page is paged out below
     for (const c of this.connections) c.stopReading();
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise((r) => (timer = setTimeout(r, 30_000)));
@@ -331,26 +344,29 @@ export class Daemon {
 
   /**
    * Pages out every modified page of every segment and waits until all are durable. Its own
-   * context hears only the failures of these page-outs.
+   * context hears only the failures of these page-outs: answers how many segments had one.
    */
-  async flushAll(): Promise<void> {
+  async flushAll(): Promise<number> {
     const root = this.svc.createContext({ uid: 0, gid: 0, pid: process.pid });
     try {
       if (this.store.failed) {
         this.log.error({}, 'the store has failed: modified pages cannot be saved');
-        return;
+        return this.vmm.segments.size;
       }
       for (const seg of this.vmm.segments.values()) {
         if (seg.largePages || seg.pageCount === 0) continue;
         await this.svc.vmWritep(root, seg.vmid, 0, seg.pageCount);
       }
+      let failed = 0;
       for (const seg of this.vmm.segments.values()) {
         try {
           await this.svc.vmsIowait(root, seg.vmid);
         } catch (err) {
-          this.log.error({ err, vmid: seg.vmid }, 'a page-out failed during shutdown; its pages were not saved');
+          failed++;
+          this.log.error({ err, vmid: seg.vmid }, 'a page-out of every modified page failed; those pages were not saved');
         }
       }
+      return failed;
     } finally {
       this.svc.endContext(root);
     }

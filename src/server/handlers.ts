@@ -18,6 +18,9 @@ export interface HandlerEnv {
   metrics(): Promise<string>;
   segments(ctx: ClientContext): object[];
   verify(after: { vmid: number; pno: number }, limit: number): Promise<object>;
+  /** pagerctl backup: page-outs held for this connection (answers the device's path), then the metadata's snapshot. */
+  backupBegin(): Promise<string>;
+  backupFinish(): Promise<string>;
   cancel(id: number): void;
 }
 
@@ -126,4 +129,6 @@ export const HANDLERS: Record<Exclude<OperationName, 'sharedFrames'>, Handler> =
   verify: async (env, a) => [JSON.stringify(await env.verify({ vmid: n(a[0]), pno: n(a[1]) }, n(a[2])))],
   metrics: async (env) => [await env.metrics()],
   cancel: async (env, a) => (env.cancel(n(a[0])), []),
+  backupBegin: async (env) => [await env.backupBegin()],
+  backupFinish: async (env) => [await env.backupFinish()],
 };

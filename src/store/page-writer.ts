@@ -106,6 +106,8 @@ export class PageWriter {
   private awaitingCheck = false;
   /** When a cycle last settled, or the writer last went idle (performance.now() ms). */
   private lastProgressMs = performance.now();
+  /** Set while page-outs are held (a backup): no cycle starts; batches submitted wait in the queue. */
+  private hold: { released: Promise<void>; settled: () => void } | undefined;
 
   constructor(private readonly host: WriteCycleHost) {}
 
@@ -137,9 +139,28 @@ export class PageWriter {
     return this.running ? new Promise((resolve) => this.idleWaiters.push(resolve)) : Promise.resolve();
   }
 
-  /** True while the writer is idle or has settled a cycle within the last `withinMs` (the watchdog asks). */
+  /** True while the writer is idle, held, or has settled a cycle within the last `withinMs` (the watchdog asks). */
   progressing(withinMs: number): boolean {
-    return !this.running || this.awaitingCheck || performance.now() - this.lastProgressMs < withinMs;
+    return !this.running || this.awaitingCheck || this.hold !== undefined || performance.now() - this.lastProgressMs < withinMs;
+  }
+
+  /**
+   * Holds page-outs: no cycle starts until the answered release is called. Resolves once the
+   * cycles already started have settled (written, flushed and committed): from then until the
+   * release no slot is written, and the page map maps no new slot.
+   */
+  async pause(): Promise<() => void> {
+    if (this.hold !== undefined) throw new PagerError('backup-in-progress');
+    let release!: () => void;
+    let settled!: () => void;
+    const held = new Promise<void>((resolve) => (settled = resolve));
+    this.hold = { released: new Promise<void>((resolve) => (release = resolve)), settled };
+    if (!this.running) settled();
+    await held;
+    return () => {
+      this.hold = undefined;
+      release();
+    };
   }
 
   /** The drain loop threw: no batch may be left pending, so every one it held fails. */
@@ -160,6 +181,7 @@ export class PageWriter {
 
   private finish(): void {
     this.running = false;
+    this.hold?.settled();
     this.lastProgressMs = performance.now();
     for (const wake of this.idleWaiters.splice(0)) wake();
   }
@@ -176,6 +198,13 @@ export class PageWriter {
       return this.finish();
     }
     for (;;) {
+      const hold = this.hold;
+      if (hold !== undefined) {
+        await flushing; // its outcome is still charged to the next cycle, after the release
+        hold.settled();
+        await hold.released;
+        continue;
+      }
       if (this.queue.length === 0) {
         await flushing; // batches submitted meanwhile (as its completions are answered) go on
         if (this.queue.length === 0) break;

@@ -185,6 +185,22 @@ export class PersistentStore implements BackingStore {
     return this.failure !== undefined;
   }
 
+  /**
+   * Holds page-outs for a backup: resolves, with the release, once the cycles in flight have
+   * settled. Until the release no slot is written and the page map maps no new slot, so a copy of
+   * the device taken now, then a snapshot of the metadata, belong together.
+   */
+  holdPageOuts(): Promise<() => void> {
+    this.checkUsable();
+    return this.writer.pause();
+  }
+
+  /** Writes a consistent copy of the metadata database to `path` (SQLite's online backup). */
+  async snapshotMetadata(path: string): Promise<void> {
+    this.checkUsable();
+    await this.db.backup(path);
+  }
+
   /** Page-ins answered EIO: a slot or page-map row that failed its seal, or a read the device failed. */
   get readErrors(): { checksum: number; device: number } {
     return { checksum: this.reader.checksumFailures, device: this.reader.readFailures };

@@ -52,6 +52,11 @@ export class ClientContext {
     return seg.mode & 0o7;
   }
 
+  /** Whether the caller may act on the whole store (verify, backup): root or the daemon's own uid. */
+  get mayUseWholeStore(): boolean {
+    return this.uid === 0 || this.uid === process.getuid?.();
+  }
+
   /** A segment the caller has no right on at all answers exactly like one that does not exist. */
   maySee(seg: Segment): boolean {
     return (this.rights(seg) & 0o6) !== 0;
