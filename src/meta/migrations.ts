@@ -146,12 +146,18 @@ export const MIGRATIONS: readonly ((db: Database) => void)[] = [
 
 export const SCHEMA_VERSION = MIGRATIONS.length;
 
+/** A database a newer pagerd wrote: this one cannot read it (there is no way back). */
+export class SchemaTooNewError extends Error {
+  constructor(version: number) {
+    super(`metadata schema version ${version} is newer than this pagerd understands (${SCHEMA_VERSION}): run the pagerd that wrote it, or restore a backup taken before the upgrade`);
+    this.name = 'SchemaTooNewError';
+  }
+}
+
 /** Applies the migrations the database lacks. Refuses a database newer than this code. */
 export function migrate(db: Database): void {
   const current = db.pragma('user_version', { simple: true }) as number;
-  if (current > SCHEMA_VERSION) {
-    throw new Error(`metadata schema version ${current} is newer than this pagerd understands (${SCHEMA_VERSION})`);
-  }
+  if (current > SCHEMA_VERSION) throw new SchemaTooNewError(current);
   for (let v = current; v < SCHEMA_VERSION; v++) {
     db.transaction(() => {
       MIGRATIONS[v](db);

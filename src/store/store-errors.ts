@@ -1,3 +1,4 @@
+import { SchemaTooNewError } from '../meta/migrations.js';
 import { BrokenSealError } from '../meta/page-seal.js';
 
 /** The store will not open this device with this metadata, and says why (exit status 78 for pagerd). */
@@ -50,9 +51,11 @@ export const REFUSAL_ADVICE = 'refusing to start, so that no acknowledged page i
 
 /**
  * An error met while opening a store, as the refusal it means: a broken seal or a damaged
- * database as a StoreCorruptError, an unwritable one as a StoreRefusedError; undefined for others.
+ * database as a StoreCorruptError, an unwritable one or one a newer pagerd wrote as a
+ * StoreRefusedError; undefined for others.
  */
 export function refusalFor(err: unknown, databasePath: string): StoreRefusedError | undefined {
+  if (err instanceof SchemaTooNewError) return new StoreRefusedError(`${databasePath}: ${err.message}`);
   if (err instanceof BrokenSealError) return new StoreCorruptError(`${databasePath}: ${err.message}: ${REFUSAL_ADVICE}`);
   return unreadableMetadata(err, databasePath);
 }

@@ -1,6 +1,7 @@
 import { spawn, spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import { chmodSync, closeSync, existsSync, mkdirSync, openSync, readdirSync, writeFileSync, writeSync } from 'node:fs';
 import { createServer } from 'node:net';
+import Database from 'better-sqlite3';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { EXIT, EXIT_TABLE, exitStatusHelp } from '../../src/cli/exit-status.js';
@@ -88,6 +89,18 @@ describe('exit statuses (one table for both commands)', () => {
     expect(fromFile.status).toBe(EXIT.CONFIG);
     expectOneLine(fromFile.stderr, new RegExp(`^pagerd: config file ${file}: memory\\.minFree`));
     expect(existsSync(join(dir, 'state'))).toBe(false);
+  });
+
+  it('78: a store whose metadata a newer pagerd wrote', async () => {
+    const stateDir = storeDir('pagerd-exit78-newer-');
+    const daemon = await startDaemon({ stateDir });
+    expect(await daemon.stop()).toBe(0);
+    const db = new Database(join(stateDir, 'pagerd.sqlite'));
+    db.pragma('user_version = 999');
+    db.close();
+    const run = pagerd(['--state-dir', stateDir, '--socket', join(stateDir, 'p.sock')]);
+    expect(run.status).toBe(EXIT.CONFIG);
+    expectOneLine(run.stderr, /metadata schema version 999 is newer than this pagerd understands/);
   });
 
   it('65: a store with a corrupted slot fails --check', async () => {
