@@ -111,6 +111,39 @@ describe('daemon lifecycle', () => {
     expect(await daemon.stop()).toBe(0);
   });
 
+  it('--log-level trace logs every request: operation, arguments, result and µs, as JSON lines on stderr', async () => {
+    const daemon = await startDaemon({ args: ['--log-level', 'trace'] });
+    const c = await daemon.client();
+    const vmid = await c.vmsCreate(V_WORKING, 2 * PAGE);
+    await c.vmMove(vmid, PAGE, 3, UIO_WRITE, uio(new Uint8Array(3).fill(7)));
+    await expect(c.vmsIowait(vmid + 100)).rejects.toMatchObject({ code: 'EINVAL' });
+    await c.close();
+    expect(await daemon.stop()).toBe(0);
+    const requests = daemon
+      .output()
+      .split('\n')
+      .filter((line) => line.includes('"msg":"request"'))
+      .map((line) => JSON.parse(line) as { op: string; args: unknown[]; result: unknown; us: number; level: number });
+    expect(requests.find((r) => r.op === 'vmMove')).toMatchObject({ level: 10, args: [vmid, PAGE, 3, UIO_WRITE, 0, 3, 0, PAGE + 3, '3 bytes'], result: [3, '0 bytes'], us: expect.any(Number) });
+    expect(requests.find((r) => r.op === 'vmsIowait')).toMatchObject({ args: [vmid + 100], result: 'EINVAL (no-such-segment)' });
+  });
+
+  it('--log-format pretty prints log lines for a person, not JSON', async () => {
+    const stateDir = storeDir('pagerd-pretty-');
+    const proc = spawn(process.execPath, [PAGERD, '--state-dir', stateDir, '--socket', join(stateDir, 'p.sock'), '--memory', '1MiB', '--log-format', 'pretty'], {
+      env: { ...process.env, PAGERD_LOG_LEVEL: 'info', PAGERD_STORE_CREATE_BYTES: '16MiB' },
+      stdio: ['ignore', 'ignore', 'pipe'],
+    });
+    let pretty = '';
+    proc.stderr.on('data', (d: Buffer) => (pretty += d.toString()));
+    const deadline = Date.now() + 20_000;
+    while (!/pagerd ready/.test(pretty) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+    proc.kill('SIGTERM');
+    await new Promise((r) => proc.once('exit', r));
+    expect(pretty).toMatch(/^\[\d\d:\d\d:\d\d\.\d{3}\] INFO: pagerd ready/m);
+    expect(pretty).not.toMatch(/^\{"level"/m);
+  });
+
   it('exits 78 on a bad configuration value, naming the key', async () => {
     const err = await startDaemon({ env: { PAGERD_MEMORY_MIN_FREE: '-3' } }).catch((e: Error) => e);
     expect(String(err)).toMatch(/exited with 78/);

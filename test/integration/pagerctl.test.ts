@@ -2,6 +2,7 @@ import { spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, type RunningDaemon } from '../support/daemon.js';
+import { storeDir } from '../support/store-files.js';
 
 const PAGERCTL = join(import.meta.dirname, '../../dist/src/cli/pagerctl.js');
 let daemon: RunningDaemon;
@@ -36,6 +37,29 @@ describe('pagerctl', () => {
     expect(JSON.parse(verify.stdout.toString())).toMatchObject({ ok: true });
     expect(pagerctl(['status']).stderr).toMatch(/pagerd is up: page size 4096/);
     expect(pagerctl(['metrics']).stdout.toString()).toMatch(/pagerd_page_outs_total/);
+  });
+
+  it('--json: every command prints one JSON document on stdout', () => {
+    const json = (args: string[], input?: Buffer): unknown => {
+      const r = pagerctl(['--json', ...args], input);
+      expect(r.status, `${args.join(' ')}: ${r.stderr}`).toBe(0);
+      return JSON.parse(r.stdout.toString());
+    };
+    const { vmid } = json(['segments', 'create', 'working', '16KiB']) as { vmid: number };
+    expect(json(['write', String(vmid), '0'], Buffer.from('four'))).toEqual({ vmid, offset: 0, moved: 4 });
+    expect(json(['read', String(vmid), '0', '4'])).toEqual({ vmid, offset: 0, moved: 4, base64: Buffer.from('four').toString('base64') });
+    expect(json(['pageout', String(vmid), '0', '4', '--wait'])).toEqual({ vmid, pfirst: 0, npages: 4, waited: true });
+    expect(json(['iowait', String(vmid)])).toEqual({ vmid });
+    expect(json(['release', String(vmid), '0', '1'])).toEqual({ vmid, pfirst: 0, npages: 1 });
+    expect(json(['status'])).toMatchObject({ up: true });
+    expect(json(['stats'])).toMatchObject({ pageSize: 4096 });
+    expect(json(['segments'])).toEqual(expect.arrayContaining([expect.objectContaining({ vmid })]));
+    expect(json(['segments', 'list'])).toEqual(expect.arrayContaining([expect.objectContaining({ vmid })]));
+    expect(json(['verify'])).toMatchObject({ ok: true });
+    const families = json(['metrics']) as { name: string; type: string; samples: unknown[] }[];
+    expect(families.find((f) => f.name === 'pagerd_page_outs_total')).toMatchObject({ type: 'counter', samples: [expect.objectContaining({ value: expect.any(Number) })] });
+    expect(json(['backup', join(storeDir('pagerd-ctl-backup-'), 'b')])).toMatchObject({ deviceBytes: expect.any(Number) });
+    expect(json(['segments', 'delete', String(vmid)])).toEqual({ deleted: vmid });
   });
 
   it('exits 1 with the errno name and reason on a service error', () => {
