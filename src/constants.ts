@@ -16,6 +16,11 @@ export const V_PERSISTENT = 0x4;
 export const V_INTRSEG = 0x400;
 export const V_LARGE = 0x8000;
 export const V_LGPAGE = 0x10000000;
+/**
+ * pagerd's own option bit, not AIX's: the segment's pages are paged by a client file system's
+ * strategy routine (vmMounte), never by pagerd's store. Set by the daemon, never by a caller.
+ */
+export const V_STRATEGY = 0x40000000;
 
 // vm_ioaccessp modifiers
 export const VM_IOACCESSP_MAKE = 0x1;

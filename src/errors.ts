@@ -86,6 +86,11 @@ export const REASONS = {
   // Backups (pagerctl backup).
   'backup-in-progress': { code: 'EBUSY', text: 'another backup holds page-outs; one backup runs at a time' },
   'no-backup': { code: 'EINVAL', text: 'backupFinish on a connection that did not begin a backup' },
+  // Client file systems: segments paged by a strategy routine (docs/external-pager.md).
+  'file-system-error': { code: 'EIO', text: "the client file system's strategy routine failed the I/O: the answer carries its errno (EIO when it gave none)" },
+  'no-such-device': { code: 'EINVAL', text: 'no paging device with that id is mounted (or it belongs to another uid)' },
+  'device-busy': { code: 'EBUSY', text: 'segments are still bound to the paging device' },
+  'device-gone': { code: 'EIO', text: "the paging device's connection closed, or its strategy did not answer within strategy.timeoutMs" },
   // Seen by the client library only.
   'protocol-error': { code: 'EPROTO', text: 'the daemon sent a frame the client cannot decode, or one the protocol does not send that way; the connection is closed' },
   'connection-closed': { code: 'ECONNRESET', text: 'the connection to the daemon closed; calls pending on it, and later ones, fail' },
@@ -95,19 +100,22 @@ export const REASONS = {
 export type Reason = keyof typeof REASONS;
 
 export class PagerError extends Error {
-  readonly code: ErrorCode;
+  /** The errno name: the registry's for the reason, or a client file system's own (file-system-error). */
+  readonly code: string;
   readonly errno: number;
   readonly reason: Reason;
   /** What happened, in words (may change; never match on it). */
   readonly detail: string;
 
-  constructor(reason: Reason, detail?: string) {
+  /** `fsErrno`: for file-system-error, the errno the file system's strategy answered (its name and number). */
+  constructor(reason: Reason, detail?: string, fsErrno?: { code: string; errno: number }) {
     const { code, text } = REASONS[reason];
-    super(`${code} (${reason}): ${detail ?? text}`);
+    const answered = fsErrno ?? { code, errno: ERRNO[code] };
+    super(`${answered.code} (${reason}): ${detail ?? text}`);
     this.detail = detail ?? text;
     this.name = 'PagerError';
-    this.code = code;
-    this.errno = ERRNO[code];
+    this.code = answered.code;
+    this.errno = answered.errno;
     this.reason = reason;
   }
 }

@@ -1,7 +1,21 @@
 import { connect as netConnect, type Socket } from 'node:net';
-import { ERRNO, PagerError, type ErrorCode, type Reason } from '../errors.js';
+import { PagerError, REASONS, type Reason } from '../errors.js';
 import { UIO_READ, UIO_SYSSPACE, UIO_USERSPACE, UIO_WRITE } from '../constants.js';
-import { MESSAGE_OVERHEAD_BYTES, WelcomeFlag, decodeReply, decodeWelcome, encodeHello, encodeRequestFrame, type Reply, type Value } from '../protocol/codec.js';
+import {
+  Kind,
+  MESSAGE_OVERHEAD_BYTES,
+  WelcomeFlag,
+  decodeReply,
+  decodeStrategyIo,
+  decodeWelcome,
+  encodeHello,
+  encodeRequestFrame,
+  encodeStrategyDoneFrame,
+  type Reply,
+  type StrategyIo,
+  type Value,
+} from '../protocol/codec.js';
+import { constants } from 'node:os';
 import { SharedFrameReader } from './shared-frame-reader.js';
 import { FrameDecoder, encodeFrame } from '../protocol/frame.js';
 import { TurnWriter } from '../protocol/turn-writer.js';
@@ -26,6 +40,36 @@ export interface ConnectOptions {
    * them without a round trip (vmMove and vmUiomove reads, tryReadResident). Default true.
    */
   sharedFrames?: boolean;
+}
+
+/** vmsCreate's options as an object: AIX option bits, mode, and the paging device of a client segment. */
+export interface CreateOptions {
+  options?: number;
+  mode?: number;
+  device?: number;
+}
+
+/** One I/O the daemon asks of a strategy routine: pages [page, page + npages) of segment vmid. */
+export interface StrategyRequest {
+  op: 'read' | 'write';
+  vmid: number;
+  page: number;
+  npages: number;
+  /** npages × page size bytes: to fill (read), or to make durable (write). */
+  data: Uint8Array;
+}
+
+/** A client file system's strategy routine (vmMounte). */
+export type Strategy = (io: StrategyRequest) => Promise<void> | void;
+
+const ERRNO_OF = constants.errno as Record<string, number>;
+
+/** The errno a strategy's error hands the caller: its numeric errno (Node's are negative), its code's, else EIO. */
+function errnoOf(err: unknown): number {
+  const { errno, code } = (err ?? {}) as { errno?: unknown; code?: unknown };
+  if (typeof errno === 'number' && Number.isInteger(errno) && errno !== 0) return Math.abs(errno);
+  if (typeof code === 'string' && ERRNO_OF[code] !== undefined) return ERRNO_OF[code];
+  return ERRNO_OF.EIO;
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -72,6 +116,8 @@ export class PagerClient {
   private changesInFlight = 0;
   /** Why shared frames are not in use although the daemon offered them. */
   sharedFramesError: Error | undefined;
+  /** Strategy routines of the paging devices this connection mounted, by device id. */
+  private readonly strategies = new Map<number, Strategy>();
 
   private constructor(
     private readonly socket: Socket,
@@ -147,6 +193,10 @@ export class PagerClient {
   private onData(chunk: Buffer): void {
     try {
       for (const frame of this.decoder.push(chunk)) {
+        if (frame[0] === Kind.STRATEGY_IO && this.strategies.size > 0) {
+          this.serveStrategy(decodeStrategyIo(frame));
+          continue;
+        }
         const reply = decodeReply(frame);
         const waiter = this.pending.get(reply.id);
         if (waiter !== undefined) {
@@ -224,8 +274,68 @@ export class PagerClient {
     return reply.results;
   }
 
-  vmsCreate(type: number, size: number, options = 0, mode = 0o600): Promise<number> {
+  /**
+   * vms_create. `options`: the AIX option bits, or `{ options, mode, device }`: `device` (from
+   * vmMounte) makes a V_CLIENT segment paged by that device's strategy routine.
+   */
+  vmsCreate(type: number, size: number, options: number | CreateOptions = 0, mode = 0o600): Promise<number> {
+    if (typeof options === 'object' && options !== null) {
+      const { options: bits = 0, mode: m = 0o600, device } = options;
+      if (device !== undefined) return this.results('vmsCreateOn', [type, size, bits, m, device]).then((r) => r[0] as number);
+      return this.results('vmsCreate', [type, size, bits, m]).then((r) => r[0] as number);
+    }
     return this.results('vmsCreate', [type, size, options, mode]).then((r) => r[0] as number);
+  }
+
+  /**
+   * vm_mounte: adds a paging device served by `strategy` (on this connection) and answers its id.
+   * The daemon calls `strategy(io)` for page-ins and page-outs of segments bound to it
+   * (docs/external-pager.md): fill `io.data` for a read; make `io.data` durable for a write. An
+   * error with a numeric `errno` (or a Node system error's `code`) reaches the caller of the
+   * service that caused the I/O as that errno; any other as EIO.
+   */
+  async vmMounte(strategy: Strategy): Promise<number> {
+    const [id] = await this.results('vmMounte', []);
+    this.strategies.set(id as number, strategy);
+    return id as number;
+  }
+
+  /** vm_umount: removes a paging device once its I/O has drained; EBUSY while segments are bound to it. */
+  async vmUmount(device: number): Promise<void> {
+    await this.results('vmUmount', [device]);
+    this.strategies.delete(device);
+  }
+
+  /** vm_setdevid: binds a client segment to another paging device (I/O in flight completes on the old one). */
+  async vmSetdevid(vmid: number, device: number): Promise<void> {
+    await this.results('vmSetdevid', [vmid, device]);
+  }
+
+  /** The paging device table: each device, its uid, the segments bound to it that this caller may see, its I/O. */
+  async devices(): Promise<{ id: number; uid: number; alive: boolean; segments: number[]; inFlight: number; queued: number; requests: number }[]> {
+    const [text] = await this.results('devices', []);
+    return JSON.parse(text as string);
+  }
+
+  /** Serves one strategy request of the daemon and answers it (outside the request stream). */
+  private serveStrategy(io: StrategyIo): void {
+    const strategy = this.strategies.get(io.device);
+    const data = io.op === 'read' ? new Uint8Array(io.npages * this.pageSize) : io.data;
+    const answer = (errno: number): void => {
+      if (this.closedError !== undefined) return;
+      this.writer.write(encodeStrategyDoneFrame({ id: io.id, errno, data: errno === 0 && io.op === 'read' ? data : EMPTY }));
+    };
+    if (strategy === undefined) return answer(ERRNO_OF.ENODEV);
+    let running: Promise<void>;
+    try {
+      running = Promise.resolve(strategy({ op: io.op, vmid: io.vmid, page: io.page, npages: io.npages, data }));
+    } catch (err) {
+      running = Promise.reject(err);
+    }
+    running.then(
+      () => answer(0),
+      (err: unknown) => answer(errnoOf(err)),
+    );
   }
   async vmsDelete(vmid: number): Promise<void> {
     await this.results('vmsDelete', [vmid]);
@@ -461,9 +571,11 @@ function decodeWelcomeOrError(frame: Buffer): { pageSize: number; maxPayload: nu
 
 function toError(reply: Reply): PagerError | Error {
   const e = reply.error!;
-  if (e.code in ERRNO) {
-    const err = new PagerError(e.reason as Reason, e.detail);
-    if (err.code === (e.code as ErrorCode)) return err;
+  if (e.reason in REASONS) {
+    // A file system's errno comes with its own name (ESTALE ...), not the registry's.
+    const fsErrno = e.reason === 'file-system-error' && ERRNO_OF[e.code] !== undefined ? { code: e.code, errno: ERRNO_OF[e.code] } : undefined;
+    const err = new PagerError(e.reason as Reason, e.detail, fsErrno);
+    if (err.code === e.code) return err;
   }
   return Object.assign(new Error(`${e.code} (${e.reason}): ${e.detail}`), e);
 }

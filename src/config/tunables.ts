@@ -115,6 +115,9 @@ export const TUNABLES = {
     description: 'members of this group are trusted with shared frames too: they can read every resident page of every segment',
     schema: z.string(),
   },
+  'strategy.maxInFlight': { unit: 'requests', default: 16, description: "strategy requests one paging device (a client file system) has unanswered at once; more wait in the device's queue", schema: z.number().int().positive() },
+  'strategy.maxRequestPages': { unit: 'pages', default: 64, description: 'most contiguous pages one strategy write carries', schema: z.number().int().positive() },
+  'strategy.timeoutMs': { unit: 'ms', default: 30000, description: 'a strategy request unanswered this long fails with EIO', schema: z.number().int().positive() },
   'server.watchdogMs': { unit: 'ms', default: 0, description: 'systemd watchdog interval when WATCHDOG_USEC is not set (0: off)', schema: z.number().int().nonnegative() },
 } as const satisfies Record<string, Tunable>;
 

@@ -8,6 +8,10 @@ import { OPERATION_BY_CODE, OPERATIONS, type OperationName, type ValueKind } fro
  *   welcome : u8 kind=2, u16 protocol version, u32 page size, u32 max payload, u8 flags (WelcomeFlag)
  *   request : u8 kind=3, u32 id, u16 op, u8 argc, values
  *   reply   : u8 kind=4, u32 id, u8 status (0 ok, 1 error), [error: s code, s reason, s detail], u8 count, values
+ *   strategy I/O (daemon to the client that mounted a paging device):
+ *             u8 kind=5, u32 request id, u32 device, u8 op (1 read, 2 write), n vmid, n page, u32 npages, b data (write; empty for a read)
+ *   strategy done (the client's answer, outside the request stream: never held by its caps):
+ *             u8 kind=6, u32 request id, u32 errno (0: done), b data (a read's npages × page size bytes; empty otherwise)
  *   value   : u8 tag (1 number: f64; 2 bytes: u32 length + bytes; 3 string: u32 length + UTF-8)
  */
 export const PROTOCOL_VERSION = 3;
@@ -25,7 +29,7 @@ export const WelcomeFlag = {
  */
 export const MESSAGE_OVERHEAD_BYTES = 1024;
 
-export const Kind = { HELLO: 1, WELCOME: 2, REQUEST: 3, REPLY: 4 } as const;
+export const Kind = { HELLO: 1, WELCOME: 2, REQUEST: 3, REPLY: 4, STRATEGY_IO: 5, STRATEGY_DONE: 6 } as const;
 const TAG: Record<ValueKind, number> = { n: 1, b: 2, s: 3 };
 
 export type Value = number | Uint8Array | string;
@@ -255,4 +259,65 @@ export function decodeReply(buf: Buffer): Reply {
   for (let i = 0; i < count; i++) results.push(r.value());
   r.end();
   return { id, error, results };
+}
+
+/** Operations of a strategy I/O request. */
+export const StrategyOp = { READ: 1, WRITE: 2 } as const;
+
+export interface StrategyIo {
+  id: number;
+  device: number;
+  op: 'read' | 'write';
+  vmid: number;
+  page: number;
+  npages: number;
+  /** A write's bytes (npages × page size); empty for a read. */
+  data: Uint8Array;
+}
+
+export interface StrategyDone {
+  id: number;
+  /** 0 when the I/O was done; else the file system's errno. */
+  errno: number;
+  /** A read's bytes; empty otherwise. */
+  data: Uint8Array;
+}
+
+/** A strategy I/O request as a whole frame (the write's bytes copied into it). */
+export function encodeStrategyIoFrame(io: StrategyIo): Buffer {
+  return new Writer()
+    .u8(Kind.STRATEGY_IO)
+    .u32(io.id)
+    .u32(io.device)
+    .u8(io.op === 'read' ? StrategyOp.READ : StrategyOp.WRITE)
+    .value(io.vmid)
+    .value(io.page)
+    .u32(io.npages)
+    .value(io.data)
+    .frame();
+}
+
+export function decodeStrategyIo(buf: Buffer): StrategyIo {
+  const r = new Reader(buf);
+  if (r.u8() !== Kind.STRATEGY_IO) throw new DecodeError('expected a strategy I/O request');
+  const id = r.u32();
+  const device = r.u32();
+  const op = r.u8();
+  if (op !== StrategyOp.READ && op !== StrategyOp.WRITE) throw new DecodeError(`unknown strategy operation ${op}`, id);
+  const io = { id, device, op: op === StrategyOp.READ ? ('read' as const) : ('write' as const), vmid: r.value('n') as number, page: r.value('n') as number, npages: r.u32(), data: r.value('b') as Uint8Array };
+  r.end();
+  return io;
+}
+
+/** A strategy's answer as a whole frame. */
+export function encodeStrategyDoneFrame(done: StrategyDone): Buffer {
+  return new Writer().u8(Kind.STRATEGY_DONE).u32(done.id).u32(done.errno).value(done.data).frame();
+}
+
+export function decodeStrategyDone(buf: Buffer): StrategyDone {
+  const r = new Reader(buf);
+  if (r.u8() !== Kind.STRATEGY_DONE) throw new DecodeError('expected a strategy answer');
+  const done = { id: r.u32(), errno: r.u32(), data: r.value('b') as Uint8Array };
+  r.end();
+  return done;
 }

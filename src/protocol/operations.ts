@@ -55,6 +55,14 @@ export const OPERATIONS = {
   // state directory and lets page-outs go on -> the snapshot's path.
   backupBegin: { code: 27, args: [], results: ['s'] },
   backupFinish: { code: 28, args: [], results: ['s'] },
+  // Client file systems (docs/external-pager.md): mount a paging device served by this
+  // connection's strategy routine -> its id; unmount it; rebind a segment; create a client
+  // segment bound to a device (type, size, options, mode, device -> vmid); the device table (JSON).
+  vmMounte: { code: 29, args: [], results: ['n'] },
+  vmUmount: { code: 30, args: ['n'], results: [] },
+  vmSetdevid: { code: 31, args: ['n', 'n'], results: [] },
+  vmsCreateOn: { code: 32, args: ['n', 'n', 'n', 'n', 'n'], results: ['n'] },
+  devices: { code: 33, args: [], results: ['s'] },
 } as const satisfies Record<string, Operation>;
 
 export type OperationName = keyof typeof OPERATIONS;

@@ -5,7 +5,10 @@ import {
   PROTOCOL_VERSION,
   decodeHello,
   decodeRequest,
+  decodeStrategyDone,
   encodeReplyFrame,
+  Kind,
+  type StrategyDone,
   encodeWelcome,
   WelcomeFlag,
   type Reply,
@@ -51,6 +54,10 @@ export interface ConnectionHost {
   sharedFramesFor(): SharedFramesOffer | undefined;
   /** Whether this peer is offered shared frames (the welcome says so). */
   offersSharedFrames(): boolean;
+  /** A strategy routine's answer arrived (a paging device this connection mounted). */
+  strategyDone(answer: StrategyDone): void;
+  /** True while this connection's paging devices have strategy requests unanswered. */
+  awaitsStrategy(): boolean;
 }
 
 /**
@@ -137,7 +144,12 @@ export class Connection {
       if (err instanceof FrameTooLargeError) return this.fail(new PagerError('frame-too-large', err.message));
       throw err;
     }
-    for (const frame of frames) this.backlog.push(frame);
+    for (const frame of frames) {
+      // A strategy's answer is not a request: it is never held by the caps (a request of this
+      // connection may be waiting on the page-in it answers).
+      if (frame[0] === Kind.STRATEGY_DONE && this.state === 'ready') this.onStrategyDone(frame);
+      else this.backlog.push(frame);
+    }
     this.pump();
     this.armPartialTimer();
   }
@@ -179,6 +191,9 @@ export class Connection {
     }
     if (this.state === 'closed') return;
     if (this.backlog.length === 0 && this.hasRoom) return void this.socket.resume();
+    // At its caps, a connection whose strategy owes answers keeps reading them (its requests wait
+    // in the backlog): pausing would wait on answers it could then never read.
+    if (this.host.awaitsStrategy()) return void this.socket.resume();
     this.socket.pause();
     // Paused for the budget others hold, perhaps with no event of its own to come (its reply
     // flushed without a 'drain', nothing in flight): look again soon.
@@ -188,6 +203,21 @@ export class Connection {
         this.pump();
       }, BUDGET_RETRY_MS);
     }
+  }
+
+  private onStrategyDone(frame: Buffer): void {
+    let answer: StrategyDone;
+    try {
+      answer = decodeStrategyDone(frame);
+    } catch (err) {
+      return this.fail(new PagerError('malformed-request', `a strategy answer that cannot be decoded: ${(err as Error).message}`));
+    }
+    this.host.strategyDone(answer);
+  }
+
+  /** Sends a whole frame the daemon made (a strategy request for this connection's routine). */
+  sendFrame(frame: Buffer): void {
+    this.write(frame);
   }
 
   private onHello(frame: Buffer): void {

@@ -23,6 +23,9 @@ import { answers, listen, socketActivated, socketFd } from './listener.js';
 import { Metrics } from './metrics.js';
 import { serveMetrics } from './metrics-http.js';
 import { LiveBackup } from './live-backup.js';
+import { connectionDevices } from '../strategy/connection-devices.js';
+import { PagingDevices, type DeviceOwner } from '../strategy/paging-devices.js';
+import { RoutingStore } from '../strategy/routing-store.js';
 import { NbdServer } from '../nbd/nbd-server.js';
 import { DeviceMissingError, SocketInUseError } from './start-refusals.js';
 
@@ -86,6 +89,8 @@ export class Daemon {
   private constructor(
     readonly config: Config,
     readonly store: PersistentStore,
+    /** Client file systems' paging devices, and the store that routes their segments' pages to them. */
+    private readonly paging: { devices: PagingDevices; routing: RoutingStore },
     readonly vmm: Vmm,
     readonly svc: VmServices,
     private readonly log: Logger,
@@ -131,7 +136,9 @@ export class Daemon {
       const pageSize = store.pageSize;
       const memory = parseSize(config['memory.size']);
       if (memory % pageSize !== 0 || memory < pageSize) throw configError(config, 'memory.size', `${memory} bytes is not a positive multiple of the store's page size ${pageSize}`);
-      const vmm = await Vmm.open(store, {
+      const pagingDevices = new PagingDevices(pageSize, { maxInFlight: config['strategy.maxInFlight'], timeoutMs: config['strategy.timeoutMs'] }, log.child({ component: 'strategy' }));
+      const routing = new RoutingStore(store, pagingDevices, config['strategy.maxRequestPages']);
+      const vmm = await Vmm.open(routing, {
         frames: memory / pageSize,
         minFree: config['memory.minFree'],
         maxFree: Math.max(config['memory.maxFree'], config['memory.minFree']),
@@ -141,7 +148,7 @@ export class Daemon {
         maxPinnedPerUid: Math.max(1, Math.floor((memory / pageSize) * config['memory.maxPinnedShare'])),
         sharedFrames: config['server.sharedFrames'],
       });
-      const daemon = new Daemon(config, store, vmm, new VmServices(vmm), log, metrics, sharedFramesTrust);
+      const daemon = new Daemon(config, store, { devices: pagingDevices, routing }, vmm, new VmServices(vmm), log, metrics, sharedFramesTrust);
       daemon.metricsServer = metricsServer;
       daemon.server = await listen(config.socket, parseInt(config.socketMode, 8), (s) => daemon.accept(s));
       if (config.nbdSocket !== '') {
@@ -219,7 +226,11 @@ export class Daemon {
       this.log.warn({ err: (err as Error).message }, 'could not read the peer groups; not offering shared frames');
       trusted = false;
     }
+    // This connection as the owner of the paging devices it mounts: strategy requests go out on it.
+    const owner: DeviceOwner = { uid: cred.uid, send: (frame) => connection.sendFrame(frame) };
     const host: ConnectionHost = {
+      strategyDone: (answer) => this.paging.devices.done(owner, answer),
+      awaitsStrategy: () => this.paging.devices.awaits(owner),
       pageSize: this.vmm.pageSize,
       limits,
       env: (ctx, cancel): HandlerEnv => ({
@@ -232,6 +243,7 @@ export class Daemon {
         verify: (after, limit) => this.verify(ctx, after, limit),
         backupBegin: () => this.backup.begin(ctx),
         backupFinish: () => this.backup.finish(ctx),
+        devices: connectionDevices({ ...this.paging, svc: this.svc, vmm: this.vmm }, ctx, owner),
         cancel,
       }),
       observe: (op, seconds, ok, detail) => this.observe(log, op, seconds, ok, detail),
@@ -246,6 +258,7 @@ export class Daemon {
     log.debug({}, 'client connected');
     void connection.closed().then(() => {
       this.backup.end(ctx);
+      this.paging.devices.ownerGone(owner);
       admission.release();
       this.svc.endContext(ctx);
       this.connections.delete(connection);

@@ -21,7 +21,18 @@ export interface HandlerEnv {
   /** pagerctl backup: page-outs held for this connection (answers the device's path), then the metadata's snapshot. */
   backupBegin(): Promise<string>;
   backupFinish(): Promise<string>;
+  /** This connection's paging devices (client file systems' strategy routines). */
+  devices: ConnectionDevices;
   cancel(id: number): void;
+}
+
+/** The paging device services, for one connection (docs/external-pager.md). */
+export interface ConnectionDevices {
+  mount(): number;
+  umount(device: number): Promise<void>;
+  setdevid(vmid: number, device: number): void;
+  createOn(type: number, size: number, options: number, mode: number, device: number): Promise<number>;
+  list(): object[];
 }
 
 /** A handler's answer: results, and the error that ended the call, if any (a move reports both). */
@@ -131,4 +142,9 @@ export const HANDLERS: Record<Exclude<OperationName, 'sharedFrames'>, Handler> =
   cancel: async (env, a) => (env.cancel(n(a[0])), []),
   backupBegin: async (env) => [await env.backupBegin()],
   backupFinish: async (env) => [await env.backupFinish()],
+  vmMounte: async (env) => [env.devices.mount()],
+  vmUmount: async (env, a) => (await env.devices.umount(n(a[0])), []),
+  vmSetdevid: async (env, a) => (env.devices.setdevid(n(a[0]), n(a[1])), []),
+  vmsCreateOn: async (env, a) => [await env.devices.createOn(n(a[0]), n(a[1]), n(a[2]), n(a[3]), n(a[4]))],
+  devices: async (env) => [JSON.stringify(env.devices.list())],
 };

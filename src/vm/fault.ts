@@ -138,16 +138,16 @@ export async function makePage(vmm: Vmm, seg: Segment, pno: number, signal?: Abo
     if (resident >= 0) return resident;
     vmm.checkPinLimit(seg);
     const reserve = !seg.largePages;
-    if (reserve && !vmm.store.reserveSlots(1)) throw new PagerError('no-backing-space');
+    if (reserve && !vmm.store.reserveSlots(1, seg.vmid)) throw new PagerError('no-backing-space');
     let f: number;
     try {
       f = await vmm.allocateFrame(signal);
     } catch (err) {
-      if (reserve) vmm.store.unreserveSlots(1);
+      if (reserve) vmm.store.unreserveSlots(1, seg.vmid);
       throw err;
     }
     if (seg.deleted || seg.pages.get(pno) >= 0 || !vmm.mayPin(seg)) {
-      if (reserve) vmm.store.unreserveSlots(1);
+      if (reserve) vmm.store.unreserveSlots(1, seg.vmid);
       vmm.freeFrame(f);
       continue;
     }

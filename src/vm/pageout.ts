@@ -38,6 +38,22 @@ export class Pageout {
    * The frames move to PAGE_OUT and are pinned until the store has captured their bytes.
    */
   start(frames: readonly number[], seqs?: readonly number[]): void {
+    const pagerOf = this.vmm.store.pagerOf?.bind(this.vmm.store);
+    if (pagerOf === undefined) return this.startBatch(frames, seqs);
+    // One batch per pager (a client file system's segments page through their own).
+    const t = this.vmm.pool.table;
+    const groups = new Map<number, { frames: number[]; seqs: number[] | undefined }>();
+    frames.forEach((f, i) => {
+      const pager = pagerOf(t.vmid[f]);
+      let group = groups.get(pager);
+      if (group === undefined) groups.set(pager, (group = { frames: [], seqs: seqs === undefined ? undefined : [] }));
+      group.frames.push(f);
+      group.seqs?.push(seqs![i]);
+    });
+    for (const group of groups.values()) this.startBatch(group.frames, group.seqs);
+  }
+
+  private startBatch(frames: readonly number[], seqs?: readonly number[]): void {
     if (frames.length === 0) return;
     const vmm = this.vmm;
     const t = vmm.pool.table;
@@ -103,7 +119,7 @@ export class Pageout {
       const flags = t.flags[f];
       if ((flags & FrameFlag.DISCARD) !== 0) {
         // Unlinked by a release or delete while in flight. A failed batch gave its reservation back.
-        if (!ok) vmm.store.unreserveSlots(1);
+        if (!ok) vmm.store.unreserveSlots(1, segment.vmid);
         vmm.freeFrame(f);
         continue;
       }
@@ -119,7 +135,7 @@ export class Pageout {
       } else {
         vmm.transition(f, PageState.MODIFIED);
         // A failed batch gave back its reservation; a page modified again holds one already.
-        if (!ok && remodified) vmm.store.unreserveSlots(1);
+        if (!ok && remodified) vmm.store.unreserveSlots(1, segment.vmid);
         // Freed at completion only after a successful write of its latest bytes: a forced page-out
         // queued behind (flush) keeps the mark; otherwise the page is hot again and back in the
         // clock's hands.

@@ -5,6 +5,7 @@ import {
   UIO_READ,
   UIO_WRITE,
   V_CLIENT,
+  V_STRATEGY,
   V_IOWAIT,
   V_LARGE,
   V_WAITALL,
@@ -70,17 +71,22 @@ export class VmServices {
 
   // ---- Segments ---------------------------------------------------------------------------
 
-  /** vms_create: a new segment owned by the caller; answers its vmid. */
-  async vmsCreate(ctx: ClientContext, type: number, size: number, options = 0, mode = 0o600): Promise<number> {
+  /**
+   * vms_create: a new segment owned by the caller; answers its vmid. `strategy`: a client segment
+   * whose pages a client file system's strategy routine pages (V_STRATEGY); the caller binds it to
+   * its paging device before anyone else learns the vmid.
+   */
+  async vmsCreate(ctx: ClientContext, type: number, size: number, options = 0, mode = 0o600, strategy = false): Promise<number> {
     if (!SEGMENT_TYPES.includes(type)) throw new PagerError('bad-type');
     if (!Number.isSafeInteger(options) || options < 0 || (options & ~SEGMENT_OPTIONS) !== 0) throw new PagerError('bad-option');
+    if (strategy && type !== V_CLIENT) throw new PagerError('not-client-segment', 'only a client segment (V_CLIENT) is paged by a strategy routine');
     const ps = this.vmm.pageSize;
     const max = (options & V_LARGE) !== 0 ? MAX_LARGE_EXTENT - ps : MAX_EXTENT;
     if (!Number.isSafeInteger(size) || size < 0) throw new PagerError('bad-size');
     const extent = Math.ceil(size / ps) * ps;
     if (extent > max) throw new PagerError('bad-size', `extent ${extent} exceeds the maximum ${max}`);
     if (!Number.isSafeInteger(mode) || mode < 0 || mode > 0o777) throw new PagerError('bad-mode');
-    const record = { type: type as SegmentType, options, extent, uid: ctx.uid, gid: ctx.gid, mode };
+    const record = { type: type as SegmentType, options: strategy ? options | V_STRATEGY : options, extent, uid: ctx.uid, gid: ctx.gid, mode };
     const vmid = await this.vmm.store.createSegment(record);
     this.vmm.segments.set(vmid, new Segment({ vmid, ...record }, ps));
     return vmid;

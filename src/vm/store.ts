@@ -62,16 +62,22 @@ export interface BackingStore {
    * answers true once `into` is filled, false if only readPage can fill it. EIO on failure.
    */
   readPageNow(vmid: number, pno: number, into: Uint8Array): boolean;
-  /** Starts page-outs of a batch of pages. */
+  /** Starts page-outs of a batch of pages (all of one pager: see pagerOf). */
   writePages(pages: readonly PageWrite[]): WriteTicket;
+  /**
+   * Which pager pages segment `vmid` (a store that pages some segments elsewhere: a client file
+   * system's strategy routine). Pages of different pagers go in separate batches, so one pager's
+   * failure is never another's. Absent: one pager for all.
+   */
+  pagerOf?(vmid: number): number;
   /**
    * Makes pages [pfirst, pfirst + npages) read as zeros from now on, durably by the time it
    * returns; throws (EIO) and changes nothing when it cannot. Synchronous, as deleteSegment.
    */
   releasePages(vmid: number, pfirst: number, npages: number): void;
 
-  /** Reserves `count` slots for newly modified pages; false when the store has no room. */
-  reserveSlots(count: number): boolean;
-  /** Gives back reservations of pages that will not be paged out after all. */
-  unreserveSlots(count: number): void;
+  /** Reserves `count` slots for newly modified pages of segment `vmid`; false when the store has no room. */
+  reserveSlots(count: number, vmid: number): boolean;
+  /** Gives back reservations of pages of segment `vmid` that will not be paged out after all. */
+  unreserveSlots(count: number, vmid: number): void;
 }

@@ -118,7 +118,7 @@ export class Vmm {
   markModified(f: number): void {
     const t = this.pool.table;
     if (this.isModified(f)) return;
-    if ((t.flags[f] & FrameFlag.LOCKED) === 0 && !this.store.reserveSlots(1)) throw new PagerError('no-backing-space');
+    if ((t.flags[f] & FrameFlag.LOCKED) === 0 && !this.store.reserveSlots(1, t.vmid[f])) throw new PagerError('no-backing-space');
     if (t.state[f] === PAGE_OUT) {
       t.flags[f] |= FrameFlag.REMODIFIED;
       this.noteModified(f);
@@ -220,7 +220,7 @@ export class Vmm {
     const t = this.pool.table;
     const state = t.state[f];
     this.unlink(seg, pno);
-    if (this.isModified(f) && (t.flags[f] & FrameFlag.LOCKED) === 0) this.store.unreserveSlots(1);
+    if (this.isModified(f) && (t.flags[f] & FrameFlag.LOCKED) === 0) this.store.unreserveSlots(1, seg.vmid);
     if (IN_IO[state]) {
       if ((t.flags[f] & FrameFlag.PAGEOUT_AGAIN) !== 0) seg.io.complete(t.queuedSeq[f]);
       t.flags[f] = (t.flags[f] & ~(FrameFlag.REMODIFIED | FrameFlag.PAGEOUT_AGAIN | FrameFlag.FREE_AT_IO_DONE)) | FrameFlag.DISCARD;

@@ -1,0 +1,39 @@
+import { PagerError } from '../errors.js';
+import type { ConnectionDevices } from '../server/handlers.js';
+import type { ClientContext } from '../vm/context.js';
+import type { VmServices } from '../vm/services.js';
+import type { Vmm } from '../vm/vmm.js';
+import type { DeviceOwner, PagingDevices } from './paging-devices.js';
+import type { RoutingStore } from './routing-store.js';
+
+/**
+ * The paging device services of one connection (vm_mounte, vm_umount, vm_setdevid, and vms_create
+ * of a segment bound to a device): devices it mounts are served by its strategy routine.
+ */
+export function connectionDevices(parts: { devices: PagingDevices; routing: RoutingStore; svc: VmServices; vmm: Vmm }, ctx: ClientContext, owner: DeviceOwner): ConnectionDevices {
+  const { devices, routing, svc, vmm } = parts;
+  return {
+    mount: () => devices.mount(owner),
+    umount: (device) => devices.umount(owner, device),
+    setdevid(vmid, device) {
+      const seg = vmm.segments.get(vmid);
+      if (seg === undefined || !ctx.maySee(seg)) throw new PagerError('no-such-segment');
+      if (!routing.pagedByStrategy(vmid)) throw new PagerError('not-client-segment', 'only a client segment created on a paging device can be rebound');
+      // Only the owner's uid (or root) rebinds, and only to a device of the owner's uid.
+      if (ctx.uid !== seg.uid && ctx.uid !== 0) throw new PagerError('no-write-access', "only the segment owner's uid, or root, may rebind it");
+      devices.bind(vmid, seg.uid, device);
+    },
+    async createOn(type, size, options, mode, device) {
+      devices.bindable(device, ctx.uid); // checked before anything is created
+      const vmid = await svc.vmsCreate(ctx, type, size, options, mode, true);
+      try {
+        devices.bind(vmid, ctx.uid, device);
+      } catch (err) {
+        await svc.vmsDelete(ctx, vmid); // the device went away while the segment was created
+        throw err;
+      }
+      return vmid;
+    },
+    list: () => devices.list().map((d) => ({ ...d, segments: d.segments.filter((vmid) => { const seg = vmm.segments.get(vmid); return seg !== undefined && ctx.maySee(seg); }) })),
+  };
+}

@@ -1,0 +1,230 @@
+import type { Logger } from 'pino';
+import { constants } from 'node:os';
+import { PagerError } from '../errors.js';
+import { encodeStrategyIoFrame, type StrategyDone } from '../protocol/codec.js';
+
+/** The connection that mounted a device: its peer's uid, and how to send it a strategy request. */
+export interface DeviceOwner {
+  readonly uid: number;
+  send(frame: Buffer): void;
+}
+
+export interface PagingDeviceLimits {
+  /** Strategy requests one device has unanswered at once; more wait in its queue. */
+  maxInFlight: number;
+  /** A request unanswered this long fails with EIO (device-gone). */
+  timeoutMs: number;
+}
+
+/** One strategy request: sent, or queued behind the device's in-flight limit. */
+interface Pending {
+  op: 'read' | 'write';
+  vmid: number;
+  page: number;
+  npages: number;
+  /** A write's bytes (copied: the frames are free to change once the request is made). */
+  data: Uint8Array;
+  /** Where a read's bytes go. */
+  into?: Uint8Array;
+  resolve(): void;
+  reject(err: PagerError): void;
+  id?: number;
+  timer?: NodeJS.Timeout;
+}
+
+export interface Device {
+  readonly id: number;
+  readonly owner: DeviceOwner;
+  alive: boolean;
+  readonly inFlight: Map<number, Pending>;
+  readonly queue: Pending[];
+  /** Segments bound to it. */
+  readonly segments: Set<number>;
+  /** Wakes vmUmount once nothing is in flight or queued. */
+  drained: (() => void)[];
+  requests: number;
+}
+
+/** errno numbers by name, for a strategy's answer. */
+const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
+
+/**
+ * The paging device table (AIX's PDT, for client file systems): devices mounted by connections
+ * whose strategy routine pages the client segments bound to them. A device sends at most
+ * maxInFlight requests at once (a slow file system slows its own segments only; the rest wait in
+ * its queue, holding only frames the engine already counts); a request unanswered within
+ * timeoutMs, or on a device whose connection closed, fails with EIO. Every answer is checked: an
+ * unknown id or a read of the wrong size never reaches a frame.
+ */
+export class PagingDevices {
+  private readonly devices = new Map<number, Device>();
+  private readonly byVmid = new Map<number, Device>();
+  private nextDevice = 1;
+  private nextRequest = 1;
+
+  constructor(
+    private readonly pageSize: number,
+    private readonly limits: PagingDeviceLimits,
+    private readonly log: Logger,
+  ) {}
+
+  /** vm_mounte: a new device served by `owner`'s strategy routine; answers its id. */
+  mount(owner: DeviceOwner): number {
+    const id = this.nextDevice++;
+    this.devices.set(id, { id, owner, alive: true, inFlight: new Map(), queue: [], segments: new Set(), drained: [], requests: 0 });
+    this.log.info({ device: id, uid: owner.uid }, 'paging device mounted');
+    return id;
+  }
+
+  /** vm_umount: removes a device of `owner` once its I/O has drained; EBUSY while segments are bound to it. */
+  async umount(owner: DeviceOwner, id: number): Promise<void> {
+    const device = this.devices.get(id);
+    if (device === undefined || device.owner !== owner) throw new PagerError('no-such-device');
+    if (device.segments.size > 0) throw new PagerError('device-busy', `${device.segments.size} segments are bound to device ${id}`);
+    if (device.inFlight.size > 0 || device.queue.length > 0) await new Promise<void>((resolve) => device.drained.push(resolve));
+    if (device.segments.size > 0) throw new PagerError('device-busy', `segments were bound to device ${id} while its I/O drained`);
+    this.devices.delete(id);
+    this.log.info({ device: id }, 'paging device unmounted');
+  }
+
+  /**
+   * Binds segment `vmid` (owned by `segmentUid`) to device `id` (vm_setdevid, and at creation):
+   * the device must be live and mounted by a connection of the segment owner's uid, so no client
+   * makes another uid's file system serve or receive its pages. I/O already sent completes on the
+   * old device; later I/O goes to the new one.
+   */
+  bind(vmid: number, segmentUid: number, id: number): void {
+    const device = this.bindable(id, segmentUid);
+    this.unbind(vmid);
+    device.segments.add(vmid);
+    this.byVmid.set(vmid, device);
+  }
+
+  /** Device `id` if a segment of uid `segmentUid` may be bound to it: live, and mounted by a connection of that uid. */
+  bindable(id: number, segmentUid: number): Device {
+    const device = this.devices.get(id);
+    if (device === undefined || !device.alive || device.owner.uid !== segmentUid) throw new PagerError('no-such-device', `no live paging device ${id} of uid ${segmentUid}`);
+    return device;
+  }
+
+  /** The segment is gone (deleted), or bound elsewhere. */
+  unbind(vmid: number): void {
+    const device = this.byVmid.get(vmid);
+    if (device === undefined) return;
+    this.byVmid.delete(vmid);
+    device.segments.delete(vmid);
+    this.forgetIfUnused(device);
+  }
+
+  /** Reads pages [page, page + npages) of `vmid` into `into` through its device's strategy. */
+  read(vmid: number, page: number, npages: number, into: Uint8Array): Promise<void> {
+    return this.submit({ op: 'read', vmid, page, npages, data: new Uint8Array(0), into });
+  }
+
+  /** Writes `data` (npages pages) as pages [page, page + npages) of `vmid`; resolves once the file system made them durable. */
+  write(vmid: number, page: number, npages: number, data: Uint8Array): Promise<void> {
+    return this.submit({ op: 'write', vmid, page, npages, data });
+  }
+
+  /** A strategy's answer from `owner`'s connection: settles its request; anything that is not an answer it owes is logged and dropped. */
+  done(owner: DeviceOwner, answer: StrategyDone): void {
+    for (const device of this.devices.values()) {
+      if (device.owner !== owner) continue;
+      const pending = device.inFlight.get(answer.id);
+      if (pending === undefined) continue;
+      device.inFlight.delete(answer.id);
+      clearTimeout(pending.timer);
+      if (answer.errno !== 0) {
+        const code = ERRNO_NAMES.get(answer.errno);
+        pending.reject(
+          code === undefined
+            ? new PagerError('file-system-error', `the strategy of device ${device.id} answered errno ${answer.errno}, which Linux does not name`)
+            : new PagerError('file-system-error', `the strategy of device ${device.id} failed the ${pending.op} of page ${pending.page} of segment ${pending.vmid}: ${code}`, { code, errno: answer.errno }),
+        );
+      } else if (pending.op === 'read' && answer.data.length !== pending.npages * this.pageSize) {
+        pending.reject(new PagerError('file-system-error', `the strategy of device ${device.id} answered a read of ${pending.npages} pages with ${answer.data.length} bytes`));
+      } else {
+        if (pending.into !== undefined) pending.into.set(answer.data);
+        pending.resolve();
+      }
+      this.pump(device);
+      return;
+    }
+    this.log.warn({ request: answer.id }, 'a strategy answer to no request in flight on its devices (late, or garbage): dropped');
+  }
+
+  /** `owner`'s connection closed: its devices' requests, in flight and later, fail with EIO; their segments stay bound until rebound or deleted. */
+  ownerGone(owner: DeviceOwner): void {
+    for (const device of this.devices.values()) {
+      if (device.owner !== owner) continue;
+      device.alive = false;
+      const failed = new PagerError('device-gone', `the connection serving paging device ${device.id} closed`);
+      for (const pending of [...device.inFlight.values(), ...device.queue.splice(0)]) {
+        clearTimeout(pending.timer);
+        pending.reject(failed);
+      }
+      device.inFlight.clear();
+      this.wakeDrained(device);
+      this.forgetIfUnused(device);
+    }
+  }
+
+  /** True while a device of `owner` has strategy requests unanswered (its connection must keep reading). */
+  awaits(owner: DeviceOwner): boolean {
+    for (const device of this.devices.values()) if (device.owner === owner && device.inFlight.size > 0) return true;
+    return false;
+  }
+
+  /** The table, for pagerctl devices and stats. */
+  list(): { id: number; uid: number; alive: boolean; segments: number[]; inFlight: number; queued: number; requests: number }[] {
+    return [...this.devices.values()].map((d) => ({ id: d.id, uid: d.owner.uid, alive: d.alive, segments: [...d.segments], inFlight: d.inFlight.size, queued: d.queue.length, requests: d.requests }));
+  }
+
+  /** The device a segment is bound to, if any. */
+  deviceOf(vmid: number): number | undefined {
+    return this.byVmid.get(vmid)?.id;
+  }
+
+  private submit(pending: Omit<Pending, 'resolve' | 'reject'>): Promise<void> {
+    const device = this.byVmid.get(pending.vmid);
+    if (device === undefined) return Promise.reject(new PagerError('device-gone', `segment ${pending.vmid} is bound to no paging device (rebind it with vmSetdevid)`));
+    if (!device.alive) return Promise.reject(new PagerError('device-gone', `the connection serving paging device ${device.id} closed`));
+    return new Promise<void>((resolve, reject) => {
+      device.queue.push({ ...pending, resolve, reject });
+      this.pump(device);
+    });
+  }
+
+  /** Sends queued requests while the device is under its in-flight limit. */
+  private pump(device: Device): void {
+    while (device.alive && device.inFlight.size < this.limits.maxInFlight && device.queue.length > 0) {
+      const pending = device.queue.shift()!;
+      const id = this.nextRequest;
+      this.nextRequest = this.nextRequest >= 0xffffffff ? 1 : this.nextRequest + 1;
+      pending.id = id;
+      device.inFlight.set(id, pending);
+      device.requests++;
+      pending.timer = setTimeout(() => this.timedOut(device, id), this.limits.timeoutMs);
+      device.owner.send(encodeStrategyIoFrame({ id, device: device.id, op: pending.op, vmid: pending.vmid, page: pending.page, npages: pending.npages, data: pending.data }));
+    }
+    if (device.inFlight.size === 0 && device.queue.length === 0) this.wakeDrained(device);
+  }
+
+  private timedOut(device: Device, id: number): void {
+    const pending = device.inFlight.get(id);
+    if (pending === undefined) return;
+    device.inFlight.delete(id);
+    this.log.warn({ device: device.id, request: id, vmid: pending.vmid, page: pending.page }, 'a strategy request went unanswered: failing it with EIO');
+    pending.reject(new PagerError('device-gone', `the strategy of paging device ${device.id} did not answer within ${this.limits.timeoutMs} ms`));
+    this.pump(device);
+  }
+
+  private wakeDrained(device: Device): void {
+    for (const wake of device.drained.splice(0)) wake();
+  }
+
+  /** A dead device with no segment left bound is removed: nobody can use or unmount it. */
+  private forgetIfUnused(device: Device): void {
+    if (!device.alive && device.segments.size === 0) this.devices.delete(device.id);
+  }
+}

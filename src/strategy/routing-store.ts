@@ -1,0 +1,107 @@
+import { V_STRATEGY } from '../constants.js';
+import type { BackingStore, PageWrite, WriteTicket } from '../vm/store.js';
+import type { SegmentRecord } from '../vm/segment.js';
+import type { PagingDevices } from './paging-devices.js';
+
+/**
+ * The engine's backing store when client file systems page their own segments: pages of segments
+ * created with V_STRATEGY go to their paging device's strategy routine (PagingDevices); every other
+ * page goes to pagerd's own store. Pages of strategy segments are the file system's: none is
+ * written to pagerd's device or database, none takes a slot there (the file system's own errors,
+ * ENOSPC included, are what callers hear), and a release only discards cached frames (the next
+ * read pages in what the file system holds).
+ */
+export class RoutingStore implements BackingStore {
+  /** Segments paged by a strategy routine (bound to a device or not). */
+  private readonly strategySegments = new Set<number>();
+
+  constructor(
+    private readonly inner: BackingStore,
+    private readonly devices: PagingDevices,
+    /** Most pages one strategy write carries (contiguous pages of one segment travel together). */
+    private readonly maxRequestPages: number,
+  ) {}
+
+  get pageSize(): number {
+    return this.inner.pageSize;
+  }
+
+  get failed(): boolean {
+    return this.inner.failed;
+  }
+
+  get checking(): Promise<unknown> | undefined {
+    return this.inner.checking;
+  }
+
+  /** Whether segment `vmid` is paged by a strategy routine. */
+  pagedByStrategy(vmid: number): boolean {
+    return this.strategySegments.has(vmid);
+  }
+
+  async loadSegments(): Promise<SegmentRecord[]> {
+    const records = await this.inner.loadSegments();
+    for (const r of records) if ((r.options & V_STRATEGY) !== 0) this.strategySegments.add(r.vmid);
+    return records;
+  }
+
+  async createSegment(record: Omit<SegmentRecord, 'vmid'>): Promise<number> {
+    const vmid = await this.inner.createSegment(record);
+    if ((record.options & V_STRATEGY) !== 0) this.strategySegments.add(vmid);
+    return vmid;
+  }
+
+  deleteSegment(vmid: number): void {
+    this.inner.deleteSegment(vmid);
+    this.strategySegments.delete(vmid);
+    this.devices.unbind(vmid);
+  }
+
+  readPage(vmid: number, pno: number, into: Uint8Array): Promise<void> {
+    return this.strategySegments.has(vmid) ? this.devices.read(vmid, pno, 1, into) : this.inner.readPage(vmid, pno, into);
+  }
+
+  readPageNow(vmid: number, pno: number, into: Uint8Array): boolean {
+    return this.strategySegments.has(vmid) ? false : this.inner.readPageNow(vmid, pno, into);
+  }
+
+  /**
+   * The engine sends pages of one pager per batch (pagerOf): a batch is either pagerd's store's or
+   * one strategy segment's. A strategy batch goes as writes of contiguous pages, the bytes copied
+   * at once (the frames are captured: writers need not wait for a slow file system).
+   */
+  writePages(pages: readonly PageWrite[]): WriteTicket {
+    if (pages.length === 0 || !this.strategySegments.has(pages[0].vmid)) return this.inner.writePages(pages);
+    const writes: Promise<void>[] = [];
+    const sorted = [...pages].sort((a, b) => a.vmid - b.vmid || a.pno - b.pno);
+    for (let first = 0; first < sorted.length; ) {
+      let end = first + 1;
+      while (end < sorted.length && end - first < this.maxRequestPages && sorted[end].vmid === sorted[first].vmid && sorted[end].pno === sorted[end - 1].pno + 1) end++;
+      const run = sorted.slice(first, end);
+      const data = new Uint8Array(run.length * this.pageSize);
+      run.forEach((p, i) => data.set(p.data, i * this.pageSize));
+      writes.push(this.devices.write(run[0].vmid, run[0].pno, run.length, data));
+      first = end;
+    }
+    const complete = Promise.all(writes).then(() => undefined);
+    complete.catch(() => undefined); // the engine awaits it; an early rejection is not unhandled
+    return { captured: Promise.resolve(), complete };
+  }
+
+  /** Pages of different pagers never share a batch: their failures are their own. */
+  pagerOf(vmid: number): number {
+    return this.strategySegments.has(vmid) ? vmid : 0;
+  }
+
+  releasePages(vmid: number, pfirst: number, npages: number): void {
+    if (!this.strategySegments.has(vmid)) this.inner.releasePages(vmid, pfirst, npages);
+  }
+
+  reserveSlots(count: number, vmid: number): boolean {
+    return this.strategySegments.has(vmid) ? true : this.inner.reserveSlots(count, vmid);
+  }
+
+  unreserveSlots(count: number, vmid: number): void {
+    if (!this.strategySegments.has(vmid)) this.inner.unreserveSlots(count, vmid);
+  }
+}
