@@ -1,3 +1,4 @@
+import type { PagerError } from '../errors.js';
 import { setMaxListeners } from 'node:events';
 import { AddressSpace } from './address-space.js';
 import type { Segment } from './segment.js';
@@ -23,7 +24,7 @@ export class ClientContext {
    * first (SPEC §4: an error is reported once to each connection). Set by the engine when a
    * page-out fails, taken by this client's next vms_iowait on the segment.
    */
-  readonly unheardFailures = new Map<number, string>();
+  readonly unheardFailures = new Map<number, PagerError>();
   private readonly ended = new AbortController();
 
   constructor(cred: Credentials) {

@@ -305,7 +305,7 @@ export class VmServices {
       const failure = done || flags === V_WAITERR ? ctx.unheardFailures.get(vmid) : undefined;
       if (failure !== undefined) {
         ctx.unheardFailures.delete(vmid);
-        throw new PagerError('page-out-failed', failure);
+        throw failure;
       }
       if (done) return;
       await io.changed(wakeOn);

@@ -1,10 +1,12 @@
 import { connect, type Socket } from 'node:net';
-import { decodeReply, encodeHello, type Reply } from '../../src/protocol/codec.js';
+import { Kind, decodeReply, decodeStrategyIo, encodeHello, type Reply, type StrategyIo } from '../../src/protocol/codec.js';
 import { FrameDecoder, encodeFrame } from '../../src/protocol/frame.js';
 
 /** A raw protocol connection for fuzzing: sends arbitrary bytes, collects replies and the close. */
 export class RawConnection {
   readonly replies: Reply[] = [];
+  /** Strategy I/O requests the daemon sent (for a paging device this connection mounted). */
+  readonly strategyRequests: StrategyIo[] = [];
   closed = false;
   private readonly decoder = new FrameDecoder(64 << 20);
   private waiters: (() => void)[] = [];
@@ -13,7 +15,8 @@ export class RawConnection {
     socket.on('data', (chunk: Buffer) => {
       for (const frame of this.decoder.push(chunk)) {
         try {
-          this.replies.push(decodeReply(frame));
+          if (frame[0] === Kind.STRATEGY_IO) this.strategyRequests.push(decodeStrategyIo(frame));
+          else this.replies.push(decodeReply(frame));
         } catch {
           // the welcome, or a frame that is not a reply: the fuzzer only counts replies
         }

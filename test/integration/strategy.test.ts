@@ -1,0 +1,212 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UIO_READ, UIO_WRITE, V_CLIENT, V_WORKING, VM_IOACCESSP_MAKE, type PagerClient, type StrategyRequest } from '../../src/client/index.js';
+import { encodeRequestFrame, encodeStrategyDoneFrame } from '../../src/protocol/codec.js';
+import { startDaemon, type RunningDaemon } from '../support/daemon.js';
+import { RawConnection } from '../support/raw-connection.js';
+
+const PAGE = 4096;
+const MiB = 1 << 20;
+const uio = (buf: Uint8Array) => ({ iov: [buf], offset: 0, resid: buf.length, segflg: 0 });
+
+/** A file system in memory: its pages, and every request its strategy served. */
+function memoryFileSystem(): { pages: Map<string, Uint8Array>; served: StrategyRequest[]; strategy: (io: StrategyRequest) => Promise<void> } {
+  const pages = new Map<string, Uint8Array>();
+  const served: StrategyRequest[] = [];
+  return {
+    pages,
+    served,
+    strategy: async (io) => {
+      served.push({ ...io, data: new Uint8Array(0) });
+      for (let i = 0; i < io.npages; i++) {
+        const key = `${io.vmid}:${io.page + i}`;
+        const bytes = io.data.subarray(i * PAGE, (i + 1) * PAGE);
+        if (io.op === 'read') bytes.set(pages.get(key) ?? new Uint8Array(PAGE));
+        else pages.set(key, Uint8Array.from(bytes));
+      }
+    },
+  };
+}
+
+function pattern(vmid: number, pno: number): Uint8Array {
+  const out = new Uint8Array(PAGE);
+  for (let i = 0; i < PAGE; i += 4) new DataView(out.buffer).setUint32(i, (vmid * 1_000_003 + pno * 7919 + i) >>> 0, true);
+  return out;
+}
+
+let daemon: RunningDaemon;
+beforeAll(async () => {
+  daemon = await startDaemon({ memory: '16MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '1500' } });
+});
+afterAll(async () => {
+  expect(await daemon.stop()).toBe(0);
+});
+
+describe('client segments paged by their own file system (strategy routines)', () => {
+  it('a 64 MiB client segment through a 16 MiB pool reads back exactly; its page-outs reach the strategy, none reach pagerd\'s store', async () => {
+    const fs = memoryFileSystem();
+    const c = await daemon.client();
+    const device = await c.vmMounte(fs.strategy);
+    expect(device).toBeGreaterThan(0);
+    const vmid = await c.vmsCreate(V_CLIENT, 64 * MiB, { device });
+    const before = (await c.stats()) as { slots: { mapped: number } };
+    const pages = (64 * MiB) / PAGE;
+    for (let pno = 0; pno < pages; pno += 64) {
+      const chunk = new Uint8Array(64 * PAGE);
+      for (let i = 0; i < 64; i++) chunk.set(pattern(vmid, pno + i), i * PAGE);
+      await c.vmMove(vmid, pno * PAGE, chunk.length, UIO_WRITE, uio(chunk));
+    }
+    for (let pno = 0; pno < pages; pno += 64) {
+      const chunk = new Uint8Array(64 * PAGE);
+      await c.vmMove(vmid, pno * PAGE, chunk.length, UIO_READ, uio(chunk));
+      for (let i = 0; i < 64; i++) if (!Buffer.from(chunk.subarray(i * PAGE, (i + 1) * PAGE)).equals(pattern(vmid, pno + i))) throw new Error(`page ${pno + i} read back wrong`);
+    }
+    await c.vmWritep(vmid, 0, pages);
+    await c.vmsIowait(vmid);
+    expect(fs.pages.size).toBe(pages); // every page reached the file system
+    expect(Buffer.from(fs.pages.get(`${vmid}:${pages - 1}`)!).equals(pattern(vmid, pages - 1))).toBe(true);
+    expect(fs.served.some((io) => io.op === 'write' && io.npages > 1)).toBe(true); // contiguous pages travel together
+    expect(fs.served.some((io) => io.op === 'read')).toBe(true); // pages stolen and read back
+    expect(((await c.stats()) as { slots: { mapped: number } }).slots.mapped).toBe(before.slots.mapped);
+    expect(await c.devices()).toEqual([expect.objectContaining({ id: device, alive: true, segments: [vmid] })]);
+    await expect(c.vmUmount(device)).rejects.toMatchObject({ code: 'EBUSY', reason: 'device-busy' });
+    await c.vmsDelete(vmid);
+    await c.vmUmount(device);
+    expect(await c.devices()).toEqual([]);
+    await c.close();
+  }, 120_000);
+
+  it("a strategy's errno (ESTALE) reaches vm_move's caller unchanged; an error without one is EIO", async () => {
+    const c = await daemon.client();
+    let fail: Error = Object.assign(new Error('stale handle'), { errno: 116 });
+    const device = await c.vmMounte(async () => {
+      throw fail;
+    });
+    const vmid = await c.vmsCreate(V_CLIENT, 16 * PAGE, { device });
+    const read = (): Promise<number> => c.vmMove(vmid, 0, PAGE, UIO_READ, uio(new Uint8Array(PAGE)));
+    await expect(read()).rejects.toMatchObject({ name: 'PagerError', code: 'ESTALE', errno: 116, reason: 'file-system-error' });
+    fail = new Error('no errno');
+    await expect(read()).rejects.toMatchObject({ code: 'EIO', errno: 5, reason: 'file-system-error' });
+    fail = Object.assign(new Error('a Node error'), { code: 'ENOSPC', errno: -28 });
+    await c.vmMove(vmid, 0, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(1))); // a whole page: no page-in
+    await c.vmWritep(vmid, 0, 1);
+    await expect(c.vmsIowait(vmid)).rejects.toMatchObject({ code: 'ENOSPC', errno: 28 });
+    await c.close();
+  });
+
+  it('a strategy that never answers, then disconnects: the waiting read fails with EIO at once; a timeout fails one that stays', async () => {
+    const mounter = await daemon.client();
+    const reader = await daemon.client();
+    let asked!: () => void;
+    const askedOnce = new Promise<void>((resolve) => (asked = resolve));
+    const device = await mounter.vmMounte(() => {
+      asked();
+      return new Promise(() => undefined); // never answers
+    });
+    const vmid = await mounter.vmsCreate(V_CLIENT, 16 * PAGE, { device, mode: 0o666 });
+    const waiting = reader.vmMove(vmid, 0, PAGE, UIO_READ, uio(new Uint8Array(PAGE)));
+    waiting.catch(() => undefined);
+    await askedOnce;
+    const started = Date.now();
+    await mounter.close();
+    await expect(waiting).rejects.toMatchObject({ code: 'EIO', reason: 'device-gone' });
+    expect(Date.now() - started).toBeLessThan(1000);
+    // Bound to a device whose connection is gone: later I/O fails at once, nothing waits.
+    await expect(reader.vmMove(vmid, PAGE, PAGE, UIO_READ, uio(new Uint8Array(PAGE)))).rejects.toMatchObject({ code: 'EIO', reason: 'device-gone' });
+
+    const silent = await daemon.client();
+    const device2 = await silent.vmMounte(() => new Promise(() => undefined));
+    const vmid2 = await silent.vmsCreate(V_CLIENT, 16 * PAGE, { device: device2 });
+    const t0 = Date.now();
+    await expect(silent.vmMove(vmid2, 0, PAGE, UIO_READ, uio(new Uint8Array(PAGE)))).rejects.toMatchObject({ code: 'EIO', reason: 'device-gone' });
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1400); // PAGERD_STRATEGY_TIMEOUT_MS=1500
+    await silent.close();
+    await reader.close();
+  });
+
+  it('a strategy that calls services while it serves a page-in (its own connection, other segments) does not deadlock', async () => {
+    const c = await daemon.client();
+    const other = await c.vmsCreate(V_WORKING, 4 * PAGE);
+    await c.vmMove(other, 0, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(9)));
+    const device = await c.vmMounte(async (io) => {
+      // Read-ahead style work from inside the routine: a move on another segment and a query.
+      const peek = new Uint8Array(PAGE);
+      await c.vmMove(other, 0, PAGE, UIO_READ, uio(peek));
+      await c.vmQpages(other);
+      io.data.fill(peek[0]);
+    });
+    const vmid = await c.vmsCreate(V_CLIENT, 8 * PAGE, { device });
+    const got = new Uint8Array(4 * PAGE);
+    await c.vmMove(vmid, 0, got.length, UIO_READ, uio(got));
+    expect(got.every((b) => b === 9)).toBe(true);
+    // MAKE (vm_ioaccessp) on a client segment: pages made, then filled by the strategy.
+    await c.vmIoaccessp(vmid, 4, 2, VM_IOACCESSP_MAKE);
+    await c.close();
+  });
+
+  it('only a device of the segment owner\'s uid may page it; vm_ioaccessp on a working segment stays EINVAL; vmSetdevid rebinds', async () => {
+    const c = await daemon.client();
+    const fsA = memoryFileSystem();
+    const fsB = memoryFileSystem();
+    const a = await c.vmMounte(fsA.strategy);
+    const b = await c.vmMounte(fsB.strategy);
+    const vmid = await c.vmsCreate(V_CLIENT, 4 * PAGE, { device: a });
+    await c.vmMove(vmid, 0, PAGE, UIO_WRITE, uio(pattern(vmid, 0)));
+    await c.vmWritep(vmid, 0, 1);
+    await c.vmsIowait(vmid);
+    expect(fsA.pages.size).toBe(1);
+    await c.vmSetdevid(vmid, b);
+    await c.vmMove(vmid, PAGE, PAGE, UIO_WRITE, uio(pattern(vmid, 1)));
+    await c.vmWritep(vmid, 1, 1);
+    await c.vmsIowait(vmid);
+    expect([...fsB.pages.keys()]).toEqual([`${vmid}:1`]);
+    await expect(c.vmsCreate(V_CLIENT, PAGE, { device: 9999 })).rejects.toMatchObject({ code: 'EINVAL', reason: 'no-such-device' });
+    await expect(c.vmsCreate(V_WORKING, PAGE, { device: a })).rejects.toMatchObject({ code: 'EINVAL', reason: 'not-client-segment' });
+    const working = await c.vmsCreate(V_WORKING, PAGE);
+    await expect(c.vmSetdevid(working, a)).rejects.toMatchObject({ code: 'EINVAL', reason: 'not-client-segment' });
+    await expect(c.vmIoaccessp(working, 0, PAGE, VM_IOACCESSP_MAKE)).rejects.toMatchObject({ code: 'EINVAL' });
+    // Another uid's connection cannot bind its segments to this uid's device, nor unmount it.
+    await c.close();
+  });
+
+  it('garbage strategy answers (unknown ids, wrong sizes, after the unmount) never crash the daemon', async () => {
+    const raw = await RawConnection.open(daemon.socket);
+    let id = 1;
+    const call = async (op: 'vmMounte' | 'vmsCreateOn' | 'vmUmount' | 'vmsDelete', args: number[]): Promise<number | undefined> => {
+      const mine = id++;
+      raw.send(encodeRequestFrame({ id: mine, op, args }));
+      await raw.until(() => raw.replies.some((r) => r.id === mine), 5000);
+      const reply = raw.replies.find((r) => r.id === mine)!;
+      if (reply.error) throw new Error(`${reply.error.code} ${reply.error.reason}`);
+      return reply.results[0] as number | undefined;
+    };
+    const device = (await call('vmMounte', []))!;
+    const vmid = (await call('vmsCreateOn', [V_CLIENT, 8 * PAGE, 0, 0o666, device]))!;
+    const reader = await daemon.client();
+    const read = (pno: number): Promise<number> => reader.vmMove(vmid, pno * PAGE, PAGE, UIO_READ, uio(new Uint8Array(PAGE)));
+
+    const first = read(0);
+    first.catch(() => undefined);
+    await raw.until(() => raw.strategyRequests.length === 1, 5000);
+    const asked = raw.strategyRequests[0];
+    expect(asked).toMatchObject({ op: 'read', device, vmid, page: 0, npages: 1 });
+    raw.send(encodeStrategyDoneFrame({ id: asked.id + 1000, errno: 0, data: new Uint8Array(PAGE) })); // no such request: dropped
+    raw.send(encodeStrategyDoneFrame({ id: asked.id, errno: 0, data: new Uint8Array(PAGE - 1) })); // the wrong size
+    await expect(first).rejects.toMatchObject({ code: 'EIO', reason: 'file-system-error' });
+
+    const second = read(1);
+    await raw.until(() => raw.strategyRequests.length === 2, 5000);
+    raw.send(encodeStrategyDoneFrame({ id: raw.strategyRequests[1].id, errno: 0, data: new Uint8Array(PAGE).fill(3) }));
+    expect(await second).toBe(PAGE);
+    raw.send(encodeStrategyDoneFrame({ id: raw.strategyRequests[1].id, errno: 0, data: new Uint8Array(PAGE) })); // answered twice
+
+    await call('vmsDelete', [vmid]);
+    await call('vmUmount', [device]);
+    raw.send(encodeStrategyDoneFrame({ id: raw.strategyRequests[1].id, errno: 5, data: new Uint8Array(0) })); // after the unmount
+    raw.send(Buffer.from([0, 0, 0, 3, 6, 1, 2])); // a strategy answer that cannot be decoded: the connection closes
+    await raw.until(() => raw.closed, 5000);
+    expect(raw.closed).toBe(true);
+    expect(daemon.proc.exitCode).toBeNull();
+    expect(await reader.vmsCreate(V_WORKING, PAGE)).toBeGreaterThan(0);
+    await reader.close();
+  });
+});
