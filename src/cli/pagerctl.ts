@@ -9,7 +9,7 @@ import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync }
 import { constants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
-import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, type PagerClient } from '../client/index.js';
+import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, serveFile, type PagerClient } from '../client/index.js';
 import { parseSize } from '../config/tunables.js';
 import { VERSION } from '../version.js';
 import { EXIT, exitName, exitStatusHelp, exitStatusOf, type ExitStatus } from './exit-status.js';
@@ -275,6 +275,42 @@ program
       if (!report.ok) process.exitCode = EXIT.DATAERR;
     }),
   );
+
+program
+  .command('devices')
+  .description('the paging device table: client file systems mounted (vmMounte), their uid, the segments bound to each, their I/O')
+  .action(() =>
+    withClient(async (c) => {
+      const list = await c.devices();
+      emit(
+        list,
+        list.map((d) => `device ${d.id}\tuid ${d.uid}\t${d.alive ? 'live' : 'GONE'}\tsegments ${d.segments.join(',') || '-'}\tin flight ${d.inFlight}\tqueued ${d.queued}\trequests ${d.requests}`).join('\n') || '(no paging devices)',
+      );
+    }),
+  );
+
+program
+  .command('map-file')
+  .description('serve a regular file as a client segment (the reference client file system) until interrupted: prints the vmid; page-ins read the file, page-outs write it in place and fdatasync')
+  .argument('<file>', 'an existing regular file: the segment is its size, rounded up to pages')
+  .addOption(new Option('--mode <octal>', 'permission bits of the segment').default(0o600, '600').argParser(octalMode))
+  .action(async (file: string, opts: { mode: number }) => {
+    const socket = program.opts().socket;
+    const c = await connect({ socket }).catch((err: unknown) => {
+      throw unreachable(err, socket ?? process.env.PAGERD_SOCKET ?? './var/pagerd.sock');
+    });
+    const pager = await serveFile(c, file, { mode: opts.mode }).catch(async (err: unknown) => {
+      await c.close();
+      throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? new CtlError(EXIT.NOINPUT, 'no-such-file', (err as Error).message) : err;
+    });
+    emit({ file, vmid: pager.vmid, device: pager.device, size: pager.size }, `serving ${file} as segment ${pager.vmid} (paging device ${pager.device}); interrupt to stop`);
+    await new Promise<void>((resolve) => {
+      process.once('SIGINT', resolve);
+      process.once('SIGTERM', resolve);
+    });
+    await pager.stop(); // every modified page written to the file and synced first
+    await c.close();
+  });
 
 program
   .command('backup')

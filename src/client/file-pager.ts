@@ -1,0 +1,82 @@
+import { open, type FileHandle } from 'node:fs/promises';
+import { V_CLIENT } from '../constants.js';
+import { GroupCommit } from '../group-commit.js';
+import type { PagerClient, StrategyRequest } from './client.js';
+
+/** A regular file served as a client segment: its vmid and paging device, and how to stop. */
+export interface FilePager {
+  vmid: number;
+  device: number;
+  /** The file's size: the segment's extent, rounded up to whole pages. */
+  size: number;
+  /** Strategy requests served so far. */
+  readonly served: { reads: number; writes: number; datasyncs: number };
+  /** Pages out every modified page (durable in the file), deletes the segment, unmounts, closes the file. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The reference client file system: one regular file served as a client segment through a
+ * strategy routine. Page-ins are positional reads (zeros past the end of the file); page-outs are
+ * positional writes that never extend the file past its size, each made durable by an fdatasync
+ * before it resolves (writes answered while one runs share the next: group commit). The file's
+ * guarantees are its own: an in-place write can tear on power loss, as any file write can.
+ */
+export async function serveFile(client: PagerClient, path: string, options: { mode?: number } = {}): Promise<FilePager> {
+  const file = await open(path, 'r+');
+  try {
+    const size = (await file.stat()).size;
+    const syncs = new GroupCommit();
+    const served = { reads: 0, writes: 0, datasyncs: 0 };
+    const pageSize = client.pageSize;
+    const strategy = async (io: StrategyRequest): Promise<void> => {
+      const at = io.page * pageSize;
+      if (io.op === 'read') {
+        served.reads++;
+        await readFully(file, io.data, at); // past the end of the file: the zeros the buffer came with
+        return;
+      }
+      served.writes++;
+      const length = Math.max(0, Math.min(io.data.length, size - at));
+      await writeFully(file, io.data.subarray(0, length), at);
+      await syncs.request(() => {
+        served.datasyncs++;
+        return file.datasync();
+      });
+    };
+    const device = await client.vmMounte(strategy);
+    const vmid = await client.vmsCreate(V_CLIENT, size, { device, mode: options.mode ?? 0o600 });
+    const pages = Math.ceil(size / pageSize);
+    return {
+      vmid,
+      device,
+      size,
+      served,
+      async stop() {
+        if (pages > 0) await client.vmWritep(vmid, 0, pages);
+        await client.vmsIowait(vmid);
+        await client.vmsDelete(vmid);
+        await client.vmUmount(device);
+        await file.close();
+      },
+    };
+  } catch (err) {
+    await file.close();
+    throw err;
+  }
+}
+
+async function readFully(file: FileHandle, into: Uint8Array, position: number): Promise<void> {
+  for (let done = 0; done < into.length; ) {
+    const { bytesRead } = await file.read(into, done, into.length - done, position + done);
+    if (bytesRead === 0) return;
+    done += bytesRead;
+  }
+}
+
+async function writeFully(file: FileHandle, data: Uint8Array, position: number): Promise<void> {
+  for (let done = 0; done < data.length; ) {
+    const { bytesWritten } = await file.write(data, done, data.length - done, position + done);
+    done += bytesWritten;
+  }
+}
