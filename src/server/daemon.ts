@@ -227,7 +227,8 @@ export class Daemon {
       trusted = false;
     }
     // This connection as the owner of the paging devices it mounts: strategy requests go out on it.
-    const owner: DeviceOwner = { uid: cred.uid, send: (frame) => connection.sendFrame(frame) };
+    const ctx = this.svc.createContext(cred);
+    const owner: DeviceOwner = { uid: cred.uid, context: ctx, send: (frame) => connection.sendFrame(frame) };
     const host: ConnectionHost = {
       strategyDone: (answer) => this.paging.devices.done(owner, answer),
       awaitsStrategy: () => this.paging.devices.awaits(owner),
@@ -252,7 +253,6 @@ export class Daemon {
       offersSharedFrames: () => trusted,
       sharedFramesFor: () => (trusted ? this.vmm.pool.offer() : undefined),
     };
-    const ctx = this.svc.createContext(cred);
     const connection = new Connection(socket, ctx, host, log);
     this.connections.add(connection);
     log.debug({}, 'client connected');

@@ -6,6 +6,8 @@ import { encodeStrategyIoFrame, type StrategyDone } from '../protocol/codec.js';
 /** The connection that mounted a device: its peer's uid, and how to send it a strategy request. */
 export interface DeviceOwner {
   readonly uid: number;
+  /** The connection's client context (whose waits on its own strategy answer EDEADLK). */
+  readonly context: object;
   send(frame: Buffer): void;
 }
 
@@ -167,6 +169,16 @@ export class PagingDevices {
       this.wakeDrained(device);
       this.forgetIfUnused(device);
     }
+  }
+
+  /** The owner whose strategy is reading page `pno` of `vmid` in (sent or queued), if any. */
+  readingFor(vmid: number, pno: number): DeviceOwner | undefined {
+    const device = this.byVmid.get(vmid);
+    if (device === undefined) return undefined;
+    for (const p of [...device.inFlight.values(), ...device.queue]) {
+      if (p.op === 'read' && p.vmid === vmid && pno >= p.page && pno < p.page + p.npages) return device.owner;
+    }
+    return undefined;
   }
 
   /** True while a device of `owner` has strategy requests unanswered (its connection must keep reading). */

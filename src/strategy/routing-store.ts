@@ -88,6 +88,10 @@ export class RoutingStore implements BackingStore {
     return { captured: Promise.resolve(), complete };
   }
 
+  pageInServer(vmid: number, pno: number): object | undefined {
+    return this.strategySegments.has(vmid) ? this.devices.readingFor(vmid, pno)?.context : undefined;
+  }
+
   /** Pages of different pagers never share a batch: their failures are their own. */
   pagerOf(vmid: number): number {
     return this.strategySegments.has(vmid) ? vmid : 0;

@@ -28,6 +28,8 @@ export class Move {
     uioTotal: number,
     /** Ends the move's waits (the client gone, or its V_INTRSEG request cancelled). */
     private readonly endWaits: AbortSignal,
+    /** The client moving (a wait on its own strategy routine answers EDEADLK). */
+    private readonly waiter?: object,
   ) {
     this.cursor = new IovCursor(uio.iov, uioTotal - uio.resid);
   }
@@ -79,7 +81,7 @@ export class Move {
       const len = Math.min(ps - (pos - pno * ps), this.n - this.moved);
       // Then look again: anything may have happened while we waited.
       if (this.makes(pno, len)) await makePage(vmm, seg, pno, this.endWaits, false);
-      else await fault(vmm, seg, pno, write, this.endWaits);
+      else await fault(vmm, seg, pno, write, this.endWaits, this.waiter);
       this.faulted = pno;
     }
     return this.moved;

@@ -493,7 +493,7 @@ export class VmServices {
     const write = rw === UIO_WRITE;
     if (write ? !ctx.mayWrite(seg) : !ctx.mayRead(seg)) throw new PagerError(write ? 'no-write-access' : 'no-read-access');
     if (n === 0) return 0;
-    const move = new Move(this.vmm, seg, offset, n, write, uio, total, this.waitSignal(ctx, seg, signal));
+    const move = new Move(this.vmm, seg, offset, n, write, uio, total, this.waitSignal(ctx, seg, signal), ctx);
     return move.copyResident() ? move.moved : move.run();
   }
 }

@@ -71,6 +71,12 @@ export interface BackingStore {
    */
   pagerOf?(vmid: number): number;
   /**
+   * Who is reading page `pno` of `vmid` in for the store right now, when that is one of the
+   * engine's clients (a client file system's strategy routine): a wait of that same client on the
+   * page would wait on itself (EDEADLK). Absent: nobody.
+   */
+  pageInServer?(vmid: number, pno: number): object | undefined;
+  /**
    * Makes pages [pfirst, pfirst + npages) read as zeros from now on, durably by the time it
    * returns; throws (EIO) and changes nothing when it cannot. Synchronous, as deleteSegment.
    */

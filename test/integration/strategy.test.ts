@@ -143,6 +143,49 @@ describe('client segments paged by their own file system (strategy routines)', (
     await c.close();
   });
 
+  it('a call that would wait on a page its own strategy is reading right now answers EDEADLK at once', async () => {
+    const c = await daemon.client();
+    let vmid = 0;
+    let seen: unknown;
+    const device = await c.vmMounte(async (io) => {
+      // Waiting for the very page this routine is asked to read would wait for itself.
+      seen = await c.vmMove(vmid, io.page * PAGE, PAGE, UIO_READ, uio(new Uint8Array(PAGE))).catch((err: unknown) => err);
+      io.data.fill(5);
+    });
+    vmid = await c.vmsCreate(V_CLIENT, 4 * PAGE, { device });
+    const other = await daemon.client(); // another connection's read of the page waits, as any would
+    const got = new Uint8Array(PAGE);
+    const started = Date.now();
+    await other.vmMove(vmid, 0, PAGE, UIO_READ, uio(got));
+    expect(Date.now() - started).toBeLessThan(1000);
+    expect(seen).toMatchObject({ code: 'EDEADLK', errno: 35, reason: 'deadlock' });
+    expect(got.every((b) => b === 5)).toBe(true);
+    await other.close();
+    await c.close();
+  });
+
+  it('after a restart a client segment keeps its record, answers EIO until its file system rebinds it, then pages through the new device', async () => {
+    const own = await startDaemon({ memory: '1MiB' });
+    const fs = memoryFileSystem();
+    let c = await own.client();
+    const vmid = await c.vmsCreate(V_CLIENT, 4 * PAGE, { device: await c.vmMounte(fs.strategy) });
+    await c.vmMove(vmid, 0, PAGE, UIO_WRITE, uio(pattern(vmid, 0)));
+    await c.vmWritep(vmid, 0, 1);
+    await c.vmsIowait(vmid);
+    await c.close();
+    expect(await own.stop()).toBe(0);
+    const again = await startDaemon({ memory: '1MiB', stateDir: own.stateDir });
+    c = await again.client();
+    expect(await c.segments()).toEqual([expect.objectContaining({ vmid, type: V_CLIENT, extent: 4 * PAGE })]);
+    await expect(c.vmMove(vmid, 0, PAGE, UIO_READ, uio(new Uint8Array(PAGE)))).rejects.toMatchObject({ code: 'EIO', reason: 'device-gone' });
+    await c.vmSetdevid(vmid, await c.vmMounte(fs.strategy));
+    const back = new Uint8Array(PAGE);
+    await c.vmMove(vmid, 0, PAGE, UIO_READ, uio(back));
+    expect(Buffer.from(back).equals(pattern(vmid, 0))).toBe(true);
+    await c.close();
+    expect(await again.stop()).toBe(0);
+  });
+
   it('only a device of the segment owner\'s uid may page it; vm_ioaccessp on a working segment stays EINVAL; vmSetdevid rebinds', async () => {
     const c = await daemon.client();
     const fsA = memoryFileSystem();
