@@ -2,7 +2,7 @@ import { execFileSync, spawnSync } from 'node:child_process';
 import { chmodSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { UIO_READ, UIO_WRITE, V_WORKING } from '../../src/client/index.js';
+import { UIO_READ, UIO_WRITE, V_CLIENT, V_WORKING } from '../../src/client/index.js';
 import { startDaemon } from '../support/daemon.js';
 import { isRoot } from '../support/loop-device.js';
 import { publicCopy } from '../support/public-copy.js';
@@ -19,6 +19,29 @@ function runAs(uid: number, gid: number, args: string[]): Record<string, unknown
 }
 
 describe('isolation between uids', () => {
+  it.runIf(isRoot)("another uid can neither bind to, unmount nor rebind onto a uid's paging device, nor rebind its client segment", async () => {
+    const stateDir = storeDir('pagerd-iso-dev-');
+    chmodSync(stateDir, 0o755);
+    const socket = join(stateDir, 'run', 'pagerd.sock');
+    const daemon = await startDaemon({ stateDir, socket });
+    try {
+      const owner = await daemon.client();
+      const device = await owner.vmMounte(() => undefined);
+      const vmid = await owner.vmsCreate(V_CLIENT, 4096, { device, mode: 0o666 }); // visible to the stranger, not theirs
+      const out = execFileSync('setpriv', ['--reuid=2000', '--regid=0', '--clear-groups', process.execPath, join(PUBLIC, 'dist/test/support/strategy-stranger.js'), socket, String(device), String(vmid)], { encoding: 'utf8' });
+      expect(JSON.parse(out)).toEqual({
+        createOnTheirs: { code: 'EINVAL', reason: 'no-such-device' },
+        unmountTheirs: { code: 'EINVAL', reason: 'no-such-device' },
+        rebindMineOntoTheirs: { code: 'EINVAL', reason: 'no-such-device' },
+        rebindTheirsOntoMine: { code: 'EACCES', reason: 'no-write-access' },
+      });
+      expect(await owner.devices()).toEqual(expect.arrayContaining([expect.objectContaining({ id: device, uid: 0, segments: [vmid] })]));
+      await owner.close();
+    } finally {
+      await daemon.stop();
+    }
+  });
+
   it.runIf(isRoot)('another uid cannot see, attach, read or write a 0600 segment, and is answered as for a nonexistent one; a uid outside the group cannot connect', async () => {
     const stateDir = storeDir('pagerd-iso-');
     chmodSync(stateDir, 0o755); // the socket's own directory is 0750: the group test is there
