@@ -5,7 +5,7 @@
  *   npm run bench                      # the table
  *   npm run bench -- --json            # the same figures as one JSON document
  *   npm run bench -- --device /dev/loopN --runs 7 --quick
- *   npm run bench -- --only durable,cold    # some sections: round-trip, throughput, shared, nbd, loaded, durable, cold, pressure, scale
+ *   npm run bench -- --only durable,cold    # some sections: round-trip, throughput, shared, nbd, loaded, durable, cold, file-pager, pressure, scale
  */
 import { rmSync } from 'node:fs';
 import { parseArgs } from 'node:util';
@@ -22,6 +22,7 @@ import { repeat, summarize, type Summary } from './stats.js';
 import { pressureSegment, zipfianLoad } from './pressure.js';
 import { buildStore, removeStore, startUp } from './scale.js';
 import { fioNbd, haveFioAndNbdkit, withNbdkit, type FioResult } from './nbd.js';
+import { pagerdFilePageOut, rawGroupedWrites, startFilePager } from './file-pager.js';
 import { nbdkitRandread, residentSegment, sharedCopyRate, sharedMoveRate, tryReadRate } from './shared-frames.js';
 import { multiProcessThroughput, pagerdThroughput, rawThroughput } from './throughput.js';
 
@@ -39,7 +40,7 @@ const { values: flags } = parseArgs({
 });
 const RUNS = Math.max(5, Number(flags.runs));
 
-const SECTIONS = ['round-trip', 'throughput', 'shared', 'nbd', 'loaded', 'durable', 'cold', 'pressure', 'scale'];
+const SECTIONS = ['round-trip', 'throughput', 'shared', 'nbd', 'loaded', 'durable', 'cold', 'file-pager', 'pressure', 'scale'];
 const only = flags.only?.split(',');
 const unknown = only?.filter((name) => !SECTIONS.includes(name)) ?? [];
 if (unknown.length > 0) {
@@ -73,7 +74,7 @@ function row(r: Omit<Row, 'ratio' | 'met'> & { check?: (ratio: number) => boolea
 }
 
 async function main(): Promise<void> {
-  if (['round-trip', 'throughput', 'shared', 'nbd', 'loaded', 'durable', 'cold'].some(wanted)) await sectionsOnOneDaemon();
+  if (['round-trip', 'throughput', 'shared', 'nbd', 'loaded', 'durable', 'cold', 'file-pager'].some(wanted)) await sectionsOnOneDaemon();
   if (wanted('pressure')) await pressure();
   if (wanted('scale')) await scale();
   print();
@@ -93,6 +94,7 @@ async function sectionsOnOneDaemon(): Promise<void> {
     if (wanted('loaded')) await underLoad(c, daemon.socket);
     if (wanted('durable')) await durablePageout(c, daemon.dir);
     if (wanted('cold')) await coldPagein(c, daemon.devicePath);
+    if (wanted('file-pager')) await filePager(c, daemon);
   } finally {
     raw.close();
     echo.proc.kill();
@@ -276,6 +278,28 @@ async function coldPagein(c: PagerClient, devicePath: string): Promise<void> {
   const b = await repeat(RUNS, () => rawRandomReads(devicePath, slots.mapped, coldPages, 16, seed++));
   row({ section: 'cold page-in', name: `random 4 KiB vmMove reads of non-resident pages, 16 in flight`, unit: 'ops/s', pagerd: p, baselineName: 'raw random pread, 16 in flight', baseline: b, target: 'ratio ≥ 0.6', check: (x) => x >= 0.6 });
   await c.vmsDelete(vmid);
+}
+
+/**
+ * 4b. A client segment paged by the reference client file system (pagerctl map-file, its own
+ * process): page-ins and page-outs against raw positional I/O of the same file, the same request
+ * sizes and the same sync discipline.
+ */
+async function filePager(c: PagerClient, daemon: BenchDaemon): Promise<void> {
+  log('4b. client file system (pagerctl map-file)');
+  const pages = flags.quick ? 4096 : 16384;
+  const pager = await startFilePager(daemon.socket, daemon.dir, pages);
+  try {
+    let seed = 100;
+    const inP = await repeat(RUNS, () => pagerdColdReads(c, pager.vmid, pages, 16, seed++));
+    const inB = await repeat(RUNS, () => rawRandomReads(pager.file, pages - 1, pages, 16, seed++));
+    row({ section: 'client file system', name: 'page-in: random 4 KiB vmMove reads through map-file, 16 in flight', unit: 'ops/s', pagerd: inP, baselineName: 'raw random pread of the file, 16 in flight', baseline: inB, target: 'ratio ≥ 0.6', check: (x) => x >= 0.6 });
+    const outP = await repeat(RUNS, () => pagerdFilePageOut(c, pager.vmid, pages));
+    const outB = await repeat(RUNS, () => rawGroupedWrites(pager.file, pages, 64, 16));
+    row({ section: 'client file system', name: `page-out: vmWritep + vms_iowait of ${pages} pages through map-file`, unit: 'pages/s', pagerd: outP, baselineName: 'raw 256 KiB pwrite + grouped fdatasync, 16 in flight', baseline: outB, target: 'ratio ≥ 0.6', check: (x) => x >= 0.6 });
+  } finally {
+    await pager.stop();
+  }
 }
 
 /** 5. A zipfian working set four times the frame pool, against the same load with everything resident. */
