@@ -16,6 +16,10 @@ import { EXIT, exitName, exitStatusHelp, exitStatusOf, type ExitStatus } from '.
 import { progressBar } from './progress.js';
 import { parsePrometheusText } from './prometheus-text.js';
 
+// The file pager (map-file) keeps many positional reads and writes in flight: libuv's default
+// pool of 4 threads would serialize them. Set before the pool is first used.
+process.env.UV_THREADPOOL_SIZE ??= '16';
+
 const TYPES: Record<string, number> = { working: V_WORKING, client: V_CLIENT, persistent: V_PERSISTENT };
 
 /** --json, known before commander has parsed anything (its own usage errors are reported in JSON too). */

@@ -18,20 +18,25 @@ export interface PagingDeviceLimits {
   timeoutMs: number;
 }
 
-/** One strategy request: sent, or queued behind the device's in-flight limit. */
-interface Pending {
-  op: 'read' | 'write';
-  vmid: number;
-  page: number;
-  npages: number;
-  /** A write's bytes (copied: the frames are free to change once the request is made). */
-  data: Uint8Array;
-  /** Where a read's bytes go. */
-  into?: Uint8Array;
-  resolve(): void;
-  reject(err: PagerError): void;
-  id?: number;
-  timer?: NodeJS.Timeout;
+const EMPTY = new Uint8Array(0);
+
+/** One strategy request: sent, or queued behind the device's in-flight limit. (A class: one shape, set once.) */
+class Pending {
+  id = 0;
+  timer: NodeJS.Timeout | undefined = undefined;
+  resolve: () => void = () => {};
+  reject: (err: PagerError) => void = () => {};
+
+  constructor(
+    readonly op: 'read' | 'write',
+    readonly vmid: number,
+    readonly page: number,
+    readonly npages: number,
+    /** A write's bytes (copied: the frames are free to change once the request is made); empty for a read. */
+    readonly data: Uint8Array,
+    /** Where a read's bytes go. */
+    readonly into: Uint8Array | undefined,
+  ) {}
 }
 
 export interface Device {
@@ -120,12 +125,12 @@ export class PagingDevices {
 
   /** Reads pages [page, page + npages) of `vmid` into `into` through its device's strategy. */
   read(vmid: number, page: number, npages: number, into: Uint8Array): Promise<void> {
-    return this.submit({ op: 'read', vmid, page, npages, data: new Uint8Array(0), into });
+    return this.submit(new Pending('read', vmid, page, npages, EMPTY, into));
   }
 
   /** Writes `data` (npages pages) as pages [page, page + npages) of `vmid`; resolves once the file system made them durable. */
   write(vmid: number, page: number, npages: number, data: Uint8Array): Promise<void> {
-    return this.submit({ op: 'write', vmid, page, npages, data });
+    return this.submit(new Pending('write', vmid, page, npages, data, undefined));
   }
 
   /** A strategy's answer from `owner`'s connection: settles its request; anything that is not an answer it owes is logged and dropped. */
@@ -197,12 +202,14 @@ export class PagingDevices {
     return this.byVmid.get(vmid)?.id;
   }
 
-  private submit(pending: Omit<Pending, 'resolve' | 'reject'>): Promise<void> {
+  private submit(pending: Pending): Promise<void> {
     const device = this.byVmid.get(pending.vmid);
     if (device === undefined) return Promise.reject(new PagerError('device-gone', `segment ${pending.vmid} is bound to no paging device (rebind it with vmSetdevid)`));
     if (!device.alive) return Promise.reject(new PagerError('device-gone', `the connection serving paging device ${device.id} closed`));
     return new Promise<void>((resolve, reject) => {
-      device.queue.push({ ...pending, resolve, reject });
+      pending.resolve = resolve;
+      pending.reject = reject;
+      device.queue.push(pending);
       this.pump(device);
     });
   }
