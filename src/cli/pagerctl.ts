@@ -173,7 +173,7 @@ segments
   .action(() =>
     withClient(async (c) => {
       const list = await c.segments();
-      emit(list, list.map((s) => `${s.vmid}\ttype ${s.type}\textent ${s.extent}\tmode ${s.mode.toString(8)}\tresident ${s.residentPages}`).join('\n') || '(no segments)');
+      emit(list, list.map((s) => `${s.vmid}\ttype ${s.type}\textent ${s.extent}\tmode ${s.mode.toString(8)}\tresident ${s.residentPages}\tdevice ${s.device ?? '-'}`).join('\n') || '(no segments)');
     }),
   );
 segments

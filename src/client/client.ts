@@ -42,6 +42,20 @@ export interface ConnectOptions {
   sharedFrames?: boolean;
 }
 
+/** A segment as `segments()` lists it. */
+export interface SegmentInfo {
+  vmid: number;
+  type: number;
+  options: number;
+  extent: number;
+  uid: number;
+  gid: number;
+  mode: number;
+  residentPages: number;
+  /** The paging device of a client segment bound to one (vmsCreate with a device, vmSetdevid); else null. */
+  device: number | null;
+}
+
 /** vmsCreate's options as an object: AIX option bits, mode, and the paging device of a client segment. */
 export interface CreateOptions {
   options?: number;
@@ -506,8 +520,8 @@ export class PagerClient {
   stats(): Promise<Record<string, unknown>> {
     return this.results('stats', []).then((r) => JSON.parse(r[0] as string));
   }
-  /** Segments the caller may see. */
-  segments(): Promise<Record<string, number>[]> {
+  /** Segments the caller may see: their record, resident pages, and the paging device of a client segment bound to one. */
+  segments(): Promise<SegmentInfo[]> {
     return this.results('segments', []).then((r) => JSON.parse(r[0] as string));
   }
   /**

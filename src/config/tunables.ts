@@ -117,6 +117,12 @@ export const TUNABLES = {
   },
   'strategy.maxInFlight': { unit: 'requests', default: 16, description: "strategy requests one paging device (a client file system) has unanswered at once; more wait in the device's queue", schema: z.number().int().positive() },
   'strategy.maxRequestPages': { unit: 'pages', default: 64, description: 'most contiguous pages one strategy write carries', schema: z.number().int().positive() },
+  'strategy.maxStrandedPages': {
+    unit: 'pages',
+    default: 16384,
+    description: 'most modified pages client segments without a live paging device may hold (their device gone); past it new modifications answer ENOMEM',
+    schema: z.number().int().positive(),
+  },
   'strategy.timeoutMs': { unit: 'ms', default: 30000, description: 'a strategy request unanswered this long fails with EIO', schema: z.number().int().positive() },
   'server.watchdogMs': { unit: 'ms', default: 0, description: 'systemd watchdog interval when WATCHDOG_USEC is not set (0: off)', schema: z.number().int().nonnegative() },
 } as const satisfies Record<string, Tunable>;

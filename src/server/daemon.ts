@@ -137,7 +137,7 @@ export class Daemon {
       const memory = parseSize(config['memory.size']);
       if (memory % pageSize !== 0 || memory < pageSize) throw configError(config, 'memory.size', `${memory} bytes is not a positive multiple of the store's page size ${pageSize}`);
       const pagingDevices = new PagingDevices(pageSize, { maxInFlight: config['strategy.maxInFlight'], timeoutMs: config['strategy.timeoutMs'] }, log.child({ component: 'strategy' }));
-      const routing = new RoutingStore(store, pagingDevices, config['strategy.maxRequestPages']);
+      const routing = new RoutingStore(store, pagingDevices, { maxRequestPages: config['strategy.maxRequestPages'], maxStrandedPages: config['strategy.maxStrandedPages'] });
       const vmm = await Vmm.open(routing, {
         frames: memory / pageSize,
         minFree: config['memory.minFree'],
@@ -324,7 +324,7 @@ export class Daemon {
   private segmentsVisibleTo(ctx: ClientContext): object[] {
     return [...this.vmm.segments.values()]
       .filter((s) => ctx.maySee(s))
-      .map((s) => ({ ...s.record, residentPages: s.pages.size }));
+      .map((s) => ({ ...s.record, residentPages: s.pages.size, device: this.paging.devices.deviceOf(s.vmid) ?? null }));
   }
 
   private async verify(ctx: ClientContext, after: { vmid: number; pno: number }, limit: number): Promise<object> {

@@ -197,6 +197,11 @@ export class PagingDevices {
     return [...this.devices.values()].map((d) => ({ id: d.id, uid: d.owner.uid, alive: d.alive, segments: [...d.segments], inFlight: d.inFlight.size, queued: d.queue.length, requests: d.requests }));
   }
 
+  /** True while segment `vmid` is bound to a device whose connection is open. */
+  live(vmid: number): boolean {
+    return this.byVmid.get(vmid)?.alive === true;
+  }
+
   /** The device a segment is bound to, if any. */
   deviceOf(vmid: number): number | undefined {
     return this.byVmid.get(vmid)?.id;

@@ -1,4 +1,5 @@
 import { V_STRATEGY } from '../constants.js';
+import { PagerError } from '../errors.js';
 import type { BackingStore, PageWrite, WriteTicket } from '../vm/store.js';
 import type { SegmentRecord } from '../vm/segment.js';
 import type { PagingDevices } from './paging-devices.js';
@@ -14,12 +15,18 @@ import type { PagingDevices } from './paging-devices.js';
 export class RoutingStore implements BackingStore {
   /** Segments paged by a strategy routine (bound to a device or not). */
   private readonly strategySegments = new Set<number>();
+  /** Modified pages of each strategy segment (the reservations the engine holds for them: one each). */
+  private readonly modified = new Map<number, number>();
 
   constructor(
     private readonly inner: BackingStore,
     private readonly devices: PagingDevices,
-    /** Most pages one strategy write carries (contiguous pages of one segment travel together). */
-    private readonly maxRequestPages: number,
+    private readonly limits: {
+      /** Most pages one strategy write carries (contiguous pages of one segment travel together). */
+      maxRequestPages: number;
+      /** Most modified pages segments without a live device may hold. */
+      maxStrandedPages: number;
+    },
   ) {}
 
   get pageSize(): number {
@@ -54,6 +61,7 @@ export class RoutingStore implements BackingStore {
   deleteSegment(vmid: number): void {
     this.inner.deleteSegment(vmid);
     this.strategySegments.delete(vmid);
+    this.modified.delete(vmid);
     this.devices.unbind(vmid);
   }
 
@@ -76,14 +84,22 @@ export class RoutingStore implements BackingStore {
     const sorted = [...pages].sort((a, b) => a.vmid - b.vmid || a.pno - b.pno);
     for (let first = 0; first < sorted.length; ) {
       let end = first + 1;
-      while (end < sorted.length && end - first < this.maxRequestPages && sorted[end].vmid === sorted[first].vmid && sorted[end].pno === sorted[end - 1].pno + 1) end++;
+      while (end < sorted.length && end - first < this.limits.maxRequestPages && sorted[end].vmid === sorted[first].vmid && sorted[end].pno === sorted[end - 1].pno + 1) end++;
       const run = sorted.slice(first, end);
       const data = new Uint8Array(run.length * this.pageSize);
       run.forEach((p, i) => data.set(p.data, i * this.pageSize));
       writes.push(this.devices.write(run[0].vmid, run[0].pno, run.length, data));
       first = end;
     }
-    const complete = Promise.all(writes).then(() => undefined);
+    // The pages' reservations are consumed; a failed batch gives them back (the pages stay modified).
+    this.countModified(pages, -1);
+    const complete = Promise.all(writes).then(
+      () => undefined,
+      (err: unknown) => {
+        this.countModified(pages, 1);
+        throw err;
+      },
+    );
     complete.catch(() => undefined); // the engine awaits it; an early rejection is not unhandled
     return { captured: Promise.resolve(), complete };
   }
@@ -101,11 +117,37 @@ export class RoutingStore implements BackingStore {
     if (!this.strategySegments.has(vmid)) this.inner.releasePages(vmid, pfirst, npages);
   }
 
+  /**
+   * A strategy segment's page takes no slot of pagerd's store: it is counted, and refused (ENOMEM)
+   * while the segment has no live device and such segments already hold maxStrandedPages modified
+   * pages: a dead file system must not fill the pool with pages nobody can write.
+   */
   reserveSlots(count: number, vmid: number): boolean {
-    return this.strategySegments.has(vmid) ? true : this.inner.reserveSlots(count, vmid);
+    if (!this.strategySegments.has(vmid)) return this.inner.reserveSlots(count, vmid);
+    if (!this.devices.live(vmid) && this.strandedPages() + count > this.limits.maxStrandedPages) {
+      throw new PagerError('stranded-pages', `segment ${vmid} has no live paging device, and segments without one hold ${this.strandedPages()} modified pages`);
+    }
+    this.modified.set(vmid, (this.modified.get(vmid) ?? 0) + count);
+    return true;
   }
 
   unreserveSlots(count: number, vmid: number): void {
-    if (!this.strategySegments.has(vmid)) this.inner.unreserveSlots(count, vmid);
+    if (this.strategySegments.has(vmid)) this.countModified([{ vmid }], -count);
+    else this.inner.unreserveSlots(count, vmid);
+  }
+
+  /** Modified pages of strategy segments without a live device. */
+  private strandedPages(): number {
+    let n = 0;
+    for (const [vmid, pages] of this.modified) if (!this.devices.live(vmid)) n += pages;
+    return n;
+  }
+
+  private countModified(pages: readonly { vmid: number }[], by: number): void {
+    for (const { vmid } of pages) {
+      const n = (this.modified.get(vmid) ?? 0) + by;
+      if (n > 0) this.modified.set(vmid, n);
+      else this.modified.delete(vmid);
+    }
   }
 }

@@ -164,6 +164,30 @@ describe('client segments paged by their own file system (strategy routines)', (
     await c.close();
   });
 
+  it('a device gone strands its segments\' modified pages: up to strategy.maxStrandedPages, then ENOMEM; a new device takes them over', async () => {
+    const own = await startDaemon({ memory: '1MiB', env: { PAGERD_STRATEGY_MAX_STRANDED_PAGES: '8' } });
+    const mounter = await own.client();
+    const writer = await own.client();
+    const vmid = await mounter.vmsCreate(V_CLIENT, 32 * PAGE, { device: await mounter.vmMounte(memoryFileSystem().strategy), mode: 0o666 });
+    const write = (pno: number): Promise<number> => writer.vmMove(vmid, pno * PAGE, PAGE, UIO_WRITE, uio(pattern(vmid, pno)));
+    for (let p = 0; p < 4; p++) await write(p);
+    await mounter.close(); // the file system's connection goes: its device with it
+    await new Promise((r) => setTimeout(r, 100));
+    for (let p = 4; p < 8; p++) await write(p); // 8 modified pages: the cap
+    await expect(write(8)).rejects.toMatchObject({ code: 'ENOMEM', reason: 'stranded-pages' });
+    expect(((await writer.segments()).find((s) => s.vmid === vmid))?.device).toBe(1);
+    const fs = memoryFileSystem();
+    const rescuer = await own.client();
+    await rescuer.vmSetdevid(vmid, await rescuer.vmMounte(fs.strategy));
+    await write(8);
+    await writer.vmWritep(vmid, 0, 32);
+    await writer.vmsIowait(vmid);
+    expect(fs.pages.size).toBe(9); // every stranded page written through the new device
+    await writer.close();
+    await rescuer.close();
+    expect(await own.stop()).toBe(0);
+  });
+
   it('after a restart a client segment keeps its record, answers EIO until its file system rebinds it, then pages through the new device', async () => {
     const own = await startDaemon({ memory: '1MiB' });
     const fs = memoryFileSystem();
