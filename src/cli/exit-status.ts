@@ -85,14 +85,19 @@ const BY_SQLITE: [RegExp, ExitStatus][] = [
 
 /**
  * The exit status an error means. Errors that know theirs say so (`exitStatus`); store refusals,
- * configuration errors, system errors (by errno) and SQLite errors (by code) are mapped; a service
- * error is EX_SERVICE; anything else is a bug, EX_SOFTWARE.
+ * configuration errors, system errors (by errno) and SQLite errors (by code) are mapped; anything
+ * else is a bug, EX_SOFTWARE. A PagerError is a service's answer to pagerctl (EXIT_FAILURE, or
+ * EX_UNAVAILABLE when the connection to the daemon failed); met by pagerd itself (a store failed
+ * while it started or stopped), it maps by its errno.
  */
-export function exitStatusOf(err: unknown): number {
+export function exitStatusOf(err: unknown, side: 'pagerd' | 'pagerctl' = 'pagerd'): number {
   if (err instanceof ConfigError) return err.exitStatus;
   if (err instanceof StoreCorruptError) return EXIT.DATAERR;
   if (err instanceof StoreRefusedError) return EXIT.CONFIG;
-  if (err instanceof PagerError) return EXIT.SERVICE;
+  if (err instanceof PagerError) {
+    if (side === 'pagerctl') return ['connection-closed', 'connect-timeout', 'protocol-error'].includes(err.reason) ? EXIT.UNAVAILABLE : EXIT.SERVICE;
+    return BY_ERRNO[err.code] ?? EXIT.SOFTWARE;
+  }
   const own = (err as { exitStatus?: unknown } | undefined)?.exitStatus;
   if (typeof own === 'number') return own;
   const code = (err as { code?: unknown } | undefined)?.code;

@@ -39,7 +39,7 @@ class CtlError extends Error {
 
 /** Reports an error (one plain line, or one JSON line with --json, on stderr) and exits with its status. */
 function fail(err: unknown): never {
-  const status = exitStatusOf(err);
+  const status = exitStatusOf(err, 'pagerctl');
   let error: { code: string; errno?: number; reason: string; message: string };
   if (err instanceof PagerError) {
     error = { code: err.code, errno: err.errno, reason: err.reason, message: err.detail };
@@ -308,10 +308,12 @@ program
       throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? new CtlError(EXIT.NOINPUT, 'no-such-file', (err as Error).message) : err;
     });
     emit({ file, vmid: pager.vmid, device: pager.device, size: pager.size }, `serving ${file} as segment ${pager.vmid} (paging device ${pager.device}); interrupt to stop`);
-    await new Promise<void>((resolve) => {
-      process.once('SIGINT', resolve);
-      process.once('SIGTERM', resolve);
+    const gone = await new Promise<Error | undefined>((resolve) => {
+      process.once('SIGINT', () => resolve(undefined));
+      process.once('SIGTERM', () => resolve(undefined));
+      void c.closed().then(resolve);
     });
+    if (gone !== undefined) throw new CtlError(EXIT.UNAVAILABLE, 'unreachable', `pagerd closed the connection: ${gone.message}`);
     await pager.stop(); // every modified page written to the file and synced first
     await c.close();
   });
@@ -330,7 +332,10 @@ program
       // A sparse copy: holes (never-written slots) stay holes. cp reads the device as it is now:
       // the daemon writes no slot until backupFinish.
       const cp = spawnSync('cp', ['--sparse=always', device, join(into, 'backing')], { encoding: 'utf8' });
-      if (cp.status !== 0) throw new CtlError(EXIT.IOERR, 'copy-failed', `copying ${device}: ${cp.stderr.trim() || `cp exited ${cp.status}`}`);
+      if (cp.error !== undefined || cp.status !== 0) {
+        const why = cp.error?.message ?? (cp.stderr.trim().split('\n')[0] || `cp exited with ${cp.status ?? cp.signal}`);
+        throw new CtlError(EXIT.IOERR, 'copy-failed', `copying ${device}: ${why}`);
+      }
       const snapshot = await c.backupFinish();
       copyFileSync(snapshot, join(into, 'pagerd.sqlite'));
       rmSync(snapshot, { force: true });

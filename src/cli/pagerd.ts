@@ -106,7 +106,7 @@ async function main(): Promise<void> {
     systemd.stopWatchdog();
     daemon.stop().then(
       () => process.exit(EXIT.OK),
-      (err: unknown) => die(Object.assign(err as Error, { message: `stop failed: ${(err as Error)?.message}` }), log),
+      (err: unknown) => die(Object.assign(new Error(`stop failed: ${(err as Error)?.message ?? String(err)}`), { code: (err as { code?: unknown })?.code }), log),
     );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -81,7 +81,7 @@ const ERRNO_OF = constants.errno as Record<string, number>;
 /** The errno a strategy's error hands the caller: its numeric errno (Node's are negative), its code's, else EIO. */
 function errnoOf(err: unknown): number {
   const { errno, code } = (err ?? {}) as { errno?: unknown; code?: unknown };
-  if (typeof errno === 'number' && Number.isInteger(errno) && errno !== 0) return Math.abs(errno);
+  if (typeof errno === 'number' && Number.isInteger(errno) && errno !== 0 && Math.abs(errno) < 4096) return Math.abs(errno);
   if (typeof code === 'string' && ERRNO_OF[code] !== undefined) return ERRNO_OF[code];
   return ERRNO_OF.EIO;
 }
@@ -130,6 +130,7 @@ export class PagerClient {
   private changesInFlight = 0;
   /** Why shared frames are not in use although the daemon offered them. */
   sharedFramesError: Error | undefined;
+  private readonly closeWaiters: ((why: Error) => void)[] = [];
   /** Strategy routines of the paging devices this connection mounted, by device id. */
   private readonly strategies = new Map<number, Strategy>();
 
@@ -207,7 +208,7 @@ export class PagerClient {
   private onData(chunk: Buffer): void {
     try {
       for (const frame of this.decoder.push(chunk)) {
-        if (frame[0] === Kind.STRATEGY_IO && this.strategies.size > 0) {
+        if (frame[0] === Kind.STRATEGY_IO) {
           this.serveStrategy(decodeStrategyIo(frame));
           continue;
         }
@@ -228,9 +229,16 @@ export class PagerClient {
     }
   }
 
+  /** Resolves with why once the connection is over (the daemon stopped, or closed it). */
+  closed(): Promise<Error> {
+    if (this.closedError !== undefined) return Promise.resolve(this.closedError);
+    return new Promise((resolve) => this.closeWaiters.push(resolve));
+  }
+
   /** The connection is over: every pending call, and every later one, rejects with why. */
   private fail(error: PagerError): void {
     this.closedError ??= error;
+    for (const wake of this.closeWaiters.splice(0)) wake(this.closedError);
     for (const w of this.pending.values()) w.reject(this.closedError);
     this.pending.clear();
   }

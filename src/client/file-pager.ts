@@ -11,7 +11,7 @@ export interface FilePager {
   size: number;
   /** Strategy requests served so far. */
   readonly served: { reads: number; writes: number; datasyncs: number };
-  /** Pages out every modified page (durable in the file), deletes the segment, unmounts, closes the file. */
+  /** Pages out every modified page (durable in the file), deletes the segment, unmounts, closes the file. A write racing the delete itself is lost. */
   stop(): Promise<void>;
 }
 
@@ -53,8 +53,13 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
       size,
       served,
       async stop() {
-        if (pages > 0) await client.vmWritep(vmid, 0, pages);
-        await client.vmsIowait(vmid);
+        // Until a round finds nothing modified and no page-out completed meanwhile (vm_qmodify):
+        // writes of other clients during the stop are written too, all but a last instant's.
+        for (let round = 0; round < 100; round++) {
+          if (pages > 0) await client.vmWritep(vmid, 0, pages);
+          await client.vmsIowait(vmid);
+          if (!(await client.vmQmodify(vmid))) break;
+        }
         await client.vmsDelete(vmid);
         await client.vmUmount(device);
         await file.close();

@@ -62,7 +62,13 @@ export const TUNABLES = {
     unit: 'host:port',
     default: '',
     description: 'serve Prometheus metrics over HTTP at /metrics on this address, e.g. 127.0.0.1:9477; empty: off (under systemd, pagerd-metrics.socket hands over its socket instead)',
-    schema: z.union([z.literal(''), z.string().regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'HOST:PORT, such as 127.0.0.1:9477 or [::1]:9477')]),
+    schema: z.union([
+      z.literal(''),
+      z
+        .string()
+        .regex(/^(\[[0-9a-fA-F:.]+\]|[^:\s]+):\d{1,5}$/, 'HOST:PORT, such as 127.0.0.1:9477 or [::1]:9477')
+        .refine((v) => Number(v.slice(v.lastIndexOf(':') + 1)) <= 65535, 'a port from 0 to 65535'),
+    ]),
   },
   socketMode: { unit: 'octal string', default: '0660', description: 'permission bits of the socket', schema: z.string().regex(/^0?[0-7]{3}$/) },
   'memory.size': {

@@ -58,6 +58,8 @@ export interface ConnectionHost {
   strategyDone(answer: StrategyDone): void;
   /** True while this connection's paging devices have strategy requests unanswered. */
   awaitsStrategy(): boolean;
+  /** True while this connection serves a paging device it mounted. */
+  servesDevices(): boolean;
 }
 
 /**
@@ -82,6 +84,7 @@ export class Connection {
   private budgetTimer: NodeJS.Timeout | undefined;
   /** Frames read but not yet started, held while the connection is at its caps. */
   private readonly backlog: Buffer[] = [];
+  private backlogBytes = 0;
   private readonly writer: TurnWriter;
   /** Set by a graceful stop: nothing new starts. */
   private stopped = false;
@@ -123,10 +126,14 @@ export class Connection {
     return this.state === 'closed' ? Promise.resolve() : new Promise((r) => this.closedWaiters.push(r));
   }
 
-  /** Stops reading new requests (graceful stop); requests in flight still get their replies. */
+  /**
+   * Stops starting new requests (graceful stop); requests in flight still get their replies. A
+   * connection serving a paging device is still read: the stop's page-outs of its segments need
+   * its strategy's answers.
+   */
   stopReading(): void {
     this.stopped = true;
-    this.socket.pause();
+    if (!this.host.servesDevices()) this.socket.pause();
   }
 
   /** Ends the connection after its replies are written. */
@@ -147,8 +154,16 @@ export class Connection {
     for (const frame of frames) {
       // A strategy's answer is not a request: it is never held by the caps (a request of this
       // connection may be waiting on the page-in it answers).
-      if (frame[0] === Kind.STRATEGY_DONE && this.state === 'ready') this.onStrategyDone(frame);
-      else this.backlog.push(frame);
+      if (frame[0] === Kind.STRATEGY_DONE && this.state === 'ready') {
+        this.onStrategyDone(frame);
+        continue;
+      }
+      this.backlog.push(frame);
+      this.backlogBytes += frame.length;
+    }
+    // Read past the caps (for strategy answers), a connection's backlog is still bounded.
+    if (this.backlogBytes > this.host.limits.maxQueuedBytes + this.host.limits.maxPayloadBytes) {
+      return this.fail(new PagerError('malformed-request', `more than ${this.host.limits.maxQueuedBytes} bytes of requests sent past the connection's caps`));
     }
     this.pump();
     this.armPartialTimer();
@@ -183,6 +198,7 @@ export class Connection {
     try {
       while (this.backlog.length > 0 && this.state !== 'closed' && (this.state === 'hello' || this.hasRoom)) {
         const frame = this.backlog.shift()!;
+        this.backlogBytes -= frame.length;
         if (this.state === 'hello') this.onHello(frame);
         else this.onRequest(frame);
       }

@@ -100,7 +100,8 @@ export class Daemon {
   ) {
     this.maxHeldTotal = parseSize(config['server.maxQueuedBytesTotal']);
     this.backup = new LiveBackup(store, { device: statePaths(config).device, snapshot: join(config.stateDir, BACKUP_SNAPSHOT) }, async () => {
-      const failed = await this.flushAll();
+      // pagerd's own segments: client file systems' pages are not in the store a backup copies.
+      const failed = await this.flushAll((vmid) => !this.paging.routing.pagedByStrategy(vmid));
       if (failed > 0) throw new PagerError('page-out-failed', `paging out every modified page before the backup failed on ${failed} segments`);
     }, log);
     this.admissions = new Admissions({
@@ -124,7 +125,11 @@ export class Daemon {
       if (path !== '' && !socketActivated() && (await answers(path))) throw new SocketInUseError(path);
     }
     // Bound before the store is opened: an address in use refuses the start with nothing created.
-    const metricsServer = await serveMetrics(config.metricsListen, () => metrics.text(), metrics.registry.contentType, log);
+    const metricsServer = await serveMetrics(config.metricsListen, () => metrics.text(), metrics.registry.contentType, log).catch((err: NodeJS.ErrnoException) => {
+      // In use: temporary (75), named; any other refusal (no such host or address here): the value is bad.
+      if (err.code === 'EADDRINUSE') throw Object.assign(new Error(`metricsListen ${config.metricsListen}: ${err.message}`), { code: err.code });
+      throw configError(config, 'metricsListen', `cannot listen on ${config.metricsListen}: ${err.message}`);
+    });
     let store: PersistentStore;
     try {
       store = await openConfiguredStore(config, log, (op, seconds) => metrics.observeDeviceIo(op, seconds));
@@ -232,6 +237,7 @@ export class Daemon {
     const host: ConnectionHost = {
       strategyDone: (answer) => this.paging.devices.done(owner, answer),
       awaitsStrategy: () => this.paging.devices.awaits(owner),
+      servesDevices: () => this.paging.devices.serves(owner),
       pageSize: this.vmm.pageSize,
       limits,
       env: (ctx, cancel): HandlerEnv => ({
@@ -358,20 +364,19 @@ export class Daemon {
   /**
    * Pages out every modified page of every segment and waits until all are durable. Its own
    * context hears only the failures of these page-outs: answers how many segments had one.
+   * `only`: the segments to page out (all by default).
    */
-  async flushAll(): Promise<number> {
+  async flushAll(only: (vmid: number) => boolean = () => true): Promise<number> {
     const root = this.svc.createContext({ uid: 0, gid: 0, pid: process.pid });
     try {
       if (this.store.failed) {
         this.log.error({}, 'the store has failed: modified pages cannot be saved');
         return this.vmm.segments.size;
       }
-      for (const seg of this.vmm.segments.values()) {
-        if (seg.largePages || seg.pageCount === 0) continue;
-        await this.svc.vmWritep(root, seg.vmid, 0, seg.pageCount);
-      }
+      const segments = [...this.vmm.segments.values()].filter((seg) => !seg.largePages && seg.pageCount > 0 && only(seg.vmid));
+      for (const seg of segments) await this.svc.vmWritep(root, seg.vmid, 0, seg.pageCount);
       let failed = 0;
-      for (const seg of this.vmm.segments.values()) {
+      for (const seg of segments) {
         try {
           await this.svc.vmsIowait(root, seg.vmid);
         } catch (err) {

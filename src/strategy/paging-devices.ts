@@ -163,16 +163,7 @@ export class PagingDevices {
   /** `owner`'s connection closed: its devices' requests, in flight and later, fail with EIO; their segments stay bound until rebound or deleted. */
   ownerGone(owner: DeviceOwner): void {
     for (const device of this.devices.values()) {
-      if (device.owner !== owner) continue;
-      device.alive = false;
-      const failed = new PagerError('device-gone', `the connection serving paging device ${device.id} closed`);
-      for (const pending of [...device.inFlight.values(), ...device.queue.splice(0)]) {
-        clearTimeout(pending.timer);
-        pending.reject(failed);
-      }
-      device.inFlight.clear();
-      this.wakeDrained(device);
-      this.forgetIfUnused(device);
+      if (device.owner === owner) this.fail(device, new PagerError('device-gone', `the connection serving paging device ${device.id} closed`));
     }
   }
 
@@ -184,6 +175,12 @@ export class PagingDevices {
       if (p.op === 'read' && p.vmid === vmid && pno >= p.page && pno < p.page + p.npages) return device.owner;
     }
     return undefined;
+  }
+
+  /** True if `owner` has mounted a device (its connection must be read until it closes: strategy answers come on it). */
+  serves(owner: DeviceOwner): boolean {
+    for (const device of this.devices.values()) if (device.owner === owner && device.alive) return true;
+    return false;
   }
 
   /** True while a device of `owner` has strategy requests unanswered (its connection must keep reading). */
@@ -210,7 +207,7 @@ export class PagingDevices {
   private submit(pending: Pending): Promise<void> {
     const device = this.byVmid.get(pending.vmid);
     if (device === undefined) return Promise.reject(new PagerError('device-gone', `segment ${pending.vmid} is bound to no paging device (rebind it with vmSetdevid)`));
-    if (!device.alive) return Promise.reject(new PagerError('device-gone', `the connection serving paging device ${device.id} closed`));
+    if (!device.alive) return Promise.reject(new PagerError('device-gone', `paging device ${device.id} is gone (its connection closed, or its strategy stopped answering): rebind the segment with vmSetdevid`));
     return new Promise<void>((resolve, reject) => {
       pending.resolve = resolve;
       pending.reject = reject;
@@ -234,13 +231,28 @@ export class PagingDevices {
     if (device.inFlight.size === 0 && device.queue.length === 0) this.wakeDrained(device);
   }
 
+  /**
+   * A request went unanswered: the device is failed as if its connection had closed. Failing only
+   * the request would let a newer write of its pages go out while the old one may still land at
+   * the file system after it.
+   */
   private timedOut(device: Device, id: number): void {
     const pending = device.inFlight.get(id);
     if (pending === undefined) return;
-    device.inFlight.delete(id);
-    this.log.warn({ device: device.id, request: id, vmid: pending.vmid, page: pending.page }, 'a strategy request went unanswered: failing it with EIO');
-    pending.reject(new PagerError('device-gone', `the strategy of paging device ${device.id} did not answer within ${this.limits.timeoutMs} ms`));
-    this.pump(device);
+    this.log.warn({ device: device.id, request: id, vmid: pending.vmid, page: pending.page }, 'a strategy request went unanswered: the device is failed (its I/O answers EIO until its segments are rebound)');
+    this.fail(device, new PagerError('device-gone', `the strategy of paging device ${device.id} did not answer within ${this.limits.timeoutMs} ms`));
+  }
+
+  /** Marks a device dead and fails its requests, in flight and queued, with `error`. */
+  private fail(device: Device, error: PagerError): void {
+    device.alive = false;
+    for (const pending of [...device.inFlight.values(), ...device.queue.splice(0)]) {
+      clearTimeout(pending.timer);
+      pending.reject(error);
+    }
+    device.inFlight.clear();
+    this.wakeDrained(device);
+    this.forgetIfUnused(device);
   }
 
   private wakeDrained(device: Device): void {

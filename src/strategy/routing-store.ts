@@ -13,8 +13,14 @@ import type { PagingDevices } from './paging-devices.js';
  * read pages in what the file system holds).
  */
 export class RoutingStore implements BackingStore {
-  /** Segments paged by a strategy routine (bound to a device or not). */
+  /**
+   * Segments paged by a strategy routine (bound to a device or not), deleted ones included: the
+   * engine gives back the reservations of a deleted segment's frames after the delete (vmids are
+   * never reused), and those must not reach pagerd's store, which never took them.
+   */
   private readonly strategySegments = new Set<number>();
+  /** Strategy segments deleted: their reservations are no longer counted. */
+  private readonly deleted = new Set<number>();
   /** Modified pages of each strategy segment (the reservations the engine holds for them: one each). */
   private readonly modified = new Map<number, number>();
 
@@ -43,7 +49,7 @@ export class RoutingStore implements BackingStore {
 
   /** Whether segment `vmid` is paged by a strategy routine. */
   pagedByStrategy(vmid: number): boolean {
-    return this.strategySegments.has(vmid);
+    return this.strategySegments.has(vmid) && !this.deleted.has(vmid);
   }
 
   async loadSegments(): Promise<SegmentRecord[]> {
@@ -60,7 +66,8 @@ export class RoutingStore implements BackingStore {
 
   deleteSegment(vmid: number): void {
     this.inner.deleteSegment(vmid);
-    this.strategySegments.delete(vmid);
+    if (!this.strategySegments.has(vmid)) return;
+    this.deleted.add(vmid);
     this.modified.delete(vmid);
     this.devices.unbind(vmid);
   }
@@ -93,19 +100,24 @@ export class RoutingStore implements BackingStore {
     }
     // The pages' reservations are consumed; a failed batch gives them back (the pages stay modified).
     this.countModified(pages, -1);
-    const complete = Promise.all(writes).then(
-      () => undefined,
-      (err: unknown) => {
-        this.countModified(pages, 1);
-        throw err;
-      },
-    );
+    // Settled only once every run has: a failed batch's pages may be written again at once, and
+    // an older write of theirs still at the file system could land after the newer one.
+    const complete = Promise.allSettled(writes).then((results) => {
+      const failed = results.find((r) => r.status === 'rejected');
+      if (failed === undefined) return;
+      this.countModified(pages, 1);
+      throw (failed as PromiseRejectedResult).reason;
+    });
     complete.catch(() => undefined); // the engine awaits it; an early rejection is not unhandled
     return { captured: Promise.resolve(), complete };
   }
 
   pageInServer(vmid: number, pno: number): object | undefined {
     return this.strategySegments.has(vmid) ? this.devices.readingFor(vmid, pno)?.context : undefined;
+  }
+
+  mayPageOut(vmid: number): boolean {
+    return !this.strategySegments.has(vmid) || this.devices.live(vmid);
   }
 
   /** Pages of different pagers never share a batch: their failures are their own. */
@@ -124,6 +136,7 @@ export class RoutingStore implements BackingStore {
    */
   reserveSlots(count: number, vmid: number): boolean {
     if (!this.strategySegments.has(vmid)) return this.inner.reserveSlots(count, vmid);
+    if (this.deleted.has(vmid)) return true;
     if (!this.devices.live(vmid) && this.strandedPages() + count > this.limits.maxStrandedPages) {
       throw new PagerError('stranded-pages', `segment ${vmid} has no live paging device, and segments without one hold ${this.strandedPages()} modified pages`);
     }
@@ -145,6 +158,7 @@ export class RoutingStore implements BackingStore {
 
   private countModified(pages: readonly { vmid: number }[], by: number): void {
     for (const { vmid } of pages) {
+      if (this.deleted.has(vmid)) continue;
       const n = (this.modified.get(vmid) ?? 0) + by;
       if (n > 0) this.modified.set(vmid, n);
       else this.modified.delete(vmid);

@@ -43,7 +43,11 @@ export class Clock {
       accessed[f] = 0;
       return { frame: f, verdict: Verdict.SKIP };
     }
-    return { frame: f, verdict: STEALABLE[state] ? Verdict.STEAL : Verdict.LAUNDER };
+    if (STEALABLE[state]) return { frame: f, verdict: Verdict.STEAL };
+    // A modified page nobody can write now (its client file system is gone) is not laundered: each
+    // try would fail, and count as a failed page-out.
+    if (this.vmm.store.mayPageOut?.(t.vmid[f]) === false) return { frame: f, verdict: Verdict.SKIP };
+    return { frame: f, verdict: Verdict.LAUNDER };
   }
 
   /**

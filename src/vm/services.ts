@@ -5,6 +5,7 @@ import {
   UIO_READ,
   UIO_WRITE,
   V_CLIENT,
+  V_LGPAGE,
   V_STRATEGY,
   V_IOWAIT,
   V_LARGE,
@@ -80,6 +81,7 @@ export class VmServices {
     if (!SEGMENT_TYPES.includes(type)) throw new PagerError('bad-type');
     if (!Number.isSafeInteger(options) || options < 0 || (options & ~SEGMENT_OPTIONS) !== 0) throw new PagerError('bad-option');
     if (strategy && type !== V_CLIENT) throw new PagerError('not-client-segment', 'only a client segment (V_CLIENT) is paged by a strategy routine');
+    if (strategy && (options & V_LGPAGE) !== 0) throw new PagerError('large-pages', 'large pages are never paged out: a strategy routine would never see them');
     const ps = this.vmm.pageSize;
     const max = (options & V_LARGE) !== 0 ? MAX_LARGE_EXTENT - ps : MAX_EXTENT;
     if (!Number.isSafeInteger(size) || size < 0) throw new PagerError('bad-size');

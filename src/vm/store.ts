@@ -76,6 +76,8 @@ export interface BackingStore {
    * page would wait on itself (EDEADLK). Absent: nobody.
    */
   pageInServer?(vmid: number, pno: number): object | undefined;
+  /** False while pages of segment `vmid` cannot be paged out at all (their pager is gone): the pageout daemon leaves them. Absent: always true. */
+  mayPageOut?(vmid: number): boolean;
   /**
    * Makes pages [pfirst, pfirst + npages) read as zeros from now on, durably by the time it
    * returns; throws (EIO) and changes nothing when it cannot. Synchronous, as deleteSegment.
