@@ -113,6 +113,7 @@ export class Daemon {
       connections: () => this.connections.size,
       nbdConnections: () => this.nbd?.connections ?? 0,
       refusedConnections: () => this.admissions.refused,
+      pageOutsHeld: () => this.backup.holding,
     });
   }
 

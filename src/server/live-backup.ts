@@ -24,6 +24,11 @@ export class LiveBackup {
     private readonly log: Logger,
   ) {}
 
+  /** True while a backup holds page-outs (or is settling the cycles in flight to hold them). */
+  get holding(): boolean {
+    return this.holder !== undefined;
+  }
+
   async begin(ctx: ClientContext): Promise<string> {
     if (!ctx.mayUseWholeStore) throw new PagerError('no-read-access', 'a backup copies the whole store: root or the daemon user only');
     if (this.holder !== undefined) throw new PagerError('backup-in-progress');

@@ -11,6 +11,7 @@ export interface DaemonGauges {
   connections: () => number;
   nbdConnections: () => number;
   refusedConnections: () => number;
+  pageOutsHeld: () => boolean;
 }
 
 /** How long the page writer may go without finishing a cycle, with work pending, before it counts as stalled (s). */
@@ -93,6 +94,7 @@ export class Metrics {
     gauge('pagerd_store_failed', '1 once the backing store has failed permanently (page-outs answer EIO until it is reopened)', () => (store.failed ? 1 : 0));
     counter('pagerd_checksum_failures_total', 'Page-ins answered EIO because a slot or a page-map row failed its checksum (see docs/operations.md)', () => store.readErrors.checksum);
     counter('pagerd_page_in_failures_total', 'Page-ins answered EIO because the device failed the read', () => store.readErrors.device);
+    gauge('pagerd_page_outs_held', '1 while a backup holds page-outs (pagerctl backup)', () => (daemon.pageOutsHeld() ? 1 : 0));
     gauge('pagerd_page_writer_stalled', `1 while page-outs are pending and none has completed for ${WRITER_STALL_SECONDS} s (the watchdog's test)`, () =>
       store.pageOutsProgressing(WRITER_STALL_SECONDS * 1000) ? 0 : 1,
     );

@@ -34,6 +34,7 @@ const FAMILIES: Record<string, string> = {
   pagerd_connections_refused_total: 'counter',
   pagerd_store_failed: 'gauge',
   pagerd_page_writer_stalled: 'gauge',
+  pagerd_page_outs_held: 'gauge',
   pagerd_event_loop_delay_p99_seconds: 'gauge',
   pagerd_event_loop_delay_max_seconds: 'gauge',
   pagerd_state_dir_free_bytes: 'gauge',

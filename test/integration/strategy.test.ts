@@ -164,6 +164,36 @@ describe('client segments paged by their own file system (strategy routines)', (
     await c.close();
   });
 
+  it("deleting a client segment with modified pages, or with a page-out at its strategy, leaves pagerd's own accounting as it was", async () => {
+    const c = await daemon.client();
+    const slots = async (): Promise<{ reserved: number; mapped: number }> => ((await c.stats()) as { slots: { reserved: number; mapped: number } }).slots;
+    const before = await slots();
+    let release!: () => void;
+    const slow = new Promise<void>((resolve) => (release = resolve));
+    const device = await c.vmMounte(async (io) => {
+      if (io.op === 'write') await slow;
+    });
+    const a = await c.vmsCreate(V_CLIENT, 8 * PAGE, { device });
+    for (let p = 0; p < 8; p++) await c.vmMove(a, p * PAGE, PAGE, UIO_WRITE, uio(pattern(a, p)));
+    await c.vmsDelete(a); // eight modified pages discarded
+    const b = await c.vmsCreate(V_CLIENT, 8 * PAGE, { device });
+    for (let p = 0; p < 8; p++) await c.vmMove(b, p * PAGE, PAGE, UIO_WRITE, uio(pattern(b, p)));
+    await c.vmWritep(b, 0, 8); // at the strategy, which holds it
+    await c.vmsDelete(b);
+    release(); // the page-out settles after the delete
+    await new Promise((r) => setTimeout(r, 200));
+    expect(await slots()).toMatchObject({ reserved: before.reserved, mapped: before.mapped });
+    // The daemon pages on: a working segment's page-out, and another client segment's.
+    const w = await c.vmsCreate(V_WORKING, 4 * PAGE);
+    await c.vmMove(w, 0, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(1)));
+    await c.vmWritep(w, 0, 1);
+    await c.vmsIowait(w);
+    expect(daemon.proc.exitCode).toBeNull();
+    await c.vmsDelete(w);
+    await c.vmUmount(device);
+    await c.close();
+  });
+
   it('a device gone strands its segments\' modified pages: up to strategy.maxStrandedPages, then ENOMEM; a new device takes them over', async () => {
     const own = await startDaemon({ memory: '1MiB', env: { PAGERD_STRATEGY_MAX_STRANDED_PAGES: '8' } });
     const mounter = await own.client();
