@@ -232,8 +232,8 @@ export class Daemon {
       this.log.warn({ err: (err as Error).message }, 'could not read the peer groups; not offering shared frames');
       trusted = false;
     }
-    // This connection as the owner of the paging devices it mounts: strategy requests go out on it.
     const ctx = this.svc.createContext(cred);
+    // This connection as the owner of the paging devices it mounts: strategy requests go out on it.
     const owner: DeviceOwner = { uid: cred.uid, context: ctx, send: (frame) => connection.sendFrame(frame) };
     const host: ConnectionHost = {
       strategyDone: (answer) => this.paging.devices.done(owner, answer),
