@@ -1,6 +1,7 @@
-import { open, type FileHandle } from 'node:fs/promises';
+import { open } from 'node:fs/promises';
 import { V_CLIENT } from '../constants.js';
 import { GroupCommit } from '../group-commit.js';
+import { readFully, writeFully } from '../positional-io.js';
 import type { PagerClient, StrategyRequest } from './client.js';
 
 /** A regular file served as a client segment: its vmid and paging device, and how to stop. */
@@ -68,20 +69,5 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
   } catch (err) {
     await file.close();
     throw err;
-  }
-}
-
-async function readFully(file: FileHandle, into: Uint8Array, position: number): Promise<void> {
-  for (let done = 0; done < into.length; ) {
-    const { bytesRead } = await file.read(into, done, into.length - done, position + done);
-    if (bytesRead === 0) return;
-    done += bytesRead;
-  }
-}
-
-async function writeFully(file: FileHandle, data: Uint8Array, position: number): Promise<void> {
-  for (let done = 0; done < data.length; ) {
-    const { bytesWritten } = await file.write(data, done, data.length - done, position + done);
-    done += bytesWritten;
   }
 }

@@ -1,7 +1,8 @@
 /**
  * pagerd's client library: the package's public entry point, listed by hand (nothing internal
  * leaks by accident). Imports nothing native and nothing of the daemon: only the client, the
- * error registry, the AIX constants and the shared uio and scrub shapes.
+ * error registry, the AIX constants, the shared uio and scrub shapes, and for the reference file
+ * pager the group commit and positional I/O helpers.
  */
 import { PagerClient, type ConnectOptions } from './client.js';
 

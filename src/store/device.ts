@@ -3,6 +3,7 @@ import { open, stat, type FileHandle } from 'node:fs/promises';
 import fsExt from 'fs-ext';
 import { allocate, blockDeviceSize, deallocate, readCached, writevSummed } from '../native/addon.js';
 import { StoreInUseError } from './store-errors.js';
+import { readFully } from '../positional-io.js';
 
 /**
  * The raw storage under a store: a regular file or a block device, read and written at positions,
@@ -52,15 +53,8 @@ class HandleDevice implements BackingDevice {
   ) {}
 
   async read(into: Uint8Array, position: number): Promise<void> {
-    let done = 0;
-    while (done < into.length) {
-      const { bytesRead } = await this.handle.read(into, done, into.length - done, position + done);
-      if (bytesRead === 0) {
-        into.fill(0, done); // past the end of a sparse file: zeros
-        return;
-      }
-      done += bytesRead;
-    }
+    const done = await readFully(this.handle, into, position);
+    into.fill(0, done); // past the end of a sparse file: zeros
   }
 
   readNow(into: Uint8Array, position: number): boolean {
