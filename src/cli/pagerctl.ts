@@ -298,25 +298,21 @@ program
   .description('serve a regular file as a client segment (the reference client file system) until interrupted: prints the vmid; page-ins read the file, page-outs write it in place and fdatasync')
   .argument('<file>', 'an existing regular file: the segment is its size, rounded up to pages')
   .addOption(new Option('--mode <octal>', 'permission bits of the segment').default(0o600, '600').argParser(octalMode))
-  .action(async (file: string, opts: { mode: number }) => {
-    const socket = program.opts().socket;
-    const c = await connect({ socket }).catch((err: unknown) => {
-      throw unreachable(err, socket ?? process.env.PAGERD_SOCKET ?? './var/pagerd.sock');
-    });
-    const pager = await serveFile(c, file, { mode: opts.mode }).catch(async (err: unknown) => {
-      await c.close();
-      throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? new CtlError(EXIT.NOINPUT, 'no-such-file', (err as Error).message) : err;
-    });
-    emit({ file, vmid: pager.vmid, device: pager.device, size: pager.size }, `serving ${file} as segment ${pager.vmid} (paging device ${pager.device}); interrupt to stop`);
-    const gone = await new Promise<Error | undefined>((resolve) => {
-      process.once('SIGINT', () => resolve(undefined));
-      process.once('SIGTERM', () => resolve(undefined));
-      void c.closed().then(resolve);
-    });
-    if (gone !== undefined) throw new CtlError(EXIT.UNAVAILABLE, 'unreachable', `pagerd closed the connection: ${gone.message}`);
-    await pager.stop(); // every modified page written to the file and synced first
-    await c.close();
-  });
+  .action((file: string, opts: { mode: number }) =>
+    withClient(async (c) => {
+      const pager = await serveFile(c, file, { mode: opts.mode }).catch((err: unknown) => {
+        throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? new CtlError(EXIT.NOINPUT, 'no-such-file', (err as Error).message) : err;
+      });
+      emit({ file, vmid: pager.vmid, device: pager.device, size: pager.size }, `serving ${file} as segment ${pager.vmid} (paging device ${pager.device}); interrupt to stop`);
+      const gone = await new Promise<Error | undefined>((resolve) => {
+        process.once('SIGINT', () => resolve(undefined));
+        process.once('SIGTERM', () => resolve(undefined));
+        void c.closed().then(resolve);
+      });
+      if (gone !== undefined) throw new CtlError(EXIT.UNAVAILABLE, 'unreachable', `pagerd closed the connection: ${gone.message}`);
+      await pager.stop(); // every modified page written to the file and synced first
+    }),
+  );
 
 program
   .command('backup')
