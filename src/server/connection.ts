@@ -56,8 +56,6 @@ export interface ConnectionHost {
   offersSharedFrames(): boolean;
   /** A strategy routine's answer arrived (a paging device this connection mounted). */
   strategyDone(answer: StrategyDone): void;
-  /** True while this connection's paging devices have strategy requests unanswered. */
-  awaitsStrategy(): boolean;
   /** True while this connection serves a paging device it mounted. */
   servesDevices(): boolean;
 }
@@ -207,9 +205,9 @@ export class Connection {
     }
     if (this.state === 'closed') return;
     if (this.backlog.length === 0 && this.hasRoom) return void this.socket.resume();
-    // At its caps, a connection whose strategy owes answers keeps reading them (its requests wait
-    // in the backlog): pausing would wait on answers it could then never read.
-    if (this.host.awaitsStrategy()) return void this.socket.resume();
+    // At its caps, a connection serving a paging device keeps reading (its requests wait in the
+    // bounded backlog): its strategy's answers, which a request may be waiting on, come on it.
+    if (this.host.servesDevices()) return void this.socket.resume();
     this.socket.pause();
     // Paused for the budget others hold, perhaps with no event of its own to come (its reply
     // flushed without a 'drain', nothing in flight): look again soon.

@@ -237,7 +237,6 @@ export class Daemon {
     const owner: DeviceOwner = { uid: cred.uid, context: ctx, send: (frame) => connection.sendFrame(frame) };
     const host: ConnectionHost = {
       strategyDone: (answer) => this.paging.devices.done(owner, answer),
-      awaitsStrategy: () => this.paging.devices.awaits(owner),
       servesDevices: () => this.paging.devices.serves(owner),
       pageSize: this.vmm.pageSize,
       limits,

@@ -183,12 +183,6 @@ export class PagingDevices {
     return false;
   }
 
-  /** True while a device of `owner` has strategy requests unanswered (its connection must keep reading). */
-  awaits(owner: DeviceOwner): boolean {
-    for (const device of this.devices.values()) if (device.owner === owner && device.inFlight.size > 0) return true;
-    return false;
-  }
-
   /** The table, for pagerctl devices and stats. */
   list(): { id: number; uid: number; alive: boolean; segments: number[]; inFlight: number; queued: number; requests: number }[] {
     return [...this.devices.values()].map((d) => ({ id: d.id, uid: d.owner.uid, alive: d.alive, segments: [...d.segments], inFlight: d.inFlight.size, queued: d.queue.length, requests: d.requests }));
