@@ -70,11 +70,11 @@ export class DecodeError extends Error {
  * (optionally behind the frame's length prefix): no per-field buffers, one copy of any bytes.
  */
 class Writer {
-  private readonly fields: (number | Value)[] = [];
+  private readonly fields: (number | Value | readonly Uint8Array[])[] = [];
   private readonly widths: number[] = [];
   private size = 0;
 
-  private add(field: number | Value, width: number): this {
+  private add(field: number | Value | readonly Uint8Array[], width: number): this {
     this.fields.push(field);
     this.widths.push(width);
     this.size += width;
@@ -89,10 +89,12 @@ class Writer {
   u32(v: number): this {
     return this.add(v, 4);
   }
-  value(v: Value): this {
+  /** A tagged value; bytes given as parts travel as one bytes value (copied once, into the message). */
+  value(v: Value | readonly Uint8Array[]): this {
     if (typeof v === 'number') return this.add(v, -9); // negative width: a tagged value
     if (typeof v === 'string') return this.add(v, -(5 + Buffer.byteLength(v, 'utf8')));
-    return this.add(v, -(5 + v.length));
+    if (Array.isArray(v)) return this.add(v, -(5 + v.reduce((n: number, part: Uint8Array) => n + part.length, 0)));
+    return this.add(v, -(5 + (v as Uint8Array).length));
   }
   done(): Buffer {
     return this.write(0);
@@ -122,8 +124,14 @@ class Writer {
         out.write(f, at + 5, 'utf8');
       } else {
         out[at] = TAG.b;
-        out.writeUInt32LE(f.length, at + 1);
-        out.set(f, at + 5);
+        out.writeUInt32LE(-w - 5, at + 1);
+        if (Array.isArray(f)) {
+          let into = at + 5;
+          for (const part of f as readonly Uint8Array[]) {
+            out.set(part, into);
+            into += part.length;
+          }
+        } else out.set(f as Uint8Array, at + 5);
       }
       at += Math.abs(w);
     }
@@ -283,8 +291,8 @@ export interface StrategyDone {
   data: Uint8Array;
 }
 
-/** A strategy I/O request as a whole frame (the write's bytes copied into it). */
-export function encodeStrategyIoFrame(io: StrategyIo): Buffer {
+/** A strategy I/O request as a whole frame (the write's bytes, or its pages, copied into it once). */
+export function encodeStrategyIoFrame(io: Omit<StrategyIo, 'data'> & { data: Uint8Array | readonly Uint8Array[] }): Buffer {
   return new Writer()
     .u8(Kind.STRATEGY_IO)
     .u32(io.id)

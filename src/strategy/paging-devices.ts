@@ -18,11 +18,13 @@ export interface PagingDeviceLimits {
   timeoutMs: number;
 }
 
-const EMPTY = new Uint8Array(0);
+const NO_PAGES: readonly Uint8Array[] = [];
 
 /** One strategy request: sent, or queued behind the device's in-flight limit. (A class: one shape, set once.) */
 class Pending {
   id = 0;
+  /** The request as sent: encoded when it is made, so a write's pages are copied once, at once. */
+  frame: Buffer = Buffer.alloc(0);
   timer: NodeJS.Timeout | undefined = undefined;
   resolve: () => void = () => {};
   reject: (err: PagerError) => void = () => {};
@@ -32,8 +34,8 @@ class Pending {
     readonly vmid: number,
     readonly page: number,
     readonly npages: number,
-    /** A write's bytes (copied: the frames are free to change once the request is made); empty for a read. */
-    readonly data: Uint8Array,
+    /** A write's pages (their frames are free to change once the request is made); none for a read. */
+    readonly data: readonly Uint8Array[],
     /** Where a read's bytes go. */
     readonly into: Uint8Array | undefined,
   ) {}
@@ -125,12 +127,15 @@ export class PagingDevices {
 
   /** Reads pages [page, page + npages) of `vmid` into `into` through its device's strategy. */
   read(vmid: number, page: number, npages: number, into: Uint8Array): Promise<void> {
-    return this.submit(new Pending('read', vmid, page, npages, EMPTY, into));
+    return this.submit(new Pending('read', vmid, page, npages, NO_PAGES, into));
   }
 
-  /** Writes `data` (npages pages) as pages [page, page + npages) of `vmid`; resolves once the file system made them durable. */
-  write(vmid: number, page: number, npages: number, data: Uint8Array): Promise<void> {
-    return this.submit(new Pending('write', vmid, page, npages, data, undefined));
+  /**
+   * Writes `pages` (each a page's bytes) as pages [page, page + pages.length) of `vmid`; resolves
+   * once the file system made them durable. The bytes are copied before this returns.
+   */
+  write(vmid: number, page: number, pages: readonly Uint8Array[]): Promise<void> {
+    return this.submit(new Pending('write', vmid, page, pages.length, pages, undefined));
   }
 
   /** A strategy's answer from `owner`'s connection: settles its request; anything that is not an answer it owes is logged and dropped. */
@@ -202,6 +207,9 @@ export class PagingDevices {
     const device = this.byVmid.get(pending.vmid);
     if (device === undefined) return Promise.reject(new PagerError('device-gone', `segment ${pending.vmid} is bound to no paging device (rebind it with vmSetdevid)`));
     if (!device.alive) return Promise.reject(new PagerError('device-gone', `paging device ${device.id} is gone (its connection closed, or its strategy stopped answering): rebind the segment with vmSetdevid`));
+    pending.id = this.nextRequest;
+    this.nextRequest = this.nextRequest >= 0xffffffff ? 1 : this.nextRequest + 1;
+    pending.frame = encodeStrategyIoFrame({ id: pending.id, device: device.id, op: pending.op, vmid: pending.vmid, page: pending.page, npages: pending.npages, data: pending.data });
     return new Promise<void>((resolve, reject) => {
       pending.resolve = resolve;
       pending.reject = reject;
@@ -214,13 +222,10 @@ export class PagingDevices {
   private pump(device: Device): void {
     while (device.alive && device.inFlight.size < this.limits.maxInFlight && device.queue.length > 0) {
       const pending = device.queue.shift()!;
-      const id = this.nextRequest;
-      this.nextRequest = this.nextRequest >= 0xffffffff ? 1 : this.nextRequest + 1;
-      pending.id = id;
-      device.inFlight.set(id, pending);
+      device.inFlight.set(pending.id, pending);
       device.requests++;
-      pending.timer = setTimeout(() => this.timedOut(device, id), this.limits.timeoutMs);
-      device.owner.send(encodeStrategyIoFrame({ id, device: device.id, op: pending.op, vmid: pending.vmid, page: pending.page, npages: pending.npages, data: pending.data }));
+      pending.timer = setTimeout(() => this.timedOut(device, pending.id), this.limits.timeoutMs);
+      device.owner.send(pending.frame);
     }
     if (device.inFlight.size === 0 && device.queue.length === 0) this.wakeDrained(device);
   }

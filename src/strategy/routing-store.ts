@@ -82,30 +82,29 @@ export class RoutingStore implements BackingStore {
 
   /**
    * The engine sends pages of one pager per batch (pagerOf): a batch is either pagerd's store's or
-   * one strategy segment's. A strategy batch goes as writes of contiguous pages, the bytes copied
-   * at once (the frames are captured: writers need not wait for a slow file system).
+   * one strategy segment's. A strategy batch goes as writes of contiguous pages, each page's bytes
+   * copied once, into its request, before this returns (the frames are captured: writers need not
+   * wait for a slow file system).
    */
   writePages(pages: readonly PageWrite[]): WriteTicket {
     if (pages.length === 0 || !this.strategySegments.has(pages[0].vmid)) return this.inner.writePages(pages);
+    const vmid = pages[0].vmid;
     const writes: Promise<void>[] = [];
-    const sorted = [...pages].sort((a, b) => a.vmid - b.vmid || a.pno - b.pno);
+    const sorted = [...pages].sort((a, b) => a.pno - b.pno);
     for (let first = 0; first < sorted.length; ) {
       let end = first + 1;
-      while (end < sorted.length && end - first < this.limits.maxRequestPages && sorted[end].vmid === sorted[first].vmid && sorted[end].pno === sorted[end - 1].pno + 1) end++;
-      const run = sorted.slice(first, end);
-      const data = new Uint8Array(run.length * this.pageSize);
-      run.forEach((p, i) => data.set(p.data, i * this.pageSize));
-      writes.push(this.devices.write(run[0].vmid, run[0].pno, run.length, data));
+      while (end < sorted.length && end - first < this.limits.maxRequestPages && sorted[end].pno === sorted[end - 1].pno + 1) end++;
+      writes.push(this.devices.write(vmid, sorted[first].pno, sorted.slice(first, end).map((p) => p.data)));
       first = end;
     }
     // The pages' reservations are consumed; a failed batch gives them back (the pages stay modified).
-    this.countModified(pages, -1);
+    this.addModified(vmid, -pages.length);
     // Settled only once every run has: a failed batch's pages may be written again at once, and
     // an older write of theirs still at the file system could land after the newer one.
     const complete = Promise.allSettled(writes).then((results) => {
       const failed = results.find((r) => r.status === 'rejected');
       if (failed === undefined) return;
-      this.countModified(pages, 1);
+      this.addModified(vmid, pages.length);
       throw (failed as PromiseRejectedResult).reason;
     });
     complete.catch(() => undefined); // the engine awaits it; an early rejection is not unhandled
@@ -140,12 +139,12 @@ export class RoutingStore implements BackingStore {
     if (!this.devices.live(vmid) && this.strandedPages() + count > this.limits.maxStrandedPages) {
       throw new PagerError('stranded-pages', `segment ${vmid} has no live paging device, and segments without one hold ${this.strandedPages()} modified pages`);
     }
-    this.modified.set(vmid, (this.modified.get(vmid) ?? 0) + count);
+    this.addModified(vmid, count);
     return true;
   }
 
   unreserveSlots(count: number, vmid: number): void {
-    if (this.strategySegments.has(vmid)) this.countModified([{ vmid }], -count);
+    if (this.strategySegments.has(vmid)) this.addModified(vmid, -count);
     else this.inner.unreserveSlots(count, vmid);
   }
 
@@ -156,12 +155,10 @@ export class RoutingStore implements BackingStore {
     return n;
   }
 
-  private countModified(pages: readonly { vmid: number }[], by: number): void {
-    for (const { vmid } of pages) {
-      if (this.deleted.has(vmid)) continue;
-      const n = (this.modified.get(vmid) ?? 0) + by;
-      if (n > 0) this.modified.set(vmid, n);
-      else this.modified.delete(vmid);
-    }
+  private addModified(vmid: number, by: number): void {
+    if (this.deleted.has(vmid)) return;
+    const n = (this.modified.get(vmid) ?? 0) + by;
+    if (n > 0) this.modified.set(vmid, n);
+    else this.modified.delete(vmid);
   }
 }
