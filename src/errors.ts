@@ -7,6 +7,21 @@
  * may change.
  */
 
+import { constants } from 'node:os';
+
+const LINUX_ERRNO = constants.errno as Readonly<Record<string, number>>;
+const LINUX_ERRNO_NAMES = new Map<number, string>(Object.entries(LINUX_ERRNO).map(([name, n]) => [n, name]));
+
+/** The number of a Linux errno name (ESTALE: 116); undefined for a name Linux does not have. */
+export function errnoNumber(name: string): number | undefined {
+  return Object.hasOwn(LINUX_ERRNO, name) ? LINUX_ERRNO[name] : undefined;
+}
+
+/** The name of a Linux errno number (116: ESTALE); undefined for a number Linux does not name. */
+export function errnoName(errno: number): string | undefined {
+  return LINUX_ERRNO_NAMES.get(errno);
+}
+
 /** Linux errno numbers for the codes pagerd answers with. */
 export const ERRNO = {
   EIO: 5,

@@ -6,9 +6,9 @@
  */
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { constants } from 'node:os';
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
+import { errnoNumber } from '../errors.js';
 import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, serveFile, type PagerClient } from '../client/index.js';
 import { parseSize } from '../config/tunables.js';
 import { VERSION } from '../version.js';
@@ -116,7 +116,7 @@ async function withClient<T>(work: (c: PagerClient) => Promise<T>): Promise<T> {
 /** Why the daemon could not be reached, as its exit status: permission (77), busy (75), else unreachable (69). */
 function unreachable(err: unknown, socket: string): CtlError {
   const code = (err as { code?: string }).code ?? '';
-  const errno = (constants.errno as Record<string, number>)[code];
+  const errno = errnoNumber(code);
   const message = `cannot reach pagerd at ${socket}: ${(err as Error).message}`;
   if (code === 'EACCES' || code === 'EPERM') return new CtlError(EXIT.NOPERM, 'permission', message, errno);
   if (code === 'EAGAIN') return new CtlError(EXIT.TEMPFAIL, 'busy', message, errno);

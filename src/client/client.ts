@@ -1,5 +1,5 @@
 import { connect as netConnect, type Socket } from 'node:net';
-import { PagerError, REASONS, type Reason } from '../errors.js';
+import { ERRNO, PagerError, REASONS, errnoNumber, type Reason } from '../errors.js';
 import { UIO_READ, UIO_SYSSPACE, UIO_USERSPACE, UIO_WRITE } from '../constants.js';
 import {
   Kind,
@@ -15,7 +15,6 @@ import {
   type StrategyIo,
   type Value,
 } from '../protocol/codec.js';
-import { constants } from 'node:os';
 import { SharedFrameReader } from './shared-frame-reader.js';
 import { FrameDecoder, encodeFrame } from '../protocol/frame.js';
 import { TurnWriter } from '../protocol/turn-writer.js';
@@ -76,14 +75,11 @@ export interface StrategyRequest {
 /** A client file system's strategy routine (vmMounte). */
 export type Strategy = (io: StrategyRequest) => Promise<void> | void;
 
-const ERRNO_OF = constants.errno as Record<string, number>;
-
 /** The errno a strategy's error hands the caller: its numeric errno (Node's are negative), its code's, else EIO. */
 function errnoOf(err: unknown): number {
   const { errno, code } = (err ?? {}) as { errno?: unknown; code?: unknown };
   if (typeof errno === 'number' && Number.isInteger(errno) && errno !== 0 && Math.abs(errno) < 4096) return Math.abs(errno);
-  if (typeof code === 'string' && ERRNO_OF[code] !== undefined) return ERRNO_OF[code];
-  return ERRNO_OF.EIO;
+  return (typeof code === 'string' ? errnoNumber(code) : undefined) ?? ERRNO.EIO;
 }
 
 const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
@@ -347,7 +343,7 @@ export class PagerClient {
       if (this.closedError !== undefined) return;
       this.writer.write(encodeStrategyDoneFrame({ id: io.id, errno, data: errno === 0 && io.op === 'read' ? data : EMPTY }));
     };
-    if (strategy === undefined) return answer(ERRNO_OF.ENODEV);
+    if (strategy === undefined) return answer(errnoNumber('ENODEV')!);
     let running: Promise<void>;
     try {
       running = Promise.resolve(strategy({ op: io.op, vmid: io.vmid, page: io.page, npages: io.npages, data }));
@@ -595,7 +591,8 @@ function toError(reply: Reply): PagerError | Error {
   const e = reply.error!;
   if (e.reason in REASONS) {
     // A file system's errno comes with its own name (ESTALE ...), not the registry's.
-    const fsErrno = e.reason === 'file-system-error' && ERRNO_OF[e.code] !== undefined ? { code: e.code, errno: ERRNO_OF[e.code] } : undefined;
+    const errno = e.reason === 'file-system-error' ? errnoNumber(e.code) : undefined;
+    const fsErrno = errno === undefined ? undefined : { code: e.code, errno };
     const err = new PagerError(e.reason as Reason, e.detail, fsErrno);
     if (err.code === e.code) return err;
   }

@@ -1,6 +1,5 @@
 import type { Logger } from 'pino';
-import { constants } from 'node:os';
-import { PagerError } from '../errors.js';
+import { PagerError, errnoName } from '../errors.js';
 import { encodeStrategyIoFrame, type StrategyDone } from '../protocol/codec.js';
 
 /** The connection that mounted a device: its peer's uid, and how to send it a strategy request. */
@@ -54,8 +53,6 @@ export interface Device {
   requests: number;
 }
 
-/** errno numbers by name, for a strategy's answer. */
-const ERRNO_NAMES = new Map<number, string>(Object.entries(constants.errno).map(([name, n]) => [n, name]));
 
 /**
  * The paging device table (AIX's PDT, for client file systems): devices mounted by connections
@@ -147,7 +144,7 @@ export class PagingDevices {
       device.inFlight.delete(answer.id);
       clearTimeout(pending.timer);
       if (answer.errno !== 0) {
-        const code = ERRNO_NAMES.get(answer.errno);
+        const code = errnoName(answer.errno);
         pending.reject(
           code === undefined
             ? new PagerError('file-system-error', `the strategy of device ${device.id} answered errno ${answer.errno}, which Linux does not name`)
