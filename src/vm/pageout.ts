@@ -39,9 +39,12 @@ export class Pageout {
    */
   start(frames: readonly number[], seqs?: readonly number[]): void {
     const pagerOf = this.vmm.store.pagerOf?.bind(this.vmm.store);
-    if (pagerOf === undefined) return this.startBatch(frames, seqs);
-    // One batch per pager (a client file system's segments page through their own).
+    if (pagerOf === undefined || frames.length === 0) return this.startBatch(frames, seqs);
+    // One batch per pager (a client file system's segments page through their own); nearly every
+    // batch has one pager only, and goes as it is.
     const t = this.vmm.pool.table;
+    const first = pagerOf(t.vmid[frames[0]]);
+    if (frames.every((f) => pagerOf(t.vmid[f]) === first)) return this.startBatch(frames, seqs);
     const groups = new Map<number, { frames: number[]; seqs: number[] | undefined }>();
     frames.forEach((f, i) => {
       const pager = pagerOf(t.vmid[f]);
