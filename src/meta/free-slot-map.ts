@@ -1,4 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
+import { StatementLog } from './statement-log.js';
 
 /** Slots per row: 2 KiB of bits, small enough to stay inside one 4 KiB SQLite page. */
 export const CHUNK_SLOTS = 16384;
@@ -18,7 +19,11 @@ export class FreeSlotMap {
   private staged = new Map<number, Uint8Array>();
   readonly #put: Statement<[number, Uint8Array]>;
 
-  constructor(db: Database, capacity: number) {
+  constructor(
+    db: Database,
+    capacity: number,
+    private readonly writes = new StatementLog(),
+  ) {
     this.bits = new Uint8Array(Math.ceil(capacity / CHUNK_SLOTS) * CHUNK_BYTES);
     for (const { chunk, bits } of db.prepare<[], { chunk: number; bits: Uint8Array }>('SELECT chunk, bits FROM free_slot_map').all()) {
       if (chunk * CHUNK_BYTES < this.bits.length) this.bits.set(bits.subarray(0, CHUNK_BYTES), chunk * CHUNK_BYTES);
@@ -48,7 +53,7 @@ export class FreeSlotMap {
 
   /** Writes the staged chunks (inside the caller's transaction). */
   write(): void {
-    for (const [chunk, copy] of this.staged) this.#put.run(chunk, copy);
+    for (const [chunk, copy] of this.staged) this.writes.run(this.#put, chunk, copy);
   }
 
   /** The transaction committed: the staged chunks are the state now. */

@@ -1,11 +1,15 @@
 import type { Database, Statement } from 'better-sqlite3';
+import { StatementLog } from './statement-log.js';
 
 /** Facts about the store kept beside its metadata: store id, page size, slot high water, clean shutdown. */
 export class MetaTable {
   readonly #get: Statement<[string], { value: string }>;
   readonly #set: Statement<[string, string]>;
 
-  constructor(db: Database) {
+  constructor(
+    db: Database,
+    private readonly writes = new StatementLog(),
+  ) {
     this.#get = db.prepare('SELECT value FROM meta WHERE key = ?');
     this.#set = db.prepare('INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value');
   }
@@ -15,6 +19,6 @@ export class MetaTable {
   }
 
   set(key: string, value: string | number): void {
-    this.#set.run(key, String(value));
+    this.writes.run(this.#set, key, String(value));
   }
 }

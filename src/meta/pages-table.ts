@@ -1,4 +1,5 @@
 import type { Database, Statement } from 'better-sqlite3';
+import { StatementLog } from './statement-log.js';
 import { crc32c } from '../native/addon.js';
 import { BrokenSealError, type PageSeal } from './page-seal.js';
 
@@ -62,6 +63,7 @@ export class PagesTable {
   constructor(
     db: Database,
     private readonly seal: PageSeal,
+    private readonly writes = new StatementLog(),
   ) {
     this.#getRow = db.prepare('SELECT entries, seal FROM page_map WHERE vmid = ? AND run = ?');
     this.#putRow = db.prepare('INSERT OR REPLACE INTO page_map (vmid, run, entries, mapped, seal) VALUES (?, ?, ?, ?, ?)');
@@ -213,8 +215,8 @@ export class PagesTable {
   private writeRow(vmid: number, run: number, entries: Buffer, mappedBefore: number): void {
     const mapped = mappedIn(entries);
     this.#countChanges.set(vmid, (this.#countChanges.get(vmid) ?? 0) + mapped - mappedBefore);
-    if (mapped === 0) this.#deleteRow.run(vmid, run);
-    else this.#putRow.run(vmid, run, entries, mapped, this.rowSeal(vmid, run, entries));
+    if (mapped === 0) this.writes.run(this.#deleteRow, vmid, run);
+    else this.writes.run(this.#putRow, vmid, run, entries, mapped, this.rowSeal(vmid, run, entries));
     this.cache(vmid, run, mapped === 0 ? null : entries);
   }
 

@@ -1,6 +1,7 @@
 import type { Database, Statement } from 'better-sqlite3';
 import type { SegmentRecord } from '../vm/segment.js';
 import { BrokenSealError, type PageSeal } from './page-seal.js';
+import { StatementLog } from './statement-log.js';
 
 /** The fields of a segment's record its seal covers, in order. */
 export const SEGMENT_FIELDS = ['vmid', 'type', 'options', 'extent', 'uid', 'gid', 'mode'] as const;
@@ -22,6 +23,7 @@ export class SegmentsTable {
   constructor(
     private readonly db: Database,
     private readonly seal: PageSeal,
+    private readonly writes = new StatementLog(),
   ) {
     this.#all = db.prepare(`SELECT ${SEGMENT_FIELDS.join(', ')}, seal FROM segments ORDER BY vmid`);
     this.#insert = db.prepare('INSERT INTO segments (type, options, extent, uid, gid, mode) VALUES (?, ?, ?, ?, ?, ?) RETURNING vmid');
@@ -58,7 +60,7 @@ export class SegmentsTable {
 
   /** Counts `delta` more (or fewer) mapped pages for the segment (inside the caller's transaction). */
   addMapped(vmid: number, delta: number): void {
-    this.#addMapped.run(delta, vmid);
+    this.writes.run(this.#addMapped, delta, vmid);
   }
 
   /** Each segment's recorded count of mapped pages. */

@@ -1,5 +1,6 @@
 import type { Database, Statement } from 'better-sqlite3';
 import type { PageLocation } from './pages-table.js';
+import { StatementLog } from './statement-log.js';
 
 /** A page a page-out cycle mapped to a new slot, and where its last complete version was before. */
 export interface UnsyncedPage {
@@ -22,14 +23,20 @@ const ENTRY_BYTES = 16;
  * whose new slot fails its checksum goes back to where it was.
  */
 export class UnsyncedPageouts {
-  readonly #insert: Statement<[Buffer]>;
+  readonly #insert: Statement<[number, Buffer]>;
   readonly #delete: Statement<[number]>;
   readonly #all: Statement<[], { cycle: number; entries: Buffer }>;
+  /** The id the next cycle's row takes (chosen here, not by SQLite: a recorded insert answers no rowid). */
+  private nextId: number;
 
-  constructor(db: Database) {
-    this.#insert = db.prepare('INSERT INTO unsynced_pageouts (entries) VALUES (?)');
+  constructor(
+    db: Database,
+    private readonly writes = new StatementLog(),
+  ) {
+    this.#insert = db.prepare('INSERT INTO unsynced_pageouts (cycle, entries) VALUES (?, ?)');
     this.#delete = db.prepare('DELETE FROM unsynced_pageouts WHERE cycle = ?');
     this.#all = db.prepare('SELECT cycle, entries FROM unsynced_pageouts ORDER BY cycle');
+    this.nextId = (db.prepare<[], number | null>('SELECT max(cycle) FROM unsynced_pageouts').pluck().get() ?? 0) + 1;
   }
 
   /** Records a cycle's pages (inside its commit's transaction); answers the cycle's id. */
@@ -42,11 +49,13 @@ export class UnsyncedPageouts {
       entries.writeUInt32LE(previous === undefined ? 0 : previous.slot + 1, at + 8);
       entries.writeUInt32LE(previous?.checksum ?? 0, at + 12);
     });
-    return Number(this.#insert.run(entries).lastInsertRowid);
+    const id = this.nextId++;
+    this.writes.run(this.#insert, id, entries);
+    return id;
   }
 
   delete(cycle: number): void {
-    this.#delete.run(cycle);
+    this.writes.run(this.#delete, cycle);
   }
 
   /** Every cycle still recorded, oldest first. */

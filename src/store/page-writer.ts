@@ -36,11 +36,11 @@ export interface WriteCycleHost {
   /** Resolves true once page-outs may take slots (the page map is checked), false if they never may. */
   writable(): Promise<boolean>;
   /**
-   * Numbers a cycle being written, and answers the record written with its data: that of the
-   * last cycle committed before it (cycle-record.ts: a record trails its commit), once that commit
-   * is durable (rejects if it cannot be made so).
+   * Numbers a cycle being written, once the commit before it has settled, and answers the record
+   * written with its data: that of the last cycle committed before it (cycle-record.ts: a record
+   * trails its commit), once that commit is durable (rejects if it cannot be made so).
    */
-  startCycle(): { number: number; record: Promise<{ position: number; bytes: Uint8Array }> };
+  startCycle(): Promise<{ number: number; position: number; bytes: Uint8Array }>;
   /** A cycle failed before commit: its slots are free again, reservations restored. */
   giveBackSlots(slots: readonly number[]): void;
   /**
@@ -244,17 +244,19 @@ export class PageWriter {
     const slots = host.takeSlots(writes.length);
     const sums = new Uint32Array(writes.length);
     const record = host.startCycle();
-    const written: WrittenState = { waiters, cycle: { batches, slots, sums, number: record.number } };
     // The device sums each page as it writes it, in the thread pool. Pages are pinned until
     // captured: their bytes cannot change under the checksum or the write.
     const results = await Promise.allSettled([
       ...this.runs(slots).map(({ position, first, end }) =>
         timed('writev', host.observeIo, () => host.device.writev(writes.slice(first, end).map((w) => w.data), position, sums.subarray(first, end))),
       ),
-      record.record.then(({ bytes, position }) => host.device.writev([bytes], position)),
+      record.then(({ bytes, position }) => host.device.writev([bytes], position)),
     ]);
     for (const w of waiters) w.captured();
     const writeError = results.find((r) => r.status === 'rejected');
+    // A record that could not be had failed its write too: the number is not used then.
+    const number = writeError === undefined ? (await record).number : 0;
+    const written: WrittenState = { waiters, cycle: { batches, slots, sums, number } };
     if (writeError === undefined) return written;
     this.fail(written, 'write', (writeError as PromiseRejectedResult).reason);
     return undefined;

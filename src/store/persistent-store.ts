@@ -1,10 +1,12 @@
 import { PagerError } from '../errors.js';
 import { integrityCheck, type Database } from '../meta/database.js';
 import { FreeSlotMap } from '../meta/free-slot-map.js';
+import { MetadataWriter } from '../meta/metadata-writer.js';
 import { MetaTable } from '../meta/meta-table.js';
 import { BrokenSealError, PageSeal } from '../meta/page-seal.js';
 import { PagesTable, type PageLocation, type PageMapping } from '../meta/pages-table.js';
 import { SegmentsTable } from '../meta/segments-table.js';
+import { StatementLog, type LoggedWrite } from '../meta/statement-log.js';
 import { UnsyncedPageouts, type UnsyncedPage } from '../meta/unsynced-pageouts.js';
 import { WalSpace } from '../meta/wal-space.js';
 import { WalSync } from '../meta/wal-sync.js';
@@ -29,12 +31,6 @@ export type { StoreLog, StoreOptions } from './store-options.js';
 
 /** How long after a page-out cycle's flush the store settles it if no cycle follows (settleSoon). */
 const SETTLE_DELAY_MS = 10;
-
-/**
- * How a transaction is made durable: FULL, by SQLite before the commit returns (on the event loop);
- * NORMAL, by a WAL sync in the thread pool afterwards (WalSync), which whoever depends on it awaits.
- */
-type SyncMode = 'FULL' | 'NORMAL';
 
 /** SQLite errors after which the metadata can no longer be trusted: the store fails permanently. */
 const FATAL_SQLITE = /^SQLITE_(CORRUPT|NOTADB|READONLY|CANTOPEN|MISUSE)/;
@@ -73,8 +69,10 @@ export class PersistentStore implements BackingStore {
   private readonly unsynced: UnsyncedPageouts;
   private readonly walSpace: WalSpace;
   private readonly walSync: WalSync;
-  /** The connection's synchronous setting now (transact switches it per transaction). */
-  private syncMode: SyncMode = 'FULL';
+  /** The tables' writes, run at once or recorded for the metadata writer's thread. */
+  private readonly writes = new StatementLog();
+  /** Commits page-out cycles off the event loop. */
+  private readonly metadataWriter: MetadataWriter;
   private readonly databasePath: string;
   /** Binds each page's checksum to its identity (page-seal.ts). */
   private readonly seal: PageSeal;
@@ -86,6 +84,8 @@ export class PersistentStore implements BackingStore {
    * is used again). The next cycle takes the number after it (cycle-record.ts).
    */
   private committedCycle: number;
+  /** Settles once the page-out commit in flight has (successfully or not). */
+  private commitSettled: Promise<void> = Promise.resolve();
   /** Cycles whose flush succeeded: their rows go in the next transaction. */
   private syncedCycles: number[] = [];
   private settleTimer: NodeJS.Timeout | undefined;
@@ -117,15 +117,16 @@ export class PersistentStore implements BackingStore {
     this.recoveryCheck = recoveryCheck;
     this.log = options.log ?? SILENT;
     this.seal = new PageSeal(header.storeId);
-    this.meta = new MetaTable(db);
-    this.segments = new SegmentsTable(db, this.seal);
-    this.pages = new PagesTable(db, this.seal);
-    this.freeSlots = new FreeSlotMap(db, header.slotCount);
-    this.unsynced = new UnsyncedPageouts(db);
+    this.meta = new MetaTable(db, this.writes);
+    this.segments = new SegmentsTable(db, this.seal, this.writes);
+    this.pages = new PagesTable(db, this.seal, this.writes);
+    this.freeSlots = new FreeSlotMap(db, header.slotCount, this.writes);
+    this.unsynced = new UnsyncedPageouts(db, this.writes);
     this.databasePath = options.databasePath;
     this.limbo = new Limbo(device, (slot) => this.dataOffset + slot * this.pageSize, this.pageSize, (slots) => this.allocator.freed(slots), (obj, msg) => this.log.warn(obj, msg));
     this.walSpace = new WalSpace(db, options.databasePath);
     this.walSync = new WalSync(options.databasePath, options.openWal);
+    this.metadataWriter = new MetadataWriter(options.databasePath);
     this.committedCycle = Number(this.meta.get('cycle') ?? 0);
     this.recordedCycle = this.committedCycle; // open made the device record it
     const high = Number(this.meta.get('slot_high') ?? 0);
@@ -226,7 +227,7 @@ export class PersistentStore implements BackingStore {
   async createSegment(record: Omit<SegmentRecord, 'vmid'>): Promise<number> {
     this.checkUsable();
     try {
-      return this.commit('FULL', () => this.segments.insert(record));
+      return this.commit(() => this.segments.insert(record));
     } catch (err) {
       throw this.metadataError(err, 'metadata-full');
     }
@@ -388,9 +389,11 @@ export class PersistentStore implements BackingStore {
     await this.limbo.drain();
     if (this.failure === undefined) {
       await this.settle().catch((err: unknown) => this.log.warn({ err }, 'could not record the last page-out cycle on the device'));
-      this.transact(() => this.meta.set('clean_shutdown', 1), 'FULL');
+      this.transact(() => this.meta.set('clean_shutdown', 1));
+      this.metadataWriter.close();
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     }
+    this.metadataWriter.close();
     this.db.close();
     await this.walSync.close();
     await this.device.close();
@@ -403,6 +406,7 @@ export class PersistentStore implements BackingStore {
   async abort(): Promise<void> {
     if (this.closed) return;
     this.closed = true;
+    this.metadataWriter.close();
     this.db.close();
     await this.walSync.close();
     await this.device.close();
@@ -412,69 +416,89 @@ export class PersistentStore implements BackingStore {
 
   /**
    * The metadata step of a page-out cycle, run while its data flush is in flight: one transaction
-   * mapping every page to its new slot and recording the cycle as unsynced, made durable by a WAL
-   * sync in the thread pool. Resolves to whether that sync succeeded (if not, the cycle is undone
-   * as if its flush had failed: rollBackPageOuts). The slots the pages leave stay allocated until
-   * the flush has succeeded (pageOutsSynced).
+   * mapping every page to its new slot and recording the cycle as unsynced. Its writes are computed
+   * here and committed in the metadata writer's thread, made durable by a WAL sync in the thread
+   * pool. Resolves to whether that sync succeeded (if not, the cycle is undone as if its flush had
+   * failed: rollBackPageOuts). The slots the pages leave stay allocated until the flush has
+   * succeeded (pageOutsSynced).
    */
   private commitPageOuts({ batches, slots, sums, number }: WrittenCycle): Promise<boolean> {
     const overtaken: number[] = [];
     const unsynced: UnsyncedPage[] = [];
-    try {
-      this.transact(() => {
-        overtaken.length = 0;
-        unsynced.length = 0;
-        const mappings: PageMapping[] = [];
-        let i = 0;
-        for (const { writes, stamp } of batches) {
-          for (const { vmid, pno } of writes) {
-            if (this.order.overtaken(vmid, pno, stamp)) overtaken.push(slots[i]);
-            else mappings.push({ vmid, pno, slot: slots[i], checksum: this.seal.of(sums[i], vmid, pno) });
-            i++;
-          }
+    this.metadataWriter.drain(); // its writes are computed from the state the last commit left
+    const pending = this.pendingTransaction(() => {
+      const mappings: PageMapping[] = [];
+      let i = 0;
+      for (const { writes, stamp } of batches) {
+        for (const { vmid, pno } of writes) {
+          if (this.order.overtaken(vmid, pno, stamp)) overtaken.push(slots[i]);
+          else mappings.push({ vmid, pno, slot: slots[i], checksum: this.seal.of(sums[i], vmid, pno) });
+          i++;
         }
-        this.pages.putMany(mappings).forEach((previous, k) => {
-          const { vmid, pno, slot } = mappings[k];
-          if (previous === 'superseded') overtaken.push(slot); // the same page, written again in this cycle
-          else unsynced.push({ vmid, pno, previous });
-        });
-        const id = this.unsynced.add(unsynced);
-        this.unsyncedCycle = { id, pages: unsynced, written: slots.length, number };
-        this.freeSlots.mark(slots, false);
-        this.freeSlots.mark(overtaken, true);
-        this.meta.set('slot_high', this.allocator.high);
-        this.meta.set('cycle', number);
-      }, 'NORMAL');
-    } catch (err) {
+      }
+      this.pages.putMany(mappings).forEach((previous, k) => {
+        const { vmid, pno, slot } = mappings[k];
+        if (previous === 'superseded') overtaken.push(slot); // the same page, written again in this cycle
+        else unsynced.push({ vmid, pno, previous });
+      });
+      const id = this.unsynced.add(unsynced);
+      this.unsyncedCycle = { id, pages: unsynced, written: slots.length, number };
+      this.freeSlots.mark(slots, false);
+      this.freeSlots.mark(overtaken, true);
+      this.meta.set('slot_high', this.allocator.high);
+      this.meta.set('cycle', number);
+    });
+    const failed = (err: Error): Error => {
+      this.abandoned(pending);
       this.unsyncedCycle = undefined;
       // A row that fails its seal is never rewritten: that would seal whatever slots it names.
-      if (FATAL_SQLITE.test((err as { code?: string }).code ?? '') || err instanceof BrokenSealError) this.failPermanently(err as Error);
-      throw err;
+      if (FATAL_SQLITE.test((err as { code?: string }).code ?? '') || err instanceof BrokenSealError) this.failPermanently(err);
+      return err;
+    };
+    let writes: LoggedWrite[];
+    try {
+      writes = this.writes.record(pending.run);
+    } catch (err) {
+      return Promise.reject(failed(err as Error));
     }
-    this.allocator.committed(slots.length, slots.length - overtaken.length);
-    this.committedCycle = number;
-    return this.walSync.durable().then(
-      () => {
-        this.limbo.add(overtaken); // listed free by a commit now durable
-        return true;
-      },
-      (err: unknown) => {
-        this.failPermanently(new PagerError('store-failed', `the metadata WAL could not be synced: ${(err as Error).message}`));
-        return false;
-      },
+    // The outcome is taken in before anything else reads or writes the metadata (drain() runs it at once).
+    const committed = new Promise<void>((resolve, reject) =>
+      this.metadataWriter.commit(writes, (err) => {
+        if (err !== undefined) return reject(failed(err));
+        this.freeSlots.committed();
+        this.walSync.committed();
+        this.allocator.committed(slots.length, slots.length - overtaken.length);
+        this.committedCycle = number;
+        resolve();
+      }),
+    );
+    this.commitSettled = committed.catch(() => undefined);
+    return committed.then(() =>
+      this.walSync.durable().then(
+        () => {
+          this.limbo.add(overtaken); // listed free by a commit now durable
+          return true;
+        },
+        (err: unknown) => {
+          this.failPermanently(new PagerError('store-failed', `the metadata WAL could not be synced: ${(err as Error).message}`));
+          return false;
+        },
+      ),
     );
   }
 
   /**
    * Numbers the next page-out cycle, one past the last committed, and answers the record its data
-   * carries to the device: the last committed cycle's, once its commit's WAL sync is done. (The page
-   * writer numbers a cycle only once the one before it has committed or failed, and a cycle after
-   * a failed flush fails too, so no two cycles committed share a number unless the first one's
-   * flush failed.)
+   * carries to the device: the last committed cycle's, once its commit's WAL sync is done. It waits
+   * for the commit in flight (the writer's thread may still be running it), so no two cycles
+   * committed share a number unless the first one's flush failed (a cycle after a failed flush
+   * fails too).
    */
-  private startCycle(): { number: number; record: Promise<{ position: number; bytes: Uint8Array }> } {
+  private async startCycle(): Promise<{ number: number; position: number; bytes: Uint8Array }> {
+    await this.commitSettled;
     const committed = this.committedCycle;
-    return { number: committed + 1, record: this.walSync.durable().then(() => cycleRecord(this.header.storeId, committed)) };
+    await this.walSync.durable();
+    return { number: committed + 1, ...cycleRecord(this.header.storeId, committed) };
   }
 
   /**
@@ -515,7 +539,7 @@ export class PersistentStore implements BackingStore {
   /** Deletes synced cycles' unsynced rows, and records the last committed cycle on the device, durably. */
   private async settle(): Promise<void> {
     // FULL: off the page-out path, and a failed sync here leaves nothing for later cycles to doubt.
-    if (this.syncedCycles.length > 0) this.transact(() => {}, 'FULL');
+    if (this.syncedCycles.length > 0) this.transact(() => {});
     if (this.recordedCycle === this.committedCycle) return;
     const cycle = this.committedCycle;
     await this.walSync.durable(); // the device never records a cycle its metadata may lack
@@ -579,7 +603,7 @@ export class PersistentStore implements BackingStore {
       unused = rollBackUnsynced(this.pages, pages, keep);
       this.freeSlots.mark(unused, true);
       this.unsynced.delete(cycle);
-    }, 'FULL');
+    });
     this.allocator.unmapped(unused, false);
   }
 
@@ -594,7 +618,7 @@ export class PersistentStore implements BackingStore {
       this.transact(() => {
         slots = forget();
         this.freeSlots.mark(slots, true);
-      }, 'FULL');
+      });
     } catch (err) {
       throw this.metadataError(err, 'metadata-failed');
     }
@@ -603,47 +627,69 @@ export class PersistentStore implements BackingStore {
   }
 
   /**
-   * Runs `work` in one immediate transaction, with the free-slot map's staged changes (and the
-   * slots the allocator freed unrecorded, and the rows of cycles since synced) written in it; they
-   * become the known state only if the transaction commits.
+   * Runs `work` in one immediate transaction on the event loop's connection, durably (FULL) before
+   * it returns.
    */
-  private transact(work: () => void, mode: SyncMode): void {
-    const unrecorded = this.allocator.stillUnrecorded();
-    const synced = this.syncedCycles;
-    // The WAL's space manager may run this twice (once more after a checkpoint on SQLITE_FULL):
-    // a failed attempt leaves nothing staged or cached behind.
-    this.commit(mode, () => {
-      try {
-        this.db
-          .transaction(() => {
-            work();
-            for (const [vmid, delta] of this.pages.takeCountChanges()) this.segments.addMapped(vmid, delta);
-            this.freeSlots.mark(unrecorded, true);
-            this.freeSlots.write();
-            for (const id of synced) this.unsynced.delete(id);
-          })
-          .immediate();
-      } catch (err) {
-        this.freeSlots.abandoned();
-        this.pages.forgetCached();
-        throw err;
-      }
-    });
+  private transact(work: () => void): void {
+    this.metadataWriter.drain(); // the writer's thread and this connection never write at once
+    const pending = this.pendingTransaction(work);
+    try {
+      // The WAL's space manager may run this twice (once more after a checkpoint on SQLITE_FULL):
+      // a failed attempt leaves nothing staged or cached behind.
+      this.commit(() => {
+        try {
+          this.db.transaction(pending.run).immediate();
+        } catch (err) {
+          this.freeSlots.abandoned();
+          this.pages.forgetCached();
+          throw err;
+        }
+      });
+    } catch (err) {
+      this.abandoned(pending);
+      throw err;
+    }
     this.freeSlots.committed();
-    // Nothing frees slots or completes a flush while the (synchronous) transaction runs.
-    this.allocator.unrecorded.clear();
-    this.syncedCycles = [];
   }
 
-  /** Commits `transaction` (through the WAL's space manager), durably before it returns if `mode` is FULL. */
-  private commit<T>(mode: SyncMode, transaction: () => T): T {
-    if (this.syncMode !== mode) {
-      this.db.pragma(`synchronous = ${mode}`);
-      this.syncMode = mode;
-    }
-    const result = this.walSpace.commit(transaction);
-    if (mode === 'NORMAL') this.walSync.committed();
-    return result;
+  /**
+   * A transaction around `work` that also writes what the store holds for the next commit: each
+   * segment's change of mapped pages, the free-slot map's staged chunks with the slots the
+   * allocator freed unrecorded, and the deletion of the rows of cycles since synced. Those are
+   * taken now (so a transaction running meanwhile does not write them again) and handed back if
+   * it fails.
+   */
+  private pendingTransaction(work: () => void): { run: () => void; unrecorded: number[]; synced: number[] } {
+    const unrecorded = [...this.allocator.unrecorded];
+    this.allocator.unrecorded.clear();
+    const synced = this.syncedCycles;
+    this.syncedCycles = [];
+    const free = unrecorded.filter((slot) => this.allocator.isFree(slot)); // one taken again since is in use
+    return {
+      unrecorded,
+      synced,
+      run: () => {
+        work();
+        for (const [vmid, delta] of this.pages.takeCountChanges()) this.segments.addMapped(vmid, delta);
+        this.freeSlots.mark(free, true);
+        this.freeSlots.write();
+        for (const id of synced) this.unsynced.delete(id);
+      },
+    };
+  }
+
+  /** A transaction failed: what it staged or cached is forgotten, what it took is handed back. */
+  private abandoned(pending: { unrecorded: number[]; synced: number[] }): void {
+    this.freeSlots.abandoned();
+    this.pages.forgetCached();
+    for (const slot of pending.unrecorded) this.allocator.unrecorded.add(slot);
+    this.syncedCycles = [...pending.synced, ...this.syncedCycles];
+  }
+
+  /** Commits `transaction` on the event loop's connection (through the WAL's space manager), durably before it returns. */
+  private commit<T>(transaction: () => T): T {
+    this.metadataWriter.drain();
+    return this.walSpace.commit(transaction);
   }
 
   private checkUsable(): void {

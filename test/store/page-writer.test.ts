@@ -16,7 +16,7 @@ async function writerWithBug(bug: Error) {
     maxBatchPages: 4,
     dataOffset: PAGE,
     takeSlots: (n) => Array.from({ length: n }, () => next++),
-    startCycle: () => ({ number: 1, record: Promise.resolve({ position: 1024, bytes: new Uint8Array(512) }) }),
+    startCycle: async () => ({ number: 1, position: 1024, bytes: new Uint8Array(512) }),
     writable: async () => true,
     giveBackSlots: () => {
       throw bug; // a cycle fails, and so does its clean-up: the drain loop itself throws
