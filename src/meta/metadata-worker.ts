@@ -2,7 +2,7 @@ import { workerData, type MessagePort } from 'node:worker_threads';
 import type { Database, Statement, Transaction } from 'better-sqlite3';
 import { openConnection } from './database.js';
 import type { WriterAnswer, WriterData, WriterRequest } from './metadata-writer.js';
-import type { LoggedWrite } from './statement-log.js';
+import { eachWrite, type LoggedWrites } from './statement-log.js';
 import { WalSpace } from './wal-space.js';
 
 /**
@@ -17,18 +17,16 @@ class Connection {
   readonly db: Database;
   private readonly space: WalSpace;
   private readonly statements = new Map<string, Statement<unknown[]>>();
-  private readonly transaction: Transaction<(writes: LoggedWrite[]) => void>;
+  private readonly transaction: Transaction<(writes: LoggedWrites) => void>;
 
   constructor(databasePath: string) {
     this.db = openConnection(databasePath, 'NORMAL');
     this.space = new WalSpace(this.db, databasePath);
-    this.transaction = this.db.transaction((writes: LoggedWrite[]) => {
-      for (const [sql, params] of writes) this.prepared(sql).run(...params.map(bindable));
-    });
+    this.transaction = this.db.transaction((writes: LoggedWrites) => eachWrite(writes, (sql, params) => this.prepared(sql).run(...params)));
   }
 
   /** Runs the writes in one immediate transaction, once more after a checkpoint if the WAL's file system was full. */
-  commit(writes: LoggedWrite[]): void {
+  commit(writes: LoggedWrites): void {
     this.space.commit(() => this.transaction.immediate(writes));
   }
 
@@ -41,11 +39,6 @@ class Connection {
 
 const connections = new Map<string, Connection>();
 
-/** Bytes arrive as Uint8Array (a Buffer does not survive the message); SQLite binds a Buffer as a blob. */
-function bindable(param: unknown): unknown {
-  return param instanceof Uint8Array ? Buffer.from(param.buffer, param.byteOffset, param.byteLength) : param;
-}
-
 function serve({ databasePath, writes, close }: WriterRequest): void {
   if (close === true) {
     connections.get(databasePath)?.db.close();
@@ -54,7 +47,7 @@ function serve({ databasePath, writes, close }: WriterRequest): void {
   }
   let connection = connections.get(databasePath);
   if (connection === undefined) connections.set(databasePath, (connection = new Connection(databasePath)));
-  connection.commit(writes ?? []);
+  if (writes !== undefined) connection.commit(writes);
 }
 
 (port as MessagePort).on('message', (request: WriterRequest) => {

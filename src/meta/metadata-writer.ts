@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url';
 import { MessageChannel, receiveMessageOnPort, Worker, type MessagePort } from 'node:worker_threads';
-import type { LoggedWrite } from './statement-log.js';
+import type { LoggedWrites } from './statement-log.js';
 
 /** What the writer's thread is started with. */
 export interface WriterData {
@@ -13,7 +13,7 @@ export interface WriterData {
 export interface WriterRequest {
   id: number;
   databasePath: string;
-  writes?: LoggedWrite[];
+  writes?: LoggedWrites;
   close?: true;
 }
 
@@ -62,7 +62,7 @@ class WriterThread {
     if (this.stopped !== undefined) return done(this.stopped);
     if (this.pending.size === 0) this.port.ref(); // an answer awaited keeps the process alive
     this.pending.set(request.id, done);
-    this.port.postMessage(request);
+    this.port.postMessage(request, request.writes === undefined ? [] : [request.writes.values.buffer as ArrayBuffer, request.writes.bytes.buffer as ArrayBuffer]);
   }
 
   /** Blocks until `settled()`, running the `done` of each answer received meanwhile (any store's). */
@@ -116,7 +116,7 @@ export class MetadataWriter {
   constructor(private readonly databasePath: string) {}
 
   /** Sends a transaction; `done` runs once it has committed or failed. */
-  commit(writes: LoggedWrite[], done: CommitDone): void {
+  commit(writes: LoggedWrites, done: CommitDone): void {
     if (this.closed) return done(new Error('the metadata writer is closed'));
     this.send({ databasePath: this.databasePath, writes }, done);
   }

@@ -6,7 +6,7 @@ import { MetaTable } from '../meta/meta-table.js';
 import { BrokenSealError, PageSeal } from '../meta/page-seal.js';
 import { PagesTable, type PageLocation, type PageMapping } from '../meta/pages-table.js';
 import { SegmentsTable } from '../meta/segments-table.js';
-import { StatementLog, type LoggedWrite } from '../meta/statement-log.js';
+import { StatementLog, type LoggedWrites } from '../meta/statement-log.js';
 import { UnsyncedPageouts, type UnsyncedPage } from '../meta/unsynced-pageouts.js';
 import { WalSpace } from '../meta/wal-space.js';
 import { WalSync } from '../meta/wal-sync.js';
@@ -455,7 +455,7 @@ export class PersistentStore implements BackingStore {
       if (FATAL_SQLITE.test((err as { code?: string }).code ?? '') || err instanceof BrokenSealError) this.failPermanently(err);
       return err;
     };
-    let writes: LoggedWrite[];
+    let writes: LoggedWrites;
     try {
       writes = this.writes.record(pending.run);
     } catch (err) {
