@@ -27,7 +27,7 @@ export class SlotAllocator {
   limbo = 0;
   /**
    * Slots made free in memory that the durable free-slot map does not list yet (written by the
-   * next commit). One taken again since is no longer free: see stillUnrecorded(). A set: while
+   * next commit, which takes them; one taken again since is no longer free). A set: while
    * commits fail, the same slots are taken and given back cycle after cycle.
    */
   readonly unrecorded = new Set<number>();
@@ -126,11 +126,6 @@ export class SlotAllocator {
   freed(slots: readonly number[]): void {
     for (const slot of slots) this.setFree(slot);
     this.limbo -= slots.length;
-  }
-
-  /** The unrecorded slots that are still free (a slot given back and taken again is not). */
-  stillUnrecorded(): number[] {
-    return [...this.unrecorded].filter((slot) => this.isFree(slot));
   }
 
   isFree(slot: number): boolean {
