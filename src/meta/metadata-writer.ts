@@ -25,7 +25,15 @@ export interface WriterAnswer {
 /** Told how a request ended: undefined if it succeeded, else the error (with SQLite's code). */
 export type CommitDone = (error: (Error & { code?: string }) | undefined) => void;
 
-/** How long drain() waits for an answer before it gives up on the thread (a bug, not a slow disk: the thread does no sync). */
+/** The writer's thread has stopped (a bug killed it, or it stopped answering): no transaction sent to it can commit. */
+export class WriterStoppedError extends Error {
+  constructor(cause: Error) {
+    super(`the metadata writer's thread has stopped: ${cause.message}`, { cause });
+    this.name = 'WriterStoppedError';
+  }
+}
+
+/** How long drain() waits for an answer before it gives up on the thread: a transaction takes milliseconds, a checkpoint's syncs rarely a second. */
 const DRAIN_LIMIT_MS = 60_000;
 
 /**
@@ -39,7 +47,7 @@ class WriterThread {
   private readonly pending = new Map<number, CommitDone>();
   private nextId = 1;
   /** Why the thread stopped (its uncaught error), if it did. */
-  private stopped: Error | undefined;
+  private stopped: WriterStoppedError | undefined;
 
   constructor() {
     const { port1, port2 } = new MessageChannel();
@@ -89,7 +97,7 @@ class WriterThread {
 
   /** The thread died (a bug): every request outstanding fails, and so does every later one. */
   private stop(err: Error): void {
-    this.stopped ??= err;
+    this.stopped ??= new WriterStoppedError(err);
     const pending = [...this.pending.values()];
     this.pending.clear();
     this.port.unref();
@@ -117,7 +125,7 @@ export class MetadataWriter {
 
   /** Sends a transaction; `done` runs once it has committed or failed. */
   commit(writes: LoggedWrites, done: CommitDone): void {
-    if (this.closed) return done(new Error('the metadata writer is closed'));
+    if (this.closed) return done(new WriterStoppedError(new Error('its store is closed')));
     this.send({ databasePath: this.databasePath, writes }, done);
   }
 

@@ -1,7 +1,7 @@
 import { PagerError } from '../errors.js';
 import { integrityCheck, type Database } from '../meta/database.js';
 import { FreeSlotMap } from '../meta/free-slot-map.js';
-import { MetadataWriter } from '../meta/metadata-writer.js';
+import { MetadataWriter, WriterStoppedError } from '../meta/metadata-writer.js';
 import { MetaTable } from '../meta/meta-table.js';
 import { BrokenSealError, PageSeal } from '../meta/page-seal.js';
 import { PagesTable, type PageLocation, type PageMapping } from '../meta/pages-table.js';
@@ -451,8 +451,9 @@ export class PersistentStore implements BackingStore {
     const failed = (err: Error): Error => {
       this.abandoned(pending);
       this.unsyncedCycle = undefined;
-      // A row that fails its seal is never rewritten: that would seal whatever slots it names.
-      if (FATAL_SQLITE.test((err as { code?: string }).code ?? '') || err instanceof BrokenSealError) this.failPermanently(err);
+      // A row that fails its seal is never rewritten: that would seal whatever slots it names. With
+      // the writer's thread gone, no page-out can commit again.
+      if (FATAL_SQLITE.test((err as { code?: string }).code ?? '') || err instanceof BrokenSealError || err instanceof WriterStoppedError) this.failPermanently(err);
       return err;
     };
     let writes: LoggedWrites;
