@@ -1,5 +1,6 @@
 import { UIO_SYSSPACE, UIO_USERSPACE, UIO_XMEM } from './constants.js';
 import { PagerError } from './errors.js';
+import { copyBytes } from './copy-bytes.js';
 
 /**
  * The caller's side of a data move (AIX struct uio): its buffers are the concatenation of `iov`;
@@ -51,7 +52,7 @@ export class IovCursor {
     while (len > 0) {
       const buf = this.iov[this.index];
       const n = Math.min(len, buf.length - this.within);
-      dest.set(buf.subarray(this.within, this.within + n), at);
+      copyBytes(dest, at, buf, this.within, this.within + n);
       this.step(n);
       at += n;
       len -= n;
@@ -63,7 +64,7 @@ export class IovCursor {
     while (len > 0) {
       const buf = this.iov[this.index];
       const n = Math.min(len, buf.length - this.within);
-      buf.set(src.subarray(at, at + n), this.within);
+      copyBytes(buf, this.within, src, at, at + n);
       this.step(n);
       at += n;
       len -= n;

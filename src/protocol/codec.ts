@@ -1,5 +1,6 @@
 import { allocBuffer } from './buffer-slab.js';
 import { OPERATION_BY_CODE, OPERATIONS, type OperationName, type ValueKind } from './operations.js';
+import { copyBytes } from '../copy-bytes.js';
 
 /**
  * Messages inside frames. Pure: no sockets. Little-endian.
@@ -128,10 +129,10 @@ class Writer {
         if (Array.isArray(f)) {
           let into = at + 5;
           for (const part of f as readonly Uint8Array[]) {
-            out.set(part, into);
+            copyBytes(out, into, part);
             into += part.length;
           }
-        } else out.set(f as Uint8Array, at + 5);
+        } else copyBytes(out, at + 5, f as Uint8Array);
       }
       at += Math.abs(w);
     }

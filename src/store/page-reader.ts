@@ -5,6 +5,7 @@ import { crc32c } from '../native/addon.js';
 import type { BackingDevice } from './device.js';
 import { timed, type IoObserver } from './io-timing.js';
 import type { StoreLog } from './store-options.js';
+import { copyBytes } from '../copy-bytes.js';
 
 /** What page reads use of the store. */
 export interface PageReaderParts {
@@ -55,7 +56,7 @@ export class PageReader {
   /** Fills `into` with a page at `loc` if that needs no wait: zeros for no slot, or a cached read. */
   private fillNow(vmid: number, pno: number, into: Uint8Array, loc: PageLocation | undefined): boolean {
     if (loc === undefined) {
-      into.set(this.zeros); // not fill(0): frames are shared memory, where fill is slow
+      copyBytes(into, 0, this.zeros); // not fill(0) or set(): frames are shared memory, where they are slow
       return true;
     }
     let done: boolean;

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { PagerError, errnoName } from '../errors.js';
 import { encodeStrategyIoFrame, type StrategyDone } from '../protocol/codec.js';
+import { copyBytes } from '../copy-bytes.js';
 
 /** The connection that mounted a device: its peer's uid, and how to send it a strategy request. */
 export interface DeviceOwner {
@@ -153,7 +154,7 @@ export class PagingDevices {
       } else if (pending.op === 'read' && answer.data.length !== pending.npages * this.pageSize) {
         pending.reject(new PagerError('file-system-error', `the strategy of device ${device.id} answered a read of ${pending.npages} pages with ${answer.data.length} bytes`));
       } else {
-        if (pending.into !== undefined) pending.into.set(answer.data);
+        if (pending.into !== undefined) copyBytes(pending.into, 0, answer.data);
         pending.resolve();
       }
       this.pump(device);

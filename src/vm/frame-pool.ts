@@ -2,6 +2,7 @@ import { reopenFd, sharedMemory } from '../native/addon.js';
 import { BUCKET_ENTRIES, bucketOf, bucketsFor, HEADER_BYTES, HeaderWord, SHARED_FRAMES_MAGIC, SHARED_FRAMES_VERSION } from '../shared-frames/layout.js';
 import { createFrameTable, FRAME_RECORD_BYTES, type FrameTable } from './frame-layout.js';
 import { PageState } from './page-state.js';
+import { copyBytes } from '../copy-bytes.js';
 
 /** Descriptors of a shared pool, for a trusted client: its frames read-only, its access map writable. */
 export interface SharedFramesOffer {
@@ -104,7 +105,7 @@ export class FramePool {
 
   /** Fills frame f with zeros. */
   zero(f: number): void {
-    this.bytes.set(this.zeros, f * this.pageSize);
+    copyBytes(this.bytes, f * this.pageSize, this.zeros);
   }
 
   /** Byte offset of frame f in `bytes`. */
