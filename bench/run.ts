@@ -154,8 +154,8 @@ async function sharedFrames(daemon: BenchDaemon): Promise<void> {
     const ops = flags.quick ? 200_000 : 1_000_000;
     const tried = await collect(RUNS, async () => tryReadRate(c, vmid, ops));
     const copies = await collect(RUNS, async () => sharedCopyRate(ops));
-    row({ section: 'shared frames', name: 'tryReadResident 4 KiB, 1 process', unit: 'ops/s', pagerd: summarize(tried.map((t) => t.rate)), baselineName: 'Uint8Array.set of 4 KiB from shared memory', baseline: summarize(copies.map((t) => t.rate)), target: '≥ 1,000,000/s (absolute)', check: () => summarize(tried.map((t) => t.rate)).median >= 1e6 });
-    row({ section: 'shared frames', name: 'tryReadResident 4 KiB, p50 of one copy', unit: 'µs', pagerd: summarize(tried.map((t) => t.p50)), baselineName: 'Uint8Array.set of 4 KiB from shared memory', baseline: summarize(copies.map((t) => t.p50)), target: '< 5 µs (absolute)', check: () => summarize(tried.map((t) => t.p50)).median < 5 });
+    row({ section: 'shared frames', name: 'tryReadResident 4 KiB, 1 process', unit: 'ops/s', pagerd: summarize(tried.map((t) => t.rate)), baselineName: 'a bare copy of 4 KiB out of shared memory', baseline: summarize(copies.map((t) => t.rate)), target: '≥ 1,000,000/s (absolute)', check: () => summarize(tried.map((t) => t.rate)).median >= 1e6 });
+    row({ section: 'shared frames', name: 'tryReadResident 4 KiB, p50 of one copy', unit: 'µs', pagerd: summarize(tried.map((t) => t.p50)), baselineName: 'a bare copy of 4 KiB out of shared memory', baseline: summarize(copies.map((t) => t.p50)), target: '< 5 µs (absolute)', check: () => summarize(tried.map((t) => t.p50)).median < 5 });
     const moves = await repeat(RUNS, () => sharedMoveRate(c, vmid, 16, flags.quick ? 50_000 : 200_000));
     const nbdkit: number[] = [];
     for (let i = 0; i < RUNS; i++) {
