@@ -112,7 +112,7 @@ let thread: WriterThread | undefined;
  * second connection to the metadata database: SQLite's row and WAL writes of a page-out cycle
  * (0.5 ms for 16 pages, 7 ms for 1,000, measured on the event loop) no longer hold up requests.
  * Transactions run in the order sent. Each one's `done` runs on the event loop before anything
- * else touches the metadata: a transaction on the event loop's own connection calls drain() first,
+ * else writes the metadata: a transaction on the event loop's own connection calls drain() first,
  * which waits for every answer outstanding and runs its `done`, so the two connections never
  * write at once and each side sees the other's transactions in order.
  */

@@ -57,6 +57,12 @@ export class PagesTable {
   readonly #rawRowsFirst: Statement<[number], unknown[]>;
   /** Mapped pages gained (or lost) per segment by the rows written since takeCountChanges(). */
   readonly #countChanges = new Map<number, number>();
+  /**
+   * Rows written by a recorded transaction not yet committed (by "vmid:run"): lookups find them
+   * here, never evicted, until rowsCommitted() or forgetCached(). A row evicted from the cache and
+   * read from SQLite meanwhile would be the old one, and stay cached after the commit.
+   */
+  readonly #uncommitted = new Map<string, Buffer | null>();
   /** Rows by cache key; null: the row does not exist. */
   readonly #cached = new Map<number, Buffer | null>();
 
@@ -180,6 +186,7 @@ export class PagesTable {
   /** The transaction that changed rows rolled back: what is kept in memory may be ahead of SQLite. */
   forgetCached(): void {
     this.#cached.clear();
+    this.#uncommitted.clear();
     this.#countChanges.clear();
   }
 
@@ -193,8 +200,19 @@ export class PagesTable {
     return changes;
   }
 
+  /** The recorded transaction's rows are committed: SQLite holds them now. */
+  rowsCommitted(): void {
+    for (const [key, entries] of this.#uncommitted) {
+      const [vmid, run] = key.split(':').map(Number);
+      this.cache(vmid, run, entries);
+    }
+    this.#uncommitted.clear();
+  }
+
   /** A row's entries (read-only), from memory or SQLite; null if the row does not exist. */
   private row(vmid: number, run: number): Buffer | null {
+    const pending = this.#uncommitted.get(`${vmid}:${run}`);
+    if (pending !== undefined) return pending;
     const key = vmid < CACHEABLE_VMIDS ? vmid * RUN_KEYS + run : -1;
     const known = this.#cached.get(key);
     if (known !== undefined) return known;
@@ -218,6 +236,7 @@ export class PagesTable {
     if (mapped === 0) this.writes.run(this.#deleteRow, vmid, run);
     else this.writes.run(this.#putRow, vmid, run, entries, mapped, this.rowSeal(vmid, run, entries));
     this.cache(vmid, run, mapped === 0 ? null : entries);
+    if (this.writes.recording) this.#uncommitted.set(`${vmid}:${run}`, mapped === 0 ? null : entries);
   }
 
   private cache(vmid: number, run: number, entries: Buffer | null): void {

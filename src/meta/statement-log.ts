@@ -81,21 +81,26 @@ class Recording {
  * at once: a recorded transaction reads what its writes are computed from on this connection.
  */
 export class StatementLog {
-  private recording: Recording | undefined;
+  private current: Recording | undefined;
+
+  /** True while a transaction is being recorded (its writes are not in SQLite yet). */
+  get recording(): boolean {
+    return this.current !== undefined;
+  }
 
   run(statement: Statement<never[]>, ...params: unknown[]): void {
-    if (this.recording !== undefined) this.recording.add(statement.source, params);
+    if (this.current !== undefined) this.current.add(statement.source, params);
     else (statement as unknown as Statement<unknown[]>).run(...params);
   }
 
   /** Runs `work`, logging the writes it makes instead of running them; answers them, in order. */
   record(work: () => void): LoggedWrites {
     const recording = new Recording();
-    this.recording = recording;
+    this.current = recording;
     try {
       work();
     } finally {
-      this.recording = undefined;
+      this.current = undefined;
     }
     return recording.done();
   }

@@ -462,11 +462,13 @@ export class PersistentStore implements BackingStore {
     } catch (err) {
       return Promise.reject(failed(err as Error));
     }
-    // The outcome is taken in before anything else reads or writes the metadata (drain() runs it at once).
+    // The outcome is taken in before anything else writes the metadata (drain() runs it at once);
+    // lookups meanwhile find the cycle's rows among the page map's uncommitted rows.
     const committed = new Promise<void>((resolve, reject) =>
       this.metadataWriter.commit(writes, (err) => {
         if (err !== undefined) return reject(failed(err));
         this.freeSlots.committed();
+        this.pages.rowsCommitted();
         this.walSync.committed();
         this.allocator.committed(slots.length, slots.length - overtaken.length);
         this.committedCycle = number;
