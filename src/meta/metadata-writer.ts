@@ -134,10 +134,9 @@ export class MetadataWriter {
     if (this.outstanding.size > 0) thread!.drain(() => this.outstanding.size === 0);
   }
 
-  /** Answers what is outstanding, then closes the thread's connection (if it opened one). */
+  /** Closes the thread's connection (if it opened one) after what is outstanding, and waits for all of it. */
   close(): void {
     if (this.closed) return;
-    this.drain();
     this.closed = true;
     if (thread === undefined) return; // nothing was ever sent
     this.send({ databasePath: this.databasePath, close: true }, () => {});

@@ -62,7 +62,7 @@ export class PagesTable {
    * here, never evicted, until rowsCommitted() or forgetCached(). A row evicted from the cache and
    * read from SQLite meanwhile would be the old one, and stay cached after the commit.
    */
-  readonly #uncommitted = new Map<string, Buffer | null>();
+  readonly #uncommitted = new Map<string, { vmid: number; run: number; entries: Buffer | null }>();
   /** Rows by cache key; null: the row does not exist. */
   readonly #cached = new Map<number, Buffer | null>();
 
@@ -202,17 +202,14 @@ export class PagesTable {
 
   /** The recorded transaction's rows are committed: SQLite holds them now. */
   rowsCommitted(): void {
-    for (const [key, entries] of this.#uncommitted) {
-      const [vmid, run] = key.split(':').map(Number);
-      this.cache(vmid, run, entries);
-    }
+    for (const { vmid, run, entries } of this.#uncommitted.values()) this.cache(vmid, run, entries);
     this.#uncommitted.clear();
   }
 
   /** A row's entries (read-only), from memory or SQLite; null if the row does not exist. */
   private row(vmid: number, run: number): Buffer | null {
     const pending = this.#uncommitted.get(`${vmid}:${run}`);
-    if (pending !== undefined) return pending;
+    if (pending !== undefined) return pending.entries;
     const key = vmid < CACHEABLE_VMIDS ? vmid * RUN_KEYS + run : -1;
     const known = this.#cached.get(key);
     if (known !== undefined) return known;
@@ -235,8 +232,9 @@ export class PagesTable {
     this.#countChanges.set(vmid, (this.#countChanges.get(vmid) ?? 0) + mapped - mappedBefore);
     if (mapped === 0) this.writes.run(this.#deleteRow, vmid, run);
     else this.writes.run(this.#putRow, vmid, run, entries, mapped, this.rowSeal(vmid, run, entries));
-    this.cache(vmid, run, mapped === 0 ? null : entries);
-    if (this.writes.recording) this.#uncommitted.set(`${vmid}:${run}`, mapped === 0 ? null : entries);
+    const kept = mapped === 0 ? null : entries;
+    if (this.writes.recording) this.#uncommitted.set(`${vmid}:${run}`, { vmid, run, entries: kept });
+    else this.cache(vmid, run, kept);
   }
 
   private cache(vmid: number, run: number, entries: Buffer | null): void {

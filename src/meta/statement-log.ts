@@ -88,9 +88,9 @@ export class StatementLog {
     return this.current !== undefined;
   }
 
-  run(statement: Statement<never[]>, ...params: unknown[]): void {
+  run<P extends unknown[]>(statement: Statement<P>, ...params: P): void {
     if (this.current !== undefined) this.current.add(statement.source, params);
-    else (statement as unknown as Statement<unknown[]>).run(...params);
+    else statement.run(...params);
   }
 
   /** Runs `work`, logging the writes it makes instead of running them; answers them, in order. */

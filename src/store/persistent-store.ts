@@ -227,7 +227,7 @@ export class PersistentStore implements BackingStore {
   async createSegment(record: Omit<SegmentRecord, 'vmid'>): Promise<number> {
     this.checkUsable();
     try {
-      return this.commit(() => this.segments.insert(record));
+      return this.transact(() => this.segments.insert(record));
     } catch (err) {
       throw this.metadataError(err, 'metadata-full');
     }
@@ -387,13 +387,12 @@ export class PersistentStore implements BackingStore {
     await this.writer.idle();
     await this.settling;
     await this.limbo.drain();
+    this.metadataWriter.close(); // no page-out commits any more: what is left runs on this connection
     if (this.failure === undefined) {
       await this.settle().catch((err: unknown) => this.log.warn({ err }, 'could not record the last page-out cycle on the device'));
       this.transact(() => this.meta.set('clean_shutdown', 1));
-      this.metadataWriter.close();
       this.db.pragma('wal_checkpoint(TRUNCATE)');
     }
-    this.metadataWriter.close();
     this.db.close();
     await this.walSync.close();
     await this.device.close();
@@ -633,18 +632,18 @@ export class PersistentStore implements BackingStore {
    * Runs `work` in one immediate transaction on the event loop's connection, durably (FULL) before
    * it returns.
    */
-  private transact(work: () => void): void {
+  private transact<T>(work: () => T): T {
     this.metadataWriter.drain(); // the writer's thread and this connection never write at once
     const pending = this.pendingTransaction(work);
+    let result: T;
     try {
       // The WAL's space manager may run this twice (once more after a checkpoint on SQLITE_FULL):
       // a failed attempt leaves nothing staged or cached behind.
-      this.commit(() => {
+      result = this.walSpace.commit(() => {
         try {
-          this.db.transaction(pending.run).immediate();
+          return this.db.transaction(pending.run).immediate();
         } catch (err) {
-          this.freeSlots.abandoned();
-          this.pages.forgetCached();
+          this.forgetStaged();
           throw err;
         }
       });
@@ -653,6 +652,7 @@ export class PersistentStore implements BackingStore {
       throw err;
     }
     this.freeSlots.committed();
+    return result;
   }
 
   /**
@@ -662,7 +662,7 @@ export class PersistentStore implements BackingStore {
    * taken now (so a transaction running meanwhile does not write them again) and handed back if
    * it fails.
    */
-  private pendingTransaction(work: () => void): { run: () => void; unrecorded: number[]; synced: number[] } {
+  private pendingTransaction<T>(work: () => T): { run: () => T; unrecorded: number[]; synced: number[] } {
     const unrecorded = [...this.allocator.unrecorded];
     this.allocator.unrecorded.clear();
     const synced = this.syncedCycles;
@@ -672,27 +672,27 @@ export class PersistentStore implements BackingStore {
       unrecorded,
       synced,
       run: () => {
-        work();
+        const result = work();
         for (const [vmid, delta] of this.pages.takeCountChanges()) this.segments.addMapped(vmid, delta);
         this.freeSlots.mark(free, true);
         this.freeSlots.write();
         for (const id of synced) this.unsynced.delete(id);
+        return result;
       },
     };
   }
 
   /** A transaction failed: what it staged or cached is forgotten, what it took is handed back. */
   private abandoned(pending: { unrecorded: number[]; synced: number[] }): void {
-    this.freeSlots.abandoned();
-    this.pages.forgetCached();
+    this.forgetStaged();
     for (const slot of pending.unrecorded) this.allocator.unrecorded.add(slot);
     this.syncedCycles = [...pending.synced, ...this.syncedCycles];
   }
 
-  /** Commits `transaction` on the event loop's connection (through the WAL's space manager), durably before it returns. */
-  private commit<T>(transaction: () => T): T {
-    this.metadataWriter.drain();
-    return this.walSpace.commit(transaction);
+  /** What a failed attempt at a transaction left in memory: the free-slot map's staged chunks, page-map rows ahead of SQLite. */
+  private forgetStaged(): void {
+    this.freeSlots.abandoned();
+    this.pages.forgetCached();
   }
 
   private checkUsable(): void {

@@ -54,7 +54,6 @@ export interface Device {
   requests: number;
 }
 
-
 /**
  * The paging device table (AIX's PDT, for client file systems): devices mounted by connections
  * whose strategy routine pages the client segments bound to them. A device sends at most
