@@ -11,6 +11,10 @@ import { WalSpace } from './wal-space.js';
  * store syncs the WAL in the thread pool (wal-sync.ts) before anything depends on them.
  */
 const { port, answered } = workerData as WriterData;
+process.on('exit', () => {
+  Atomics.store(answered, 1, 1);
+  Atomics.notify(answered, 0);
+});
 
 /** One store's connection, opened at its first transaction (a store closed before it has none). */
 class Connection {

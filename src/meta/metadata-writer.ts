@@ -5,7 +5,10 @@ import type { LoggedWrites } from './statement-log.js';
 /** What the writer's thread is started with. */
 export interface WriterData {
   port: MessagePort;
-  /** Requests answered so far: the thread adds one after posting each answer, so a blocked drain() wakes. */
+  /**
+   * [0]: requests answered so far (the thread adds one after posting each answer, so a blocked
+   * drain() wakes); [1]: 1 once the thread has exited (an 'error' event cannot reach a drain()).
+   */
   answered: Int32Array;
 }
 
@@ -34,7 +37,7 @@ export class WriterStoppedError extends Error {
 }
 
 /** How long drain() waits for an answer before it gives up on the thread: a transaction takes milliseconds, a checkpoint's syncs rarely a second. */
-const DRAIN_LIMIT_MS = 60_000;
+const DRAIN_LIMIT_MS = 20_000;
 
 /**
  * The thread every store of this process commits in (started at the first request, and left to
@@ -43,7 +46,7 @@ const DRAIN_LIMIT_MS = 60_000;
 class WriterThread {
   private readonly worker: Worker;
   private readonly port: MessagePort;
-  private readonly answered = new Int32Array(new SharedArrayBuffer(4));
+  private readonly answered = new Int32Array(new SharedArrayBuffer(8));
   private readonly pending = new Map<number, CommitDone>();
   private nextId = 1;
   /** Why the thread stopped (its uncaught error), if it did. */
@@ -81,6 +84,8 @@ class WriterThread {
       const received = receiveMessageOnPort(this.port);
       if (received !== undefined) {
         this.answer(received.message as WriterAnswer);
+      } else if (Atomics.load(this.answered, 1) === 1) {
+        this.stop(new Error('the thread exited'));
       } else if (Atomics.wait(this.answered, 0, seen, 100) === 'timed-out' && performance.now() - started > DRAIN_LIMIT_MS) {
         this.stop(new Error(`the metadata writer's thread has not answered for ${DRAIN_LIMIT_MS / 1000} s`));
       }
