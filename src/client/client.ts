@@ -97,6 +97,13 @@ function changesPages(op: OperationName, args: Value[]): boolean {
 /** Largest frame the client accepts: a reply carries at most the daemon's maximum payload. */
 const MAX_REPLY_BYTES = 64 * 1024 * 1024;
 const EMPTY = new Uint8Array(0);
+/** Bytes one read of the socket may take. */
+const READ_BUFFER_BYTES = 256 * 1024;
+
+/** Where a connection's socket hands what it read: the handshake, then the client. */
+interface SocketReads {
+  deliver: (chunk: Buffer) => void;
+}
 
 /**
  * A connection to pagerd. Methods are named after the services; each resolves on 0 and rejects
@@ -136,6 +143,8 @@ export class PagerClient {
     readonly pageSize: number,
     private readonly maxPayload: number,
     private readonly decoder: FrameDecoder,
+    /** Where the socket's reads go (it reads into one buffer of its own: see connect). */
+    reads: SocketReads,
     /** Where the daemon listens: shared frames are asked for on a connection of their own. */
     private readonly path: string,
     /** The daemon offers this connection its frames, and the caller did not turn them off. */
@@ -143,7 +152,7 @@ export class PagerClient {
     private readonly connectTimeoutMs: number,
   ) {
     this.writer = new TurnWriter(socket);
-    socket.on('data', (chunk: Buffer) => this.onData(chunk));
+    reads.deliver = (chunk) => this.onData(chunk);
     socket.on('close', () => this.fail(new PagerError('connection-closed')));
     socket.on('error', (err) => {
       this.closedError ??= new PagerError('connection-closed', err.message);
@@ -160,8 +169,21 @@ export class PagerClient {
     const path = options.socket ?? process.env.PAGERD_SOCKET ?? './var/pagerd.sock';
     const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) throw new PagerError('bad-argument', `connectTimeoutMs must be a positive number of ms, not ${String(timeoutMs)}`);
-    const socket = netConnect(path);
-    const decoder = new FrameDecoder(MAX_REPLY_BYTES);
+    // The socket reads into one buffer (no buffer allocated per read, nothing for the GC); the
+    // decoder copies each frame out of it, assembling a large one in place as it arrives.
+    const reads: SocketReads = { deliver: () => {} };
+    const readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
+    const socket = netConnect({
+      path,
+      onread: {
+        buffer: readBuffer,
+        callback: (n) => {
+          reads.deliver(readBuffer.subarray(0, n));
+          return true;
+        },
+      },
+    });
+    const decoder = new FrameDecoder(MAX_REPLY_BYTES, { reusedChunks: true });
     let timer: NodeJS.Timeout | undefined;
     try {
       const welcome = await new Promise<Buffer>((resolve, reject) => {
@@ -174,11 +196,11 @@ export class PagerClient {
             return reject(new PagerError('protocol-error', (err as Error).message));
           }
           if (frames.length === 0) return;
-          socket.off('data', onData);
+          reads.deliver = () => {};
           if (frames.length > 1) reject(new PagerError('protocol-error', 'the daemon sent more than a welcome'));
           else resolve(frames[0]);
         };
-        socket.on('data', onData);
+        reads.deliver = onData;
         socket.once('error', (err: NodeJS.ErrnoException) => {
           // Accepted, then closed under the hello: as a close. Not reachable at all (ENOENT,
           // ECONNREFUSED, EACCES): Node's own error, with the path in its message.
@@ -192,7 +214,7 @@ export class PagerClient {
       const offered = (flags & WelcomeFlag.SHARED_FRAMES) !== 0 && options.sharedFrames !== false;
       socket.removeAllListeners('close');
       socket.removeAllListeners('error');
-      return new PagerClient(socket, pageSize, maxPayload, decoder, path, offered, timeoutMs);
+      return new PagerClient(socket, pageSize, maxPayload, decoder, reads, path, offered, timeoutMs);
     } catch (err) {
       socket.destroy();
       throw err;

@@ -71,11 +71,13 @@ export class DecodeError extends Error {
  * (optionally behind the frame's length prefix): no per-field buffers, one copy of any bytes.
  */
 class Writer {
-  private readonly fields: (number | Value | readonly Uint8Array[])[] = [];
+  private readonly fields: (number | Value)[] = [];
   private readonly widths: number[] = [];
   private size = 0;
+  /** Bytes that follow this buffer on the wire (see trailingBytes). */
+  private trailing = 0;
 
-  private add(field: number | Value | readonly Uint8Array[], width: number): this {
+  private add(field: number | Value, width: number): this {
     this.fields.push(field);
     this.widths.push(width);
     this.size += width;
@@ -90,12 +92,19 @@ class Writer {
   u32(v: number): this {
     return this.add(v, 4);
   }
-  /** A tagged value; bytes given as parts travel as one bytes value (copied once, into the message). */
-  value(v: Value | readonly Uint8Array[]): this {
+  /** A tagged value. */
+  value(v: Value): this {
     if (typeof v === 'number') return this.add(v, -9); // negative width: a tagged value
     if (typeof v === 'string') return this.add(v, -(5 + Buffer.byteLength(v, 'utf8')));
-    if (Array.isArray(v)) return this.add(v, -(5 + v.reduce((n: number, part: Uint8Array) => n + part.length, 0)));
-    return this.add(v, -(5 + (v as Uint8Array).length));
+    return this.add(v, -(5 + v.length));
+  }
+  /**
+   * The head of a bytes value, last in the message, whose `length` bytes are not in this buffer:
+   * the sender writes them after it, from where they are (a page-out's frames, not copied).
+   */
+  trailingBytes(length: number): this {
+    this.trailing = length;
+    return this.u8(TAG.b).u32(length);
   }
   done(): Buffer {
     return this.write(0);
@@ -108,7 +117,7 @@ class Writer {
     let total = 0;
     for (const w of this.widths) total += Math.abs(w);
     const out = allocBuffer(prefix + total);
-    if (prefix > 0) out.writeUInt32BE(total, 0);
+    if (prefix > 0) out.writeUInt32BE(total + this.trailing, 0);
     let at = prefix;
     for (let i = 0; i < this.fields.length; i++) {
       const f = this.fields[i];
@@ -126,13 +135,7 @@ class Writer {
       } else {
         out[at] = TAG.b;
         out.writeUInt32LE(-w - 5, at + 1);
-        if (Array.isArray(f)) {
-          let into = at + 5;
-          for (const part of f as readonly Uint8Array[]) {
-            copyBytes(out, into, part);
-            into += part.length;
-          }
-        } else copyBytes(out, at + 5, f as Uint8Array);
+        copyBytes(out, at + 5, f);
       }
       at += Math.abs(w);
     }
@@ -292,9 +295,14 @@ export interface StrategyDone {
   data: Uint8Array;
 }
 
-/** A strategy I/O request as a whole frame (the write's bytes, or its pages, copied into it once). */
-export function encodeStrategyIoFrame(io: Omit<StrategyIo, 'data'> & { data: Uint8Array | readonly Uint8Array[] }): Buffer {
-  return new Writer()
+/**
+ * A strategy I/O request's frame as parts to write one after the other: its head, then a write's
+ * pages as they are (the caller keeps them unchanged until they are written; none for a read).
+ */
+export function strategyIoFrameParts(io: Omit<StrategyIo, 'data'>, pages: readonly Uint8Array[]): Uint8Array[] {
+  let length = 0;
+  for (const page of pages) length += page.length;
+  const head = new Writer()
     .u8(Kind.STRATEGY_IO)
     .u32(io.id)
     .u32(io.device)
@@ -302,8 +310,9 @@ export function encodeStrategyIoFrame(io: Omit<StrategyIo, 'data'> & { data: Uin
     .value(io.vmid)
     .value(io.page)
     .u32(io.npages)
-    .value(io.data)
+    .trailingBytes(length)
     .frame();
+  return [head, ...pages];
 }
 
 export function decodeStrategyIo(buf: Buffer): StrategyIo {

@@ -21,46 +21,74 @@ export function encodeFrame(payload: Uint8Array): Buffer {
   return frame;
 }
 
-/** Turns a byte stream into frames. push() answers the complete payloads so far. */
+/**
+ * Turns a byte stream into frames. push() answers the complete payloads so far.
+ *
+ * A frame that arrives in pieces is assembled in place: its buffer is taken once its length is
+ * known and each piece is copied in as it comes (one copy, no list of chunks joined at the end).
+ * A frame wholly inside one chunk is answered as a view of it, unless `reusedChunks` says the
+ * caller's chunks are overwritten after push returns (a socket read into one buffer, `onread`):
+ * then every frame is copied out.
+ */
 export class FrameDecoder {
-  private chunks: Buffer[] = [];
-  private buffered = 0;
+  /** The length prefix, while it arrives in pieces. */
+  private readonly head = Buffer.alloc(LENGTH_BYTES);
+  private headBytes = 0;
+  /** The frame being assembled, and how much of it has arrived. */
+  private frame: Buffer | undefined;
+  private filled = 0;
 
-  constructor(private readonly maxPayload: number) {}
+  constructor(
+    private readonly maxPayload: number,
+    private readonly options: { reusedChunks?: boolean } = {},
+  ) {}
 
   /** Bytes of an incomplete frame held (for partial-frame timeouts and memory bounds). */
   get pending(): number {
-    return this.buffered;
+    return this.frame === undefined ? this.headBytes : LENGTH_BYTES + this.filled;
   }
 
   push(chunk: Buffer): Buffer[] {
-    this.chunks.push(chunk);
-    this.buffered += chunk.length;
     const frames: Buffer[] = [];
-    for (;;) {
-      if (this.buffered < LENGTH_BYTES) break;
-      const head = this.peek(LENGTH_BYTES);
-      const length = head.readUInt32BE(0);
+    let at = 0;
+    while (at < chunk.length) {
+      if (this.frame !== undefined) {
+        const n = Math.min(chunk.length - at, this.frame.length - this.filled);
+        chunk.copy(this.frame, this.filled, at, at + n);
+        this.filled += n;
+        at += n;
+        if (this.filled === this.frame.length) {
+          frames.push(this.frame);
+          this.frame = undefined;
+        }
+        continue;
+      }
+      let length: number;
+      if (this.headBytes === 0 && chunk.length - at >= LENGTH_BYTES) {
+        length = chunk.readUInt32BE(at);
+        at += LENGTH_BYTES;
+      } else {
+        const n = Math.min(chunk.length - at, LENGTH_BYTES - this.headBytes);
+        chunk.copy(this.head, this.headBytes, at, at + n);
+        this.headBytes += n;
+        at += n;
+        if (this.headBytes < LENGTH_BYTES) break;
+        this.headBytes = 0;
+        length = this.head.readUInt32BE(0);
+      }
       if (length > this.maxPayload) throw new FrameTooLargeError(length, this.maxPayload);
-      if (this.buffered < LENGTH_BYTES + length) break;
-      const all = this.take(LENGTH_BYTES + length);
-      frames.push(all.subarray(LENGTH_BYTES));
+      if (!this.options.reusedChunks && chunk.length - at >= length) {
+        frames.push(chunk.subarray(at, at + length));
+        at += length;
+        continue;
+      }
+      this.frame = allocBuffer(length);
+      this.filled = 0;
+      if (length === 0) {
+        frames.push(this.frame);
+        this.frame = undefined;
+      }
     }
     return frames;
-  }
-
-  private peek(n: number): Buffer {
-    if (this.chunks[0].length >= n) return this.chunks[0];
-    this.chunks = [Buffer.concat(this.chunks)];
-    return this.chunks[0];
-  }
-
-  private take(n: number): Buffer {
-    const joined = this.chunks.length === 1 ? this.chunks[0] : Buffer.concat(this.chunks);
-    const out = joined.subarray(0, n);
-    const rest = joined.subarray(n);
-    this.chunks = rest.length > 0 ? [rest] : [];
-    this.buffered = rest.length;
-    return out;
   }
 }

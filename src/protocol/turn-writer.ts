@@ -15,7 +15,8 @@ export class TurnWriter {
     private readonly flushBytes = 16 * 1024,
   ) {}
 
-  write(frame: Uint8Array): void {
+  /** `written`, if given, is called once the stream has handed `frame` on (or failed to). */
+  write(frame: Uint8Array, written?: () => void): void {
     if (!this.corked) {
       this.corked = true;
       this.stream.cork();
@@ -25,7 +26,8 @@ export class TurnWriter {
         this.stream.uncork();
       });
     }
-    this.stream.write(frame);
+    if (written === undefined) this.stream.write(frame);
+    else this.stream.write(frame, () => written());
     this.held += frame.length;
     if (this.held >= this.flushBytes) {
       this.held = 0;

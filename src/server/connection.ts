@@ -229,9 +229,15 @@ export class Connection {
     this.host.strategyDone(answer);
   }
 
-  /** Sends a whole frame the daemon made (a strategy request for this connection's routine). */
-  sendFrame(frame: Buffer): void {
-    this.write(frame);
+  /**
+   * Writes one frame given as parts (a strategy request: its head, then a page-out's frames,
+   * written from where they are); `written` is called once the socket has taken the last part,
+   * or at once if the connection is closed.
+   */
+  sendFrame(parts: readonly Uint8Array[], written: () => void): void {
+    if (this.state === 'closed' || this.socket.destroyed) return written();
+    for (let i = 0; i < parts.length - 1; i++) this.writer.write(parts[i]);
+    this.write(parts[parts.length - 1], written);
   }
 
   private onHello(frame: Buffer): void {
@@ -334,9 +340,9 @@ export class Connection {
   }
 
   /** Writes a frame (with the others of this turn: many requests in flight finish together). */
-  private write(frame: Buffer): void {
-    if (this.state === 'closed' || this.socket.destroyed) return;
-    this.writer.write(frame);
+  private write(frame: Uint8Array, written?: () => void): void {
+    if (this.state === 'closed' || this.socket.destroyed) return written?.();
+    this.writer.write(frame, written);
     const queued = this.socket.writableLength;
     if (queued > this.host.limits.maxQueuedBytes) this.socket.pause();
     if (queued > STALL_WATCH_BYTES && this.stallTimer === undefined) this.watchStall(queued);

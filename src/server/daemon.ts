@@ -234,7 +234,7 @@ export class Daemon {
     }
     const ctx = this.svc.createContext(cred);
     // This connection as the owner of the paging devices it mounts: strategy requests go out on it.
-    const owner: DeviceOwner = { uid: cred.uid, context: ctx, send: (frame) => connection.sendFrame(frame) };
+    const owner: DeviceOwner = { uid: cred.uid, context: ctx, send: (parts, written) => connection.sendFrame(parts, written) };
     const host: ConnectionHost = {
       strategyDone: (answer) => this.paging.devices.done(owner, answer),
       servesDevices: () => this.paging.devices.serves(owner),

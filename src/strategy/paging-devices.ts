@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { PagerError, errnoName } from '../errors.js';
-import { encodeStrategyIoFrame, type StrategyDone } from '../protocol/codec.js';
+import { strategyIoFrameParts, type StrategyDone } from '../protocol/codec.js';
 import { copyBytes } from '../copy-bytes.js';
 
 /** The connection that mounted a device: its peer's uid, and how to send it a strategy request. */
@@ -8,7 +8,8 @@ export interface DeviceOwner {
   readonly uid: number;
   /** The connection's client context (whose waits on its own strategy answer EDEADLK). */
   readonly context: object;
-  send(frame: Buffer): void;
+  /** Writes a frame given as parts; `written` once they are all handed on (or the connection is gone). */
+  send(parts: readonly Uint8Array[], written: () => void): void;
 }
 
 export interface PagingDeviceLimits {
@@ -23,22 +24,31 @@ const NO_PAGES: readonly Uint8Array[] = [];
 /** One strategy request: sent, or queued behind the device's in-flight limit. (A class: one shape, set once.) */
 class Pending {
   id = 0;
-  /** The request as sent: encoded when it is made, so a write's pages are copied once, at once. */
-  frame: Buffer = Buffer.alloc(0);
+  /**
+   * The request's frame as parts: its head, then a write's pages, which are not copied: their
+   * frames stay pinned (the engine lets nobody change them) until the socket has taken them.
+   */
+  parts: readonly Uint8Array[] = NO_PAGES;
   timer: NodeJS.Timeout | undefined = undefined;
   resolve: () => void = () => {};
   reject: (err: PagerError) => void = () => {};
+  /** Called once the frame is no longer read: written to the socket, or never to be sent. */
+  released: () => void = () => {};
 
   constructor(
     readonly op: 'read' | 'write',
     readonly vmid: number,
     readonly page: number,
     readonly npages: number,
-    /** A write's pages (their frames are free to change once the request is made); none for a read. */
-    readonly data: readonly Uint8Array[],
     /** Where a read's bytes go. */
     readonly into: Uint8Array | undefined,
   ) {}
+}
+
+/** A write's two moments: its pages' bytes no longer read (captured), and durable at the file system (complete). */
+export interface StrategyWrite {
+  captured: Promise<void>;
+  complete: Promise<void>;
 }
 
 export interface Device {
@@ -124,15 +134,18 @@ export class PagingDevices {
 
   /** Reads pages [page, page + npages) of `vmid` into `into` through its device's strategy. */
   read(vmid: number, page: number, npages: number, into: Uint8Array): Promise<void> {
-    return this.submit(new Pending('read', vmid, page, npages, NO_PAGES, into));
+    return this.submit(new Pending('read', vmid, page, npages, into), NO_PAGES);
   }
 
   /**
-   * Writes `pages` (each a page's bytes) as pages [page, page + pages.length) of `vmid`; resolves
-   * once the file system made them durable. The bytes are copied before this returns.
+   * Writes `pages` (each a page's bytes) as pages [page, page + pages.length) of `vmid`. The
+   * bytes are written to the socket from where they are: they must not change until `captured`.
+   * `complete` resolves once the file system made them durable.
    */
-  write(vmid: number, page: number, pages: readonly Uint8Array[]): Promise<void> {
-    return this.submit(new Pending('write', vmid, page, pages.length, pages, undefined));
+  write(vmid: number, page: number, pages: readonly Uint8Array[]): StrategyWrite {
+    const pending = new Pending('write', vmid, page, pages.length, undefined);
+    const captured = new Promise<void>((resolve) => (pending.released = resolve));
+    return { captured, complete: this.submit(pending, pages) };
   }
 
   /** A strategy's answer from `owner`'s connection: settles its request; anything that is not an answer it owes is logged and dropped. */
@@ -200,13 +213,19 @@ export class PagingDevices {
     return this.byVmid.get(vmid)?.id;
   }
 
-  private submit(pending: Pending): Promise<void> {
+  private submit(pending: Pending, pages: readonly Uint8Array[]): Promise<void> {
     const device = this.byVmid.get(pending.vmid);
-    if (device === undefined) return Promise.reject(new PagerError('device-gone', `segment ${pending.vmid} is bound to no paging device (rebind it with vmSetdevid)`));
-    if (!device.alive) return Promise.reject(new PagerError('device-gone', `paging device ${device.id} is gone (its connection closed, or its strategy stopped answering): rebind the segment with vmSetdevid`));
+    if (device === undefined || !device.alive) {
+      pending.released();
+      return Promise.reject(
+        device === undefined
+          ? new PagerError('device-gone', `segment ${pending.vmid} is bound to no paging device (rebind it with vmSetdevid)`)
+          : new PagerError('device-gone', `paging device ${device.id} is gone (its connection closed, or its strategy stopped answering): rebind the segment with vmSetdevid`),
+      );
+    }
     pending.id = this.nextRequest;
     this.nextRequest = this.nextRequest >= 0xffffffff ? 1 : this.nextRequest + 1;
-    pending.frame = encodeStrategyIoFrame({ id: pending.id, device: device.id, op: pending.op, vmid: pending.vmid, page: pending.page, npages: pending.npages, data: pending.data });
+    pending.parts = strategyIoFrameParts({ id: pending.id, device: device.id, op: pending.op, vmid: pending.vmid, page: pending.page, npages: pending.npages }, pages);
     return new Promise<void>((resolve, reject) => {
       pending.resolve = resolve;
       pending.reject = reject;
@@ -222,7 +241,9 @@ export class PagingDevices {
       device.inFlight.set(pending.id, pending);
       device.requests++;
       pending.timer = setTimeout(() => this.timedOut(device, pending.id), this.limits.timeoutMs);
-      device.owner.send(pending.frame);
+      const parts = pending.parts;
+      pending.parts = NO_PAGES;
+      device.owner.send(parts, pending.released);
     }
     if (device.inFlight.size === 0 && device.queue.length === 0) this.wakeDrained(device);
   }
@@ -242,10 +263,13 @@ export class PagingDevices {
   /** Marks a device dead and fails its requests, in flight and queued, with `error`. */
   private fail(device: Device, error: PagerError): void {
     device.alive = false;
-    for (const pending of [...device.inFlight.values(), ...device.queue.splice(0)]) {
+    const queued = device.queue.splice(0);
+    for (const pending of [...device.inFlight.values(), ...queued]) {
       clearTimeout(pending.timer);
       pending.reject(error);
     }
+    // Requests never sent: their pages are no longer read. (Those sent are released as the socket takes them, or closes.)
+    for (const pending of queued) pending.released();
     device.inFlight.clear();
     this.wakeDrained(device);
     this.forgetIfUnused(device);

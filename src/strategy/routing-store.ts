@@ -2,7 +2,7 @@ import { V_STRATEGY } from '../constants.js';
 import { PagerError } from '../errors.js';
 import type { BackingStore, PageWrite, WriteTicket } from '../vm/store.js';
 import type { SegmentRecord } from '../vm/segment.js';
-import type { PagingDevices } from './paging-devices.js';
+import type { PagingDevices, StrategyWrite } from './paging-devices.js';
 
 /**
  * The engine's backing store when client file systems page their own segments: pages of segments
@@ -82,14 +82,14 @@ export class RoutingStore implements BackingStore {
 
   /**
    * The engine sends pages of one pager per batch (pagerOf): a batch is either pagerd's store's or
-   * one strategy segment's. A strategy batch goes as writes of contiguous pages, each page's bytes
-   * copied once, into its request, before this returns (the frames are captured: writers need not
-   * wait for a slow file system).
+   * one strategy segment's. A strategy batch goes as writes of contiguous pages, each written to
+   * the file system's socket straight from the frames, which stay pinned until it has taken them
+   * (captured).
    */
   writePages(pages: readonly PageWrite[]): WriteTicket {
     if (pages.length === 0 || !this.strategySegments.has(pages[0].vmid)) return this.inner.writePages(pages);
     const vmid = pages[0].vmid;
-    const writes: Promise<void>[] = [];
+    const writes: StrategyWrite[] = [];
     const sorted = [...pages].sort((a, b) => a.pno - b.pno);
     for (let first = 0; first < sorted.length; ) {
       let end = first + 1;
@@ -99,16 +99,18 @@ export class RoutingStore implements BackingStore {
     }
     // The pages' reservations are consumed; a failed batch gives them back (the pages stay modified).
     this.addModified(vmid, -pages.length);
+    const captured = writes.length === 1 ? writes[0].captured : Promise.all(writes.map((w) => w.captured)).then(() => undefined);
     // Settled only once every run has: a failed batch's pages may be written again at once, and
-    // an older write of theirs still at the file system could land after the newer one.
-    const complete = Promise.allSettled(writes).then((results) => {
+    // an older write of theirs still at the file system could land after the newer one. And only
+    // once captured: the engine may free a frame at completion, which must no longer be pinned.
+    const complete = Promise.all([captured, Promise.allSettled(writes.map((w) => w.complete))]).then(([, results]) => {
       const failed = results.find((r) => r.status === 'rejected');
       if (failed === undefined) return;
       this.addModified(vmid, pages.length);
       throw (failed as PromiseRejectedResult).reason;
     });
     complete.catch(() => undefined); // the engine awaits it; an early rejection is not unhandled
-    return { captured: Promise.resolve(), complete };
+    return { captured, complete };
   }
 
   pageInServer(vmid: number, pno: number): object | undefined {

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_CLIENT, V_WORKING, VM_IOACCESSP_MAKE, type PagerClient, type StrategyRequest } from '../../src/client/index.js';
-import { encodeRequestFrame, encodeStrategyDoneFrame } from '../../src/protocol/codec.js';
+import { encodeRequestFrame, encodeStrategyDoneFrame, type StrategyIo } from '../../src/protocol/codec.js';
 import { startDaemon, type RunningDaemon } from '../support/daemon.js';
 import { RawConnection } from '../support/raw-connection.js';
 
@@ -263,6 +263,54 @@ describe('client segments paged by their own file system (strategy routines)', (
     await expect(c.vmIoaccessp(working, 0, PAGE, VM_IOACCESSP_MAKE)).rejects.toMatchObject({ code: 'EINVAL' });
     // Another uid's connection cannot bind its segments to this uid's device, nor unmount it.
     await c.close();
+  });
+
+  it("a page-out's pages go to the strategy as they were when it started, though they sit in the socket's queue while a client writes them again", async () => {
+    const raw = await RawConnection.open(daemon.socket);
+    let id = 1;
+    const call = async (op: 'vmMounte' | 'vmsCreateOn', args: number[]): Promise<number> => {
+      const mine = id++;
+      raw.send(encodeRequestFrame({ id: mine, op, args }));
+      await raw.until(() => raw.replies.some((r) => r.id === mine), 5000);
+      return raw.replies.find((r) => r.id === mine)!.results[0] as number;
+    };
+    const PAGES = 512; // 2 MiB of page-outs: more than the socket's buffers hold, so most wait in the daemon's queue
+    const device = await call('vmMounte', []);
+    const vmid = await call('vmsCreateOn', [V_CLIENT, PAGES * PAGE, 0, 0o666, device]);
+    // The file system: answers page-ins with zeros, and keeps the page-outs it is sent until told to answer them.
+    let answered = 0;
+    const answerReads = (): void => {
+      for (; answered < raw.strategyRequests.length; answered++) {
+        const io = raw.strategyRequests[answered];
+        if (io.op === 'read') raw.send(encodeStrategyDoneFrame({ id: io.id, errno: 0, data: new Uint8Array(io.npages * PAGE) }));
+      }
+    };
+    raw.socket.on('data', answerReads);
+    const writer = await daemon.client();
+    const version = (v: number): Uint8Array => new Uint8Array(PAGES * PAGE).fill(v);
+    await writer.vmMove(vmid, 0, PAGES * PAGE, UIO_WRITE, uio(version(1)));
+
+    raw.socket.pause(); // the file system stops reading its connection
+    const writesOf = (): StrategyIo[] => raw.strategyRequests.filter((io) => io.op === 'write');
+    await writer.vmWritep(vmid, 0, PAGES);
+    const rewrite = writer.vmMove(vmid, 0, PAGES * PAGE, UIO_WRITE, uio(version(2)));
+    await new Promise((r) => setTimeout(r, 300)); // time for a write that did not wait for the queued pages to land in them
+    raw.socket.resume();
+    await raw.until(() => writesOf().reduce((n, io) => n + io.npages, 0) === PAGES, 5000);
+    for (const io of writesOf()) expect(io.data.every((b) => b === 1), `page-out of pages ${io.page}..${io.page + io.npages - 1}`).toBe(true);
+    for (const io of writesOf()) raw.send(encodeStrategyDoneFrame({ id: io.id, errno: 0, data: new Uint8Array(0) }));
+    expect(await rewrite).toBe(PAGES * PAGE);
+
+    const before = writesOf().length;
+    await writer.vmWritep(vmid, 0, PAGES);
+    await raw.until(() => writesOf().slice(before).reduce((n, io) => n + io.npages, 0) === PAGES, 5000);
+    for (const io of writesOf().slice(before)) {
+      expect(io.data.every((b) => b === 2)).toBe(true);
+      raw.send(encodeStrategyDoneFrame({ id: io.id, errno: 0, data: new Uint8Array(0) }));
+    }
+    await writer.vmsIowait(vmid);
+    await writer.close();
+    raw.close();
   });
 
   it('garbage strategy answers (unknown ids, wrong sizes, after the unmount) never crash the daemon', async () => {

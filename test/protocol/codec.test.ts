@@ -31,10 +31,27 @@ describe('framing', () => {
   it('reassembles frames from a stream cut into pieces of any size', () => {
     const payloads = [Buffer.alloc(0), Buffer.from('a'), Buffer.alloc(5000, 3), Buffer.from('tail')];
     const stream = Buffer.concat(payloads.map((p) => encodeFrame(p)));
-    for (const piece of [1, 2, 3, 5, 7, 4096, 4099]) {
+    for (const piece of [1, 2, 3, 5, 7, 4096, 4099, stream.length]) {
       const d = new FrameDecoder(8192);
       const frames: Buffer[] = [];
       for (let at = 0; at < stream.length; at += piece) frames.push(...d.push(stream.subarray(at, at + piece)));
+      expect(frames).toEqual(payloads);
+      expect(d.pending).toBe(0);
+    }
+  });
+
+  it('copies every frame out of chunks the caller reuses (a socket reading into one buffer)', () => {
+    const payloads = [Buffer.from('a'), Buffer.alloc(5000, 3), Buffer.alloc(0), Buffer.from('tail')];
+    const stream = Buffer.concat(payloads.map((p) => encodeFrame(p)));
+    for (const piece of [1, 3, 4096, stream.length]) {
+      const d = new FrameDecoder(8192, { reusedChunks: true });
+      const scratch = Buffer.alloc(piece);
+      const frames: Buffer[] = [];
+      for (let at = 0; at < stream.length; at += piece) {
+        const n = stream.copy(scratch, 0, at, at + piece);
+        frames.push(...d.push(scratch.subarray(0, n)));
+        scratch.fill(0xee); // the next read overwrites the buffer
+      }
       expect(frames).toEqual(payloads);
       expect(d.pending).toBe(0);
     }
