@@ -17,6 +17,7 @@ import {
 } from '../protocol/codec.js';
 import { SharedFrameReader } from './shared-frame-reader.js';
 import { FrameDecoder, encodeFrame } from '../protocol/frame.js';
+import { RecycledBuffers } from '../protocol/recycled-buffers.js';
 import { TurnWriter } from '../protocol/turn-writer.js';
 import { addScrubChunk, emptyScrubTotals, type ScrubTotals } from '../scrub-report.js';
 import { IovCursor, type Uio } from '../uio.js';
@@ -68,7 +69,10 @@ export interface StrategyRequest {
   vmid: number;
   page: number;
   npages: number;
-  /** npages × page size bytes: to fill (read), or to make durable (write). */
+  /**
+   * npages × page size bytes: to fill (read), or to make durable (write). Valid until the
+   * strategy settles: the library then reuses a write's memory for later requests.
+   */
   data: Uint8Array;
 }
 
@@ -99,10 +103,14 @@ const MAX_REPLY_BYTES = 64 * 1024 * 1024;
 const EMPTY = new Uint8Array(0);
 /** Bytes one read of the socket may take. */
 const READ_BUFFER_BYTES = 256 * 1024;
+/** Frame buffers kept for reuse: a device's strategy requests in flight (16 of 256 KiB), twice over. */
+const RECYCLED_FRAME_BYTES = 8 * 1024 * 1024;
 
-/** Where a connection's socket hands what it read: the handshake, then the client. */
+/** Where a connection's socket hands what it read (the handshake, then the client), and the buffers its large frames are assembled in. */
 interface SocketReads {
   deliver: (chunk: Buffer) => void;
+  /** Strategy requests' frames are handed back once served (a page-out of 64 pages is 256 KiB). */
+  readonly frames: RecycledBuffers;
 }
 
 /**
@@ -144,7 +152,7 @@ export class PagerClient {
     private readonly maxPayload: number,
     private readonly decoder: FrameDecoder,
     /** Where the socket's reads go (it reads into one buffer of its own: see connect). */
-    reads: SocketReads,
+    private readonly reads: SocketReads,
     /** Where the daemon listens: shared frames are asked for on a connection of their own. */
     private readonly path: string,
     /** The daemon offers this connection its frames, and the caller did not turn them off. */
@@ -171,7 +179,7 @@ export class PagerClient {
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) throw new PagerError('bad-argument', `connectTimeoutMs must be a positive number of ms, not ${String(timeoutMs)}`);
     // The socket reads into one buffer (no buffer allocated per read, nothing for the GC); the
     // decoder copies each frame out of it, assembling a large one in place as it arrives.
-    const reads: SocketReads = { deliver: () => {} };
+    const reads: SocketReads = { deliver: () => {}, frames: new RecycledBuffers(RECYCLED_FRAME_BYTES) };
     const readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
     const socket = netConnect({
       path,
@@ -183,7 +191,7 @@ export class PagerClient {
         },
       },
     });
-    const decoder = new FrameDecoder(MAX_REPLY_BYTES, { reusedChunks: true });
+    const decoder = new FrameDecoder(MAX_REPLY_BYTES, { reusedChunks: true, allocate: (size) => reads.frames.take(size) });
     let timer: NodeJS.Timeout | undefined;
     try {
       const welcome = await new Promise<Buffer>((resolve, reject) => {
@@ -227,7 +235,7 @@ export class PagerClient {
     try {
       for (const frame of this.decoder.push(chunk)) {
         if (frame[0] === Kind.STRATEGY_IO) {
-          this.serveStrategy(decodeStrategyIo(frame));
+          this.serveStrategy(decodeStrategyIo(frame), frame);
           continue;
         }
         const reply = decodeReply(frame);
@@ -357,8 +365,8 @@ export class PagerClient {
     return JSON.parse(text as string);
   }
 
-  /** Serves one strategy request of the daemon and answers it (outside the request stream). */
-  private serveStrategy(io: StrategyIo): void {
+  /** Serves one strategy request of the daemon and answers it (outside the request stream), then hands its `frame` back for reuse (a write's data is a view of it). */
+  private serveStrategy(io: StrategyIo, frame: Buffer): void {
     const strategy = this.strategies.get(io.device);
     const data = io.op === 'read' ? new Uint8Array(io.npages * this.pageSize) : io.data;
     const answer = (errno: number): void => {
@@ -372,10 +380,12 @@ export class PagerClient {
     } catch (err) {
       running = Promise.reject(err);
     }
-    running.then(
-      () => answer(0),
-      (err: unknown) => answer(errnoOf(err)),
-    );
+    running
+      .then(
+        () => answer(0),
+        (err: unknown) => answer(errnoOf(err)),
+      )
+      .finally(() => this.reads.frames.give(frame));
   }
   async vmsDelete(vmid: number): Promise<void> {
     await this.results('vmsDelete', [vmid]);

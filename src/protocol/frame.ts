@@ -40,7 +40,11 @@ export class FrameDecoder {
 
   constructor(
     private readonly maxPayload: number,
-    private readonly options: { reusedChunks?: boolean } = {},
+    private readonly options: {
+      reusedChunks?: boolean;
+      /** Where an assembled frame's buffer comes from (recycled buffers); allocBuffer if not given. */
+      allocate?: (size: number) => Buffer;
+    } = {},
   ) {}
 
   /** Bytes of an incomplete frame held (for partial-frame timeouts and memory bounds). */
@@ -82,7 +86,7 @@ export class FrameDecoder {
         at += length;
         continue;
       }
-      this.frame = allocBuffer(length);
+      this.frame = (this.options.allocate ?? allocBuffer)(length);
       this.filled = 0;
       if (length === 0) {
         frames.push(this.frame);
