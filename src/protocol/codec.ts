@@ -312,7 +312,15 @@ export function strategyIoFrameParts(io: Omit<StrategyIo, 'data'>, pages: readon
     .u32(io.npages)
     .trailingBytes(length)
     .frame();
-  return [head, ...pages];
+  const parts: Uint8Array[] = [head];
+  for (const page of pages) {
+    const last = parts[parts.length - 1];
+    // Pages in adjacent frames go as one part: each part written costs the stream a call of its own.
+    if (parts.length > 1 && last.buffer === page.buffer && last.byteOffset + last.length === page.byteOffset) {
+      parts[parts.length - 1] = new Uint8Array(last.buffer, last.byteOffset, last.length + page.length);
+    } else parts.push(page);
+  }
+  return parts;
 }
 
 export function decodeStrategyIo(buf: Buffer): StrategyIo {
