@@ -23,9 +23,9 @@ export function percentile(samples: number[], p: number): number {
  */
 const WARM_UP_MS = 500;
 
-/** Runs `sample` `runs` times (after warming up) and summarizes the values it answers. */
-export async function repeat(runs: number, sample: () => Promise<number>): Promise<Summary> {
-  const warm = performance.now() + WARM_UP_MS;
+/** Runs `sample` `runs` times (after warming up for at least `warmUpMs`) and summarizes the values it answers. */
+export async function repeat(runs: number, sample: () => Promise<number>, warmUpMs = WARM_UP_MS): Promise<Summary> {
+  const warm = performance.now() + warmUpMs;
   do await sample();
   while (performance.now() < warm);
   const values: number[] = [];

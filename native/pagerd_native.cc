@@ -280,6 +280,19 @@ Napi::Value PeerCred(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// setSendBuffer(fd, bytes) -> the socket's send buffer after asking for `bytes` (SO_SNDBUF; the
+// kernel caps the request at net.core.wmem_max and doubles it for its bookkeeping).
+Napi::Value SetSendBuffer(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  int bytes = info[1].As<Napi::Number>().Int32Value();
+  if (setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &bytes, sizeof(bytes)) != 0) return ThrowErrno(env, errno, "setsockopt");
+  int now = 0;
+  socklen_t len = sizeof(now);
+  if (getsockopt(fd, SOL_SOCKET, SO_SNDBUF, &now, &len) != 0) return ThrowErrno(env, errno, "getsockopt");
+  return Napi::Number::New(env, now);
+}
+
 // peerGroups(fd) -> the supplementary groups of the peer of a connected Unix socket, as they were
 // when it connected (SO_PEERGROUPS): fixed by the kernel, unlike /proc/<pid>, whose pid may be reused.
 Napi::Value PeerGroups(const Napi::CallbackInfo& info) {
@@ -429,6 +442,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("writevSummed", Napi::Function::New(env, WritevSummed));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("peerGroups", Napi::Function::New(env, PeerGroups));
+  exports.Set("setSendBuffer", Napi::Function::New(env, SetSendBuffer));
   exports.Set("blockDeviceSize", Napi::Function::New(env, BlockDeviceSize));
   exports.Set("blockSectorSize", Napi::Function::New(env, BlockSectorSize));
   exports.Set("allocate", Napi::Function::New(env, Allocate));

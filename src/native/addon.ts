@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 interface Addon {
   peerCred(fd: number): { pid: number; uid: number; gid: number };
   peerGroups(fd: number): number[];
+  setSendBuffer(fd: number, bytes: number): number;
   blockDeviceSize(fd: number): number;
   blockSectorSize(fd: number): number;
   allocate(fd: number, offset: number, length: number): void;
@@ -64,6 +65,13 @@ export function peerCred(fd: number): { pid: number; uid: number; gid: number } 
 export function peerGroups(fd: number): number[] {
   checkFd(fd);
   return load().peerGroups(fd);
+}
+
+/** Asks for a socket send buffer of `bytes` (SO_SNDBUF, capped by net.core.wmem_max); answers the buffer the socket has now. */
+export function setSendBuffer(fd: number, bytes: number): number {
+  checkFd(fd);
+  if (!Number.isInteger(bytes) || bytes <= 0 || bytes > 0x7fffffff) throw new RangeError(`bad buffer size ${bytes}`);
+  return load().setSendBuffer(fd, bytes);
 }
 
 /** Size in bytes of a block device (BLKGETSIZE64). */

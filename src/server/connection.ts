@@ -14,7 +14,7 @@ import {
   type Reply,
   type Value,
 } from '../protocol/codec.js';
-import { closeFd, sendWithFds } from '../native/addon.js';
+import { closeFd, sendWithFds, setSendBuffer } from '../native/addon.js';
 import { FrameDecoder, FrameTooLargeError, encodeFrame } from '../protocol/frame.js';
 import { TurnWriter } from '../protocol/turn-writer.js';
 import type { ClientContext } from '../vm/context.js';
@@ -93,6 +93,7 @@ export class Connection {
   private readonly env: HandlerEnv;
   private readonly closedWaiters: (() => void)[] = [];
   private readonly idleWaiters: (() => void)[] = [];
+  private sendBufferWidened = false;
 
   constructor(
     private readonly socket: Socket,
@@ -236,6 +237,16 @@ export class Connection {
    */
   sendFrame(parts: readonly Uint8Array[], written: () => void): void {
     if (this.state === 'closed' || this.socket.destroyed) return written();
+    if (!this.sendBufferWidened) {
+      // Page-outs of 256 KiB would each take several wake-ups of both sides through the default
+      // buffer (208 KiB): the requests in flight fit in one this size.
+      this.sendBufferWidened = true;
+      try {
+        setSendBuffer(socketFd(this.socket), STRATEGY_SEND_BUFFER_BYTES);
+      } catch (err) {
+        this.log.debug({ err }, 'could not widen the send buffer of a connection serving a paging device');
+      }
+    }
     for (let i = 0; i < parts.length - 1; i++) this.writer.write(parts[i]);
     this.write(parts[parts.length - 1], written);
   }
@@ -418,6 +429,9 @@ export class Connection {
 
 /** Queued reply bytes past which a connection is watched for not reading them (stalledDropMs). */
 const STALL_WATCH_BYTES = 256 * 1024;
+
+/** Send buffer asked for on a connection serving a paging device (the kernel caps it at net.core.wmem_max). */
+const STRATEGY_SEND_BUFFER_BYTES = 4 * 1024 * 1024;
 
 /** How often a connection paused for the daemon-wide reply budget looks again (ms). */
 const BUDGET_RETRY_MS = 20;
