@@ -312,13 +312,15 @@ export function strategyIoFrameParts(io: Omit<StrategyIo, 'data'>, pages: readon
     .u32(io.npages)
     .trailingBytes(length)
     .frame();
+  // Pages in adjacent frames go as one part: each part written costs the stream a call of its own.
   const parts: Uint8Array[] = [head];
-  for (const page of pages) {
-    const last = parts[parts.length - 1];
-    // Pages in adjacent frames go as one part: each part written costs the stream a call of its own.
-    if (parts.length > 1 && last.buffer === page.buffer && last.byteOffset + last.length === page.byteOffset) {
-      parts[parts.length - 1] = new Uint8Array(last.buffer, last.byteOffset, last.length + page.length);
-    } else parts.push(page);
+  for (let first = 0; first < pages.length; ) {
+    const start = pages[first];
+    let end = start.byteOffset + start.length;
+    let next = first + 1;
+    while (next < pages.length && pages[next].buffer === start.buffer && pages[next].byteOffset === end) end += pages[next++].length;
+    parts.push(next === first + 1 ? start : new Uint8Array(start.buffer, start.byteOffset, end - start.byteOffset));
+    first = next;
   }
   return parts;
 }

@@ -13,6 +13,7 @@ import {
   PROTOCOL_VERSION,
 } from '../../src/protocol/codec.js';
 import { FrameDecoder, FrameTooLargeError, encodeFrame } from '../../src/protocol/frame.js';
+import { decodeStrategyIo, strategyIoFrameParts } from '../../src/protocol/codec.js';
 import { OPERATIONS } from '../../src/protocol/operations.js';
 
 describe('framing', () => {
@@ -65,6 +66,22 @@ describe('framing', () => {
     const split = new FrameDecoder(16);
     expect(split.push(head.subarray(0, 3))).toEqual([]);
     expect(() => split.push(head.subarray(3))).toThrow(FrameTooLargeError);
+  });
+});
+
+describe('strategy requests', () => {
+  it('carry a write\'s pages as they are, pages adjacent in memory as one part, and decode to the same bytes', () => {
+    const frames = new Uint8Array(new SharedArrayBuffer(8 * 16));
+    frames.forEach((_, i) => (frames[i] = i));
+    const page = (f: number): Uint8Array => frames.subarray(f * 16, (f + 1) * 16);
+    const pages = [page(2), page(3), page(4), page(0), page(6), page(7)];
+    const parts = strategyIoFrameParts({ id: 7, device: 1, op: 'write', vmid: 3, page: 10, npages: pages.length }, pages);
+    expect(parts.slice(1).map((p) => [p.byteOffset, p.length])).toEqual([[32, 48], [0, 16], [96, 32]]);
+    const wire = Buffer.concat(parts);
+    expect(wire.readUInt32BE(0)).toBe(wire.length - 4);
+    const io = decodeStrategyIo(wire.subarray(4));
+    expect(io).toMatchObject({ id: 7, device: 1, op: 'write', vmid: 3, page: 10, npages: 6 });
+    expect([...io.data]).toEqual(pages.flatMap((p) => [...p]));
   });
 });
 
