@@ -2,6 +2,7 @@ import { open } from 'node:fs/promises';
 import { V_CLIENT } from '../constants.js';
 import { GroupCommit } from '../group-commit.js';
 import { readFully, writeFully } from '../positional-io.js';
+import { readCached } from '../native/addon.js';
 import type { PagerClient, StrategyRequest } from './client.js';
 
 /** A regular file served as a client segment: its vmid and paging device, and how to stop. */
@@ -34,7 +35,11 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
       const at = io.page * pageSize;
       if (io.op === 'read') {
         served.reads++;
-        await readFully(file, io.data, at); // past the end of the file: the zeros the buffer came with
+        // What the page cache holds is read at once (no trip through the thread pool); the rest
+        // waits for the device. Past the end of the file: the zeros the buffer came with.
+        const cached = readCached(file.fd, io.data, at);
+        if (cached === io.data.length || (cached >= 0 && at + cached >= size)) return;
+        await readFully(file, io.data, at);
         return;
       }
       served.writes++;
