@@ -103,12 +103,15 @@ const MAX_REPLY_BYTES = 64 * 1024 * 1024;
 const EMPTY = new Uint8Array(0);
 /** Bytes one read of the socket may take. */
 const READ_BUFFER_BYTES = 256 * 1024;
+/** A frame with at least this much still to come is read into directly (see connect). */
+const DIRECT_READ_MIN_BYTES = 16 * 1024;
 /** Frame buffers kept for reuse: a device's strategy requests in flight (16 of 256 KiB), twice over. */
 const RECYCLED_FRAME_BYTES = 8 * 1024 * 1024;
 
 /** Where a connection's socket hands what it read (the handshake, then the client), and the buffers its large frames are assembled in. */
 interface SocketReads {
-  deliver: (chunk: Buffer) => void;
+  /** Takes a read: `decode` answers the frames it completed, or throws on a stream that breaks the framing. */
+  deliver: (decode: () => Buffer[]) => void;
   /** Strategy requests' frames are handed back once served (a page-out of 64 pages is 256 KiB). */
   readonly frames: RecycledBuffers;
 }
@@ -150,7 +153,6 @@ export class PagerClient {
     /** Page size of the daemon's store. */
     readonly pageSize: number,
     private readonly maxPayload: number,
-    private readonly decoder: FrameDecoder,
     /** Where the socket's reads go (it reads into one buffer of its own: see connect). */
     private readonly reads: SocketReads,
     /** Where the daemon listens: shared frames are asked for on a connection of their own. */
@@ -160,7 +162,7 @@ export class PagerClient {
     private readonly connectTimeoutMs: number,
   ) {
     this.writer = new TurnWriter(socket);
-    reads.deliver = (chunk) => this.onData(chunk);
+    reads.deliver = (decode) => this.onData(decode);
     socket.on('close', () => this.fail(new PagerError('connection-closed')));
     socket.on('error', (err) => {
       this.closedError ??= new PagerError('connection-closed', err.message);
@@ -178,28 +180,29 @@ export class PagerClient {
     const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) throw new PagerError('bad-argument', `connectTimeoutMs must be a positive number of ms, not ${String(timeoutMs)}`);
     // The socket reads into one buffer (no buffer allocated per read, nothing for the GC); the
-    // decoder copies each frame out of it, assembling a large one in place as it arrives.
+    // decoder copies each frame out of it, except the rest of a large frame, which the next
+    // reads land in directly.
     const reads: SocketReads = { deliver: () => {}, frames: new RecycledBuffers(RECYCLED_FRAME_BYTES) };
+    const decoder = new FrameDecoder(MAX_REPLY_BYTES, { reusedChunks: true, allocate: (size) => reads.frames.take(size) });
     const readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
     const socket = netConnect({
       path,
       onread: {
-        buffer: readBuffer,
-        callback: (n) => {
-          reads.deliver(readBuffer.subarray(0, n));
+        buffer: () => decoder.readTarget(DIRECT_READ_MIN_BYTES) ?? readBuffer,
+        callback: (n, into) => {
+          reads.deliver(() => (into === readBuffer ? decoder.push(readBuffer.subarray(0, n)) : decoder.received(n)));
           return true;
         },
       },
     });
-    const decoder = new FrameDecoder(MAX_REPLY_BYTES, { reusedChunks: true, allocate: (size) => reads.frames.take(size) });
     let timer: NodeJS.Timeout | undefined;
     try {
       const welcome = await new Promise<Buffer>((resolve, reject) => {
         timer = setTimeout(() => reject(new PagerError('connect-timeout', `no welcome from ${path} within ${timeoutMs} ms`)), timeoutMs);
-        const onData = (chunk: Buffer): void => {
+        const onData = (decode: () => Buffer[]): void => {
           let frames: Buffer[];
           try {
-            frames = decoder.push(chunk);
+            frames = decode();
           } catch (err) {
             return reject(new PagerError('protocol-error', (err as Error).message));
           }
@@ -222,7 +225,7 @@ export class PagerClient {
       const offered = (flags & WelcomeFlag.SHARED_FRAMES) !== 0 && options.sharedFrames !== false;
       socket.removeAllListeners('close');
       socket.removeAllListeners('error');
-      return new PagerClient(socket, pageSize, maxPayload, decoder, reads, path, offered, timeoutMs);
+      return new PagerClient(socket, pageSize, maxPayload, reads, path, offered, timeoutMs);
     } catch (err) {
       socket.destroy();
       throw err;
@@ -231,9 +234,9 @@ export class PagerClient {
     }
   }
 
-  private onData(chunk: Buffer): void {
+  private onData(decode: () => Buffer[]): void {
     try {
-      for (const frame of this.decoder.push(chunk)) {
+      for (const frame of decode()) {
         if (frame[0] === Kind.STRATEGY_IO) {
           this.serveStrategy(decodeStrategyIo(frame), frame);
           continue;

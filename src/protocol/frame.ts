@@ -52,6 +52,26 @@ export class FrameDecoder {
     return this.frame === undefined ? this.headBytes : LENGTH_BYTES + this.filled;
   }
 
+  /**
+   * Where the next read of the stream may land instead of the caller's own buffer: the rest of
+   * the frame being assembled, when at least `minBytes` of it are still to come. The kernel then
+   * copies straight into the frame; the caller reports the bytes with received().
+   */
+  readTarget(minBytes: number): Buffer | undefined {
+    if (this.frame === undefined || this.frame.length - this.filled < minBytes) return undefined;
+    return this.frame.subarray(this.filled);
+  }
+
+  /** `n` bytes were read into the last readTarget(): answers the frame if that completed it. */
+  received(n: number): Buffer[] {
+    const frame = this.frame;
+    if (frame === undefined || n > frame.length - this.filled) throw new RangeError(`${n} bytes read past the frame being assembled`);
+    this.filled += n;
+    if (this.filled < frame.length) return [];
+    this.frame = undefined;
+    return [frame];
+  }
+
   push(chunk: Buffer): Buffer[] {
     const frames: Buffer[] = [];
     let at = 0;

@@ -58,6 +58,22 @@ describe('framing', () => {
     }
   });
 
+  it('lets the rest of a large frame be read straight into it, and answers it when complete', () => {
+    const big = Buffer.alloc(40_000, 9);
+    const stream = Buffer.concat([encodeFrame(big), encodeFrame(Buffer.from('next'))]);
+    const d = new FrameDecoder(65536, { reusedChunks: true });
+    expect(d.readTarget(16384)).toBeUndefined(); // no frame begun
+    expect(d.push(stream.subarray(0, 1000))).toEqual([]);
+    const target = d.readTarget(16384)!;
+    expect(target.length).toBe(4 + 40_000 - 1000);
+    const n = stream.copy(target, 0, 1000, 30_000); // a read that lands in the frame
+    expect(d.received(n)).toEqual([]);
+    expect(d.readTarget(16384)).toBeUndefined(); // 14,004 bytes left: below the minimum
+    const frames = d.push(stream.subarray(30_000));
+    expect(frames).toEqual([big, Buffer.from('next')]);
+    expect(() => d.received(1)).toThrow(RangeError);
+  });
+
   it('refuses a length above the maximum before buffering it', () => {
     const d = new FrameDecoder(16);
     const head = Buffer.alloc(4);
