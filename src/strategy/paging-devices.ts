@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import { PagerError, errnoName } from '../errors.js';
 import { strategyIoFrameParts, type StrategyDone } from '../protocol/codec.js';
 import { copyBytes } from '../copy-bytes.js';
+import { RecycledBuffers } from '../protocol/recycled-buffers.js';
 
 /** The connection that mounted a device: its peer's uid, and how to send it a strategy request. */
 export interface DeviceOwner {
@@ -10,6 +11,8 @@ export interface DeviceOwner {
   readonly context: object;
   /** Writes a frame given as parts; `written` once they are all handed on (or the connection is gone). */
   send(parts: readonly Uint8Array[], written: () => void): void;
+  /** Closes the connection if bytes it was sent still wait in its socket's queue (its strategy stopped answering; those bytes may be pinned frames). */
+  dropIfStuck(): void;
 }
 
 export interface PagingDeviceLimits {
@@ -20,19 +23,23 @@ export interface PagingDeviceLimits {
 }
 
 const NO_PAGES: readonly Uint8Array[] = [];
+/** Bytes of copy buffers kept for reuse (a device's requests in flight, 16 of 256 KiB, four times over). */
+const COPY_BUFFERS_KEPT_BYTES = 16 * 1024 * 1024;
 
 /** One strategy request: sent, or queued behind the device's in-flight limit. (A class: one shape, set once.) */
 class Pending {
   id = 0;
   /**
-   * The request's frame as parts: its head, then a write's pages, which are not copied: their
-   * frames stay pinned (the engine lets nobody change them) until the socket has taken them.
+   * The request's frame as parts: its head, then a write's pages. Sent at once, the pages go from
+   * the frames themselves (pinned until the socket has taken them); queued, they are copied into
+   * `copy` when the request is made, and the frames are free at once.
    */
   parts: readonly Uint8Array[] = NO_PAGES;
+  copy: Buffer | undefined = undefined;
   timer: NodeJS.Timeout | undefined = undefined;
   resolve: () => void = () => {};
   reject: (err: PagerError) => void = () => {};
-  /** Called once the frame is no longer read: written to the socket, or never to be sent. */
+  /** Called once the request no longer reads its frames: written to the socket, copied, or never to be sent. */
   released: () => void = () => {};
 
   constructor(
@@ -77,6 +84,8 @@ export class PagingDevices {
   private readonly byVmid = new Map<number, Device>();
   private nextDevice = 1;
   private nextRequest = 1;
+  /** Buffers of queued writes' copies, handed back once written. */
+  private readonly copies = new RecycledBuffers(COPY_BUFFERS_KEPT_BYTES);
 
   constructor(
     private readonly pageSize: number,
@@ -139,7 +148,9 @@ export class PagingDevices {
 
   /**
    * Writes `pages` (each a page's bytes) as pages [page, page + pages.length) of `vmid`. The
-   * bytes are written to the socket from where they are: they must not change until `captured`.
+   * bytes must not change until `captured`: a request sent at once is written to the socket from
+   * where they are; one that must wait behind the device's in-flight limit is copied now, so that
+   * a writer of its pages (the strategy itself, maybe) never waits on the file system's answers.
    * `complete` resolves once the file system made them durable.
    */
   write(vmid: number, page: number, pages: readonly Uint8Array[]): StrategyWrite {
@@ -226,6 +237,17 @@ export class PagingDevices {
     pending.id = this.nextRequest;
     this.nextRequest = this.nextRequest >= 0xffffffff ? 1 : this.nextRequest + 1;
     pending.parts = strategyIoFrameParts({ id: pending.id, device: device.id, op: pending.op, vmid: pending.vmid, page: pending.page, npages: pending.npages }, pages);
+    if (pages.length > 0 && (device.queue.length > 0 || device.inFlight.size >= this.limits.maxInFlight)) {
+      const [head, ...data] = pending.parts;
+      pending.copy = this.copies.take(pending.npages * this.pageSize);
+      let at = 0;
+      for (const part of data) {
+        copyBytes(pending.copy, at, part);
+        at += part.length;
+      }
+      pending.parts = [head, pending.copy];
+      pending.released();
+    }
     return new Promise<void>((resolve, reject) => {
       pending.resolve = resolve;
       pending.reject = reject;
@@ -243,7 +265,10 @@ export class PagingDevices {
       pending.timer = setTimeout(() => this.timedOut(device, pending.id), this.limits.timeoutMs);
       const parts = pending.parts;
       pending.parts = NO_PAGES;
-      device.owner.send(parts, pending.released);
+      device.owner.send(parts, () => {
+        pending.released();
+        if (pending.copy !== undefined) this.copies.give(pending.copy);
+      });
     }
     if (device.inFlight.size === 0 && device.queue.length === 0) this.wakeDrained(device);
   }
@@ -258,6 +283,8 @@ export class PagingDevices {
     if (pending === undefined) return;
     this.log.warn({ device: device.id, request: id, vmid: pending.vmid, page: pending.page }, 'a strategy request went unanswered: the device is failed (its I/O answers EIO until its segments are rebound)');
     this.fail(device, new PagerError('device-gone', `the strategy of paging device ${device.id} did not answer within ${this.limits.timeoutMs} ms`));
+    // Requests it was sent may still wait in its socket's queue, their frames pinned: closing it lets them go.
+    device.owner.dropIfStuck();
   }
 
   /** Marks a device dead and fails its requests, in flight and queued, with `error`. */

@@ -313,6 +313,75 @@ describe('client segments paged by their own file system (strategy routines)', (
     raw.close();
   });
 
+  it('a strategy that writes pages of its own page-outs still queued behind the in-flight limit is not held up by them', async () => {
+    const PAGES = 64;
+    const fsClient = await daemon.client();
+    const writer = await daemon.client();
+    const fs = memoryFileSystem();
+    let vmid = 0;
+    let rewrites = 0;
+    const device = await fsClient.vmMounte(async (io) => {
+      // While it serves a page-out, the file system writes the last page of the segment (a header,
+      // say): that page waits in the device's queue, behind this very request.
+      if (io.op === 'write') {
+        rewrites++;
+        await fsClient.vmMove(vmid, (PAGES - 2) * PAGE, PAGE, UIO_WRITE, uio(pattern(vmid, 1000 + rewrites)));
+      }
+      await fs.strategy(io);
+    });
+    vmid = await writer.vmsCreate(V_CLIENT, PAGES * PAGE, { device, mode: 0o666 });
+    // Every other page modified: 32 page-outs of one page each, 16 sent at once, 16 queued.
+    for (let p = 0; p < PAGES; p += 2) await writer.vmMove(vmid, p * PAGE, PAGE, UIO_WRITE, uio(pattern(vmid, p)));
+    await writer.vmWritep(vmid, 0, PAGES);
+    await writer.vmsIowait(vmid); // EIO device-gone if the strategies had waited out the timeout
+    expect(rewrites).toBeGreaterThanOrEqual(32);
+    expect((await fsClient.devices()).find((d) => d.id === device)?.alive).toBe(true);
+    await writer.vmsDelete(vmid);
+    await fsClient.vmUmount(device);
+    await Promise.all([writer.close(), fsClient.close()]);
+  });
+
+  it('a device that times out with page-outs still in its socket\'s queue has its connection dropped: their pages are writable again', async () => {
+    const big = await startDaemon({ memory: '64MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '1500', PAGERD_STRATEGY_MAX_REQUEST_PAGES: '2048', PAGERD_SERVER_STALLED_DROP_MS: '60000' } });
+    try {
+      const raw = await RawConnection.open(big.socket);
+      let id = 1;
+      const call = async (op: 'vmMounte' | 'vmsCreateOn', args: number[]): Promise<number> => {
+        const mine = id++;
+        raw.send(encodeRequestFrame({ id: mine, op, args }));
+        await raw.until(() => raw.replies.some((r) => r.id === mine), 5000);
+        return raw.replies.find((r) => r.id === mine)!.results[0] as number;
+      };
+      const PAGES = 8192; // 32 MiB of page-outs in requests of 8 MiB: more than the socket's buffers take
+      const device = await call('vmMounte', []);
+      const vmid = await call('vmsCreateOn', [V_CLIENT, PAGES * PAGE, 0, 0o666, device]);
+      let answered = 0;
+      raw.socket.on('data', () => {
+        for (; answered < raw.strategyRequests.length; answered++) {
+          const io = raw.strategyRequests[answered];
+          if (io.op === 'read') raw.send(encodeStrategyDoneFrame({ id: io.id, errno: 0, data: new Uint8Array(io.npages * PAGE) }));
+        }
+      });
+      const writer = await big.client();
+      await writer.vmMove(vmid, 0, PAGES * PAGE, UIO_WRITE, uio(new Uint8Array(PAGES * PAGE).fill(1)));
+      raw.socket.pause(); // the file system stops reading: its page-outs stay in the daemon's queue, their frames pinned
+      await writer.vmWritep(vmid, 0, PAGES);
+      const started = Date.now();
+      // The last page's frame waits in the queue; a write of it waits for the socket to let it go.
+      expect(await writer.vmMove(vmid, (PAGES - 1) * PAGE, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(2)))).toBe(PAGE);
+      const waited = Date.now() - started;
+      expect(waited).toBeGreaterThanOrEqual(1400); // held until the 1.5 s timeout dropped the connection,
+      expect(waited).toBeLessThan(10_000); // not until the 60 s stall drop
+      raw.socket.resume();
+      await raw.until(() => raw.closed, 5000);
+      expect(raw.closed).toBe(true);
+      await expect(writer.vmsIowait(vmid)).rejects.toMatchObject({ code: 'EIO' }); // the page-outs failed with the device
+      await writer.close();
+    } finally {
+      await big.stop();
+    }
+  });
+
   it('garbage strategy answers (unknown ids, wrong sizes, after the unmount) never crash the daemon', async () => {
     const raw = await RawConnection.open(daemon.socket);
     let id = 1;
