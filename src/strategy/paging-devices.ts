@@ -23,7 +23,7 @@ export interface PagingDeviceLimits {
 }
 
 const NO_PAGES: readonly Uint8Array[] = [];
-/** Bytes of copy buffers kept for reuse (a device's requests in flight, 16 of 256 KiB, four times over). */
+/** Bytes of copy buffers kept for reuse (the requests in flight of a device, 16 of 256 KiB, four times over). */
 const COPY_BUFFERS_KEPT_BYTES = 16 * 1024 * 1024;
 
 /** One strategy request: sent, or queued behind the device's in-flight limit. (A class: one shape, set once.) */
@@ -31,10 +31,13 @@ class Pending {
   id = 0;
   /**
    * The request's frame as parts: its head, then a write's pages. Sent at once, the pages go from
-   * the frames themselves (pinned until the socket has taken them); queued, they are copied into
-   * `copy` when the request is made, and the frames are free at once.
+   * the frames themselves, pinned until the socket has taken them. Queued, the frames are let go
+   * at once (a writer of those pages, the strategy itself maybe, must not wait on the file
+   * system's answers) and what they hold when the request is sent is copied into `copy`: a page
+   * written meanwhile goes out newer, which its next page-out writes again anyway.
    */
   parts: readonly Uint8Array[] = NO_PAGES;
+  queued = false;
   copy: Buffer | undefined = undefined;
   timer: NodeJS.Timeout | undefined = undefined;
   resolve: () => void = () => {};
@@ -238,14 +241,7 @@ export class PagingDevices {
     this.nextRequest = this.nextRequest >= 0xffffffff ? 1 : this.nextRequest + 1;
     pending.parts = strategyIoFrameParts({ id: pending.id, device: device.id, op: pending.op, vmid: pending.vmid, page: pending.page, npages: pending.npages }, pages);
     if (pages.length > 0 && (device.queue.length > 0 || device.inFlight.size >= this.limits.maxInFlight)) {
-      const [head, ...data] = pending.parts;
-      pending.copy = this.copies.take(pending.npages * this.pageSize);
-      let at = 0;
-      for (const part of data) {
-        copyBytes(pending.copy, at, part);
-        at += part.length;
-      }
-      pending.parts = [head, pending.copy];
+      pending.queued = true;
       pending.released();
     }
     return new Promise<void>((resolve, reject) => {
@@ -263,7 +259,7 @@ export class PagingDevices {
       device.inFlight.set(pending.id, pending);
       device.requests++;
       pending.timer = setTimeout(() => this.timedOut(device, pending.id), this.limits.timeoutMs);
-      const parts = pending.parts;
+      const parts = pending.queued ? this.copied(pending) : pending.parts;
       pending.parts = NO_PAGES;
       device.owner.send(parts, () => {
         pending.released();
@@ -271,6 +267,19 @@ export class PagingDevices {
       });
     }
     if (device.inFlight.size === 0 && device.queue.length === 0) this.wakeDrained(device);
+  }
+
+  /** A queued write's head, and its pages as they are now, copied into one buffer (kept in `pending.copy`). */
+  private copied(pending: Pending): Uint8Array[] {
+    const [head, ...pages] = pending.parts;
+    const copy = this.copies.take(pending.npages * this.pageSize);
+    let at = 0;
+    for (const page of pages) {
+      copyBytes(copy, at, page);
+      at += page.length;
+    }
+    pending.copy = copy;
+    return [head, copy];
   }
 
   /**
