@@ -105,13 +105,15 @@ const EMPTY = new Uint8Array(0);
 const READ_BUFFER_BYTES = 256 * 1024;
 /** A frame with at least this much still to come is read into directly (see connect). */
 const DIRECT_READ_MIN_BYTES = 16 * 1024;
-/** Frame buffers kept for reuse: a device's strategy requests in flight (16 of 256 KiB), twice over. */
+/** Frame buffers kept for reuse: a device's strategy requests in flight (16 of 256 KiB), about twice over. */
 const RECYCLED_FRAME_BYTES = 8 * 1024 * 1024;
 
 /** Where a connection's socket hands what it read (the handshake, then the client), and the buffers its large frames are assembled in. */
 interface SocketReads {
   /** Takes a read: `decode` answers the frames it completed, or throws on a stream that breaks the framing. */
   deliver: (decode: () => Buffer[]) => void;
+  /** Reads decoded between the welcome and the client taking over, in order. */
+  readonly early: (() => Buffer[])[];
   /** Strategy requests' frames are handed back once served (a page-out of 64 pages is 256 KiB). */
   readonly frames: RecycledBuffers;
 }
@@ -163,6 +165,7 @@ export class PagerClient {
   ) {
     this.writer = new TurnWriter(socket);
     reads.deliver = (decode) => this.onData(decode);
+    for (const decode of reads.early.splice(0)) this.onData(decode);
     socket.on('close', () => this.fail(new PagerError('connection-closed')));
     socket.on('error', (err) => {
       this.closedError ??= new PagerError('connection-closed', err.message);
@@ -179,10 +182,10 @@ export class PagerClient {
     const path = options.socket ?? process.env.PAGERD_SOCKET ?? './var/pagerd.sock';
     const timeoutMs = options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS;
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) throw new PagerError('bad-argument', `connectTimeoutMs must be a positive number of ms, not ${String(timeoutMs)}`);
-    // The socket reads into one buffer (no buffer allocated per read, nothing for the GC); the
-    // decoder copies each frame out of it, except the rest of a large frame, which the next
-    // reads land in directly.
-    const reads: SocketReads = { deliver: () => {}, frames: new RecycledBuffers(RECYCLED_FRAME_BYTES) };
+    // The socket reads into one buffer (no buffer allocated per read); the decoder copies each
+    // frame out of it, except the rest of a large frame, which the next reads land in directly,
+    // in a buffer recycled once a strategy request is served.
+    const reads: SocketReads = { deliver: () => {}, early: [], frames: new RecycledBuffers(RECYCLED_FRAME_BYTES) };
     const decoder = new FrameDecoder(MAX_REPLY_BYTES, { reusedChunks: true, allocate: (size) => reads.frames.take(size) });
     const readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
     const socket = netConnect({
@@ -207,7 +210,18 @@ export class PagerClient {
             return reject(new PagerError('protocol-error', (err as Error).message));
           }
           if (frames.length === 0) return;
-          reads.deliver = () => {};
+          // Until the client takes over: later reads are decoded now (a read may have landed in
+          // a frame under way) and what they answer is kept for it.
+          reads.deliver = (next) => {
+            try {
+              const more = next();
+              reads.early.push(() => more);
+            } catch (err) {
+              reads.early.push(() => {
+                throw err;
+              });
+            }
+          };
           if (frames.length > 1) reject(new PagerError('protocol-error', 'the daemon sent more than a welcome'));
           else resolve(frames[0]);
         };

@@ -37,9 +37,9 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
         served.reads++;
         // What the page cache holds is read at once (no trip through the thread pool); the rest
         // waits for the device. Past the end of the file: the zeros the buffer came with.
-        const cached = readCached(file.fd, io.data, at);
-        if (cached === io.data.length || (cached >= 0 && at + cached >= size)) return;
-        await readFully(file, io.data, at);
+        const cached = Math.max(0, readCached(file.fd, io.data, at));
+        if (cached === io.data.length || at + cached >= size) return;
+        await readFully(file, io.data.subarray(cached), at + cached);
         return;
       }
       served.writes++;

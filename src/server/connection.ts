@@ -238,11 +238,11 @@ export class Connection {
   sendFrame(parts: readonly Uint8Array[], written: () => void): void {
     if (this.state === 'closed' || this.socket.destroyed) return written();
     if (!this.sendBufferWidened) {
-      // Page-outs of 256 KiB would each take several wake-ups of both sides through the default
-      // buffer (208 KiB): the requests in flight fit in one this size.
+      // A 256 KiB page-out takes several wake-ups of both sides through the default buffer (208
+      // KiB); a device's requests in flight fit in this one where net.core.wmem_max allows it.
       this.sendBufferWidened = true;
       try {
-        setSendBuffer(socketFd(this.socket), STRATEGY_SEND_BUFFER_BYTES);
+        this.log.debug({ sendBufferBytes: setSendBuffer(socketFd(this.socket), STRATEGY_SEND_BUFFER_BYTES) }, 'widened the send buffer of a connection serving a paging device');
       } catch (err) {
         this.log.debug({ err }, 'could not widen the send buffer of a connection serving a paging device');
       }
