@@ -234,10 +234,7 @@ export class Daemon {
     }
     const ctx = this.svc.createContext(cred);
     // This connection as the owner of the paging devices it mounts: strategy requests go out on it.
-    const owner: DeviceOwner = { uid: cred.uid, context: ctx, send: (parts, written) => connection.sendFrame(parts, written), dropIfStuck: () => {
-        if (socket.writableLength > 0) socket.destroy();
-      },
-    };
+    const owner: DeviceOwner = { uid: cred.uid, context: ctx, send: (parts, written) => connection.sendFrame(parts, written), drop: () => socket.destroy() };
     const host: ConnectionHost = {
       strategyDone: (answer) => this.paging.devices.done(owner, answer),
       servesDevices: () => this.paging.devices.serves(owner),

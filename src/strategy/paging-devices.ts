@@ -11,8 +11,8 @@ export interface DeviceOwner {
   readonly context: object;
   /** Writes a frame given as parts; `written` once they are all handed on (or the connection is gone). */
   send(parts: readonly Uint8Array[], written: () => void): void;
-  /** Closes the connection if bytes it was sent still wait in its socket's queue (its strategy stopped answering; those bytes may be pinned frames). */
-  dropIfStuck(): void;
+  /** Closes the connection: it stopped reading what it was sent (whose bytes may be pinned frames). */
+  drop(): void;
 }
 
 export interface PagingDeviceLimits {
@@ -44,6 +44,8 @@ class Pending {
   reject: (err: PagerError) => void = () => {};
   /** Called once the request no longer reads its frames: written to the socket, copied, or never to be sent. */
   released: () => void = () => {};
+  /** Sent, and all of it taken by the socket. */
+  written = false;
 
   constructor(
     readonly op: 'read' | 'write',
@@ -72,6 +74,8 @@ export interface Device {
   /** Wakes vmUmount once nothing is in flight or queued. */
   drained: (() => void)[];
   requests: number;
+  /** Requests sent whose bytes the socket has not all taken yet. */
+  unwritten: number;
 }
 
 /**
@@ -99,7 +103,7 @@ export class PagingDevices {
   /** vm_mounte: a new device served by `owner`'s strategy routine; answers its id. */
   mount(owner: DeviceOwner): number {
     const id = this.nextDevice++;
-    this.devices.set(id, { id, owner, alive: true, inFlight: new Map(), queue: [], segments: new Set(), drained: [], requests: 0 });
+    this.devices.set(id, { id, owner, alive: true, inFlight: new Map(), queue: [], segments: new Set(), drained: [], requests: 0, unwritten: 0 });
     this.log.info({ device: id, uid: owner.uid }, 'paging device mounted');
     return id;
   }
@@ -170,6 +174,7 @@ export class PagingDevices {
       if (pending === undefined) continue;
       device.inFlight.delete(answer.id);
       clearTimeout(pending.timer);
+      if (!pending.written) this.watchUnwritten(device, pending);
       if (answer.errno !== 0) {
         const code = errnoName(answer.errno);
         pending.reject(
@@ -261,12 +266,28 @@ export class PagingDevices {
       pending.timer = setTimeout(() => this.timedOut(device, pending.id), this.limits.timeoutMs);
       const parts = pending.queued ? this.copied(pending) : pending.parts;
       pending.parts = NO_PAGES;
+      device.unwritten++;
       device.owner.send(parts, () => {
+        pending.written = true;
+        device.unwritten--;
         pending.released();
         if (pending.copy !== undefined) this.copies.give(pending.copy);
       });
     }
     if (device.inFlight.size === 0 && device.queue.length === 0) this.wakeDrained(device);
+  }
+
+  /**
+   * An answer came for a request the socket has not all taken (the peer answered after reading
+   * its head only): its frames may be pinned, with no request timer left. Unless the rest is
+   * taken within the timeout, the connection is dropped.
+   */
+  private watchUnwritten(device: Device, pending: Pending): void {
+    setTimeout(() => {
+      if (pending.written) return;
+      this.log.warn({ device: device.id, request: pending.id }, 'a strategy answered a request it did not read whole, and stopped reading: its connection is dropped');
+      device.owner.drop();
+    }, this.limits.timeoutMs).unref();
   }
 
   /** A queued write's head, and its pages as they are now, copied into one buffer (kept in `pending.copy`). */
@@ -293,7 +314,7 @@ export class PagingDevices {
     this.log.warn({ device: device.id, request: id, vmid: pending.vmid, page: pending.page }, 'a strategy request went unanswered: the device is failed (its I/O answers EIO until its segments are rebound)');
     this.fail(device, new PagerError('device-gone', `the strategy of paging device ${device.id} did not answer within ${this.limits.timeoutMs} ms`));
     // Requests it was sent may still wait in its socket's queue, their frames pinned: closing it lets them go.
-    device.owner.dropIfStuck();
+    if (device.unwritten > 0) device.owner.drop();
   }
 
   /** Marks a device dead and fails its requests, in flight and queued, with `error`. */

@@ -75,10 +75,11 @@ export class Pageout {
     });
     vmm.counters.pageOuts += batch.length;
     const ticket = vmm.store.writePages(writes);
-    void ticket.captured.then(() => this.unpin(batch));
+    // Settled only after unpinned, whatever order the store's promises settle in: settling may free a frame.
+    const unpinned = ticket.captured.then(() => this.unpin(batch));
     ticket.complete.then(
-      () => this.settle(batch, undefined),
-      (err: unknown) => this.settle(batch, err instanceof Error ? err : new Error(String(err))),
+      () => unpinned.then(() => this.settle(batch, undefined)),
+      (err: unknown) => unpinned.then(() => this.settle(batch, err instanceof Error ? err : new Error(String(err)))),
     );
   }
 

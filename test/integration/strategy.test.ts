@@ -382,6 +382,50 @@ describe('client segments paged by their own file system (strategy routines)', (
     }
   });
 
+  it('a strategy that answers a page-out after reading only its head, then stops reading, has its connection dropped: the pages are writable again', async () => {
+    const big = await startDaemon({ memory: '64MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '1500', PAGERD_STRATEGY_MAX_REQUEST_PAGES: '8192', PAGERD_SERVER_STALLED_DROP_MS: '60000' } });
+    try {
+      const raw = await RawConnection.open(big.socket);
+      let id = 1;
+      const call = async (op: 'vmMounte' | 'vmsCreateOn', args: number[]): Promise<number> => {
+        const mine = id++;
+        raw.send(encodeRequestFrame({ id: mine, op, args }));
+        await raw.until(() => raw.replies.some((r) => r.id === mine), 5000);
+        return raw.replies.find((r) => r.id === mine)!.results[0] as number;
+      };
+      const PAGES = 8192; // one page-out request of 32 MiB: far more than the socket's buffers take
+      const device = await call('vmMounte', []);
+      const vmid = await call('vmsCreateOn', [V_CLIENT, PAGES * PAGE, 0, 0o666, device]);
+      let answered = 0;
+      raw.socket.on('data', () => {
+        for (; answered < raw.strategyRequests.length; answered++) {
+          const io = raw.strategyRequests[answered];
+          if (io.op === 'read') raw.send(encodeStrategyDoneFrame({ id: io.id, errno: 0, data: new Uint8Array(io.npages * PAGE) }));
+        }
+      });
+      const writer = await big.client();
+      await writer.vmMove(vmid, 0, PAGES * PAGE, UIO_WRITE, uio(new Uint8Array(PAGES * PAGE).fill(1)));
+      // Its first bytes arrive: the head names the request. The peer answers it and reads no more.
+      const firstChunk = new Promise<Buffer>((resolve) => raw.socket.once('data', resolve));
+      await writer.vmWritep(vmid, 0, PAGES);
+      const head = await firstChunk;
+      raw.socket.pause();
+      const requestId = head.readUInt32LE(4 + 1); // length prefix, kind, then the request id
+      raw.send(encodeStrategyDoneFrame({ id: requestId, errno: 0, data: new Uint8Array(0) }));
+      const started = Date.now();
+      expect(await writer.vmMove(vmid, (PAGES - 1) * PAGE, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(2)))).toBe(PAGE);
+      const waited = Date.now() - started;
+      expect(waited).toBeGreaterThanOrEqual(1000); // held until the connection was dropped,
+      expect(waited).toBeLessThan(10_000); // not until the 60 s stall drop
+      raw.socket.resume();
+      await raw.until(() => raw.closed, 5000);
+      expect(raw.closed).toBe(true);
+      await writer.close();
+    } finally {
+      await big.stop();
+    }
+  });
+
   it('garbage strategy answers (unknown ids, wrong sizes, after the unmount) never crash the daemon', async () => {
     const raw = await RawConnection.open(daemon.socket);
     let id = 1;
