@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_CLIENT, V_WORKING, VM_IOACCESSP_MAKE, type PagerClient, type StrategyRequest } from '../../src/client/index.js';
-import { encodeRequestFrame, encodeStrategyDoneFrame, type StrategyIo } from '../../src/protocol/codec.js';
+import { Kind, encodeRequestFrame, encodeStrategyDoneFrame, type StrategyIo } from '../../src/protocol/codec.js';
 import { startDaemon, type RunningDaemon } from '../support/daemon.js';
 import { RawConnection } from '../support/raw-connection.js';
 
@@ -405,13 +405,23 @@ describe('client segments paged by their own file system (strategy routines)', (
       });
       const writer = await big.client();
       await writer.vmMove(vmid, 0, PAGES * PAGE, UIO_WRITE, uio(new Uint8Array(PAGES * PAGE).fill(1)));
-      // Its first bytes arrive: the head names the request. The peer answers it and reads no more.
-      const firstChunk = new Promise<Buffer>((resolve) => raw.socket.once('data', resolve));
+      // The page-out's first bytes arrive: its head names the request. The peer answers it and
+      // reads no more. (Every frame before it was read whole: the stream is at a frame boundary.)
+      const requestId = new Promise<number>((resolve) => {
+        let seen = Buffer.alloc(0);
+        const look = (chunk: Buffer): void => {
+          seen = Buffer.concat([seen, chunk]);
+          for (let at = 0; at + 9 <= seen.length; at += 4 + seen.readUInt32BE(at)) {
+            if (seen[at + 4] !== Kind.STRATEGY_IO) continue; // the vmWritep's reply
+            raw.socket.pause();
+            raw.socket.off('data', look);
+            return resolve(seen.readUInt32LE(at + 5)); // length prefix, kind, then the request id
+          }
+        };
+        raw.socket.on('data', look);
+      });
       await writer.vmWritep(vmid, 0, PAGES);
-      const head = await firstChunk;
-      raw.socket.pause();
-      const requestId = head.readUInt32LE(4 + 1); // length prefix, kind, then the request id
-      raw.send(encodeStrategyDoneFrame({ id: requestId, errno: 0, data: new Uint8Array(0) }));
+      raw.send(encodeStrategyDoneFrame({ id: await requestId, errno: 0, data: new Uint8Array(0) }));
       const started = Date.now();
       expect(await writer.vmMove(vmid, (PAGES - 1) * PAGE, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(2)))).toBe(PAGE);
       const waited = Date.now() - started;
