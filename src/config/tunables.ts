@@ -98,7 +98,7 @@ export const TUNABLES = {
   'server.maxHandshakesPerUid': { unit: 'connections', default: 64, description: 'connections one uid may have between connect and a finished handshake', schema: z.number().int().positive() },
   'server.handshakeTimeoutMs': { unit: 'ms', default: 5000, description: 'close a connection that has not finished its handshake this long after connecting', schema: z.number().int().positive() },
   'server.maxInFlight': { unit: 'requests', default: 64, description: 'requests one connection may have in flight before it is paused', schema: z.number().int().positive() },
-  'server.maxQueuedBytes': { unit: 'bytes', default: '4MiB', description: 'reply bytes queued or promised (reads in flight) for one connection before it is paused', schema: size },
+  'server.maxQueuedBytes': { unit: 'bytes', default: '4MiB', description: 'reply bytes queued or promised (reads in flight) for one connection before it is paused (one serving a paging device is still read, its further requests held in a backlog of this plus server.maxPayloadBytes)', schema: size },
   'server.maxQueuedBytesTotal': {
     unit: 'bytes',
     default: '64MiB',

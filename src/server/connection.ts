@@ -355,7 +355,8 @@ export class Connection {
     if (this.state === 'closed' || this.socket.destroyed) return written?.();
     this.writer.write(frame, written);
     const queued = this.socket.writableLength;
-    if (queued > this.host.limits.maxQueuedBytes) this.socket.pause();
+    // Paused for replies it does not read; a connection serving a paging device is still read: its strategy's answers come on it (its requests wait in a bounded backlog).
+    if (queued > this.host.limits.maxQueuedBytes && !this.host.servesDevices()) this.socket.pause();
     if (queued > STALL_WATCH_BYTES && this.stallTimer === undefined) this.watchStall(queued);
   }
 
