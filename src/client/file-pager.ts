@@ -13,6 +13,8 @@ export interface FilePager {
   size: number;
   /** Strategy requests served so far. */
   readonly served: { reads: number; writes: number; datasyncs: number };
+  /** Resolves once no strategy request is being served (its reads and writes of the file are done). */
+  idle(): Promise<void>;
   /** Pages out every modified page (durable in the file), deletes the segment, unmounts, closes the file. A write racing the delete itself is lost. */
   stop(): Promise<void>;
 }
@@ -31,7 +33,9 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
     const syncs = new GroupCommit();
     const served = { reads: 0, writes: 0, datasyncs: 0 };
     const pageSize = client.pageSize;
-    const strategy = async (io: StrategyRequest): Promise<void> => {
+    let serving = 0;
+    const idleWaiters: (() => void)[] = [];
+    const serve = async (io: StrategyRequest): Promise<void> => {
       const at = io.page * pageSize;
       if (io.op === 'read') {
         served.reads++;
@@ -50,6 +54,14 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
         return file.datasync();
       });
     };
+    const strategy = async (io: StrategyRequest): Promise<void> => {
+      serving++;
+      try {
+        await serve(io);
+      } finally {
+        if (--serving === 0) for (const wake of idleWaiters.splice(0)) wake();
+      }
+    };
     const device = await client.vmMounte(strategy);
     const vmid = await client.vmsCreate(V_CLIENT, size, { device, mode: options.mode ?? 0o600 });
     const pages = Math.ceil(size / pageSize);
@@ -58,6 +70,7 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
       device,
       size,
       served,
+      idle: () => (serving === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve))),
       async stop() {
         // Until a round finds nothing modified and no page-out completed meanwhile (vm_qmodify):
         // writes of other clients during the stop are written too, all but a last instant's.

@@ -113,6 +113,10 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
       await daemon.kill();
       running = false;
       await load;
+      // The file system outlives pagerd: its writes under way finish (a read of the file racing
+      // one could see a page half written, which the file will not hold).
+      await pagerClient.closed();
+      await pager.idle();
       const image = readFileSync(file);
       expect(image.length).toBe(PAGES * PAGE);
       for (let p = 0; p < PAGES; p++) expect(versionIn(image, p), `page ${p}`).toBeGreaterThanOrEqual(acked[p]);
