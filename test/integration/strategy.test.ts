@@ -33,6 +33,32 @@ function pattern(vmid: number, pno: number): Uint8Array {
   return out;
 }
 
+/**
+ * A file system spoken to byte by byte: a raw connection that mounts a paging device, creates a
+ * client segment of `pages` pages on it (mode 0666) and answers every page-in with zeros; its
+ * page-outs are left to the test (raw.strategyRequests).
+ */
+async function rawFileSystem(socket: string, pages: number): Promise<{ raw: RawConnection; device: number; vmid: number }> {
+  const raw = await RawConnection.open(socket);
+  let id = 1;
+  const call = async (op: 'vmMounte' | 'vmsCreateOn', args: number[]): Promise<number> => {
+    const mine = id++;
+    raw.send(encodeRequestFrame({ id: mine, op, args }));
+    await raw.until(() => raw.replies.some((r) => r.id === mine), 5000);
+    return raw.replies.find((r) => r.id === mine)!.results[0] as number;
+  };
+  const device = await call('vmMounte', []);
+  const vmid = await call('vmsCreateOn', [V_CLIENT, pages * PAGE, 0, 0o666, device]);
+  let answered = 0;
+  raw.socket.on('data', () => {
+    for (; answered < raw.strategyRequests.length; answered++) {
+      const io = raw.strategyRequests[answered];
+      if (io.op === 'read') raw.send(encodeStrategyDoneFrame({ id: io.id, errno: 0, data: new Uint8Array(io.npages * PAGE) }));
+    }
+  });
+  return { raw, device, vmid };
+}
+
 let daemon: RunningDaemon;
 beforeAll(async () => {
   daemon = await startDaemon({ memory: '16MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '1500' } });
@@ -266,26 +292,8 @@ describe('client segments paged by their own file system (strategy routines)', (
   });
 
   it("a page-out's pages go to the strategy as they were when it started, though they sit in the socket's queue while a client writes them again", async () => {
-    const raw = await RawConnection.open(daemon.socket);
-    let id = 1;
-    const call = async (op: 'vmMounte' | 'vmsCreateOn', args: number[]): Promise<number> => {
-      const mine = id++;
-      raw.send(encodeRequestFrame({ id: mine, op, args }));
-      await raw.until(() => raw.replies.some((r) => r.id === mine), 5000);
-      return raw.replies.find((r) => r.id === mine)!.results[0] as number;
-    };
     const PAGES = 512; // 2 MiB of page-outs: more than the socket's buffers hold, so most wait in the daemon's queue
-    const device = await call('vmMounte', []);
-    const vmid = await call('vmsCreateOn', [V_CLIENT, PAGES * PAGE, 0, 0o666, device]);
-    // The file system: answers page-ins with zeros, and keeps the page-outs it is sent until told to answer them.
-    let answered = 0;
-    const answerReads = (): void => {
-      for (; answered < raw.strategyRequests.length; answered++) {
-        const io = raw.strategyRequests[answered];
-        if (io.op === 'read') raw.send(encodeStrategyDoneFrame({ id: io.id, errno: 0, data: new Uint8Array(io.npages * PAGE) }));
-      }
-    };
-    raw.socket.on('data', answerReads);
+    const { raw, vmid } = await rawFileSystem(daemon.socket, PAGES);
     const writer = await daemon.client();
     const version = (v: number): Uint8Array => new Uint8Array(PAGES * PAGE).fill(v);
     await writer.vmMove(vmid, 0, PAGES * PAGE, UIO_WRITE, uio(version(1)));
@@ -344,24 +352,8 @@ describe('client segments paged by their own file system (strategy routines)', (
   it('a device that times out with page-outs still in its socket\'s queue has its connection dropped: their pages are writable again', async () => {
     const big = await startDaemon({ memory: '64MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '1500', PAGERD_STRATEGY_MAX_REQUEST_PAGES: '2048', PAGERD_SERVER_STALLED_DROP_MS: '60000' } });
     try {
-      const raw = await RawConnection.open(big.socket);
-      let id = 1;
-      const call = async (op: 'vmMounte' | 'vmsCreateOn', args: number[]): Promise<number> => {
-        const mine = id++;
-        raw.send(encodeRequestFrame({ id: mine, op, args }));
-        await raw.until(() => raw.replies.some((r) => r.id === mine), 5000);
-        return raw.replies.find((r) => r.id === mine)!.results[0] as number;
-      };
       const PAGES = 8192; // 32 MiB of page-outs in requests of 8 MiB: more than the socket's buffers take
-      const device = await call('vmMounte', []);
-      const vmid = await call('vmsCreateOn', [V_CLIENT, PAGES * PAGE, 0, 0o666, device]);
-      let answered = 0;
-      raw.socket.on('data', () => {
-        for (; answered < raw.strategyRequests.length; answered++) {
-          const io = raw.strategyRequests[answered];
-          if (io.op === 'read') raw.send(encodeStrategyDoneFrame({ id: io.id, errno: 0, data: new Uint8Array(io.npages * PAGE) }));
-        }
-      });
+      const { raw, vmid } = await rawFileSystem(big.socket, PAGES);
       const writer = await big.client();
       await writer.vmMove(vmid, 0, PAGES * PAGE, UIO_WRITE, uio(new Uint8Array(PAGES * PAGE).fill(1)));
       raw.socket.pause(); // the file system stops reading: its page-outs stay in the daemon's queue, their frames pinned
@@ -385,24 +377,8 @@ describe('client segments paged by their own file system (strategy routines)', (
   it('a strategy that answers a page-out after reading only its head, then stops reading, has its connection dropped: the pages are writable again', async () => {
     const big = await startDaemon({ memory: '64MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '1500', PAGERD_STRATEGY_MAX_REQUEST_PAGES: '8192', PAGERD_SERVER_STALLED_DROP_MS: '60000' } });
     try {
-      const raw = await RawConnection.open(big.socket);
-      let id = 1;
-      const call = async (op: 'vmMounte' | 'vmsCreateOn', args: number[]): Promise<number> => {
-        const mine = id++;
-        raw.send(encodeRequestFrame({ id: mine, op, args }));
-        await raw.until(() => raw.replies.some((r) => r.id === mine), 5000);
-        return raw.replies.find((r) => r.id === mine)!.results[0] as number;
-      };
       const PAGES = 8192; // one page-out request of 32 MiB: far more than the socket's buffers take
-      const device = await call('vmMounte', []);
-      const vmid = await call('vmsCreateOn', [V_CLIENT, PAGES * PAGE, 0, 0o666, device]);
-      let answered = 0;
-      raw.socket.on('data', () => {
-        for (; answered < raw.strategyRequests.length; answered++) {
-          const io = raw.strategyRequests[answered];
-          if (io.op === 'read') raw.send(encodeStrategyDoneFrame({ id: io.id, errno: 0, data: new Uint8Array(io.npages * PAGE) }));
-        }
-      });
+      const { raw, vmid } = await rawFileSystem(big.socket, PAGES);
       const writer = await big.client();
       await writer.vmMove(vmid, 0, PAGES * PAGE, UIO_WRITE, uio(new Uint8Array(PAGES * PAGE).fill(1)));
       // The page-out's first bytes arrive: its head names the request. The peer answers it and
