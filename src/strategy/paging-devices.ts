@@ -154,11 +154,11 @@ export class PagingDevices {
   }
 
   /**
-   * Writes `pages` (each a page's bytes) as pages [page, page + pages.length) of `vmid`. The
-   * bytes must not change until `captured`: a request sent at once is written to the socket from
-   * where they are; one that must wait behind the device's in-flight limit is copied now, so that
-   * a writer of its pages (the strategy itself, maybe) never waits on the file system's answers.
-   * `complete` resolves once the file system made them durable.
+   * Writes `pages` (each a page's frame bytes) as pages [page, page + pages.length) of `vmid`.
+   * The bytes must not change until `captured`: a request sent at once is written to the socket
+   * from where they are; one that must wait behind the device's in-flight limit is captured at
+   * once and carries what the frames hold when it is sent (see Pending). `complete` resolves once
+   * the file system made them durable.
    */
   write(vmid: number, page: number, pages: readonly Uint8Array[]): StrategyWrite {
     const pending = new Pending('write', vmid, page, pages.length, undefined);
