@@ -112,8 +112,6 @@ const RECYCLED_FRAME_BYTES = 8 * 1024 * 1024;
 interface SocketReads {
   /** Takes a read: `decode` answers the frames it completed, or throws on a stream that breaks the framing. */
   deliver: (decode: () => Buffer[]) => void;
-  /** Reads decoded between the welcome and the client taking over, in order. */
-  readonly early: (() => Buffer[])[];
   /** Strategy requests' frames are handed back once served (a page-out of 64 pages is 256 KiB). */
   readonly frames: RecycledBuffers;
 }
@@ -165,7 +163,6 @@ export class PagerClient {
   ) {
     this.writer = new TurnWriter(socket);
     reads.deliver = (decode) => this.onData(decode);
-    for (const decode of reads.early.splice(0)) this.onData(decode);
     socket.on('close', () => this.fail(new PagerError('connection-closed')));
     socket.on('error', (err) => {
       this.closedError ??= new PagerError('connection-closed', err.message);
@@ -185,7 +182,7 @@ export class PagerClient {
     // The socket reads into one buffer (no buffer allocated per read); the decoder copies each
     // frame out of it, except the rest of a large frame, which the next reads land in directly,
     // in a buffer recycled once a strategy request is served.
-    const reads: SocketReads = { deliver: () => {}, early: [], frames: new RecycledBuffers(RECYCLED_FRAME_BYTES) };
+    const reads: SocketReads = { deliver: () => {}, frames: new RecycledBuffers(RECYCLED_FRAME_BYTES) };
     const decoder = new FrameDecoder(MAX_REPLY_BYTES, { reusedChunks: true, allocate: (size) => reads.frames.take(size) });
     const readBuffer = Buffer.allocUnsafeSlow(READ_BUFFER_BYTES);
     const socket = netConnect({
@@ -209,19 +206,8 @@ export class PagerClient {
           } catch (err) {
             return reject(new PagerError('protocol-error', (err as Error).message));
           }
+          // The client takes over the reads before the next one (in this turn's microtasks).
           if (frames.length === 0) return;
-          // Until the client takes over: later reads are decoded now (a read may have landed in
-          // a frame under way) and what they answer is kept for it.
-          reads.deliver = (next) => {
-            try {
-              const more = next();
-              reads.early.push(() => more);
-            } catch (err) {
-              reads.early.push(() => {
-                throw err;
-              });
-            }
-          };
           if (frames.length > 1) reject(new PagerError('protocol-error', 'the daemon sent more than a welcome'));
           else resolve(frames[0]);
         };

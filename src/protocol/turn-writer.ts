@@ -26,8 +26,7 @@ export class TurnWriter {
         this.stream.uncork();
       });
     }
-    if (written === undefined) this.stream.write(frame);
-    else this.stream.write(frame, () => written());
+    this.stream.write(frame, written);
     this.held += frame.length;
     if (this.held >= this.flushBytes) {
       this.held = 0;

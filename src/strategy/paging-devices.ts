@@ -320,13 +320,11 @@ export class PagingDevices {
   /** Marks a device dead and fails its requests, in flight and queued, with `error`. */
   private fail(device: Device, error: PagerError): void {
     device.alive = false;
-    const queued = device.queue.splice(0);
-    for (const pending of [...device.inFlight.values(), ...queued]) {
+    // A queued write let its frames go when it was queued; one sent lets them go as the socket takes it, or closes.
+    for (const pending of [...device.inFlight.values(), ...device.queue.splice(0)]) {
       clearTimeout(pending.timer);
       pending.reject(error);
     }
-    // Requests never sent: their pages are no longer read. (Those sent are released as the socket takes them, or closes.)
-    for (const pending of queued) pending.released();
     device.inFlight.clear();
     this.wakeDrained(device);
     this.forgetIfUnused(device);

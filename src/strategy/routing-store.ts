@@ -82,9 +82,9 @@ export class RoutingStore implements BackingStore {
 
   /**
    * The engine sends pages of one pager per batch (pagerOf): a batch is either pagerd's store's or
-   * one strategy segment's. A strategy batch goes as writes of contiguous pages, each written to
-   * the file system's socket straight from the frames, which stay pinned until it has taken them
-   * (captured).
+   * one strategy segment's. A strategy batch goes as writes of contiguous pages (PagingDevices.write:
+   * from the frames if sent at once, captured once the socket has taken them; else captured at once
+   * and copied when sent).
    */
   writePages(pages: readonly PageWrite[]): WriteTicket {
     if (pages.length === 0 || !this.strategySegments.has(pages[0].vmid)) return this.inner.writePages(pages);
@@ -101,9 +101,8 @@ export class RoutingStore implements BackingStore {
     this.addModified(vmid, -pages.length);
     const captured = writes.length === 1 ? writes[0].captured : Promise.all(writes.map((w) => w.captured)).then(() => undefined);
     // Settled only once every run has: a failed batch's pages may be written again at once, and
-    // an older write of theirs still at the file system could land after the newer one. And only
-    // once captured: the engine may free a frame at completion, which must no longer be pinned.
-    const complete = Promise.all([captured, Promise.allSettled(writes.map((w) => w.complete))]).then(([, results]) => {
+    // an older write of theirs still at the file system could land after the newer one.
+    const complete = Promise.allSettled(writes.map((w) => w.complete)).then((results) => {
       const failed = results.find((r) => r.status === 'rejected');
       if (failed === undefined) return;
       this.addModified(vmid, pages.length);

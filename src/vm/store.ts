@@ -11,7 +11,8 @@ export interface PageWrite {
 export interface WriteTicket {
   /**
    * Settles (never rejects) once the store no longer reads the frames' bytes; until then the
-   * engine lets nobody change them. It settles no later than `complete`.
+   * engine lets nobody change them. It may settle after `complete`: the engine settles a batch
+   * only once its frames are unpinned.
    */
   captured: Promise<void>;
   /**
