@@ -93,22 +93,25 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
       const pager = await serveFile(pagerClient, file, { mode: 0o666 });
       const writers = await Promise.all(Array.from({ length: 4 }, () => daemon.client()));
       let running = true;
-      const writer = async (c: PagerClient): Promise<void> => {
+      // Each writer owns the pages p ≡ w (mod 4) and writes 8 distinct ones at a time, so a page's
+      // writes are ordered: two writes of one page in flight at once could land either way round.
+      const writer = async (c: PagerClient, w: number): Promise<void> => {
         try {
           while (running) {
-            const pages = Array.from({ length: 8 }, () => Math.floor(random() * PAGES));
-            const versions = pages.map(() => ++version);
-            await Promise.all(pages.map((p, i) => c.vmMove(pager.vmid, p * PAGE, PAGE, UIO_WRITE, uio(versioned(p, versions[i])))));
+            const pages = new Set<number>();
+            while (pages.size < 8) pages.add(w + 4 * Math.floor(random() * (PAGES / 4)));
+            const versions = [...pages].map((p) => ({ p, v: ++version }));
+            await Promise.all(versions.map(({ p, v }) => c.vmMove(pager.vmid, p * PAGE, PAGE, UIO_WRITE, uio(versioned(p, v)))));
             await c.vmWritep(pager.vmid, 0, PAGES);
             await c.vmsIowait(pager.vmid);
-            // Acknowledged: durable in the file. A later version of the page may be there too.
-            pages.forEach((p, i) => (acked[p] = Math.max(acked[p], versions[i])));
+            // Acknowledged: durable in the file. A later version of the page may be there too (written, not yet acknowledged).
+            for (const { p, v } of versions) acked[p] = v;
           }
         } catch {
           // the daemon was killed under it
         }
       };
-      const load = Promise.all(writers.map(writer));
+      const load = Promise.all(writers.map((c, w) => writer(c, w)));
       await new Promise((r) => setTimeout(r, 400 + Math.floor(random() * 600)));
       await daemon.kill();
       running = false;
