@@ -167,9 +167,13 @@ Napi::Value ThrowErrno(Napi::Env env, int err, const char* syscall) {
   return env.Undefined();
 }
 
-// writevSummed(fd, position, backings, which, offsets, lengths, sums) -> Promise<void>. In libuv's
-// thread pool: takes the CRC-32C of each buffer into sums[i], writes the buffers back to back from
-// position (pwritev, resumed after a short write) and starts writeback of each chunk written.
+// writeRuns(fd, positions, counts, backings, which, offsets, lengths, sums, sumNow, sync) ->
+// Promise<void>. Run r is the next counts[r] buffers, written back to back from positions[r]
+// (pwritev, resumed after a short write). sums[i] gets the CRC-32C of buffer i: in libuv's thread
+// pool just before it is written, or with `sumNow` here, on the calling thread, so the caller has
+// them at once. Without `sync`, writeback of each chunk starts as soon as it is written; with it,
+// one fdatasync follows the last write in the same job (one hand-off to the pool and back instead
+// of one per run and one for the flush: each costs tens of µs of wake-ups on a VM).
 // Summing on the writing thread keeps a page-out's checksums off the event loop (16,000 pages:
 // ~30 ms of it), and summing just before writing a few pages at a time leaves their bytes in
 // cache for the copy into the kernel.
@@ -177,16 +181,23 @@ class SummedWrite : public Napi::AsyncWorker {
  public:
   // Buffer i is bytes [offsets[i], offsets[i] + lengths[i]) of backings[which[i]]: a handful of
   // N-API calls for a whole page-out, not several per page (~0.6 µs a page otherwise).
-  SummedWrite(Napi::Env env, int fd, off_t position, Napi::Array backings, Napi::Uint32Array which,
-              Napi::Float64Array offsets, Napi::Uint32Array lengths, Napi::Uint32Array sums)
-      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), position_(position),
-        sums_(sums.Data()), backings_(Napi::Persistent(backings.As<Napi::Object>())),
+  SummedWrite(Napi::Env env, int fd, Napi::Float64Array positions, Napi::Uint32Array counts, Napi::Array backings,
+              Napi::Uint32Array which, Napi::Float64Array offsets, Napi::Uint32Array lengths, Napi::Uint32Array sums,
+              bool sumNow, bool sync)
+      : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), sums_(sums.Data()),
+        summedAll_(sumNow), sync_(sync), backings_(Napi::Persistent(backings.As<Napi::Object>())),
         sumsRef_(Napi::Persistent(sums.As<Napi::Object>())) {
     std::vector<uint8_t*> bases;
     for (uint32_t i = 0; i < backings.Length(); i++) bases.push_back(backings.Get(i).As<Napi::Uint8Array>().Data());
     iov_.reserve(which.ElementLength());
     for (size_t i = 0; i < which.ElementLength(); i++) {
       iov_.push_back({bases[which[i]] + static_cast<size_t>(offsets[i]), lengths[i]});
+      if (sumNow) sums_[i] = Crc32c(static_cast<const uint8_t*>(iov_[i].iov_base), iov_[i].iov_len);
+    }
+    size_t first = 0;
+    for (size_t r = 0; r < counts.ElementLength(); r++) {
+      runs_.push_back({static_cast<off_t>(positions[r]), first, first + counts[r]});
+      first += counts[r];
     }
   }
 
@@ -194,30 +205,63 @@ class SummedWrite : public Napi::AsyncWorker {
 
  protected:
   void Execute() override {
-    size_t first = 0;  // iov_[first..] is still to write
-    size_t summed = 0;
-    while (first < iov_.size()) {
+    for (const Run& run : runs_) {
+      if (!WriteRun(run)) return;
+    }
+    if (sync_) {
+      int rc;
+      do rc = fdatasync(fd_);
+      while (rc != 0 && errno == EINTR);
+      if (rc != 0) Fail(errno, "fdatasync");
+    }
+  }
+
+  void OnOK() override {
+    if (error_ != 0) deferred_.Reject(ErrnoError(Env(), error_, syscall_).Value());
+    else deferred_.Resolve(Env().Undefined());
+  }
+
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  struct Run {
+    off_t position;
+    size_t first;
+    size_t end;
+  };
+
+  void Fail(int err, const char* syscall) {
+    error_ = err;
+    syscall_ = syscall;
+  }
+
+  // Writes buffers [run.first, run.end) from run.position; false (error_ set) if that failed.
+  bool WriteRun(const Run& run) {
+    off_t position = run.position;
+    size_t first = run.first;  // iov_[first..end) is still to write
+    size_t summed = summedAll_ ? run.end : run.first;
+    while (first < run.end) {
       // Sum the next ~128 KiB, then write everything summed and not yet written.
       size_t bytes = 0;
-      while (summed < iov_.size() && (summed == first || bytes < kChunkBytes)) {
+      while (summed < run.end && (summed == first || bytes < kChunkBytes)) {
         sums_[summed] = Crc32c(static_cast<const uint8_t*>(iov_[summed].iov_base), iov_[summed].iov_len);
         bytes += iov_[summed].iov_len;
         summed++;
       }
       while (first < summed) {
         int count = static_cast<int>(std::min<size_t>(summed - first, IOV_MAX));
-        ssize_t n = pwritev(fd_, &iov_[first], count, position_);
+        ssize_t n = pwritev(fd_, &iov_[first], count, position);
         if (n < 0 && errno == EINTR) continue;
         if (n <= 0) {
-          error_ = n < 0 ? errno : EIO;
-          return;
+          Fail(n < 0 ? errno : EIO, "pwritev");
+          return false;
         }
         // Start writeback now (as RocksDB's bytes_per_sync does), so the device writes while later
         // chunks are still being copied and the cycle's fdatasync waits for less. Advisory: without
         // SYNC_FILE_RANGE_WAIT_* it neither waits nor consumes a writeback error, which the flush
-        // still reports.
-        sync_file_range(fd_, position_, n, SYNC_FILE_RANGE_WRITE);
-        position_ += n;
+        // still reports. A write with its own fdatasync next has no use for it.
+        if (!sync_) sync_file_range(fd_, position, n, SYNC_FILE_RANGE_WRITE);
+        position += n;
         for (size_t left = static_cast<size_t>(n); left > 0;) {
           if (left >= iov_[first].iov_len) {
             left -= iov_[first].iov_len;
@@ -230,37 +274,30 @@ class SummedWrite : public Napi::AsyncWorker {
         }
       }
     }
+    return true;
   }
 
-  void OnOK() override {
-    if (error_ != 0) deferred_.Reject(ErrnoError(Env(), error_, "pwritev").Value());
-    else deferred_.Resolve(Env().Undefined());
-  }
-
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
-
- private:
   static constexpr size_t kChunkBytes = 128 * 1024;
   Napi::Promise::Deferred deferred_;
   int fd_;
-  off_t position_;
   uint32_t* sums_;
+  bool summedAll_;
+  bool sync_;
   Napi::ObjectReference backings_;  // keeps the buffers (and so iov_'s memory) alive
   Napi::ObjectReference sumsRef_;
   std::vector<struct iovec> iov_;
+  std::vector<Run> runs_;
   int error_ = 0;
+  const char* syscall_ = "";
 };
 
-Napi::Value WritevSummed(const Napi::CallbackInfo& info) {
+Napi::Value WriteRuns(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  int fd = info[0].As<Napi::Number>().Int32Value();
-  off_t position = static_cast<off_t>(info[1].As<Napi::Number>().Int64Value());
-  Napi::Array backings = info[2].As<Napi::Array>();
-  Napi::Uint32Array which = info[3].As<Napi::Uint32Array>();
-  Napi::Float64Array offsets = info[4].As<Napi::Float64Array>();
-  Napi::Uint32Array lengths = info[5].As<Napi::Uint32Array>();
-  Napi::Uint32Array sums = info[6].As<Napi::Uint32Array>();
-  auto* work = new SummedWrite(env, fd, position, backings, which, offsets, lengths, sums);
+  auto* work = new SummedWrite(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Float64Array>(),
+                               info[2].As<Napi::Uint32Array>(), info[3].As<Napi::Array>(), info[4].As<Napi::Uint32Array>(),
+                               info[5].As<Napi::Float64Array>(), info[6].As<Napi::Uint32Array>(),
+                               info[7].As<Napi::Uint32Array>(), info[8].As<Napi::Boolean>().Value(),
+                               info[9].As<Napi::Boolean>().Value());
   Napi::Promise promise = work->Promise();
   work->Queue();
   return promise;
@@ -439,7 +476,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Crc32cZeros(crc32c_short, kShort);
   exports.Set("crc32c", Napi::Function::New(env, Crc32cOf));
   exports.Set("readCached", Napi::Function::New(env, ReadCached));
-  exports.Set("writevSummed", Napi::Function::New(env, WritevSummed));
+  exports.Set("writeRuns", Napi::Function::New(env, WriteRuns));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("peerGroups", Napi::Function::New(env, PeerGroups));
   exports.Set("setSendBuffer", Napi::Function::New(env, SetSendBuffer));

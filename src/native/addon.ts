@@ -24,7 +24,7 @@ interface Addon {
   closeFd(fd: number): void;
   crc32c(bytes: Uint8Array): number;
   readCached(fd: number, into: Uint8Array, position: number): number;
-  writevSummed(fd: number, position: number, backings: Uint8Array[], which: Uint32Array, offsets: Float64Array, lengths: Uint32Array, sums: Uint32Array): Promise<void>;
+  writeRuns(fd: number, positions: Float64Array, counts: Uint32Array, backings: Uint8Array[], which: Uint32Array, offsets: Float64Array, lengths: Uint32Array, sums: Uint32Array, sumNow: boolean, sync: boolean): Promise<void>;
 }
 
 let addon: Addon | undefined;
@@ -136,6 +136,12 @@ export function readCached(fd: number, into: Uint8Array, position: number): numb
   return load().readCached(fd, into, position);
 }
 
+/** Buffers written back to back from a byte position. */
+export interface WriteRun {
+  position: number;
+  buffers: readonly Uint8Array[];
+}
+
 /**
  * Writes the buffers back to back from `position` and sets sums[i] to the CRC-32C of buffers[i],
  * both in libuv's thread pool: the event loop neither sums nor copies the bytes. Writeback of each
@@ -143,23 +149,47 @@ export function readCached(fd: number, into: Uint8Array, position: number): numb
  * buffers must not change until the promise settles.
  */
 export function writevSummed(fd: number, buffers: readonly Uint8Array[], position: number, sums: Uint32Array): Promise<void> {
+  return writeRuns(fd, [{ position, buffers }], sums, { sumNow: false, sync: false });
+}
+
+/**
+ * Writes each run, then fdatasyncs the file, as one job in libuv's thread pool (one hand-off
+ * there and back for the lot). sums[i] is the CRC-32C of the i-th buffer of all the runs, set
+ * before this returns (taken on the calling thread: for small writes whose checksums are wanted
+ * at once). Rejects with the failing call's errno error (syscall 'pwritev' or 'fdatasync'); no
+ * fdatasync is tried after a failed write. The buffers must not change until the promise settles.
+ */
+export function writeRunsAndSync(fd: number, runs: readonly WriteRun[], sums: Uint32Array): Promise<void> {
+  return writeRuns(fd, runs, sums, { sumNow: true, sync: true });
+}
+
+function writeRuns(fd: number, runs: readonly WriteRun[], sums: Uint32Array, { sumNow, sync }: { sumNow: boolean; sync: boolean }): Promise<void> {
   checkFd(fd);
-  checkPosition(position);
-  if (sums.length < buffers.length) throw new RangeError(`${sums.length} sums for ${buffers.length} buffers`);
+  const total = runs.reduce((n, r) => n + r.buffers.length, 0);
+  if (sums.length < total) throw new RangeError(`${sums.length} sums for ${total} buffers`);
+  const positions = new Float64Array(runs.length);
+  const counts = new Uint32Array(runs.length);
   // Each buffer is passed as (which backing store, offset, length): pages of a page-out share one.
   const backings: ArrayBufferLike[] = [];
-  const which = new Uint32Array(buffers.length);
-  const offsets = new Float64Array(buffers.length);
-  const lengths = new Uint32Array(buffers.length);
-  buffers.forEach((b, i) => {
-    if (!(b instanceof Uint8Array)) throw new TypeError('writevSummed takes Uint8Arrays');
-    let k = backings.length > 0 && backings[backings.length - 1] === b.buffer ? backings.length - 1 : backings.indexOf(b.buffer);
-    if (k < 0) k = backings.push(b.buffer) - 1;
-    which[i] = k;
-    offsets[i] = b.byteOffset;
-    lengths[i] = b.byteLength;
+  const which = new Uint32Array(total);
+  const offsets = new Float64Array(total);
+  const lengths = new Uint32Array(total);
+  let i = 0;
+  runs.forEach(({ position, buffers }, r) => {
+    checkPosition(position);
+    positions[r] = position;
+    counts[r] = buffers.length;
+    for (const b of buffers) {
+      if (!(b instanceof Uint8Array)) throw new TypeError('writeRuns takes Uint8Arrays');
+      let k = backings.length > 0 && backings[backings.length - 1] === b.buffer ? backings.length - 1 : backings.indexOf(b.buffer);
+      if (k < 0) k = backings.push(b.buffer) - 1;
+      which[i] = k;
+      offsets[i] = b.byteOffset;
+      lengths[i] = b.byteLength;
+      i++;
+    }
   });
-  return load().writevSummed(fd, position, backings.map((buffer) => new Uint8Array(buffer)), which, offsets, lengths, sums);
+  return load().writeRuns(fd, positions, counts, backings.map((buffer) => new Uint8Array(buffer)), which, offsets, lengths, sums, sumNow, sync);
 }
 
 /** Memory to share with other processes: a memfd sealed against shrinking and growing, mapped read-write. */

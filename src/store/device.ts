@@ -1,7 +1,7 @@
 import { constants, type Stats } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
 import fsExt from 'fs-ext';
-import { allocate, blockDeviceSize, deallocate, readCached, writevSummed } from '../native/addon.js';
+import { allocate, blockDeviceSize, crc32c, deallocate, readCached, writeRunsAndSync, writevSummed, type WriteRun } from '../native/addon.js';
 import { StoreInUseError } from './store-errors.js';
 import { readFully } from '../positional-io.js';
 
@@ -25,12 +25,31 @@ export interface BackingDevice {
   /** Flushes written data to stable storage (fdatasync). */
   datasync(): Promise<void>;
   /**
+   * Writes each run, then flushes (as writev of each, then datasync, but in one hand-off to the
+   * thread pool). sums[i] is the CRC-32C of the i-th buffer of all the runs, set before this
+   * returns. Rejects with the failing call's error: its `syscall` says which ('fdatasync' for the
+   * flush); a failed write is not followed by a flush.
+   */
+  writeAndSync(runs: readonly WriteRun[], sums: Uint32Array): Promise<void>;
+  /**
    * Gives byte ranges back to the device (hole punches in a file, discards on a block device), off
    * the event loop; every range is tried, and the promise rejects with the first failure.
    */
   deallocate(ranges: readonly ByteRange[]): Promise<void>;
   close(): Promise<void>;
 }
+
+/** writeAndSync made of a device's own writev and datasync (for devices that have no single call for it). */
+export function writeThenSync(device: BackingDevice, runs: readonly WriteRun[], sums: Uint32Array): Promise<void> {
+  let i = 0;
+  for (const { buffers } of runs) for (const b of buffers) sums[i++] = crc32c(b);
+  return (async () => {
+    for (const { buffers, position } of runs) await device.writev(buffers, position);
+    await device.datasync();
+  })();
+}
+
+export type { WriteRun };
 
 export interface ByteRange {
   offset: number;
@@ -68,6 +87,10 @@ class HandleDevice implements BackingDevice {
 
   datasync(): Promise<void> {
     return this.handle.datasync();
+  }
+
+  writeAndSync(runs: readonly WriteRun[], sums: Uint32Array): Promise<void> {
+    return writeRunsAndSync(this.handle.fd, runs, sums);
   }
 
   deallocate(ranges: readonly ByteRange[]): Promise<void> {

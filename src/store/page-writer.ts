@@ -77,6 +77,14 @@ interface Waiter {
  */
 const PAGES_PER_WRITEV = 256;
 
+/**
+ * Cycles of at most this many pages go in one job in the thread pool (their writes, then the
+ * fdatasync), their checksums taken on the event loop (~0.7 µs a page) so the commit starts with
+ * the writes, not after them. A hand-off to the pool and back costs tens of µs of wake-ups on a
+ * VM; a small cycle (a flush of a few pages) would otherwise pay three in a row before its commit.
+ */
+export const SMALL_CYCLE_PAGES = 64;
+
 /** A cycle whose pages are written, on its way to its flush and commit. */
 interface WrittenState {
   waiters: Waiter[];
@@ -209,7 +217,15 @@ export class PageWriter {
         await flushing; // batches submitted meanwhile (as its completions are answered) go on
         if (this.queue.length === 0) break;
       }
-      const written = await this.write(this.nextCycle());
+      const waiters = this.nextCycle();
+      if (pageCount(waiters) <= SMALL_CYCLE_PAGES) {
+        // Written and flushed in one job, after the flush before it: its fdatasync covers its own writes.
+        await flushing;
+        flushing = this.writeAndFlush(waiters);
+        flushing.catch(() => undefined);
+        continue;
+      }
+      const written = await this.write(waiters);
       const previousFlushed = await flushing;
       if (written === undefined) continue;
       if (!previousFlushed) {
@@ -274,11 +290,48 @@ export class PageWriter {
       timed('datasync', host.observeIo, () => host.device.datasync()),
       timed('commit', host.observeIo, () => host.commit(written.cycle)),
     ]);
+    return this.flushed(written, flushed, committed);
+  }
+
+  /**
+   * A small cycle: its pages' checksums taken now, then its writes and fdatasync in one job while
+   * its metadata commits (as flush() does, from the start). Resolves to false only if its
+   * fdatasync failed (a failed write consumed no writeback error: the cycle after it need not be
+   * charged).
+   */
+  private async writeAndFlush(waiters: Waiter[]): Promise<boolean> {
+    const host = this.host;
+    const batches = waiters.map((w) => w.batch);
+    const writes = batches.length === 1 ? batches[0].writes : batches.flatMap((b) => b.writes);
+    const slots = host.takeSlots(writes.length);
+    const sums = new Uint32Array(writes.length + 1); // the last: the record's, unused
+    let record: { number: number; position: number; bytes: Uint8Array };
+    try {
+      record = await host.startCycle();
+    } catch (err) {
+      this.fail({ waiters, cycle: { batches, slots, sums, number: 0 } }, 'write', err);
+      return true;
+    }
+    const runs = this.runs(slots).map(({ position, first, end }) => ({ position, buffers: writes.slice(first, end).map((w) => w.data) }));
+    runs.push({ position: record.position, buffers: [record.bytes] });
+    const written: WrittenState = { waiters, cycle: { batches, slots, sums, number: record.number } };
+    // Sets the sums before it returns; timed as the flush (the writes are page-cache copies, the fdatasync is the wait).
+    const synced = timed('datasync', host.observeIo, () => host.device.writeAndSync(runs, sums));
+    const [flushed, committed] = await Promise.allSettled([synced, timed('commit', host.observeIo, () => host.commit(written.cycle))]);
+    for (const w of waiters) w.captured();
+    const syncFailed = flushed.status === 'rejected' && (flushed.reason as { syscall?: string })?.syscall === 'fdatasync';
+    this.flushed(written, flushed, committed, syncFailed ? 'datasync' : 'write');
+    return !syncFailed;
+  }
+
+  /** Settles a cycle by how its data flush (`stage`: what failed, if it did) and its commit ended; answers whether the flush succeeded. */
+  private flushed(written: WrittenState, flushed: PromiseSettledResult<void>, committed: PromiseSettledResult<boolean>, stage: 'write' | 'datasync' = 'datasync'): boolean {
+    const host = this.host;
     if (committed.status === 'rejected') {
       this.fail(written, 'commit', committed.reason);
     } else if (flushed.status === 'rejected') {
       host.notSynced();
-      this.fail(written, 'datasync', flushed.reason, false);
+      this.fail(written, stage, flushed.reason, false);
     } else if (!committed.value) {
       host.notSynced();
       this.fail(written, 'commit', new Error('the metadata could not be synced'), false);
@@ -318,4 +371,10 @@ export class PageWriter {
     }
     return runs;
   }
+}
+
+function pageCount(waiters: readonly Waiter[]): number {
+  let pages = 0;
+  for (const w of waiters) pages += w.batch.writes.length;
+  return pages;
 }

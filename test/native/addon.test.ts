@@ -2,7 +2,7 @@ import { closeSync, fstatSync, mkdtempSync, openSync, readSync, rmSync, writeSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { blockDeviceSize, crc32c, deallocate, readCached, writevSummed } from '../../src/native/addon.js';
+import { blockDeviceSize, crc32c, deallocate, readCached, writeRunsAndSync, writevSummed } from '../../src/native/addon.js';
 import { mulberry32 } from '../support/random.js';
 
 /** CRC-32C bit by bit: the definition, to check the addon against. */
@@ -100,6 +100,32 @@ describe('native addon', () => {
       expect(back).toEqual(Buffer.concat(buffers));
       expect([...sums]).toEqual(buffers.map((b) => referenceCrc32c(b)));
       await expect(writevSummed(9999, buffers, 0, sums)).rejects.toMatchObject({ code: 'EBADF', syscall: 'pwritev' });
+    } finally {
+      closeSync(fd);
+      remove();
+    }
+  });
+
+  it('writes runs at their positions and then fdatasyncs, in one job; the sums are there as soon as it returns', async () => {
+    const { file, remove } = scratchFile();
+    const fd = openSync(file, 'w+');
+    try {
+      const pool = new Uint8Array(new SharedArrayBuffer(8 * 4096)).map((_, i) => (i * 13) & 0xff);
+      const runs = [
+        { position: 8 * 4096, buffers: [pool.subarray(0, 4096), pool.subarray(4096, 8192)] },
+        { position: 512, buffers: [new Uint8Array(512).fill(0x77)] },
+      ];
+      const sums = new Uint32Array(3);
+      const written = writeRunsAndSync(fd, runs, sums);
+      expect([...sums]).toEqual(runs.flatMap((r) => r.buffers).map((b) => referenceCrc32c(b)));
+      await written;
+      const back = Buffer.alloc(2 * 4096);
+      expect(readSync(fd, back, 0, back.length, 8 * 4096)).toBe(back.length);
+      expect(back).toEqual(Buffer.from(pool.subarray(0, 8192)));
+      const record = Buffer.alloc(512);
+      readSync(fd, record, 0, 512, 512);
+      expect(record.every((b) => b === 0x77)).toBe(true);
+      await expect(writeRunsAndSync(9999, runs, sums)).rejects.toMatchObject({ code: 'EBADF', syscall: 'pwritev' });
     } finally {
       closeSync(fd);
       remove();

@@ -6,6 +6,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_WORKING } from '../../src/constants.js';
 import { openDevice } from '../../src/store/device.js';
+import { SMALL_CYCLE_PAGES } from '../../src/store/page-writer.js';
 import { PersistentStore, type StoreOptions } from '../../src/store/persistent-store.js';
 import { scrub } from '../../src/store/scrub.js';
 import { VmServices } from '../../src/vm/services.js';
@@ -198,22 +199,25 @@ describe('slots of a failed page-out', () => {
 describe('page-out cycles that overlap', () => {
   it('a failed fdatasync fails the cycle written while it ran too, and maps neither', async () => {
     let faulty!: FaultyDevice;
-    const options = storeOptions(storeDir());
+    const options = storeOptions(storeDir(), { createBytes: 4096 * (4 * SMALL_CYCLE_PAGES + 8) });
     const store = await PersistentStore.open({ ...options, openDevice: async (path, o) => (faulty = new FaultyDevice(await openDevice(path, o))) });
-    const vmid = await store.createSegment({ type: V_WORKING, options: 0, extent: 8 * PAGE, uid: 0, gid: 0, mode: 0o600 });
+    // Cycles larger than small ones (which are written and flushed in one job, never overlapping).
+    const n = SMALL_CYCLE_PAGES + 1;
+    const vmid = await store.createSegment({ type: V_WORKING, options: 0, extent: 2 * n * PAGE, uid: 0, gid: 0, mode: 0o600 });
+    const pages = (from: number, version: number) => Array.from({ length: n }, (_, i) => ({ vmid, pno: from + i, data: page(version) }));
     // Only the first fdatasync fails: the second cycle's own flush succeeds, yet its writes may
     // have been written back (and lost) by the failed one, which Linux reports just once.
     const datasync = faulty.datasync.bind(faulty);
     let syncs = 0;
     faulty.datasync = () => (syncs++ === 0 ? Promise.reject(Object.assign(new Error('EIO: injected'), { code: 'EIO' })) : datasync());
-    expect(store.reserveSlots(2)).toBe(true);
-    const first = store.writePages([{ vmid, pno: 0, data: page(1) }]);
+    expect(store.reserveSlots(2 * n)).toBe(true);
+    const first = store.writePages(pages(0, 1));
     await new Promise((r) => setImmediate(r)); // the first cycle is being written
-    const second = store.writePages([{ vmid, pno: 1, data: page(2) }]);
+    const second = store.writePages(pages(n, 2));
     await expect(first.complete).rejects.toMatchObject({ code: 'EIO' });
     await expect(second.complete).rejects.toMatchObject({ code: 'EIO', detail: expect.stringMatching(/written before it failed/) });
     expect(store.mappedPages()).toBe(0);
-    expect(store.slotStats).toMatchObject({ mapped: 0, inFlight: 0, reserved: 2 });
+    expect(store.slotStats).toMatchObject({ mapped: 0, inFlight: 0, reserved: 2 * n });
     // Nothing is left stuck: the next page-out goes through.
     await store.writePages([{ vmid, pno: 1, data: page(3) }]).complete;
     expect(store.mappedPages()).toBe(1);

@@ -57,8 +57,8 @@ describe('PersistentStore', () => {
     const first = store.pageBatchAfter(0, 0, 10)[0].slot;
     expect(store.reserveSlots(1)).toBe(true);
     const ticket = store.writePages([{ vmid, pno: 0, data: page(2) }]);
-    await ticket.captured;
-    // Written, its flush not yet known good: the old slot still holds version 1 and is not free.
+    await new Promise((r) => setImmediate(r)); // the cycle is being written and flushed
+    // Its flush not yet known good: the old slot still holds version 1 and is not free.
     expect(store.slotIsFree(first)).toBe(false);
     await ticket.complete;
     const second = store.pageBatchAfter(0, 0, 10)[0].slot;

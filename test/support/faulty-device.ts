@@ -1,4 +1,4 @@
-import type { BackingDevice, ByteRange } from '../../src/store/device.js';
+import { writeThenSync, type BackingDevice, type ByteRange, type WriteRun } from '../../src/store/device.js';
 
 /** Wraps a real device and fails chosen operations with a chosen errno (EIO, ENOSPC). */
 export class FaultyDevice implements BackingDevice {
@@ -38,6 +38,12 @@ export class FaultyDevice implements BackingDevice {
   async datasync(): Promise<void> {
     if (this.failDatasync) throw this.fault(this.failDatasync, 'fdatasync');
     return this.inner.datasync();
+  }
+
+  writeAndSync(runs: readonly WriteRun[], sums: Uint32Array): Promise<void> {
+    // Faults are injected in this device's own writev and datasync.
+    if (this.failWritev === undefined && this.failDatasync === undefined) return this.inner.writeAndSync(runs, sums);
+    return writeThenSync(this, runs, sums);
   }
 
   deallocate(ranges: readonly ByteRange[]): Promise<void> {

@@ -1,5 +1,5 @@
 import { crc32c } from '../../src/native/addon.js';
-import type { BackingDevice, ByteRange } from '../../src/store/device.js';
+import { writeThenSync, type BackingDevice, type ByteRange, type WriteRun } from '../../src/store/device.js';
 
 /**
  * A simulated storage layer for power-loss tests. Writes land in a volatile cache; fdatasync makes
@@ -111,6 +111,10 @@ export class SimulatedDevice implements BackingDevice {
     if (this.dead) throw eio();
     for (const w of flushing) this.disk.image.set(w.data, w.position);
     this.cache = this.cache.filter((w) => !flushing.includes(w));
+  }
+
+  writeAndSync(runs: readonly WriteRun[], sums: Uint32Array): Promise<void> {
+    return writeThenSync(this, runs, sums);
   }
 
   async deallocate(ranges: readonly ByteRange[]): Promise<void> {
