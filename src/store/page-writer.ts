@@ -295,9 +295,8 @@ export class PageWriter {
 
   /**
    * A small cycle: its pages' checksums taken now, then its writes and fdatasync in one job while
-   * its metadata commits (as flush() does, from the start). Resolves to false only if its
-   * fdatasync failed (a failed write consumed no writeback error: the cycle after it need not be
-   * charged).
+   * its metadata commits (as flush() does, from the start). Resolves to false if its fdatasync
+   * failed (a failed write, which consumed no writeback error, does not charge the cycle after it).
    */
   private async writeAndFlush(waiters: Waiter[]): Promise<boolean> {
     const host = this.host;
@@ -319,7 +318,9 @@ export class PageWriter {
     const synced = timed('datasync', host.observeIo, () => host.device.writeAndSync(runs, sums));
     const [flushed, committed] = await Promise.allSettled([synced, timed('commit', host.observeIo, () => host.commit(written.cycle))]);
     for (const w of waiters) w.captured();
-    const syncFailed = flushed.status === 'rejected' && (flushed.reason as { syscall?: string })?.syscall === 'fdatasync';
+    // Unless the error says a write failed, the flush may have: the cycle after it is charged (the safe side).
+    const syscall = flushed.status === 'rejected' ? (flushed.reason as { syscall?: string } | undefined)?.syscall : undefined;
+    const syncFailed = flushed.status === 'rejected' && syscall !== 'pwritev' && syscall !== 'writev';
     this.flushed(written, flushed, committed, syncFailed ? 'datasync' : 'write');
     return !syncFailed;
   }
