@@ -100,7 +100,8 @@ interface WrittenState {
  *
  * Cycles overlap by one stage: the next cycle's writes run while this one flushes and commits
  * (the device is otherwise idle while it syncs), but flushes and commits run one cycle at a time,
- * in order. A failed fdatasync is charged to every batch that wrote before it returned: its own
+ * in order. A small cycle (SMALL_CYCLE_PAGES) overlaps none: it starts once the cycle before it
+ * has settled and settles before the next one starts. A failed fdatasync is charged to every batch that wrote before it returned: its own
  * cycle's and the next one's, which may have been written back (and lost) by it; Linux reports a
  * writeback error to one fdatasync only, so the next one's own flush could not be trusted. A
  * failed flush is never retried and trusted.
@@ -217,12 +218,12 @@ export class PageWriter {
         await flushing; // batches submitted meanwhile (as its completions are answered) go on
         if (this.queue.length === 0) break;
       }
-      const waiters = this.nextCycle();
-      if (pageCount(waiters) <= SMALL_CYCLE_PAGES) {
-        // Written and flushed in one job, after the flush before it: its fdatasync covers its own writes.
+      const { waiters, pages } = this.nextCycle();
+      if (pages <= SMALL_CYCLE_PAGES) {
+        // Its writes start after the last fdatasync returned, and the next cycle's after its own.
         await flushing;
-        flushing = this.writeAndFlush(waiters);
-        flushing.catch(() => undefined);
+        await this.writeAndFlush(waiters);
+        flushing = Promise.resolve(true);
         continue;
       }
       const written = await this.write(waiters);
@@ -240,24 +241,29 @@ export class PageWriter {
     this.finish();
   }
 
-  private nextCycle(): Waiter[] {
-    const cycle: Waiter[] = [];
+  private nextCycle(): { waiters: Waiter[]; pages: number } {
+    const waiters: Waiter[] = [];
     let pages = 0;
-    while (this.queue.length > 0 && (cycle.length === 0 || pages + this.queue[0].batch.writes.length <= this.host.maxBatchPages)) {
+    while (this.queue.length > 0 && (waiters.length === 0 || pages + this.queue[0].batch.writes.length <= this.host.maxBatchPages)) {
       const w = this.queue.shift()!;
       this.active.add(w);
-      cycle.push(w);
+      waiters.push(w);
       pages += w.batch.writes.length;
     }
-    return cycle;
+    return { waiters, pages };
+  }
+
+  /** A cycle's batches, its pages in order, and fresh slots for them. */
+  private slotted(waiters: readonly Waiter[]): { batches: Batch[]; writes: readonly PageWrite[]; slots: number[] } {
+    const batches = waiters.map((w) => w.batch);
+    const writes = batches.length === 1 ? batches[0].writes : batches.flatMap((b) => b.writes);
+    return { batches, writes, slots: this.host.takeSlots(writes.length) };
   }
 
   /** Writes a cycle's pages to fresh slots; answers it written, or undefined if it failed. */
   private async write(waiters: Waiter[]): Promise<WrittenState | undefined> {
     const host = this.host;
-    const batches = waiters.map((w) => w.batch);
-    const writes = batches.length === 1 ? batches[0].writes : batches.flatMap((b) => b.writes);
-    const slots = host.takeSlots(writes.length);
+    const { batches, writes, slots } = this.slotted(waiters);
     const sums = new Uint32Array(writes.length);
     const record = host.startCycle();
     // The device sums each page as it writes it, in the thread pool. Pages are pinned until
@@ -295,34 +301,27 @@ export class PageWriter {
 
   /**
    * A small cycle: its pages' checksums taken now, then its writes and fdatasync in one job while
-   * its metadata commits (as flush() does, from the start). Resolves to false if its fdatasync
-   * failed (a failed write, which consumed no writeback error, does not charge the cycle after it).
+   * its metadata commits (as flush() does, from the start). Its frames are unpinned when the job ends.
    */
-  private async writeAndFlush(waiters: Waiter[]): Promise<boolean> {
+  private async writeAndFlush(waiters: Waiter[]): Promise<void> {
     const host = this.host;
-    const batches = waiters.map((w) => w.batch);
-    const writes = batches.length === 1 ? batches[0].writes : batches.flatMap((b) => b.writes);
-    const slots = host.takeSlots(writes.length);
+    const { batches, writes, slots } = this.slotted(waiters);
     const sums = new Uint32Array(writes.length + 1); // the last: the record's, unused
     let record: { number: number; position: number; bytes: Uint8Array };
     try {
       record = await host.startCycle();
     } catch (err) {
-      this.fail({ waiters, cycle: { batches, slots, sums, number: 0 } }, 'write', err);
-      return true;
+      return this.fail({ waiters, cycle: { batches, slots, sums, number: 0 } }, 'write', err);
     }
     const runs = this.runs(slots).map(({ position, first, end }) => ({ position, buffers: writes.slice(first, end).map((w) => w.data) }));
     runs.push({ position: record.position, buffers: [record.bytes] });
     const written: WrittenState = { waiters, cycle: { batches, slots, sums, number: record.number } };
     // Sets the sums before it returns; timed as the flush (the writes are page-cache copies, the fdatasync is the wait).
     const synced = timed('datasync', host.observeIo, () => host.device.writeAndSync(runs, sums));
+    void synced.finally(() => waiters.forEach((w) => w.captured())).catch(() => undefined);
     const [flushed, committed] = await Promise.allSettled([synced, timed('commit', host.observeIo, () => host.commit(written.cycle))]);
-    for (const w of waiters) w.captured();
-    // Unless the error says a write failed, the flush may have: the cycle after it is charged (the safe side).
     const syscall = flushed.status === 'rejected' ? (flushed.reason as { syscall?: string } | undefined)?.syscall : undefined;
-    const syncFailed = flushed.status === 'rejected' && syscall !== 'pwritev' && syscall !== 'writev';
-    this.flushed(written, flushed, committed, syncFailed ? 'datasync' : 'write');
-    return !syncFailed;
+    this.flushed(written, flushed, committed, syscall === 'pwritev' || syscall === 'writev' ? 'write' : 'datasync');
   }
 
   /** Settles a cycle by how its data flush (`stage`: what failed, if it did) and its commit ended; answers whether the flush succeeded. */
@@ -374,8 +373,3 @@ export class PageWriter {
   }
 }
 
-function pageCount(waiters: readonly Waiter[]): number {
-  let pages = 0;
-  for (const w of waiters) pages += w.batch.writes.length;
-  return pages;
-}

@@ -6,6 +6,7 @@ import { describe, expect, it, vi } from 'vitest';
 import { V_CLIENT, V_WORKING } from '../../src/constants.js';
 import { PageSeal } from '../../src/meta/page-seal.js';
 import { PagesTable } from '../../src/meta/pages-table.js';
+import { SMALL_CYCLE_PAGES } from '../../src/store/page-writer.js';
 import { PersistentStore } from '../../src/store/persistent-store.js';
 import { openStore, storeDir, storeOptions } from '../support/store-files.js';
 
@@ -77,6 +78,30 @@ describe('PersistentStore', () => {
       store.writePages([{ vmid, pno, data: page(pno + 1) }]).complete.then(() => (pno < 2 ? chained(pno + 1) : undefined));
     await chained(0);
     expect(store.mappedPages()).toBe(3);
+    await store.close();
+  });
+
+  it('numbers each cycle once, a large one submitted while a small one is under way included', async () => {
+    const dir = storeDir();
+    const n = SMALL_CYCLE_PAGES + 1;
+    const store = await openStore(dir, { createBytes: PAGE * (2 * n + 8) });
+    const vmid = await store.createSegment({ ...segment, extent: (n + 1) * PAGE });
+    const cycle = (): number => {
+      const db = new Database(join(dir, 'meta.sqlite'), { readonly: true });
+      try {
+        return Number((db.prepare("SELECT value FROM meta WHERE key = 'cycle'").get() as { value: string }).value);
+      } finally {
+        db.close();
+      }
+    };
+    await writeDurably(store, vmid, 0, page(1));
+    const before = cycle();
+    expect(store.reserveSlots(n + 1)).toBe(true);
+    const small = store.writePages([{ vmid, pno: 0, data: page(2) }]);
+    await new Promise((r) => setImmediate(r)); // the small cycle is under way
+    const large = store.writePages(Array.from({ length: n }, (_, i) => ({ vmid, pno: i + 1, data: page(3) })));
+    await Promise.all([small.complete, large.complete]);
+    expect(cycle()).toBe(before + 2);
     await store.close();
   });
 

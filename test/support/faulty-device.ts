@@ -41,9 +41,7 @@ export class FaultyDevice implements BackingDevice {
   }
 
   writeAndSync(runs: readonly WriteRun[], sums: Uint32Array): Promise<void> {
-    // Faults are injected in this device's own writev and datasync.
-    if (this.failWritev === undefined && this.failDatasync === undefined) return this.inner.writeAndSync(runs, sums);
-    return writeThenSync(this, runs, sums);
+    return writeThenSync(this, runs, sums); // through this device's writev and datasync, where faults are injected
   }
 
   deallocate(ranges: readonly ByteRange[]): Promise<void> {
