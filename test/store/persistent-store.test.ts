@@ -81,10 +81,11 @@ describe('PersistentStore', () => {
     await store.close();
   });
 
-  it('numbers each cycle once, a large one submitted while a small one is under way included', async () => {
+  it('numbers each cycle once, a large one queued behind a small one included', async () => {
     const dir = storeDir();
-    const n = SMALL_CYCLE_PAGES + 1;
-    const store = await openStore(dir, { createBytes: PAGE * (2 * n + 8) });
+    const n = 128; // more than a small cycle; with the small one, more than a cycle may hold
+    const store = await openStore(dir, { createBytes: PAGE * (2 * n + 8), maxBatchPages: n });
+    expect(n).toBeGreaterThan(SMALL_CYCLE_PAGES);
     const vmid = await store.createSegment({ ...segment, extent: (n + 1) * PAGE });
     const cycle = (): number => {
       const db = new Database(join(dir, 'meta.sqlite'), { readonly: true });
@@ -98,7 +99,6 @@ describe('PersistentStore', () => {
     const before = cycle();
     expect(store.reserveSlots(n + 1)).toBe(true);
     const small = store.writePages([{ vmid, pno: 0, data: page(2) }]);
-    await new Promise((r) => setImmediate(r)); // the small cycle is under way
     const large = store.writePages(Array.from({ length: n }, (_, i) => ({ vmid, pno: i + 1, data: page(3) })));
     await Promise.all([small.complete, large.complete]);
     expect(cycle()).toBe(before + 2);
