@@ -423,8 +423,8 @@ export class PersistentStore implements BackingStore {
   /**
    * The metadata step of a page-out cycle, run while its data flush is in flight: one transaction
    * mapping every page to its new slot and recording the cycle as unsynced. Its writes are computed
-   * here and committed in the metadata writer's thread, made durable by a WAL sync in the thread
-   * pool. Resolves to whether that sync succeeded (if not, the cycle is undone as if its flush had
+   * here and committed in the metadata writer's thread (a cycle of at most EVENT_LOOP_COMMIT_PAGES
+   * here, at once), made durable by a WAL sync in the thread pool. Resolves to whether that sync succeeded (if not, the cycle is undone as if its flush had
    * failed: rollBackPageOuts). The slots the pages leave stay allocated until the flush has
    * succeeded (pageOutsSynced).
    */
@@ -653,16 +653,7 @@ export class PersistentStore implements BackingStore {
     const pending = this.pendingTransaction(work);
     let result: T;
     try {
-      // The WAL's space manager may run this twice (once more after a checkpoint on SQLITE_FULL):
-      // a failed attempt leaves nothing staged or cached behind.
-      result = this.walSpace.commit(() => {
-        try {
-          return this.db.transaction(pending.run).immediate();
-        } catch (err) {
-          this.forgetStaged();
-          throw err;
-        }
-      });
+      result = this.immediate(pending.run);
     } catch (err) {
       this.abandoned(pending);
       throw err;
@@ -678,17 +669,24 @@ export class PersistentStore implements BackingStore {
   private commitWithoutSync(run: () => void): void {
     this.db.pragma('synchronous = NORMAL');
     try {
-      this.walSpace.commit(() => {
-        try {
-          this.db.transaction(run).immediate();
-        } catch (err) {
-          this.forgetStaged();
-          throw err;
-        }
-      });
+      this.immediate(run);
     } finally {
       this.db.pragma('synchronous = FULL');
     }
+  }
+
+  /** Runs `run` in one immediate transaction on the event loop's connection. */
+  private immediate<T>(run: () => T): T {
+    // The WAL's space manager may run this twice (once more after a checkpoint on SQLITE_FULL):
+    // a failed attempt leaves nothing staged or cached behind.
+    return this.walSpace.commit(() => {
+      try {
+        return this.db.transaction(run).immediate();
+      } catch (err) {
+        this.forgetStaged();
+        throw err;
+      }
+    });
   }
 
   /**
