@@ -101,10 +101,10 @@ interface WrittenState {
  * Cycles overlap by one stage: the next cycle's writes run while this one flushes and commits
  * (the device is otherwise idle while it syncs), but flushes and commits run one cycle at a time,
  * in order. A small cycle (SMALL_CYCLE_PAGES) overlaps none: it starts once the cycle before it
- * has settled and settles before the next one starts. A failed fdatasync is charged to every batch that wrote before it returned: its own
- * cycle's and the next one's, which may have been written back (and lost) by it; Linux reports a
- * writeback error to one fdatasync only, so the next one's own flush could not be trusted. A
- * failed flush is never retried and trusted.
+ * has settled and settles before the next one starts. A failed fdatasync is charged to every
+ * batch that wrote before it returned: its own cycle's and the next one's, which may have been
+ * written back (and lost) by it; Linux reports a writeback error to one fdatasync only, so the
+ * next one's own flush could not be trusted. A failed flush is never retried and trusted.
  */
 export class PageWriter {
   private readonly queue: Waiter[] = [];
