@@ -293,6 +293,18 @@ class SummedWrite : public Napi::AsyncWorker {
 
 Napi::Value WriteRuns(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
+  // The wrapper in addon.ts builds these; a mismatch would index past the buffers' descriptions.
+  Napi::Float64Array positions = info[1].As<Napi::Float64Array>();
+  Napi::Uint32Array counts = info[2].As<Napi::Uint32Array>();
+  size_t buffers = info[4].As<Napi::Uint32Array>().ElementLength();
+  size_t counted = 0;
+  for (size_t r = 0; r < counts.ElementLength(); r++) counted += counts[r];
+  if (positions.ElementLength() != counts.ElementLength() || counted != buffers ||
+      info[5].As<Napi::Float64Array>().ElementLength() != buffers || info[6].As<Napi::Uint32Array>().ElementLength() != buffers ||
+      info[7].As<Napi::Uint32Array>().ElementLength() < buffers) {
+    Napi::TypeError::New(env, "writeRuns: runs, buffers and sums do not match").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
   auto* work = new SummedWrite(env, info[0].As<Napi::Number>().Int32Value(), info[1].As<Napi::Float64Array>(),
                                info[2].As<Napi::Uint32Array>(), info[3].As<Napi::Array>(), info[4].As<Napi::Uint32Array>(),
                                info[5].As<Napi::Float64Array>(), info[6].As<Napi::Uint32Array>(),
