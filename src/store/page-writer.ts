@@ -1,6 +1,6 @@
 import { PagerError } from '../errors.js';
 import type { PageWrite } from '../vm/store.js';
-import type { BackingDevice } from './device.js';
+import type { BackingDevice, WriteRun } from './device.js';
 import { timed, type IoObserver } from './io-timing.js';
 
 /** One writePages call: its pages, and the call's stamp in call order (one moment for all of them). */
@@ -269,8 +269,8 @@ export class PageWriter {
     // The device sums each page as it writes it, in the thread pool. Pages are pinned until
     // captured: their bytes cannot change under the checksum or the write.
     const results = await Promise.allSettled([
-      ...this.runs(slots).map(({ position, first, end }) =>
-        timed('writev', host.observeIo, () => host.device.writev(writes.slice(first, end).map((w) => w.data), position, sums.subarray(first, end))),
+      ...this.runs(slots, writes).map(({ position, first, end, buffers }) =>
+        timed('writev', host.observeIo, () => host.device.writev(buffers, position, sums.subarray(first, end))),
       ),
       record.then(({ bytes, position }) => host.device.writev([bytes], position)),
     ]);
@@ -313,7 +313,7 @@ export class PageWriter {
     } catch (err) {
       return this.fail({ waiters, cycle: { batches, slots, sums, number: 0 } }, 'write', err);
     }
-    const runs = this.runs(slots).map(({ position, first, end }) => ({ position, buffers: writes.slice(first, end).map((w) => w.data) }));
+    const runs: WriteRun[] = this.runs(slots, writes);
     runs.push({ position: record.position, buffers: [record.bytes] });
     const written: WrittenState = { waiters, cycle: { batches, slots, sums, number: record.number } };
     // Sets the sums before it returns; timed as the flush (the writes are page-cache copies, the fdatasync is the wait).
@@ -360,14 +360,21 @@ export class PageWriter {
     return w;
   }
 
-  /** Groups pages with consecutive slots into writev calls: [first, end) of the cycle's pages (takeSlots answers ascending slots). */
-  private runs(slots: readonly number[]): { position: number; first: number; end: number }[] {
+  /**
+   * Groups pages with consecutive slots into writev calls (takeSlots answers ascending slots): each
+   * run's position, its pages [first, end) of the cycle, and their bytes.
+   */
+  private runs(slots: readonly number[], writes: readonly PageWrite[]): { position: number; first: number; end: number; buffers: Uint8Array[] }[] {
     const { pageSize, dataOffset } = this.host;
-    const runs: { position: number; first: number; end: number }[] = [];
+    const runs: { position: number; first: number; end: number; buffers: Uint8Array[] }[] = [];
     for (let i = 0; i < slots.length; i++) {
       const last = runs[runs.length - 1];
-      if (i > 0 && slots[i] === slots[i - 1] + 1 && last.end - last.first < PAGES_PER_WRITEV) last.end++;
-      else runs.push({ position: dataOffset + slots[i] * pageSize, first: i, end: i + 1 });
+      if (i > 0 && slots[i] === slots[i - 1] + 1 && last.end - last.first < PAGES_PER_WRITEV) {
+        last.end++;
+        last.buffers.push(writes[i].data);
+      } else {
+        runs.push({ position: dataOffset + slots[i] * pageSize, first: i, end: i + 1, buffers: [writes[i].data] });
+      }
     }
     return runs;
   }

@@ -33,6 +33,19 @@ function pattern(vmid: number, pno: number): Uint8Array {
   return out;
 }
 
+/** Calls over a raw connection: each request waits for its reply, answers its first result, and throws an error reply. */
+function rawCaller(raw: RawConnection): (op: 'vmMounte' | 'vmsCreateOn' | 'vmUmount' | 'vmsDelete', args: number[]) => Promise<number | undefined> {
+  let id = 1;
+  return async (op, args) => {
+    const mine = id++;
+    raw.send(encodeRequestFrame({ id: mine, op, args }));
+    await raw.until(() => raw.replies.some((r) => r.id === mine), 5000);
+    const reply = raw.replies.find((r) => r.id === mine)!;
+    if (reply.error) throw new Error(`${reply.error.code} ${reply.error.reason}`);
+    return reply.results[0] as number | undefined;
+  };
+}
+
 /**
  * A file system spoken to byte by byte: a raw connection that mounts a paging device, creates a
  * client segment of `pages` pages on it (mode 0666) and answers every page-in with zeros; its
@@ -40,15 +53,9 @@ function pattern(vmid: number, pno: number): Uint8Array {
  */
 async function rawFileSystem(socket: string, pages: number): Promise<{ raw: RawConnection; device: number; vmid: number }> {
   const raw = await RawConnection.open(socket);
-  let id = 1;
-  const call = async (op: 'vmMounte' | 'vmsCreateOn', args: number[]): Promise<number> => {
-    const mine = id++;
-    raw.send(encodeRequestFrame({ id: mine, op, args }));
-    await raw.until(() => raw.replies.some((r) => r.id === mine), 5000);
-    return raw.replies.find((r) => r.id === mine)!.results[0] as number;
-  };
-  const device = await call('vmMounte', []);
-  const vmid = await call('vmsCreateOn', [V_CLIENT, pages * PAGE, 0, 0o666, device]);
+  const call = rawCaller(raw);
+  const device = (await call('vmMounte', []))!;
+  const vmid = (await call('vmsCreateOn', [V_CLIENT, pages * PAGE, 0, 0o666, device]))!;
   let answered = 0;
   raw.socket.on('data', () => {
     for (; answered < raw.strategyRequests.length; answered++) {
@@ -414,15 +421,7 @@ describe('client segments paged by their own file system (strategy routines)', (
 
   it('garbage strategy answers (unknown ids, wrong sizes, after the unmount) never crash the daemon', async () => {
     const raw = await RawConnection.open(daemon.socket);
-    let id = 1;
-    const call = async (op: 'vmMounte' | 'vmsCreateOn' | 'vmUmount' | 'vmsDelete', args: number[]): Promise<number | undefined> => {
-      const mine = id++;
-      raw.send(encodeRequestFrame({ id: mine, op, args }));
-      await raw.until(() => raw.replies.some((r) => r.id === mine), 5000);
-      const reply = raw.replies.find((r) => r.id === mine)!;
-      if (reply.error) throw new Error(`${reply.error.code} ${reply.error.reason}`);
-      return reply.results[0] as number | undefined;
-    };
+    const call = rawCaller(raw);
     const device = (await call('vmMounte', []))!;
     const vmid = (await call('vmsCreateOn', [V_CLIENT, 8 * PAGE, 0, 0o666, device]))!;
     const reader = await daemon.client();

@@ -11,9 +11,10 @@ import {
   encodeRequestFrame,
   encodeWelcome,
   PROTOCOL_VERSION,
+  decodeStrategyIo,
+  strategyIoFrameParts,
 } from '../../src/protocol/codec.js';
 import { FrameDecoder, FrameTooLargeError, encodeFrame } from '../../src/protocol/frame.js';
-import { decodeStrategyIo, strategyIoFrameParts } from '../../src/protocol/codec.js';
 import { OPERATIONS } from '../../src/protocol/operations.js';
 
 describe('framing', () => {
