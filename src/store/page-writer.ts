@@ -320,8 +320,8 @@ export class PageWriter {
     const synced = timed('datasync', host.observeIo, () => host.device.writeAndSync(runs, sums));
     void synced.finally(() => waiters.forEach((w) => w.captured())).catch(() => undefined);
     const [flushed, committed] = await Promise.allSettled([synced, timed('commit', host.observeIo, () => host.commit(written.cycle))]);
-    const syscall = flushed.status === 'rejected' ? (flushed.reason as { syscall?: string } | undefined)?.syscall : undefined;
-    this.flushed(written, flushed, committed, syscall === 'pwritev' || syscall === 'writev' ? 'write' : 'datasync');
+    const writeFailed = flushed.status === 'rejected' && (flushed.reason as { syscall?: string } | undefined)?.syscall === 'pwritev';
+    this.flushed(written, flushed, committed, writeFailed ? 'write' : 'datasync');
   }
 
   /** Settles a cycle by how its data flush (`stage`: what failed, if it did) and its commit ended; answers whether the flush succeeded. */

@@ -31,7 +31,7 @@ export class FaultyDevice implements BackingDevice {
   }
 
   async writev(buffers: readonly Uint8Array[], position: number, sums?: Uint32Array): Promise<void> {
-    if (this.failWritev) throw this.fault(this.failWritev, 'writev');
+    if (this.failWritev) throw this.fault(this.failWritev, 'pwritev'); // as the real device names it
     return this.inner.writev(buffers, position, sums);
   }
 
