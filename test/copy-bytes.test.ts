@@ -13,6 +13,26 @@ describe('copyBytes', () => {
     expect([...shared.subarray(4, 8)]).toEqual([2, 2, 3, 4]);
   });
 
+  it('copies misaligned ranges into and out of shared memory exactly, past the scratch buffer and at its edges', () => {
+    const pattern = (n: number, seed: number): Uint8Array => Uint8Array.from({ length: n }, (_, i) => (i * 31 + seed) & 255);
+    for (const n of [255, 256, 4096, 64 * 1024, 64 * 1024 + 3, 200_000]) {
+      for (const [srcAt, dstAt] of [[0, 28], [5, 0], [3, 17], [8, 16]]) {
+        const plain = Buffer.alloc(n + 64, 0xee);
+        const shared = new Uint8Array(new SharedArrayBuffer(n + 64));
+        const bytes = pattern(n, srcAt + dstAt);
+        plain.set(bytes, srcAt);
+        copyBytes(shared, dstAt, plain, srcAt, srcAt + n); // into shared memory
+        expect(Buffer.from(shared.subarray(dstAt, dstAt + n)).equals(bytes)).toBe(true);
+        expect(shared[dstAt + n]).toBe(0); // nothing past the range
+        const out = Buffer.alloc(n + 64, 0xee);
+        copyBytes(out.subarray(1), dstAt, shared, dstAt, dstAt + n); // out of it, into a view at an odd offset
+        expect(out.subarray(1 + dstAt, 1 + dstAt + n).equals(bytes)).toBe(true);
+        expect(out[1 + dstAt + n]).toBe(0xee);
+        expect(out[dstAt]).toBe(0xee);
+      }
+    }
+  });
+
   it('throws RangeError for a range that does not fit, as set() does, copying nothing', () => {
     const dst = new Uint8Array(4);
     expect(() => copyBytes(dst, 2, new Uint8Array(3).fill(9))).toThrow(RangeError);
