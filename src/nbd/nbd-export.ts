@@ -77,8 +77,9 @@ export class NbdExport {
     return !this.seg.deleted;
   }
 
-  async read(offset: number, into: Uint8Array): Promise<void> {
-    await this.svc.vmMove(this.ctx, this.vmid, offset, into.length, UIO_READ, uio(into));
+  /** Reads into `into`: at once when its pages are at hand (undefined), else a promise. */
+  read(offset: number, into: Uint8Array): Promise<void> | undefined {
+    return settled(this.svc.moveNow(this.ctx, this.vmid, offset, into.length, UIO_READ, uio(into)));
   }
 
   /** True if none of the range's pages has bytes (neither a frame nor a slot): it reads as zeros without a page-in. */
@@ -88,9 +89,11 @@ export class NbdExport {
     return true;
   }
 
-  async write(offset: number, data: Uint8Array, fua: boolean): Promise<void> {
-    await this.svc.vmMove(this.ctx, this.vmid, offset, data.length, UIO_WRITE, uio(data));
-    if (fua) await this.flushRange(offset, data.length);
+  /** Writes `data`: at once when its pages are at hand and no FUA was asked (undefined), else a promise. */
+  write(offset: number, data: Uint8Array, fua: boolean): Promise<void> | undefined {
+    const moving = settled(this.svc.moveNow(this.ctx, this.vmid, offset, data.length, UIO_WRITE, uio(data)));
+    if (!fua) return moving;
+    return (moving ?? Promise.resolve()).then(() => this.flushRange(offset, data.length));
   }
 
   /**
@@ -180,6 +183,11 @@ export class NbdExport {
   private pagesInside(offset: number, length: number): { first: number; end: number } {
     return { first: Math.ceil(offset / this.pageSize), end: Math.floor((offset + length) / this.pageSize) };
   }
+}
+
+/** A move done at once as undefined; one still going as a promise of nothing. */
+function settled(moved: number | Promise<number>): Promise<void> | undefined {
+  return typeof moved === 'number' ? undefined : moved.then(() => undefined);
 }
 
 let zeroBuffer = new Uint8Array(0);

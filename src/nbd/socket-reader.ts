@@ -45,6 +45,14 @@ export class SocketReader {
     });
   }
 
+  /** The next `bytes` bytes if they are here already (no promise, no turn of the event loop), else undefined. */
+  readNow(bytes: number): Buffer | undefined {
+    if (this.waiting !== undefined || this.buffered < bytes) return undefined;
+    const out = this.take(bytes);
+    if (this.buffered < this.highWater && !this.ended) this.socket.resume();
+    return out;
+  }
+
   /** Bytes received and not yet read (a request cut short leaves some). */
   get pending(): number {
     return this.buffered;
@@ -55,8 +63,7 @@ export class SocketReader {
     if (w === undefined) return;
     if (this.buffered >= w.bytes) {
       this.waiting = undefined;
-      w.resolve(this.take(w.bytes));
-      if (this.buffered < this.highWater && !this.ended) this.socket.resume();
+      w.resolve(this.readNow(w.bytes)!);
     } else if (this.ended) {
       this.waiting = undefined;
       w.reject(new ConnectionEnded());
