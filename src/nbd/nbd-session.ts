@@ -234,8 +234,7 @@ export class NbdSession {
     // The reply in one buffer, the data read straight into it: one write, no copy. The data starts
     // 8-byte aligned, so the copy out of the frame goes a word at a time (copyBytes).
     const head = this.neg.structured ? 28 : 16;
-    const pad = -head & 7;
-    const reply = allocBuffer(pad + head + r.length).subarray(pad);
+    const reply = allocBuffer(head + r.length, head);
     const reading = e.read(r.offset, reply.subarray(head));
     if (reading === undefined) return this.sendRead(r, reply);
     return reading.then(() => this.sendRead(r, reply));

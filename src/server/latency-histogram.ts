@@ -16,7 +16,7 @@ interface Sample {
 export class LatencyHistogram<L extends string> {
   readonly type = 'histogram';
   readonly aggregator = 'sum';
-  private readonly series = new Map<string, { labels: Record<L, string>; buckets: Float64Array; sum: number }>();
+  private readonly bySeries = new Map<string, HistogramSeries<L>>();
 
   constructor(
     readonly name: string,
@@ -28,23 +28,25 @@ export class LatencyHistogram<L extends string> {
 
   /** Counts one duration for these label values (given in labelNames order). */
   observe(values: readonly string[], seconds: number): void {
+    this.series(values).observe(seconds);
+  }
+
+  /** The series of these label values, to count into without looking it up again (a caller's hot path keeps it). */
+  series(values: readonly string[]): HistogramSeries<L> {
     const key = values.length === 1 ? values[0] : values.join('\u0000');
-    let s = this.series.get(key);
+    let s = this.bySeries.get(key);
     if (s === undefined) {
       const labels = Object.fromEntries(this.labelNames.map((l, i) => [l, values[i]])) as Record<L, string>;
-      s = { labels, buckets: new Float64Array(this.bounds.length + 1), sum: 0 };
-      this.series.set(key, s);
+      s = new HistogramSeries(labels, this.bounds);
+      this.bySeries.set(key, s);
     }
-    let b = 0;
-    while (b < this.bounds.length && seconds > this.bounds[b]) b++;
-    s.buckets[b]++;
-    s.sum += seconds;
+    return s;
   }
 
   /** The registry's view (cumulative buckets, sum, count), as prom-client's histograms give it. */
   async get(): Promise<{ name: string; help: string; type: 'histogram'; values: Sample[]; aggregator: 'sum' }> {
     const values: Sample[] = [];
-    for (const { labels, buckets, sum } of this.series.values()) {
+    for (const { labels, buckets, sum } of this.bySeries.values()) {
       let count = 0;
       for (let b = 0; b <= this.bounds.length; b++) {
         count += buckets[b];
@@ -60,5 +62,25 @@ export class LatencyHistogram<L extends string> {
   /** As the registry takes it: its types list only prom-client's own classes. */
   asMetric(): Metric {
     return this as unknown as Metric;
+  }
+}
+
+/** One label set's buckets. */
+export class HistogramSeries<L extends string> {
+  readonly buckets: Float64Array;
+  sum = 0;
+
+  constructor(
+    readonly labels: Record<L, string>,
+    private readonly bounds: readonly number[],
+  ) {
+    this.buckets = new Float64Array(bounds.length + 1);
+  }
+
+  observe(seconds: number): void {
+    let b = 0;
+    while (b < this.bounds.length && seconds > this.bounds[b]) b++;
+    this.buckets[b]++;
+    this.sum += seconds;
   }
 }
