@@ -147,6 +147,22 @@ Napi::Value Crc32cOf(const Napi::CallbackInfo& info) {
   return Napi::Number::New(info.Env(), Crc32c(bytes.Data(), bytes.ByteLength()));
 }
 
+// copyBytes(dst, dstStart, src, srcStart, n): a memmove of n bytes between two Uint8Arrays, either
+// or both in shared memory, where V8 copies with relaxed atomics (a word at a time at best). The
+// caller checks the ranges; a range past either array copies nothing and answers false.
+Napi::Value CopyBytes(const Napi::CallbackInfo& info) {
+  Napi::Uint8Array dst = info[0].As<Napi::Uint8Array>();
+  size_t dstStart = info[1].As<Napi::Number>().Int64Value();
+  Napi::Uint8Array src = info[2].As<Napi::Uint8Array>();
+  size_t srcStart = info[3].As<Napi::Number>().Int64Value();
+  size_t n = info[4].As<Napi::Number>().Int64Value();
+  if (dstStart > dst.ByteLength() || n > dst.ByteLength() - dstStart || srcStart > src.ByteLength() || n > src.ByteLength() - srcStart) {
+    return Napi::Boolean::New(info.Env(), false);
+  }
+  memmove(dst.Data() + dstStart, src.Data() + srcStart, n);
+  return Napi::Boolean::New(info.Env(), true);
+}
+
 }  // namespace
 
 // Shared with shared_memory.cc (errno_error.h).
@@ -487,6 +503,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   Crc32cZeros(crc32c_long, kLong);
   Crc32cZeros(crc32c_short, kShort);
   exports.Set("crc32c", Napi::Function::New(env, Crc32cOf));
+  exports.Set("copyBytes", Napi::Function::New(env, CopyBytes));
   exports.Set("readCached", Napi::Function::New(env, ReadCached));
   exports.Set("writeRuns", Napi::Function::New(env, WriteRuns));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));

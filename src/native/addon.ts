@@ -23,6 +23,7 @@ interface Addon {
   exchangeForFds(socketPath: string, bytes: Uint8Array, frames: number, timeoutMs: number): Promise<{ frames: Buffer[]; fds: number[] }>;
   closeFd(fd: number): void;
   crc32c(bytes: Uint8Array): number;
+  copyBytes(dst: Uint8Array, dstStart: number, src: Uint8Array, srcStart: number, n: number): boolean;
   readCached(fd: number, into: Uint8Array, position: number): number;
   writeRuns(fd: number, positions: Float64Array, counts: Uint32Array, backings: Uint8Array[], which: Uint32Array, offsets: Float64Array, lengths: Uint32Array, sums: Uint32Array, sumNow: boolean, sync: boolean): Promise<void>;
 }
@@ -72,6 +73,11 @@ export function setSendBuffer(fd: number, bytes: number): number {
   checkFd(fd);
   if (!Number.isInteger(bytes) || bytes <= 0 || bytes > 0x7fffffff) throw new RangeError(`bad buffer size ${bytes}`);
   return load().setSendBuffer(fd, bytes);
+}
+
+/** The addon's memmove between byte arrays (ranges checked by the caller: see copyBytes in src/copy-bytes.ts). */
+export function nativeCopier(): (dst: Uint8Array, dstStart: number, src: Uint8Array, srcStart: number, n: number) => boolean {
+  return load().copyBytes;
 }
 
 /** Size in bytes of a block device (BLKGETSIZE64). */
