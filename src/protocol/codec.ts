@@ -247,17 +247,34 @@ export function decodeRequest(buf: Buffer): Request {
   return { id, op, args };
 }
 
-function replyWriter(reply: Reply): Writer {
+/** A reply's message; with `trailing`, its last result (bytes) is left out, announced as trailing bytes. */
+function replyWriter(reply: Reply, trailing = false): Writer {
   const w = new Writer().u8(Kind.REPLY).u32(reply.id).u8(reply.error ? 1 : 0);
   if (reply.error) w.value(reply.error.code).value(reply.error.reason).value(reply.error.detail);
-  w.u8(reply.results.length);
-  for (const v of reply.results) w.value(v);
+  const n = reply.results.length;
+  w.u8(n);
+  for (let i = 0; i < (trailing ? n - 1 : n); i++) w.value(reply.results[i]);
+  if (trailing) w.trailingBytes((reply.results[n - 1] as Uint8Array).length);
   return w;
 }
 
 /** A reply as a whole frame, ready to write. */
 export function encodeReplyFrame(reply: Reply): Buffer {
   return replyWriter(reply).frame();
+}
+
+/** Bytes shorter than this are copied into their reply's frame: a part of their own would cost the stream more. */
+const TRAILING_MIN = 1024;
+
+/**
+ * A reply as the parts to write, in order: its frame, or, when its last result is bytes of at
+ * least TRAILING_MIN (a read's data), the frame's head and then those bytes from where they are,
+ * not copied. The bytes must not change until written (a reply owns them).
+ */
+export function encodeReplyParts(reply: Reply): Uint8Array[] {
+  const last = reply.results[reply.results.length - 1];
+  if (!(last instanceof Uint8Array) || last.length < TRAILING_MIN) return [encodeReplyFrame(reply)];
+  return [replyWriter(reply, true).frame(), last];
 }
 
 export function decodeReply(buf: Buffer): Reply {

@@ -7,6 +7,7 @@ import {
   decodeRequest,
   decodeStrategyDone,
   encodeReplyFrame,
+  encodeReplyParts,
   Kind,
   type StrategyDone,
   encodeWelcome,
@@ -247,8 +248,7 @@ export class Connection {
         this.log.debug({ err }, 'could not widen the send buffer of a connection serving a paging device');
       }
     }
-    for (let i = 0; i < parts.length - 1; i++) this.writer.write(parts[i]);
-    this.write(parts[parts.length - 1], written);
+    this.writeParts(parts, written);
   }
 
   private onHello(frame: Buffer): void {
@@ -343,7 +343,14 @@ export class Connection {
   }
 
   private reply(reply: Reply): void {
-    this.write(encodeReplyFrame(reply));
+    this.writeParts(encodeReplyParts(reply));
+  }
+
+  /** Writes one frame given in parts, one after another; `written` once the last is handed on. */
+  private writeParts(parts: readonly Uint8Array[], written?: () => void): void {
+    if (this.state === 'closed' || this.socket.destroyed) return written?.();
+    for (let i = 0; i < parts.length - 1; i++) this.writer.write(parts[i]);
+    this.write(parts[parts.length - 1], written);
   }
 
   private send(payload: Buffer): void {

@@ -7,6 +7,7 @@ import {
   decodeWelcome,
   encodeHello,
   encodeReplyFrame,
+  encodeReplyParts,
   encodeRequest,
   encodeRequestFrame,
   encodeWelcome,
@@ -99,6 +100,21 @@ describe('strategy requests', () => {
     const io = decodeStrategyIo(wire.subarray(4));
     expect(io).toMatchObject({ id: 7, device: 1, op: 'write', vmid: 3, page: 10, npages: 6 });
     expect([...io.data]).toEqual(pages.flatMap((p) => [...p]));
+  });
+});
+
+describe('replies in parts', () => {
+  it('send a read\'s data after the frame head, not copied, and go on the wire as the whole frame does', () => {
+    const data = Buffer.alloc(4096, 9);
+    const reply = { id: 5, results: [4096, data] };
+    const parts = encodeReplyParts(reply);
+    expect(parts).toHaveLength(2);
+    expect(parts[1]).toBe(data);
+    expect(Buffer.concat(parts).equals(encodeReplyFrame(reply))).toBe(true);
+    const small = { id: 6, results: [3, Buffer.from([1, 2, 3])] };
+    expect(encodeReplyParts(small)).toEqual([encodeReplyFrame(small)]);
+    const failed = { id: 7, error: { code: 'EIO', reason: 'io-error', detail: 'x' }, results: [0, Buffer.alloc(2048)] };
+    expect(Buffer.concat(encodeReplyParts(failed)).equals(encodeReplyFrame(failed))).toBe(true);
   });
 });
 
