@@ -10,12 +10,13 @@ import {
   decodeWelcome,
   encodeHello,
   encodeRequestFrame,
-  encodeStrategyDoneFrame,
+  strategyDoneFrameParts,
   type Reply,
   type StrategyIo,
   type Value,
 } from '../protocol/codec.js';
 import { SharedFrameReader } from './shared-frame-reader.js';
+import { allocBuffer } from '../protocol/buffer-slab.js';
 import { FrameDecoder, encodeFrame } from '../protocol/frame.js';
 import { RecycledBuffers } from '../protocol/recycled-buffers.js';
 import { TurnWriter } from '../protocol/turn-writer.js';
@@ -371,10 +372,11 @@ export class PagerClient {
   /** Serves one strategy request of the daemon and answers it (outside the request stream), then hands its `frame` back for reuse (a write's data is a view of it). */
   private serveStrategy(io: StrategyIo, frame: Buffer): void {
     const strategy = this.strategies.get(io.device);
-    const data = io.op === 'read' ? new Uint8Array(io.npages * this.pageSize) : io.data;
+    // Zeroed: a strategy that fills less must not send this process's old memory as page bytes.
+    const data = io.op === 'read' ? allocBuffer(io.npages * this.pageSize).fill(0) : io.data;
     const answer = (errno: number): void => {
       if (this.closedError !== undefined) return;
-      this.writer.write(encodeStrategyDoneFrame({ id: io.id, errno, data: errno === 0 && io.op === 'read' ? data : EMPTY }));
+      for (const part of strategyDoneFrameParts({ id: io.id, errno, data: errno === 0 && io.op === 'read' ? data : EMPTY })) this.writer.write(part);
     };
     if (strategy === undefined) return answer(errnoNumber('ENODEV')!);
     let running: Promise<void>;

@@ -359,6 +359,12 @@ export function encodeStrategyDoneFrame(done: StrategyDone): Buffer {
   return new Writer().u8(Kind.STRATEGY_DONE).u32(done.id).u32(done.errno).value(done.data).frame();
 }
 
+/** A strategy's answer as the parts to write: a read's data of at least TRAILING_MIN after the frame head, not copied (as encodeReplyParts). */
+export function strategyDoneFrameParts(done: StrategyDone): Uint8Array[] {
+  if (done.data.length < TRAILING_MIN) return [encodeStrategyDoneFrame(done)];
+  return [new Writer().u8(Kind.STRATEGY_DONE).u32(done.id).u32(done.errno).trailingBytes(done.data.length).frame(), done.data];
+}
+
 export function decodeStrategyDone(buf: Buffer): StrategyDone {
   const r = new Reader(buf);
   if (r.u8() !== Kind.STRATEGY_DONE) throw new DecodeError('expected a strategy answer');

@@ -8,6 +8,8 @@ import {
   encodeHello,
   encodeReplyFrame,
   encodeReplyParts,
+  encodeStrategyDoneFrame,
+  strategyDoneFrameParts,
   encodeRequest,
   encodeRequestFrame,
   encodeWelcome,
@@ -115,6 +117,15 @@ describe('replies in parts', () => {
     expect(encodeReplyParts(small)).toEqual([encodeReplyFrame(small)]);
     const failed = { id: 7, error: { code: 'EIO', reason: 'io-error', detail: 'x' }, results: [0, Buffer.alloc(2048)] };
     expect(Buffer.concat(encodeReplyParts(failed)).equals(encodeReplyFrame(failed))).toBe(true);
+  });
+
+  it('send a strategy\'s read data after its answer\'s head, and its errors whole', () => {
+    const done = { id: 9, errno: 0, data: Buffer.alloc(8192, 4) };
+    const parts = strategyDoneFrameParts(done);
+    expect(parts[1]).toBe(done.data);
+    expect(Buffer.concat(parts).equals(encodeStrategyDoneFrame(done))).toBe(true);
+    const error = { id: 10, errno: 116, data: new Uint8Array(0) };
+    expect(strategyDoneFrameParts(error)).toEqual([encodeStrategyDoneFrame(error)]);
   });
 });
 
