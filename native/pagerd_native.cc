@@ -151,6 +151,7 @@ Napi::Value Crc32cOf(const Napi::CallbackInfo& info) {
 // or both in shared memory, where V8 copies with relaxed atomics (a word at a time at best). The
 // caller checks the ranges; a range past either array copies nothing and answers false.
 Napi::Value CopyBytes(const Napi::CallbackInfo& info) {
+  if (info.Length() < 5 || !info[0].IsTypedArray() || !info[2].IsTypedArray()) return Napi::Boolean::New(info.Env(), false);
   Napi::Uint8Array dst = info[0].As<Napi::Uint8Array>();
   size_t dstStart = info[1].As<Napi::Number>().Int64Value();
   Napi::Uint8Array src = info[2].As<Napi::Uint8Array>();

@@ -24,6 +24,8 @@ interface Request {
   data?: Buffer;
 }
 
+/** Requests served one after another before the event loop is let go round (a client that keeps the socket full must not hold it). */
+const REQUESTS_PER_TURN = 256;
 /** How often an idle connection looks whether its segment was deleted (then it ends). */
 const DELETED_CHECK_MS = 1000;
 
@@ -83,11 +85,24 @@ export class NbdSession {
       if (!this.neg.export.alive && this.inFlight === 0) this.socket.end();
     }, DELETED_CHECK_MS).unref();
     try {
+      let taken = 0; // requests taken in this turn of the event loop
       for (;;) {
         if (!this.neg.export.alive) return; // deleted: requests in flight answer EIO, then the connection ends
-        if (!this.hasRoom()) await this.room();
+        if (this.full() || this.repliesHeld()) {
+          await this.room();
+          taken = 0;
+        }
+        if (taken >= REQUESTS_PER_TURN) {
+          await new Promise<void>((resolve) => setImmediate(resolve)); // the other connections and timers get their turn
+          taken = 0;
+        }
         // Requests already received are taken without a promise: a batch is served in one turn.
-        const head = this.reader.readNow(28) ?? (await this.reader.read(28));
+        let head = this.reader.readNow(28);
+        if (head === undefined) {
+          head = await this.reader.read(28);
+          taken = 0;
+        }
+        taken++;
         if (head.readUInt32BE(0) !== REQUEST_MAGIC) throw new RequestError(NbdErrno.EINVAL, 'a request without the request magic');
         const offset = head.readBigUInt64BE(16);
         const request: Request = {
@@ -118,7 +133,7 @@ export class NbdSession {
     for (;;) {
       if (this.full()) {
         await new Promise<void>((resolve) => (this.wake = resolve));
-      } else if (this.socket.writableLength >= this.limits.maxInFlightBytes) {
+      } else if (this.repliesHeld()) {
         await drained(this.socket);
         if (this.socket.destroyed) return;
       } else {
@@ -131,8 +146,9 @@ export class NbdSession {
     return this.inFlight >= this.limits.maxInFlight || (this.inFlight > 0 && this.bytesInFlight >= this.limits.maxInFlightBytes);
   }
 
-  private hasRoom(): boolean {
-    return !this.full() && this.socket.writableLength < this.limits.maxInFlightBytes;
+  /** Reply bytes queued for the client (corked ones included) have reached the cap. */
+  private repliesHeld(): boolean {
+    return this.socket.writableLength >= this.limits.maxInFlightBytes;
   }
 
   private async drained(): Promise<void> {
@@ -194,16 +210,16 @@ export class NbdSession {
       case Cmd.READ:
         return this.read(r);
       case Cmd.WRITE:
-        return this.then(e.write(r.offset, r.data!, fua && e.durable), r);
+        return this.replyOkAfter(e.write(r.offset, r.data!, fua && e.durable), r);
       case Cmd.FLUSH:
         // A read-only peer wrote nothing to flush.
-        return this.then(e.durable && !e.readOnly ? e.flush() : undefined, r);
+        return this.replyOkAfter(e.durable && !e.readOnly ? e.flush() : undefined, r);
       case Cmd.TRIM:
-        return this.then(e.durable ? e.trim(r.offset, r.length, fua) : undefined, r);
+        return this.replyOkAfter(e.durable ? e.trim(r.offset, r.length, fua) : undefined, r);
       case Cmd.WRITE_ZEROES:
-        return this.then(e.writeZeroes(r.offset, r.length, (r.flags & CmdFlag.NO_HOLE) !== 0, fua && e.durable), r);
+        return this.replyOkAfter(e.writeZeroes(r.offset, r.length, (r.flags & CmdFlag.NO_HOLE) !== 0, fua && e.durable), r);
       case Cmd.CACHE:
-        return this.then(e.cache(r.offset, r.length), r);
+        return this.replyOkAfter(e.cache(r.offset, r.length), r);
       case Cmd.BLOCK_STATUS:
         if (!this.neg.baseAllocation) throw new RequestError(NbdErrno.EINVAL, 'no meta context was selected (NBD_OPT_SET_META_CONTEXT base:allocation)');
         if (r.length === 0) throw new RequestError(NbdErrno.EINVAL, 'a block status request of length 0');
@@ -215,7 +231,7 @@ export class NbdSession {
   }
 
   /** Answers OK once `work` is done: at once if it is (undefined), else when its promise resolves. */
-  private then(work: Promise<void> | undefined, r: Request): Promise<void> | undefined {
+  private replyOkAfter(work: Promise<void> | undefined, r: Request): Promise<void> | undefined {
     if (work === undefined) return this.replyOk(r);
     return work.then(() => this.replyOk(r));
   }
@@ -231,10 +247,9 @@ export class NbdSession {
       hole.writeUInt32BE(r.length, 8);
       return this.chunk(r, ReplyType.OFFSET_HOLE, hole);
     }
-    // The reply in one buffer, the data read straight into it: one write, no copy. The data starts
-    // 8-byte aligned, so the copy out of the frame goes a word at a time (copyBytes).
+    // The reply in one buffer, the data read straight into it: one write, no copy.
     const head = this.neg.structured ? 28 : 16;
-    const reply = allocBuffer(head + r.length, head);
+    const reply = allocBuffer(head + r.length);
     const reading = e.read(r.offset, reply.subarray(head));
     if (reading === undefined) return this.sendRead(r, reply);
     return reading.then(() => this.sendRead(r, reply));

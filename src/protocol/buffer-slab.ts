@@ -11,16 +11,14 @@ let used = 0;
  * a fresh ArrayBuffer costs ~3 µs here — more than the rest of a 4 KiB move. Messages and page
  * copies (4 KiB and up) are carved instead; a slab is freed by the GC once no buffer carved from
  * it is referenced, so callers must not keep these for long (frames in flight, replies to write).
- * Its byte `alignedAt` is 8-byte aligned (byte 0 unless asked: a reply's data after its header).
  */
-export function allocBuffer(size: number, alignedAt = 0): Buffer {
-  const pad = -alignedAt & 7;
-  if (size + pad > MAX_CARVED) return Buffer.allocUnsafeSlow(size + pad).subarray(pad);
-  if (used + size + pad > SLAB_BYTES) {
+export function allocBuffer(size: number): Buffer {
+  if (size > MAX_CARVED) return Buffer.allocUnsafeSlow(size);
+  if (used + size > SLAB_BYTES) {
     slab = Buffer.allocUnsafeSlow(SLAB_BYTES);
     used = 0;
   }
-  const out = slab.subarray(used + pad, used + pad + size);
-  used = (used + pad + size + 7) & ~7; // 8-byte aligned, for typed-array views
+  const out = slab.subarray(used, used + size);
+  used = (used + size + 7) & ~7; // 8-byte aligned, for typed-array views
   return out;
 }

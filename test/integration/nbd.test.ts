@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_WORKING } from '../../src/client/index.js';
 import { startDaemon, type RunningDaemon } from '../support/daemon.js';
 import { isRoot } from '../support/loop-device.js';
-import { RawNbd, u32 } from '../support/nbd-raw.js';
+import { RawNbd, requestBytes as request, u32 } from '../support/nbd-raw.js';
 import { rssBytes } from '../support/rss.js';
 import { mulberry32 } from '../support/random.js';
 import { storeDir } from '../support/store-files.js';
@@ -266,6 +266,68 @@ describe('NBD protocol violations close that connection only', () => {
       expect(await daemon.stop()).toBe(0);
     }
   }, 60_000);
+});
+
+describe('NBD requests pipelined in one write', () => {
+  it('each is answered once: those served at once, those that fail at once and those that wait, mixed; a flood of reads in one write is served while another connection goes on', async () => {
+    const daemon = await nbdDaemon();
+    try {
+      const c = await daemon.client();
+      const vmid = await c.vmsCreate(V_WORKING, MiB);
+      await c.vmMove(vmid, 0, 4096, UIO_WRITE, { iov: [new Uint8Array(4096).fill(9)], offset: 0, resid: 4096, segflg: 0 });
+      const r = await RawNbd.connect(daemon.nbd);
+      await r.greet();
+      expect(await r.go(String(vmid))).toBe(true);
+
+      // One write of six requests: resident reads (served at once), one past the end and an unknown
+      // command (failed at once), a flush and a FUA write (they wait for a page-out).
+      r.write(Buffer.concat([
+        request(0, 1, 0, 4096),
+        request(0, 2, MiB - 10, 100),
+        request(3, 3, 0, 0),
+        request(1, 4, 4096, 4096, Buffer.alloc(4096, 7), 1 /* FUA */),
+        request(0, 5, 0, 4096),
+        request(99, 6, 0, 0),
+      ]));
+      const expected: Record<number, { error: number; data?: number }> = { 1: { error: 0, data: 9 }, 2: { error: 22 }, 3: { error: 0 }, 4: { error: 0 }, 5: { error: 0, data: 9 }, 6: { error: 22 } };
+      const answered = new Set<number>();
+      for (let i = 0; i < 6; i++) {
+        const head = (await r.read(16))!;
+        const cookie = Number(head.readBigUInt64BE(8));
+        const want = expected[cookie];
+        expect(want, `cookie ${cookie}`).toBeDefined();
+        expect(answered.has(cookie), `cookie ${cookie} answered twice`).toBe(false);
+        answered.add(cookie);
+        expect(head.readUInt32BE(4), `cookie ${cookie}`).toBe(want.error);
+        if (want.data !== undefined) expect((await r.read(4096))!.every((b) => b === want.data)).toBe(true);
+      }
+      expect(await r.read(1, 300).catch(() => 'nothing more')).toBe('nothing more');
+      const back = new Uint8Array(4096);
+      await c.vmMove(vmid, 4096, 4096, UIO_READ, { iov: [back], offset: 0, resid: 4096, segflg: 0 });
+      expect(back.every((b) => b === 7)).toBe(true);
+
+      // 2,000 reads in one write (more than one turn serves), and a second connection meanwhile.
+      const other = await RawNbd.connect(daemon.nbd);
+      await other.greet();
+      expect(await other.go(String(vmid))).toBe(true);
+      r.write(Buffer.concat(Array.from({ length: 2000 }, (_, i) => request(0, 100 + i, 0, 4096))));
+      other.request(0, 7, 0, 4096);
+      expect((await other.simpleReply(4096))?.data?.every((b) => b === 9)).toBe(true);
+      const flood = new Set<number>();
+      for (let i = 0; i < 2000; i++) {
+        const head = (await r.read(16))!;
+        expect(head.readUInt32BE(4)).toBe(0);
+        flood.add(Number(head.readBigUInt64BE(8)));
+        await r.read(4096);
+      }
+      expect(flood.size).toBe(2000);
+      r.close();
+      other.close();
+      await c.close();
+    } finally {
+      expect(await daemon.stop()).toBe(0);
+    }
+  }, 30_000);
 });
 
 describe('NBD flow control', () => {

@@ -2,13 +2,13 @@ import { describe, expect, it } from 'vitest';
 import { allocBuffer } from '../../src/protocol/buffer-slab.js';
 
 describe('allocBuffer', () => {
-  it('answers the size asked, its byte alignedAt 8-byte aligned, buffers carved one after another never overlapping', () => {
+  it('answers the size asked, 8-byte aligned, buffers carved one after another never overlapping', () => {
     const taken: Buffer[] = [];
-    for (const size of [1, 28 + 4096, 16 + 4096, 1000, 64 * 1024, 64 * 1024 + 1, 300_000]) {
-      for (const alignedAt of [0, 28, 16, 5]) {
-        const b = allocBuffer(size, alignedAt);
+    for (let round = 0; round < 40; round++) {
+      for (const size of [1, 28 + 4096, 16 + 4096, 1000, 64 * 1024, 64 * 1024 + 1, 300_000]) {
+        const b = allocBuffer(size);
         expect(b.length).toBe(size);
-        expect((b.byteOffset + alignedAt) % 8).toBe(0);
+        expect(b.byteOffset % 8).toBe(0);
         b.fill(taken.length & 255);
         taken.push(b);
       }

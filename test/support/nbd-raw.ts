@@ -90,14 +90,7 @@ export class RawNbd {
 
   /** Sends a request. */
   request(type: number, cookie: number, offset: number, length: number, data?: Uint8Array, flags = 0): void {
-    const head = Buffer.alloc(28);
-    head.writeUInt32BE(0x25609513, 0);
-    head.writeUInt16BE(flags, 4);
-    head.writeUInt16BE(type, 6);
-    head.writeBigUInt64BE(BigInt(cookie), 8);
-    head.writeBigUInt64BE(BigInt(offset), 16);
-    head.writeUInt32BE(length, 24);
-    this.write(data === undefined ? head : Buffer.concat([head, data]));
+    this.write(requestBytes(type, cookie, offset, length, data, flags));
   }
 
   /** Reads a simple reply (and `dataBytes` of read data after a success). */
@@ -112,6 +105,18 @@ export class RawNbd {
   close(): void {
     this.socket.destroy();
   }
+}
+
+/** A request's bytes (its head, then a write's data), to send alone or several in one write. */
+export function requestBytes(type: number, cookie: number, offset: number, length: number, data?: Uint8Array, flags = 0): Buffer {
+  const head = Buffer.alloc(28);
+  head.writeUInt32BE(0x25609513, 0);
+  head.writeUInt16BE(flags, 4);
+  head.writeUInt16BE(type, 6);
+  head.writeBigUInt64BE(BigInt(cookie), 8);
+  head.writeBigUInt64BE(BigInt(offset), 16);
+  head.writeUInt32BE(length, 24);
+  return data === undefined ? head : Buffer.concat([head, data]);
 }
 
 export function u32(n: number): Buffer {
