@@ -21,9 +21,11 @@ describe('copyBytes', () => {
         const shared = new Uint8Array(new SharedArrayBuffer(n + 64));
         const bytes = pattern(n, srcAt + dstAt);
         plain.set(bytes, srcAt);
-        copyBytes(shared, dstAt, plain, srcAt, srcAt + n); // into shared memory
-        expect(Buffer.from(shared.subarray(dstAt, dstAt + n)).equals(bytes)).toBe(true);
-        expect(shared[dstAt + n]).toBe(0); // nothing past the range
+        shared.fill(0xee);
+        copyBytes(shared, dstAt + 1, plain, srcAt, srcAt + n); // into shared memory
+        expect(Buffer.from(shared.subarray(dstAt + 1, dstAt + 1 + n)).equals(bytes)).toBe(true);
+        expect([shared[dstAt], shared[dstAt + 1 + n]]).toEqual([0xee, 0xee]); // nothing outside the range
+        copyBytes(shared, dstAt, shared, dstAt + 1, dstAt + 1 + n); // overlapping, within shared memory: a memmove
         const out = Buffer.alloc(n + 64, 0xee);
         copyBytes(out.subarray(1), dstAt, shared, dstAt, dstAt + n); // out of it, into a view at an odd offset
         expect(out.subarray(1 + dstAt, 1 + dstAt + n).equals(bytes)).toBe(true);

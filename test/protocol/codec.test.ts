@@ -113,8 +113,10 @@ describe('replies in parts', () => {
     expect(parts).toHaveLength(2);
     expect(parts[1]).toBe(data);
     expect(Buffer.concat(parts).equals(encodeReplyFrame(reply))).toBe(true);
-    const small = { id: 6, results: [3, Buffer.from([1, 2, 3])] };
+    const small = { id: 6, results: [1023, Buffer.alloc(1023, 1)] };
     expect(encodeReplyParts(small)).toEqual([encodeReplyFrame(small)]);
+    const least = { id: 6, results: [1024, Buffer.alloc(1024, 1)] };
+    expect(encodeReplyParts(least)).toHaveLength(2);
     const failed = { id: 7, error: { code: 'EIO', reason: 'io-error', detail: 'x' }, results: [0, Buffer.alloc(2048)] };
     expect(Buffer.concat(encodeReplyParts(failed)).equals(encodeReplyFrame(failed))).toBe(true);
   });
