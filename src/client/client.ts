@@ -72,7 +72,8 @@ export interface StrategyRequest {
   npages: number;
   /**
    * npages × page size bytes: to fill (read), or to make durable (write). Valid until the
-   * strategy settles: the library then reuses a write's memory for later requests.
+   * strategy settles: the library then sends a read's bytes from here, and reuses a write's memory
+   * for later requests. A view into a larger buffer: never use its whole `buffer`.
    */
   data: Uint8Array;
 }
