@@ -24,6 +24,13 @@ interface Request {
   data?: Buffer;
 }
 
+/**
+ * Replies held in a turn before they are written: sixteen 4 KiB reads go in one write (one wake-up
+ * of the client instead of four). At 16 reads in flight, eight runs alternating with 16 KiB: the
+ * daemon's CPU per read lower in seven (median 7.4 µs against 8.3), reads per second higher in six
+ * (median 73,900 against 69,800).
+ */
+const REPLY_FLUSH_BYTES = 64 * 1024;
 /** Requests served one after another before the event loop is let go round (a client that keeps the socket full must not hold it). */
 const REQUESTS_PER_TURN = 256;
 /** How often an idle connection looks whether its segment was deleted (then it ends). */
@@ -75,7 +82,7 @@ export class NbdSession {
     private readonly limits: SessionLimits,
     private readonly observe: RequestObserver,
   ) {
-    this.out = new TurnWriter(socket);
+    this.out = new TurnWriter(socket, REPLY_FLUSH_BYTES);
   }
 
   /** Serves requests until the client disconnects; resolves once every request read is answered. Throws on a protocol violation. */
