@@ -174,13 +174,13 @@ export class NbdSession {
     } catch (err) {
       return this.failed(request, started, err);
     }
-    if (pending === undefined) return this.observe(opName(request), (performance.now() - started) / 1e3, true, () => this.detail(request, 'ok'));
+    if (pending === undefined) return this.succeeded(request, started);
     const bytes = request.type === Cmd.READ || request.type === Cmd.WRITE ? request.length : 0;
     this.inFlight++;
     this.bytesInFlight += bytes;
     pending
       .then(
-        () => this.observe(opName(request), (performance.now() - started) / 1e3, true, () => this.detail(request, 'ok')),
+        () => this.succeeded(request, started),
         (err: unknown) => this.failed(request, started, err),
       )
       .finally(() => {
@@ -190,6 +190,10 @@ export class NbdSession {
         this.wake = undefined;
         wake?.();
       });
+  }
+
+  private succeeded(request: Request, started: number): void {
+    this.observe(opName(request), (performance.now() - started) / 1e3, true, () => this.detail(request, 'ok'));
   }
 
   private failed(request: Request, started: number, err: unknown): void {
