@@ -111,12 +111,11 @@ export class NbdSession {
         }
         taken++;
         if (head.readUInt32BE(0) !== REQUEST_MAGIC) throw new RequestError(NbdErrno.EINVAL, 'a request without the request magic');
-        const offset = head.readBigUInt64BE(16);
         const request: Request = {
           flags: head.readUInt16BE(4),
           type: head.readUInt16BE(6),
           cookie: head.subarray(8, 16),
-          offset: offset > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : Number(offset),
+          offset: readOffset(head, 16),
           length: head.readUInt32BE(24),
         };
         if (request.type === Cmd.DISC) return;
@@ -254,7 +253,7 @@ export class NbdSession {
     if (this.neg.structured && e.isHole(r.offset, r.length)) {
       // Nothing to read: say so, without a page-in or the zeros themselves.
       const hole = Buffer.alloc(12);
-      hole.writeBigUInt64BE(BigInt(r.offset), 0);
+      writeOffset(hole, r.offset, 0);
       hole.writeUInt32BE(r.length, 8);
       return this.chunk(r, ReplyType.OFFSET_HOLE, hole);
     }
@@ -269,7 +268,7 @@ export class NbdSession {
   private sendRead(r: Request, reply: Buffer): undefined {
     if (this.neg.structured) {
       writeChunkHeader(reply, r.cookie, ReplyType.OFFSET_DATA, 8 + r.length);
-      reply.writeBigUInt64BE(BigInt(r.offset), 20);
+      writeOffset(reply, r.offset, 20);
     } else {
       writeSimpleHeader(reply, r.cookie, 0);
     }
@@ -311,6 +310,20 @@ export class NbdSession {
     if (this.socket.destroyed) return;
     for (const part of parts) this.out.write(part);
   }
+}
+
+/**
+ * A request's 64-bit offset as a number (two 32-bit halves: no BigInt per request). One past 2^53
+ * is past any export: it reads as the largest safe integer, which every range check refuses.
+ */
+function readOffset(head: Buffer, at: number): number {
+  const high = head.readUInt32BE(at);
+  return high >= 0x200000 ? Number.MAX_SAFE_INTEGER : high * 2 ** 32 + head.readUInt32BE(at + 4);
+}
+
+function writeOffset(into: Buffer, offset: number, at: number): void {
+  into.writeUInt32BE(Math.floor(offset / 2 ** 32), at);
+  into.writeUInt32BE(offset >>> 0, at + 4);
 }
 
 function simpleHeader(cookie: Buffer, errno: number): Buffer {
