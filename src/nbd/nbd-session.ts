@@ -33,7 +33,7 @@ interface Request {
 const REPLY_FLUSH_BYTES = 64 * 1024;
 /** Requests served one after another before the event loop is let go round (a client that keeps the socket full must not hold it). */
 const REQUESTS_PER_TURN = 256;
-/** How often an idle connection looks whether its segment was deleted (then it ends). */
+/** How often a connection looks whether its segment was deleted (then it ends, once idle that long). */
 const DELETED_CHECK_MS = 1000;
 
 /** Names of the commands, for metrics and logs. */
@@ -87,9 +87,13 @@ export class NbdSession {
 
   /** Serves requests until the client disconnects; resolves once every request read is answered. Throws on a protocol violation. */
   async run(): Promise<void> {
-    // A segment deleted under an idle connection: nothing would wake the loop to see it.
+    // A segment deleted under an idle connection: nothing would wake the loop to see it. A
+    // connection that sent a request since the last look is not idle: its next request, which may
+    // be on its way, is answered EIO rather than met by a closed socket.
+    let requested = false;
     const watch = setInterval(() => {
-      if (!this.neg.export.alive && this.inFlight === 0) this.socket.end();
+      if (requested) requested = false;
+      else if (!this.neg.export.alive && this.inFlight === 0) this.socket.end();
     }, DELETED_CHECK_MS).unref();
     try {
       let taken = 0; // requests taken in this turn of the event loop
@@ -110,6 +114,7 @@ export class NbdSession {
           taken = 0;
         }
         taken++;
+        requested = true;
         if (head.readUInt32BE(0) !== REQUEST_MAGIC) throw new RequestError(NbdErrno.EINVAL, 'a request without the request magic');
         const request: Request = {
           flags: head.readUInt16BE(4),
