@@ -92,8 +92,12 @@ export class NbdSession {
     // be on its way, is answered EIO rather than met by a closed socket.
     let requested = false;
     const watch = setInterval(() => {
-      if (requested) requested = false;
-      else if (!this.neg.export.alive && this.inFlight === 0) this.socket.end();
+      if (requested) {
+        requested = false;
+      } else if (!this.neg.export.alive && this.inFlight === 0) {
+        this.socket.end();
+        setTimeout(() => this.socket.destroy(), DELETED_CHECK_MS).unref(); // a client that keeps its side open
+      }
     }, DELETED_CHECK_MS).unref();
     try {
       let taken = 0; // requests taken in this turn of the event loop
@@ -132,7 +136,7 @@ export class NbdSession {
       }
     } finally {
       clearInterval(watch);
-      await this.drained();
+      await this.settled();
     }
   }
 
@@ -162,7 +166,8 @@ export class NbdSession {
     return this.socket.writableLength >= this.limits.maxInFlightBytes;
   }
 
-  private async drained(): Promise<void> {
+  /** Resolves once no request is in flight. */
+  private async settled(): Promise<void> {
     while (this.inFlight > 0) await new Promise<void>((resolve) => (this.wake = resolve));
   }
 
@@ -176,16 +181,16 @@ export class NbdSession {
     try {
       pending = this.serve(request);
     } catch (err) {
-      return this.failed(request, started, err);
+      return this.finished(request, started, asRequestError(err));
     }
-    if (pending === undefined) return this.succeeded(request, started);
+    if (pending === undefined) return this.finished(request, started);
     const bytes = request.type === Cmd.READ || request.type === Cmd.WRITE ? request.length : 0;
     this.inFlight++;
     this.bytesInFlight += bytes;
     pending
       .then(
-        () => this.succeeded(request, started),
-        (err: unknown) => this.failed(request, started, err),
+        () => this.finished(request, started),
+        (err: unknown) => this.finished(request, started, asRequestError(err)),
       )
       .finally(() => {
         this.inFlight--;
@@ -196,14 +201,10 @@ export class NbdSession {
       });
   }
 
-  private succeeded(request: Request, started: number): void {
-    this.observe(opName(request), (performance.now() - started) / 1e3, true, () => this.detail(request, 'ok'));
-  }
-
-  private failed(request: Request, started: number, err: unknown): void {
-    const failure = asRequestError(err);
-    this.observe(opName(request), (performance.now() - started) / 1e3, false, () => this.detail(request, failure.message));
-    this.replyError(request, failure);
+  /** Counts a request done (its reply sent, or, given `failure`, answered with it now). */
+  private finished(request: Request, started: number, failure?: RequestError): void {
+    this.observe(opName(request), (performance.now() - started) / 1e3, failure === undefined, () => this.detail(request, failure?.message ?? 'ok'));
+    if (failure !== undefined) this.replyError(request, failure);
   }
 
   private detail(r: Request, result: string): object {
@@ -312,14 +313,14 @@ export class NbdSession {
   }
 
   private send(...parts: Uint8Array[]): void {
-    if (this.socket.destroyed) return;
+    if (this.socket.destroyed || this.socket.writableEnded) return; // ended by the watch: a write would fail
     for (const part of parts) this.out.write(part);
   }
 }
 
 /**
- * A request's 64-bit offset as a number (two 32-bit halves: no BigInt per request). One past 2^53
- * is past any export: it reads as the largest safe integer, which every range check refuses.
+ * A request's 64-bit offset as a number (two 32-bit halves: no BigInt per request). One of 2^53 or
+ * more is past any export: it reads as the largest safe integer, which every range check refuses.
  */
 function readOffset(head: Buffer, at: number): number {
   const high = head.readUInt32BE(at);
