@@ -11,6 +11,9 @@ const SIZE_UNITS: Record<string, number> = { '': 1, B: 1, KiB: 1024, MiB: 1024 *
 /** A byte count: a number, or a string such as "256MiB". */
 const size = z.union([z.number().int().nonnegative(), z.string().regex(/^\d+\s*(B|KiB|MiB|GiB|TiB)?$/, 'a size such as 4096, "64KiB" or "1GiB"')]);
 
+/** The smallest server.maxQueuedBytes. */
+const MIN_QUEUED_BYTES = 64 * 1024;
+
 export function parseSize(value: number | string): number {
   if (typeof value === 'number') return value;
   const m = /^(\d+)\s*(B|KiB|MiB|GiB|TiB)?$/.exec(value.trim());
@@ -98,7 +101,13 @@ export const TUNABLES = {
   'server.maxHandshakesPerUid': { unit: 'connections', default: 64, description: 'connections one uid may have between connect and a finished handshake', schema: z.number().int().positive() },
   'server.handshakeTimeoutMs': { unit: 'ms', default: 5000, description: 'close a connection that has not finished its handshake this long after connecting', schema: z.number().int().positive() },
   'server.maxInFlight': { unit: 'requests', default: 64, description: 'requests one connection may have in flight before it is paused', schema: z.number().int().positive() },
-  'server.maxQueuedBytes': { unit: 'bytes', default: '4MiB', description: 'reply bytes queued or promised (reads in flight) for one connection before it is paused (one serving a paging device is still read, its further requests held in a backlog of this plus server.maxPayloadBytes)', schema: size },
+  'server.maxQueuedBytes': {
+    unit: 'bytes',
+    default: '4MiB',
+    description: 'reply bytes queued or promised (reads in flight) for one connection before it is paused (one serving a paging device is still read, its further requests held in a backlog of this plus server.maxPayloadBytes); at least 64KiB',
+    // A socket says it has drained only once it held 16 KiB or more: a smaller cap could wait for ever.
+    schema: size.refine((v) => parseSize(v) >= MIN_QUEUED_BYTES, 'at least 64KiB (a connection paused below what a socket holds would never be resumed)'),
+  },
   'server.maxQueuedBytesTotal': {
     unit: 'bytes',
     default: '64MiB',

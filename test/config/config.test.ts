@@ -51,6 +51,11 @@ describe('configuration', () => {
     const fromFlag = thrown({ env: { PAGERD_MEMORY_SIZE: '64MiB' }, flags: { 'memory.size': '1000' }, flagNames: { 'memory.size': '--memory' } });
     expect(fromFlag.message).toMatch(/^--memory: a positive multiple of 4096 bytes/);
     expect(fromFlag.exitStatus).toBe(64);
+    // A reply cap below what a socket holds before it reports draining would stall a connection for ever.
+    const tinyCap = thrown({ env: { PAGERD_SERVER_MAX_QUEUED_BYTES: '0' } });
+    expect(tinyCap.message).toMatch(/^PAGERD_SERVER_MAX_QUEUED_BYTES: at least 64KiB/);
+    expect(tinyCap.exitStatus).toBe(78);
+    expect(loadConfig({ env: { PAGERD_SERVER_MAX_QUEUED_BYTES: '64KiB' } })['server.maxQueuedBytes']).toBe('64KiB');
     const file = join(storeDir(), 'bad.json');
     writeFileSync(file, JSON.stringify({ memory: { sise: 1 } }));
     expect(thrown({ file }).message).toMatch(/^config file .*bad\.json: memory/);
