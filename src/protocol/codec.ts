@@ -247,14 +247,13 @@ export function decodeRequest(buf: Buffer): Request {
   return { id, op, args };
 }
 
-/** A reply's message; with `trailing`, its last result (bytes) is left out, announced as trailing bytes. */
+/** A reply's message; with `trailing`, all but its last result (left for the caller to add). */
 function replyWriter(reply: Reply, trailing = false): Writer {
   const w = new Writer().u8(Kind.REPLY).u32(reply.id).u8(reply.error ? 1 : 0);
   if (reply.error) w.value(reply.error.code).value(reply.error.reason).value(reply.error.detail);
   const n = reply.results.length;
   w.u8(n);
   for (let i = 0; i < (trailing ? n - 1 : n); i++) w.value(reply.results[i]);
-  if (trailing) w.trailingBytes((reply.results[n - 1] as Uint8Array).length);
   return w;
 }
 
@@ -274,7 +273,12 @@ const TRAILING_MIN = 1024;
 export function encodeReplyParts(reply: Reply): Uint8Array[] {
   const last = reply.results[reply.results.length - 1];
   if (!(last instanceof Uint8Array) || last.length < TRAILING_MIN) return [encodeReplyFrame(reply)];
-  return [replyWriter(reply, true).frame(), last];
+  return headThen(replyWriter(reply, true), last);
+}
+
+/** A message's head with its last field, `bytes`, announced as trailing; then those bytes, not copied. */
+function headThen(head: Writer, bytes: Uint8Array): Uint8Array[] {
+  return [head.trailingBytes(bytes.length).frame(), bytes];
 }
 
 export function decodeReply(buf: Buffer): Reply {
@@ -356,13 +360,18 @@ export function decodeStrategyIo(buf: Buffer): StrategyIo {
 
 /** A strategy's answer as a whole frame. */
 export function encodeStrategyDoneFrame(done: StrategyDone): Buffer {
-  return new Writer().u8(Kind.STRATEGY_DONE).u32(done.id).u32(done.errno).value(done.data).frame();
+  return strategyDoneHead(done).value(done.data).frame();
+}
+
+/** A strategy answer's fields before its data. */
+function strategyDoneHead(done: StrategyDone): Writer {
+  return new Writer().u8(Kind.STRATEGY_DONE).u32(done.id).u32(done.errno);
 }
 
 /** A strategy's answer as the parts to write: a read's data of at least TRAILING_MIN after the frame head, not copied (as encodeReplyParts). */
 export function strategyDoneFrameParts(done: StrategyDone): Uint8Array[] {
   if (done.data.length < TRAILING_MIN) return [encodeStrategyDoneFrame(done)];
-  return [new Writer().u8(Kind.STRATEGY_DONE).u32(done.id).u32(done.errno).trailingBytes(done.data.length).frame(), done.data];
+  return headThen(strategyDoneHead(done), done.data);
 }
 
 export function decodeStrategyDone(buf: Buffer): StrategyDone {

@@ -248,7 +248,7 @@ export class Connection {
         this.log.debug({ err }, 'could not widen the send buffer of a connection serving a paging device');
       }
     }
-    this.writeParts(parts, written);
+    this.write(parts, written);
   }
 
   private onHello(frame: Buffer): void {
@@ -343,24 +343,21 @@ export class Connection {
   }
 
   private reply(reply: Reply): void {
-    this.writeParts(encodeReplyParts(reply));
-  }
-
-  /** Writes one frame given in parts, one after another; `written` once the last is handed on. */
-  private writeParts(parts: readonly Uint8Array[], written?: () => void): void {
-    if (this.state === 'closed' || this.socket.destroyed) return written?.();
-    for (let i = 0; i < parts.length - 1; i++) this.writer.write(parts[i]);
-    this.write(parts[parts.length - 1], written);
+    this.write(encodeReplyParts(reply));
   }
 
   private send(payload: Buffer): void {
-    this.write(encodeFrame(payload));
+    this.write([encodeFrame(payload)]);
   }
 
-  /** Writes a frame (with the others of this turn: many requests in flight finish together). */
-  private write(frame: Uint8Array, written?: () => void): void {
+  /**
+   * Writes one frame, given as its parts in order (with the others of this turn: many requests in
+   * flight finish together); `written` once the last part is handed on, or at once if closed.
+   */
+  private write(parts: readonly Uint8Array[], written?: () => void): void {
     if (this.state === 'closed' || this.socket.destroyed) return written?.();
-    this.writer.write(frame, written);
+    for (let i = 0; i < parts.length - 1; i++) this.writer.write(parts[i]);
+    this.writer.write(parts[parts.length - 1], written);
     const queued = this.socket.writableLength;
     // Paused for replies it does not read; a connection serving a paging device is still read: its strategy's answers come on it (its requests wait in a bounded backlog).
     if (queued > this.host.limits.maxQueuedBytes && !this.host.servesDevices()) this.socket.pause();
