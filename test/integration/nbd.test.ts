@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { UIO_READ, UIO_WRITE, V_WORKING } from '../../src/client/index.js';
+import { UIO_READ, UIO_WRITE, V_WORKING, type PagerClient } from '../../src/client/index.js';
 import { startDaemon, type RunningDaemon } from '../support/daemon.js';
 import { isRoot } from '../support/loop-device.js';
 import { RawNbd, requestBytes as request, u32 } from '../support/nbd-raw.js';
@@ -25,6 +25,13 @@ async function nbdDaemon(options: { stateDir?: string; memory?: string } = {}): 
   const nbd = join(stateDir, 'nbd.sock');
   const daemon = await startDaemon({ stateDir, memory: options.memory ?? '16MiB', args: ['--nbd-socket', nbd], env: { PAGERD_STORE_CREATE_BYTES: '256MiB' } });
   return Object.assign(daemon, { nbd, uri: (vmid: number) => `nbd+unix:///${vmid}?socket=${nbd}` });
+}
+
+/** A 1 MiB segment whose first page is resident and holds 9s. */
+async function nineSegment(c: PagerClient): Promise<number> {
+  const vmid = await c.vmsCreate(V_WORKING, MiB);
+  await c.vmMove(vmid, 0, 4096, UIO_WRITE, { iov: [new Uint8Array(4096).fill(9)], offset: 0, resid: 4096, segflg: 0 });
+  return vmid;
 }
 
 function randomBytes(seed: number, n: number): Buffer {
@@ -203,11 +210,8 @@ describe('NBD protocol violations close that connection only', () => {
     const daemon = await nbdDaemon();
     try {
       const c = await daemon.client();
-      const vmid = await c.vmsCreate(V_WORKING, MiB);
-      await c.vmMove(vmid, 0, 4096, UIO_WRITE, { iov: [new Uint8Array(4096).fill(9)], offset: 0, resid: 4096, segflg: 0 });
-      const bystander = await RawNbd.connect(daemon.nbd);
-      await bystander.greet();
-      expect(await bystander.go(String(vmid))).toBe(true);
+      const vmid = await nineSegment(c);
+      const bystander = await RawNbd.open(daemon.nbd, String(vmid));
       expect(await c.metrics()).toMatch(/^pagerd_nbd_connections 1$/m);
 
       const cases: [string, (r: RawNbd) => Promise<void>][] = [
@@ -251,9 +255,7 @@ describe('NBD protocol violations close that connection only', () => {
       expect(await c.metrics()).toMatch(/^pagerd_request_seconds_count\{op="nbd\.read",outcome="ok"\} 1$/m);
 
       // The segment deleted under the export: EIO, then the connection ends; an idle one ends too.
-      const idle = await RawNbd.connect(daemon.nbd);
-      await idle.greet();
-      expect(await idle.go(String(vmid))).toBe(true);
+      const idle = await RawNbd.open(daemon.nbd, String(vmid));
       await c.vmsDelete(vmid);
       bystander.request(0, 14, 0, 4096);
       expect(await bystander.simpleReply()).toMatchObject({ cookie: 14, error: 5 });
@@ -273,11 +275,8 @@ describe('NBD requests pipelined in one write', () => {
     const daemon = await nbdDaemon();
     try {
       const c = await daemon.client();
-      const vmid = await c.vmsCreate(V_WORKING, MiB);
-      await c.vmMove(vmid, 0, 4096, UIO_WRITE, { iov: [new Uint8Array(4096).fill(9)], offset: 0, resid: 4096, segflg: 0 });
-      const r = await RawNbd.connect(daemon.nbd);
-      await r.greet();
-      expect(await r.go(String(vmid))).toBe(true);
+      const vmid = await nineSegment(c);
+      const r = await RawNbd.open(daemon.nbd, String(vmid));
 
       // One write of six requests: resident reads (served at once), one past the end and an unknown
       // command (failed at once), a flush and a FUA write (they wait for a page-out).
@@ -307,9 +306,7 @@ describe('NBD requests pipelined in one write', () => {
       expect(back.every((b) => b === 7)).toBe(true);
 
       // 2,000 reads in one write (more than one turn serves), and a second connection meanwhile.
-      const other = await RawNbd.connect(daemon.nbd);
-      await other.greet();
-      expect(await other.go(String(vmid))).toBe(true);
+      const other = await RawNbd.open(daemon.nbd, String(vmid));
       r.write(Buffer.concat(Array.from({ length: 2000 }, (_, i) => request(0, 100 + i, 0, 4096))));
       other.request(0, 7, 0, 4096);
       expect((await other.simpleReply(4096))?.data?.every((b) => b === 9)).toBe(true);
@@ -338,9 +335,7 @@ describe('NBD flow control', () => {
       const vmid = await c.vmsCreate(V_WORKING, 4 * MiB);
       const rss = () => rssBytes(daemon.proc.pid!);
       const before = rss();
-      const greedy = await RawNbd.connect(daemon.nbd);
-      await greedy.greet();
-      expect(await greedy.go(String(vmid))).toBe(true);
+      const greedy = await RawNbd.open(daemon.nbd, String(vmid));
       greedy.socket.pause(); // never reads a reply
       for (let i = 0; i < 400; i++) greedy.request(0, i, (i % 4) * MiB, MiB); // 400 MiB of replies asked for
       await new Promise((resolve) => setTimeout(resolve, 1500));

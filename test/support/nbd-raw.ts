@@ -28,6 +28,14 @@ export class RawNbd {
     return new RawNbd(socket);
   }
 
+  /** A connection in transmission on export `name` (greeted, NBD_OPT_GO accepted); throws if the server refuses it. */
+  static async open(path: string, name: string): Promise<RawNbd> {
+    const r = await RawNbd.connect(path);
+    await r.greet();
+    if (!(await r.go(name))) throw new Error(`NBD_OPT_GO ${name} was refused`);
+    return r;
+  }
+
   /** The next `n` bytes, or undefined if the server closed first. */
   async read(n: number, timeoutMs = 5000): Promise<Buffer | undefined> {
     const deadline = Date.now() + timeoutMs;
