@@ -40,13 +40,17 @@ export async function startFilePager(socket: string, dir: string, pages: number)
   };
 }
 
-/** Every page of the segment written (resident, modified), then timed: vmWritep of all and vms_iowait. Pages/s. */
-export async function pagerdFilePageOut(c: PagerClient, vmid: number, pages: number): Promise<number> {
+/** Writes every page of the segment (resident and modified: what pagerdFilePageOut pages out). */
+export async function modifyAllPages(c: PagerClient, vmid: number, pages: number): Promise<void> {
   const chunk = new Uint8Array(256 * PAGE).fill(Math.floor(Math.random() * 255) + 1);
   for (let p = 0; p < pages; p += 256) {
     const bytes = Math.min(256, pages - p) * PAGE;
     await c.vmMove(vmid, p * PAGE, bytes, UIO_WRITE, { iov: [chunk.subarray(0, bytes)], offset: 0, resid: bytes, segflg: 0 });
   }
+}
+
+/** Timed: vmWritep of every page of the segment (modifyAllPages first) and vms_iowait. Pages/s. */
+export async function pagerdFilePageOut(c: PagerClient, vmid: number, pages: number): Promise<number> {
   const start = process.hrtime.bigint();
   await c.vmWritep(vmid, 0, pages);
   await c.vmsIowait(vmid);

@@ -1,4 +1,4 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, fork, spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 
@@ -65,5 +65,21 @@ export async function withNbdkit<T>(dir: string, measure: (uri: string) => T): P
     return measure(`nbd+unix:///?socket=${socket}`);
   } finally {
     nbdkit.kill();
+  }
+}
+
+/**
+ * Runs `measure` against the Node floor (node-nbd-server.ts, its own process): the same client
+ * against the least an NBD server on Node does, so a row says how much of pagerd's gap to nbdkit
+ * is the runtime's.
+ */
+export async function withNodeNbdServer<T>(dir: string, measure: (uri: string) => T): Promise<T> {
+  const socket = join(dir, 'node-nbd.sock');
+  const server = fork(join(import.meta.dirname, 'node-nbd-server.js'), [socket], { stdio: 'ignore' });
+  try {
+    await new Promise((resolve) => server.once('message', resolve));
+    return measure(`nbd+unix:///?socket=${socket}`);
+  } finally {
+    server.kill();
   }
 }

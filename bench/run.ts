@@ -8,6 +8,7 @@
  *   npm run bench -- --only durable,cold    # some sections: round-trip, throughput, shared, nbd, loaded, durable, cold, file-pager, pressure, scale
  */
 import { rmSync } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { parseArgs } from 'node:util';
 import { pagerdColdReads, preparedColdSegment, rawRandomReads } from './cold-pagein.js';
 import { V_WORKING, type PagerClient } from '../src/client/index.js';
@@ -21,8 +22,9 @@ import { pagerdRoundTrips, rawRoundTrips } from './round-trip.js';
 import { repeat, summarize, type Summary } from './stats.js';
 import { pressureSegment, zipfianLoad } from './pressure.js';
 import { buildStore, removeStore, startUp } from './scale.js';
-import { fioNbd, haveFioAndNbdkit, withNbdkit, type FioResult } from './nbd.js';
-import { pagerdFilePageOut, rawGroupedWrites, startFilePager } from './file-pager.js';
+import { fioNbd, haveFioAndNbdkit, withNbdkit, withNodeNbdServer, type FioResult } from './nbd.js';
+import { withCpuTime } from './cpu-time.js';
+import { modifyAllPages, pagerdFilePageOut, rawGroupedWrites, startFilePager } from './file-pager.js';
 import { nbdkitRandread, residentSegment, sharedCopyRate, sharedMoveRate, tryReadRate } from './shared-frames.js';
 import { multiProcessThroughput, pagerdThroughput, rawThroughput } from './throughput.js';
 
@@ -54,6 +56,8 @@ interface Row {
   name: string;
   unit: string;
   pagerd: Summary;
+  /** What the `pagerd` figures measured, when a row compares two baselines (printed in its place). */
+  subjectName?: string;
   baselineName: string;
   baseline: Summary;
   /** pagerd / baseline of the medians (for latencies: pagerd / baseline too, lower is better). */
@@ -185,13 +189,20 @@ async function nbdRows(c: PagerClient, daemon: BenchDaemon): Promise<void> {
     for (const depth of [1, 16]) {
       const ours: FioResult[] = [];
       const theirs: FioResult[] = [];
+      const floor: FioResult[] = [];
       for (let i = 0; i < RUNS; i++) {
         ours.push(fioNbd(uri, rw, depth, seconds));
         theirs.push(await withNbdkit(daemon.dir, (u) => fioNbd(u, rw, depth, seconds)));
+        if (depth === 1) floor.push(await withNodeNbdServer(daemon.dir, (u) => fioNbd(u, rw, depth, seconds)));
       }
       const name = `fio nbd 4 KiB ${rw}, QD${depth}`;
       row({ section: 'NBD', name, unit: 'ops/s', pagerd: summarize(ours.map((r) => r.iops)), baselineName: 'nbdkit file plugin, same fio job', baseline: summarize(theirs.map((r) => r.iops)), target: 'ratio ≥ 1.0', check: (x) => x >= 1 });
-      if (depth === 1) row({ section: 'NBD', name: `${name}, p50 latency`, unit: 'µs', pagerd: summarize(ours.map((r) => r.p50)), baselineName: 'nbdkit file plugin, same fio job', baseline: summarize(theirs.map((r) => r.p50)) });
+      if (depth === 1) {
+        row({ section: 'NBD', name: `${name}, p50 latency`, unit: 'µs', pagerd: summarize(ours.map((r) => r.p50)), baselineName: 'nbdkit file plugin, same fio job', baseline: summarize(theirs.map((r) => r.p50)) });
+        // At one in flight the runtime's own cost per request shows: the Node floor against nbdkit.
+        row({ section: 'NBD', name: `${name}, the Node floor against nbdkit`, unit: 'ops/s', subjectName: 'minimal Node NBD server on a Buffer (bench/node-nbd-server.ts)', pagerd: summarize(floor.map((r) => r.iops)), baselineName: 'nbdkit file plugin, same fio job', baseline: summarize(theirs.map((r) => r.iops)) });
+        row({ section: 'NBD', name: `${name}, against the Node floor`, unit: 'ops/s', pagerd: summarize(ours.map((r) => r.iops)), baselineName: 'minimal Node NBD server on a Buffer, same fio job', baseline: summarize(floor.map((r) => r.iops)) });
+      }
     }
   }
   // Durable writes: a flush after each write, from one job and from 16 at once (their flushes share page-out cycles).
@@ -294,19 +305,41 @@ async function filePager(c: PagerClient, daemon: BenchDaemon): Promise<void> {
   const pager = await startFilePager(daemon.socket, daemon.dir, pages);
   try {
     let seed = 100;
+    // The CPU each page-in or page-out costs all three processes (daemon, map-file, this client)
+    // bounds the rate: at most the machine's cores divided by it, however well they overlap.
     // The first round of 16,384 page-ins runs at about half the rate of the next ones (11-14k
     // against 20-25k a second): frames touched for the first time, three processes' code compiling.
-    const inP = await repeat(RUNS, () => pagerdColdReads(c, pager.vmid, pages, 16, seed++), FILE_PAGER_WARM_UP_MS);
-    const inB = await repeat(RUNS, () => rawRandomReads(pager.file, pages - 1, pages, 16, seed++), FILE_PAGER_WARM_UP_MS);
+    const inCpu: number[] = [];
+    const rawCpu: number[] = [];
+    const inP = await repeat(RUNS, () => timedCpu(inCpu, pages, [daemon.proc.pid!, pager.proc.pid!], () => pagerdColdReads(c, pager.vmid, pages, 16, seed++)), FILE_PAGER_WARM_UP_MS);
+    const inB = await repeat(RUNS, () => timedCpu(rawCpu, pages, [], () => rawRandomReads(pager.file, pages - 1, pages, 16, seed++)), FILE_PAGER_WARM_UP_MS);
     row({ section: 'client file system', name: 'page-in: random 4 KiB vmMove reads through map-file, 16 in flight', unit: 'ops/s', pagerd: inP, baselineName: 'raw random pread of the file, 16 in flight', baseline: inB, target: 'ratio ≥ 0.6', check: (x) => x >= 0.6 });
+    row({ section: 'client file system', name: `page-in: CPU time per page-in, daemon + map-file + client (${availableParallelism()} CPUs here)`, unit: 'µs', pagerd: summarize(inCpu.slice(-RUNS)), baselineName: 'raw random pread: CPU time per read, its thread pool included', baseline: summarize(rawCpu.slice(-RUNS)) });
     // V8 settles the page-out path of a client file system only after several rounds of 16,384
     // pages (rounds 1-6 ran at 87-167k pages/s, later ones at 160-248k): both sides warm up longer.
-    const outP = await repeat(RUNS, () => pagerdFilePageOut(c, pager.vmid, pages), FILE_PAGER_WARM_UP_MS);
-    const outB = await repeat(RUNS, () => rawGroupedWrites(pager.file, pages, 64, 16), FILE_PAGER_WARM_UP_MS);
+    const outCpu: number[] = [];
+    const rawOutCpu: number[] = [];
+    const outP = await repeat(
+      RUNS,
+      async () => {
+        await modifyAllPages(c, pager.vmid, pages);
+        return timedCpu(outCpu, pages, [daemon.proc.pid!, pager.proc.pid!], () => pagerdFilePageOut(c, pager.vmid, pages));
+      },
+      FILE_PAGER_WARM_UP_MS,
+    );
+    const outB = await repeat(RUNS, () => timedCpu(rawOutCpu, pages, [], () => rawGroupedWrites(pager.file, pages, 64, 16)), FILE_PAGER_WARM_UP_MS);
     row({ section: 'client file system', name: `page-out: vmWritep + vms_iowait of ${pages} pages through map-file`, unit: 'pages/s', pagerd: outP, baselineName: 'raw 256 KiB pwrite + grouped fdatasync, 16 in flight', baseline: outB, target: 'ratio ≥ 0.6', check: (x) => x >= 0.6 });
+    row({ section: 'client file system', name: `page-out: CPU time per page, daemon + map-file + client (${availableParallelism()} CPUs here)`, unit: 'µs', pagerd: summarize(outCpu.slice(-RUNS)), baselineName: 'raw pwrite + grouped fdatasync: CPU time per page', baseline: summarize(rawOutCpu.slice(-RUNS)) });
   } finally {
     await pager.stop();
   }
+}
+
+/** Runs `work` (which answers a rate of `ops` operations) and notes in `perOp` the CPU time per operation, in µs, of this process and `pids`. */
+async function timedCpu(perOp: number[], ops: number, pids: number[], work: () => Promise<number>): Promise<number> {
+  const { result, cpuSeconds } = await withCpuTime(pids, work);
+  perOp.push((cpuSeconds / ops) * 1e6);
+  return result;
 }
 
 /** 5. A zipfian working set four times the frame pool, against the same load with everything resident. */
@@ -397,7 +430,7 @@ function print(): void {
     }
     const verdict = r.target === undefined ? '' : `  ${r.target}: ${r.met ? 'met' : 'MISSED'}`;
     lines.push(
-      `  ${r.name}\n    pagerd   ${fmt(r.pagerd.median)} ${r.unit} [${fmt(r.pagerd.min)}..${fmt(r.pagerd.max)}]\n    ${r.baselineName.padEnd(8)} ${fmt(r.baseline.median)} ${r.unit} [${fmt(r.baseline.min)}..${fmt(r.baseline.max)}]\n    ratio    ${r.ratio.toFixed(2)}${verdict}`,
+      `  ${r.name}\n    ${(r.subjectName ?? 'pagerd').padEnd(8)} ${fmt(r.pagerd.median)} ${r.unit} [${fmt(r.pagerd.min)}..${fmt(r.pagerd.max)}]\n    ${r.baselineName.padEnd(8)} ${fmt(r.baseline.median)} ${r.unit} [${fmt(r.baseline.min)}..${fmt(r.baseline.max)}]\n    ratio    ${r.ratio.toFixed(2)}${verdict}`,
     );
   }
   process.stdout.write(`${lines.join('\n')}\n`);
