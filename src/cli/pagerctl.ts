@@ -9,7 +9,7 @@ import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync }
 import { join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { errnoNumber } from '../errors.js';
-import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, serveFile, type PagerClient } from '../client/index.js';
+import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, NOT_A_REGULAR_FILE, serveFile, type PagerClient } from '../client/index.js';
 import { parseSize } from '../config/tunables.js';
 import { VERSION } from '../version.js';
 import { EXIT, exitName, exitStatusHelp, exitStatusOf, type ExitStatus } from './exit-status.js';
@@ -70,10 +70,13 @@ const program = new Command()
   })
   .exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT.OK : EXIT.USAGE));
 
+/** Bytes `pagerctl read` moves at a time. */
+const READ_CHUNK_BYTES = 1024 * 1024;
+
 /** Argument parsers: a bad value is a usage error (64) naming the argument. */
 const integer = (v: string): number => {
   const n = Number(v);
-  if (v.trim() === '' || !Number.isSafeInteger(n) || n < 0) throw new InvalidArgumentError('not a non-negative integer.');
+  if (!/^[0-9]+$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('not a non-negative integer (decimal digits only).');
   return n;
 };
 const size = (v: string): number => {
@@ -202,16 +205,25 @@ segments
 
 program
   .command('read')
-  .description('write bytes of a segment to stdout (--json: {moved, base64})')
+  .description(`write bytes of a segment to stdout, ${READ_CHUNK_BYTES / 1024 / 1024} MiB at a time (--json: {moved, base64}); a range past the end fails once the bytes before it are out`)
   .argument('<vmid>', 'segment', integer)
   .argument('<offset>', 'byte offset', integer)
   .argument('<length>', 'bytes', integer)
   .action((vmid, offset, length) =>
     withClient(async (c) => {
-      const buf = new Uint8Array(length);
-      const moved = await c.vmMove(vmid, offset, length, UIO_READ, { iov: [buf], offset: 0, resid: length, segflg: 0 });
-      const data = buf.subarray(0, moved);
-      await writeOut(json ? `${JSON.stringify({ vmid, offset, moved, base64: Buffer.from(data).toString('base64') })}\n` : data);
+      // In pieces: memory follows what the segment holds, not the length asked for.
+      const chunks: Uint8Array[] = [];
+      let moved = 0;
+      while (moved < length) {
+        const n = Math.min(READ_CHUNK_BYTES, length - moved);
+        const buf = new Uint8Array(n);
+        const got = await c.vmMove(vmid, offset + moved, n, UIO_READ, { iov: [buf], offset: 0, resid: n, segflg: 0 });
+        moved += got;
+        if (json) chunks.push(buf.subarray(0, got));
+        else await writeOut(buf.subarray(0, got));
+        if (got < n) break;
+      }
+      if (json) await writeOut(`${JSON.stringify({ vmid, offset, moved, base64: Buffer.concat(chunks).toString('base64') })}\n`);
     }),
   );
 
@@ -301,7 +313,10 @@ program
   .action((file: string, opts: { mode: number }) =>
     withClient(async (c) => {
       const pager = await serveFile(c, file, { mode: opts.mode }).catch((err: unknown) => {
-        throw (err as NodeJS.ErrnoException).code === 'ENOENT' ? new CtlError(EXIT.NOINPUT, 'no-such-file', (err as Error).message) : err;
+        const code = (err as NodeJS.ErrnoException).code;
+        if (code === 'ENOENT') throw new CtlError(EXIT.NOINPUT, 'no-such-file', (err as Error).message);
+        if (code === NOT_A_REGULAR_FILE || code === 'EISDIR') throw new CtlError(EXIT.NOINPUT, 'not-a-regular-file', (err as Error).message);
+        throw err;
       });
       emit({ file, vmid: pager.vmid, device: pager.device, size: pager.size }, `serving ${file} as segment ${pager.vmid} (paging device ${pager.device}); interrupt to stop`);
       const gone = await new Promise<Error | undefined>((resolve) => {

@@ -5,6 +5,9 @@ import { readFully, writeFully } from '../positional-io.js';
 import { readCached } from '../native/addon.js';
 import type { PagerClient, StrategyRequest } from './client.js';
 
+/** The `code` of serveFile's error for a path that is not a regular file (a device, a directory, /dev/null). */
+export const NOT_A_REGULAR_FILE = 'ENOTREGULAR';
+
 /** A regular file served as a client segment: its vmid and paging device, and how to stop. */
 export interface FilePager {
   vmid: number;
@@ -29,7 +32,9 @@ export interface FilePager {
 export async function serveFile(client: PagerClient, path: string, options: { mode?: number } = {}): Promise<FilePager> {
   const file = await open(path, 'r+');
   try {
-    const size = (await file.stat()).size;
+    const stat = await file.stat();
+    if (!stat.isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: NOT_A_REGULAR_FILE });
+    const size = stat.size;
     const syncs = new GroupCommit();
     const served = { reads: 0, writes: 0, datasyncs: 0 };
     const pageSize = client.pageSize;

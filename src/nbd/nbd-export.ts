@@ -1,4 +1,5 @@
-import { UIO_READ, UIO_WRITE } from '../constants.js';
+import { UIO_READ, UIO_WRITE, V_STRATEGY } from '../constants.js';
+import { PagerError } from '../errors.js';
 import { GroupCommit } from '../group-commit.js';
 import type { ClientContext } from '../vm/context.js';
 import type { Segment } from '../vm/segment.js';
@@ -29,6 +30,11 @@ export class NbdExport {
   readonly readOnly: boolean;
   /** Large-page segments stay in memory: no page-out, so no flush, FUA or trim. */
   readonly durable: boolean;
+  /**
+   * A client file system pages the segment (V_STRATEGY): a page with neither frame nor slot holds
+   * what the file system holds, not zeros, and a released page reads that back.
+   */
+  private readonly pagedByFileSystem: boolean;
 
   constructor(
     private readonly seg: Segment,
@@ -41,6 +47,7 @@ export class NbdExport {
     this.size = seg.extent;
     this.readOnly = !ctx.mayWrite(seg);
     this.durable = !seg.largePages;
+    this.pagedByFileSystem = (seg.options & V_STRATEGY) !== 0;
   }
 
   /** The export a peer names, if it may use it. */
@@ -106,10 +113,30 @@ export class NbdExport {
     return group.request(() => this.pageOut(0, this.seg.pageCount));
   }
 
-  /** Makes every page of the range modified before the call durable (for FUA: only the request's pages). */
+  /**
+   * Makes every page of the range modified before the call durable (for FUA: only the request's
+   * pages). A page-out failure is reported once to each context (SPEC §4), and a connection has
+   * many requests in flight: each wait has a context of its own (the peer's credentials), so it
+   * hears every failure that happens while it waits, whichever request of the connection heard
+   * it first. One the connection has not heard from before the wait is answered too.
+   */
   private async pageOut(first: number, end: number): Promise<void> {
-    await this.svc.syncPages(this.ctx, this.vmid, first, end - first);
-    await this.svc.vmsIowait(this.ctx, this.vmid);
+    if (this.ctx.gone.aborted) throw new PagerError('interrupted', 'the connection has ended');
+    const waiter = this.svc.createContext({ uid: this.ctx.uid, gid: this.ctx.gid, pid: this.ctx.pid });
+    const endWait = (): void => this.svc.endContext(waiter);
+    this.ctx.gone.addEventListener('abort', endWait, { once: true });
+    try {
+      await this.svc.syncPages(waiter, this.vmid, first, end - first);
+      await this.svc.vmsIowait(waiter, this.vmid);
+    } finally {
+      this.ctx.gone.removeEventListener('abort', endWait);
+      endWait();
+    }
+    const earlier = this.ctx.unheardFailures.get(this.vmid);
+    if (earlier !== undefined) {
+      this.ctx.unheardFailures.delete(this.vmid);
+      throw earlier;
+    }
   }
 
   private flushRange(offset: number, length: number): Promise<void> {
@@ -127,7 +154,7 @@ export class NbdExport {
   /** Makes exactly the range read as zeros: whole pages released (written, with `noHole`), the edges written. */
   async writeZeroes(offset: number, length: number, noHole: boolean, fua: boolean): Promise<void> {
     const { first, end } = this.pagesInside(offset, length);
-    if (noHole || !this.durable || end <= first) {
+    if (noHole || !this.durable || this.pagedByFileSystem || end <= first) {
       await this.writeZeros(offset, length);
     } else {
       await this.writeZeros(offset, first * this.pageSize - offset);
@@ -166,7 +193,7 @@ export class NbdExport {
   }
 
   private hasBytes(pno: number): boolean {
-    return this.seg.pages.get(pno) !== -1 || this.mapped(this.vmid, pno);
+    return this.pagedByFileSystem || this.seg.pages.get(pno) !== -1 || this.mapped(this.vmid, pno);
   }
 
   private async writeZeros(offset: number, length: number): Promise<void> {

@@ -42,6 +42,14 @@ function signalOf(source: SignalSource | undefined): AbortSignal | undefined {
   return typeof source === 'function' ? source() : source;
 }
 
+/**
+ * Whether `value` is a set of the `allowed` flag bits. AIX's flags are a 32-bit int: a number past
+ * 31 bits is refused whole, not cut to its low bits by JavaScript's bitwise operators.
+ */
+function onlyFlags(value: number, allowed: number): boolean {
+  return Number.isSafeInteger(value) && value >= 0 && value <= 0x7fffffff && (value & ~allowed) === 0;
+}
+
 /** A checked page interval of a segment: pages [first, end). */
 interface PageRange {
   seg: Segment;
@@ -79,7 +87,7 @@ export class VmServices {
    */
   async vmsCreate(ctx: ClientContext, type: number, size: number, options = 0, mode = 0o600, strategy = false): Promise<number> {
     if (!SEGMENT_TYPES.includes(type)) throw new PagerError('bad-type');
-    if (!Number.isSafeInteger(options) || options < 0 || (options & ~SEGMENT_OPTIONS) !== 0) throw new PagerError('bad-option');
+    if (!onlyFlags(options, SEGMENT_OPTIONS)) throw new PagerError('bad-option');
     if (strategy && type !== V_CLIENT) throw new PagerError('not-client-segment', 'only a client segment (V_CLIENT) is paged by a strategy routine');
     if (strategy && (options & V_LGPAGE) !== 0) throw new PagerError('large-pages', 'large pages are never paged out: a strategy routine would never see them');
     const ps = this.vmm.pageSize;
@@ -188,7 +196,7 @@ export class VmServices {
     const waitOut = (modifier & VM_IOACCESSP_PGOUTWAIT) !== 0;
     if (make && npages * this.vmm.pageSize > IOACCESSP_MAKE_LIMIT) throw new PagerError('make-too-large');
     if (seg.type !== V_CLIENT) throw new PagerError('not-client-segment');
-    if ((modifier & ~IOACCESSP_FLAGS) !== 0 || modifier < 0) throw new PagerError('unsupported-flag');
+    if (!onlyFlags(modifier, IOACCESSP_FLAGS)) throw new PagerError('unsupported-flag');
     if (make && flush) throw new PagerError('make-and-flush');
     if (waitOnly && !waitIn && !waitOut) throw new PagerError('waitonly-without-wait');
     if (waitOnly && (make || flush)) throw new PagerError('waitonly-with-action');
@@ -241,7 +249,7 @@ export class VmServices {
   /** vm_readp: advisory page-in of the range; with V_IOWAIT, first waits for I/O in the range. */
   async vmReadp(ctx: ClientContext, vmid: number, pfirst: number, npages: number, flags: number, signal?: SignalSource): Promise<void> {
     const range = this.pageRange(ctx, vmid, pfirst, npages, { write: false, largePages: true });
-    if (!Number.isSafeInteger(flags) || flags < 0 || (flags & ~V_IOWAIT) !== 0) throw new PagerError('unsupported-flag');
+    if (!onlyFlags(flags, V_IOWAIT)) throw new PagerError('unsupported-flag');
     if ((flags & V_IOWAIT) !== 0) await this.waitRangeIdle(ctx, range, [PAGE_IN, PAGE_OUT], signal);
     this.startPageIns(range);
   }

@@ -140,4 +140,20 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     await c.close();
     expect(await daemon.stop()).toBe(0);
   });
+
+  it('pagerctl map-file of something other than a regular file (/dev/null, a directory) exits 66 and mounts nothing', async () => {
+    const daemon = await startDaemon();
+    for (const path of ['/dev/null', storeDir('pagerd-dir-')]) {
+      const run = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, '--json', 'map-file', path], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      run.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      expect(await new Promise((resolve) => run.once('exit', resolve)), path).toBe(66);
+      expect(JSON.parse(err), path).toMatchObject({ error: { code: 'EX_NOINPUT', reason: 'not-a-regular-file' } });
+    }
+    const c = await connect({ socket: daemon.socket });
+    expect(await c.devices()).toEqual([]);
+    expect(await c.segments()).toEqual([]);
+    await c.close();
+    expect(await daemon.stop()).toBe(0);
+  });
 });

@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'n
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
-import { UIO_READ, UIO_WRITE, V_WORKING, type PagerClient } from '../../src/client/index.js';
+import { UIO_READ, UIO_WRITE, V_WORKING, serveFile, type PagerClient } from '../../src/client/index.js';
 import { startDaemon, type RunningDaemon } from '../support/daemon.js';
 import { isRoot } from '../support/loop-device.js';
 import { RawNbd, requestBytes as request, u32 } from '../support/nbd-raw.js';
@@ -12,6 +12,7 @@ import { mulberry32 } from '../support/random.js';
 import { storeDir } from '../support/store-files.js';
 
 const run = promisify(execFile);
+const PAGERCTL = join(import.meta.dirname, '../../dist/src/cli/pagerctl.js');
 const MiB = 1 << 20;
 
 /** The real NBD clients these tests use (.ci/run installs them). */
@@ -177,6 +178,68 @@ describe('segments as NBD exports, used by real clients', () => {
       await again.stop();
     }
   }, 180_000);
+});
+
+describe('NBD exports of segments a client file system pages', () => {
+  it.runIf(haveTools)('read the file\'s bytes (structured replies, no page resident), show them as data in nbdinfo --map, and write zeroes as zeros in the file', async () => {
+    const daemon = await nbdDaemon();
+    const file = join(daemon.stateDir, 'served.bin');
+    const original = randomBytes(71, 2 * MiB);
+    writeFileSync(file, original);
+    const pagerClient = await daemon.client();
+    const pager = await serveFile(pagerClient, file, { mode: 0o600 });
+    try {
+      const uri = daemon.uri(pager.vmid);
+      // Nothing resident, nothing in pagerd's store: every byte is the file system's.
+      await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', file, uri]);
+      const extents = JSON.parse((await run('nbdinfo', ['--map', '--json', uri])).stdout) as { offset: number; length: number; type: number }[];
+      expect(extents.every((e) => (e.type & 1) === 0)).toBe(true);
+      // WRITE_ZEROES without NO_HOLE (qemu-io -d unmap, write -z -u): whole pages released would
+      // read the file's old bytes back.
+      await run('qemu-io', ['-f', 'raw', '-d', 'unmap', '-c', 'write -P 0x55 0 64k', '-c', 'write -z -u 0 64k', '-c', 'write -z -u 100k 200k', '-c', 'flush', uri]);
+      await run('qemu-io', ['-f', 'raw', '-c', 'read -P 0 0 64k', '-c', 'read -P 0 100k 200k', uri]);
+      const after = readFileSync(file);
+      expect(after.subarray(0, 64 * 1024).every((b) => b === 0)).toBe(true);
+      expect(after.subarray(100 * 1024, 300 * 1024).every((b) => b === 0)).toBe(true);
+      expect(after.subarray(64 * 1024, 100 * 1024).equals(original.subarray(64 * 1024, 100 * 1024))).toBe(true);
+    } finally {
+      await pager.stop();
+      await pagerClient.close();
+      await daemon.stop();
+    }
+  }, 60_000);
+
+  it('a FUA write whose page-out the file system never completes answers EIO, though a flush sent before it heard the same failure first', async () => {
+    const daemon = await nbdDaemon();
+    const file = join(daemon.stateDir, 'served.bin');
+    writeFileSync(file, Buffer.alloc(MiB, 0x11));
+    const ctl = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, '--json', 'map-file', file], { stdio: ['ignore', 'pipe', 'ignore'] });
+    try {
+      let out = '';
+      ctl.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const deadline = Date.now() + 10_000;
+      while (!out.includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const { vmid } = JSON.parse(out) as { vmid: number };
+      const nbd = await RawNbd.open(daemon.nbd, String(vmid));
+      nbd.request(1, 1, 0, 64 * 1024, Buffer.alloc(64 * 1024, 0x22));
+      expect((await nbd.simpleReply())?.error).toBe(0);
+      ctl.kill('SIGSTOP'); // the file system stops answering
+      nbd.request(3, 2, 0, 0); // FLUSH: its page-outs go to the stopped file system
+      nbd.request(1, 3, 128 * 1024, 4096, Buffer.alloc(4096, 0x33), 1); // WRITE with FUA
+      await new Promise((r) => setTimeout(r, 500));
+      ctl.kill('SIGKILL'); // the device is gone: both page-outs fail
+      const replies = [await nbd.simpleReply(), await nbd.simpleReply()];
+      expect(replies.map((r) => [r?.cookie, r?.error]).sort()).toEqual([
+        [2, 5],
+        [3, 5],
+      ]);
+      expect(readFileSync(file).subarray(128 * 1024, 132 * 1024).every((b) => b === 0x11)).toBe(true); // indeed never written
+      nbd.close();
+    } finally {
+      ctl.kill('SIGKILL');
+      await daemon.stop();
+    }
+  }, 60_000);
 });
 
 describe('NBD access follows the peer credentials', () => {

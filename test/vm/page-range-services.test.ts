@@ -41,6 +41,7 @@ describe('page-range services: argument checks in the order of vm_writep', () =>
     const e = await testEngine();
     const vmid = await e.svc.vmsCreate(e.ctx, V_WORKING, 4 * PAGE);
     await expect(e.svc.vmReadp(e.ctx, vmid, 0, 1, 2)).rejects.toMatchObject({ code: 'EINVAL', reason: 'unsupported-flag' });
+    await expect(e.svc.vmReadp(e.ctx, vmid, 0, 1, 2 ** 32 + V_IOWAIT)).rejects.toMatchObject({ code: 'EINVAL', reason: 'unsupported-flag' });
   });
 });
 

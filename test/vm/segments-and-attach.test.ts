@@ -14,6 +14,8 @@ describe('vms_create', () => {
     const e = await testEngine();
     await expect(e.svc.vmsCreate(e.ctx, 3, PAGE)).rejects.toMatchObject({ code: 'EINVAL', reason: 'bad-type' });
     await expect(e.svc.vmsCreate(e.ctx, V_WORKING, PAGE, 0x1)).rejects.toMatchObject({ reason: 'bad-option' });
+    // Past 31 bits: refused whole, not cut to the low 32 (2^32 + V_INTRSEG would read as V_INTRSEG).
+    for (const options of [2 ** 32, 2 ** 32 + V_INTRSEG, 2 ** 40]) await expect(e.svc.vmsCreate(e.ctx, V_WORKING, PAGE, options)).rejects.toMatchObject({ reason: 'bad-option' });
     await expect(e.svc.vmsCreate(e.ctx, V_WORKING, -1)).rejects.toMatchObject({ reason: 'bad-size' });
     await expect(e.svc.vmsCreate(e.ctx, V_WORKING, 2 ** 31 + 1)).rejects.toMatchObject({ reason: 'bad-size' });
     await expect(e.svc.vmsCreate(e.ctx, V_WORKING, PAGE, 0, 0o1000)).rejects.toMatchObject({ reason: 'bad-mode' });

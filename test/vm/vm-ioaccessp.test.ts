@@ -28,6 +28,7 @@ describe('vm_ioaccessp', () => {
       ['MAKE of more than 1 MiB of pages', (v) => [v, 0, 257, MAKE], 'make-too-large'],
       ['not a client segment', (_v, w) => [w, 0, 1, MAKE], 'not-client-segment'],
       ['a flag outside 0x1F', (v) => [v, 0, 1, 0x20], 'unsupported-flag'],
+      ['MAKE past 31 bits (2^32 + MAKE)', (v) => [v, 0, 1, 2 ** 32 + MAKE], 'unsupported-flag'],
       ['MAKE and FLUSH both', (v) => [v, 0, 1, MAKE | FLUSH], 'make-and-flush'],
       ['WAITONLY with neither wait', (v) => [v, 0, 1, WAITONLY], 'waitonly-without-wait'],
       ['WAITONLY with MAKE', (v) => [v, 0, 1, WAITONLY | PGINWAIT | MAKE], 'waitonly-with-action'],
