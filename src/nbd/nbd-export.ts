@@ -110,7 +110,7 @@ export class NbdExport {
   flush(): Promise<void> {
     let group = flushGroups.get(this.seg);
     if (group === undefined) flushGroups.set(this.seg, (group = new GroupCommit()));
-    return group.request(() => this.pageOut(0, this.seg.pageCount));
+    return group.request(() => this.pageOut(0, this.seg.pageCount)).then(() => this.reportUnheard());
   }
 
   /**
@@ -118,7 +118,7 @@ export class NbdExport {
    * pages). A page-out failure is reported once to each context (SPEC §4), and a connection has
    * many requests in flight: each wait has a context of its own (the peer's credentials), so it
    * hears every failure that happens while it waits, whichever request of the connection heard
-   * it first. One the connection has not heard from before the wait is answered too.
+   * it first.
    */
   private async pageOut(first: number, end: number): Promise<void> {
     if (this.ctx.gone.aborted) throw new PagerError('interrupted', 'the connection has ended');
@@ -128,20 +128,28 @@ export class NbdExport {
     try {
       await this.svc.syncPages(waiter, this.vmid, first, end - first);
       await this.svc.vmsIowait(waiter, this.vmid);
+    } catch (err) {
+      // Heard here: the connection is not told it again by a later request.
+      if (this.ctx.unheardFailures.get(this.vmid) === err) this.ctx.unheardFailures.delete(this.vmid);
+      throw err;
     } finally {
       this.ctx.gone.removeEventListener('abort', endWait);
       endWait();
     }
-    const earlier = this.ctx.unheardFailures.get(this.vmid);
-    if (earlier !== undefined) {
-      this.ctx.unheardFailures.delete(this.vmid);
-      throw earlier;
-    }
   }
 
-  private flushRange(offset: number, length: number): Promise<void> {
+  /** Throws a page-out failure of the segment the connection has not heard of yet (SPEC §4), as vms_iowait would. */
+  private reportUnheard(): void {
+    const failure = this.ctx.unheardFailures.get(this.vmid);
+    if (failure === undefined) return;
+    this.ctx.unheardFailures.delete(this.vmid);
+    throw failure;
+  }
+
+  private async flushRange(offset: number, length: number): Promise<void> {
     const { first, end } = this.pagesTouched(offset, length);
-    return this.pageOut(first, end);
+    await this.pageOut(first, end);
+    this.reportUnheard();
   }
 
   /** Releases the pages wholly inside the range (advisory: the edges of partly covered pages stay). */
