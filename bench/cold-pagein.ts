@@ -20,13 +20,16 @@ export async function preparedColdSegment(c: PagerClient, n: number): Promise<nu
 
 /** Random 4 KiB vmMove reads of non-resident pages, `window` in flight: ops/s. Evicts them again after. */
 export async function pagerdColdReads(c: PagerClient, vmid: number, n: number, window: number, seed: number): Promise<number> {
-  const order = shuffle(n, seed);
-  const buffers = Array.from({ length: window }, () => new Uint8Array(PAGE));
-  const rate = await pipelined(n, window, (i) =>
-    c.vmMove(vmid, order[i] * PAGE, PAGE, UIO_READ, { iov: [buffers[i % window]], offset: 0, resid: PAGE, segflg: 0 }),
-  );
+  const rate = await pagerdRandomReads(c, vmid, n, window, seed);
   await c.vmFlushp(vmid, 0, n);
   return rate;
+}
+
+/** Random 4 KiB vmMove reads of the segment's `n` pages, `window` in flight: ops/s (the reads alone). */
+export async function pagerdRandomReads(c: PagerClient, vmid: number, n: number, window: number, seed: number): Promise<number> {
+  const order = shuffle(n, seed);
+  const buffers = Array.from({ length: window }, () => new Uint8Array(PAGE));
+  return pipelined(n, window, (i) => c.vmMove(vmid, order[i] * PAGE, PAGE, UIO_READ, { iov: [buffers[i % window]], offset: 0, resid: PAGE, segflg: 0 }));
 }
 
 /** Raw random positional 4 KiB reads of the same device, same concurrency: ops/s. */

@@ -1,25 +1,23 @@
 import { readdirSync, readFileSync } from 'node:fs';
 
-/**
- * The CPU time every thread of process `pid` has used, in seconds: the first field of each
- * thread's /proc schedstat, in nanoseconds (/proc/PID/stat counts only in 10 ms steps).
- */
-function processCpuSeconds(pid: number): number {
-  let ns = 0;
+/** Each thread of process `pid` (by id) with the CPU time it has used, in ns: /proc schedstat's first field (/proc/PID/stat counts in 10 ms steps). */
+function threadTimes(pid: number): Map<string, number> {
+  const times = new Map<string, number>();
   for (const tid of readdirSync(`/proc/${pid}/task`)) {
     try {
-      ns += Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]);
+      times.set(tid, Number(readFileSync(`/proc/${pid}/task/${tid}/schedstat`, 'utf8').split(' ')[0]));
     } catch {
-      // a thread that ended since the listing: its time is gone with it
+      // a thread that ended since the listing
     }
   }
-  return ns / 1e9;
+  return times;
 }
 
-/** This process's CPU time (every thread, its thread pool included), in seconds. */
-function ownCpuSeconds(): number {
-  const { user, system } = process.cpuUsage();
-  return (user + system) / 1e6;
+/** CPU seconds the threads of `after` used since `before` (a thread born since counts whole; one that ended meanwhile is left out). */
+function usedSince(before: Map<string, number>, after: Map<string, number>): number {
+  let ns = 0;
+  for (const [tid, t] of after) ns += t - (before.get(tid) ?? 0);
+  return ns / 1e9;
 }
 
 /**
@@ -28,8 +26,9 @@ function ownCpuSeconds(): number {
  * the CPU time one operation costs, however the processes overlap.
  */
 export async function withCpuTime<T>(pids: number[], work: () => Promise<T>): Promise<{ result: T; cpuSeconds: number }> {
-  const total = (): number => ownCpuSeconds() + pids.reduce((sum, pid) => sum + processCpuSeconds(pid), 0);
-  const before = total();
+  const all = [process.pid, ...pids];
+  const before = all.map(threadTimes);
   const result = await work();
-  return { result, cpuSeconds: total() - before };
+  const cpuSeconds = all.reduce((sum, pid, i) => sum + usedSince(before[i], threadTimes(pid)), 0);
+  return { result, cpuSeconds };
 }

@@ -77,7 +77,10 @@ export async function withNodeNbdServer<T>(dir: string, measure: (uri: string) =
   const socket = join(dir, 'node-nbd.sock');
   const server = fork(join(import.meta.dirname, 'node-nbd-server.js'), [socket], { stdio: 'ignore' });
   try {
-    await new Promise((resolve) => server.once('message', resolve));
+    await new Promise((resolve, reject) => {
+      server.once('message', resolve);
+      server.once('exit', (code) => reject(new Error(`bench/node-nbd-server.js exited with ${code} before it listened`)));
+    });
     return measure(`nbd+unix:///?socket=${socket}`);
   } finally {
     server.kill();

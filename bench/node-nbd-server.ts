@@ -1,8 +1,9 @@
 /**
  * The Node floor of the NBD rows: the least an NBD server on Node does for fio's nbd engine, in its
- * own process. It serves a 256 MiB Buffer (no page cache, no checks, no metrics) with simple
- * replies, one 'data' handler parsing what came and one write per batch of replies. What pagerd
- * spends above it is pagerd's; what it spends above nbdkit is the runtime's.
+ * own process and with no project code (its few lines of handshake are its own, not src/nbd's).
+ * It serves a 256 MiB Buffer (no page cache, no checks, no metrics) with simple replies, one
+ * 'data' handler parsing what came and one write per batch of replies. What pagerd spends above
+ * it is pagerd's; what it spends above nbdkit is the runtime's.
  *
  *   node node-nbd-server.js SOCKET
  */
@@ -72,7 +73,10 @@ createServer((socket) => {
         const offset = buf.readUInt32BE(16) * 2 ** 32 + buf.readUInt32BE(20);
         const length = buf.readUInt32BE(24);
         if (type === CMD_WRITE && buf.length < 28 + length) break;
-        if (type === CMD_DISC) return void socket.end();
+        if (type === CMD_DISC) {
+          socket.end(Buffer.concat(replies)); // the replies before it first
+          return;
+        }
         const inRange = offset + length <= SIZE;
         const reply = Buffer.allocUnsafe(type === CMD_READ && inRange ? 16 + length : 16);
         reply.writeUInt32BE(0x67446698, 0);

@@ -72,11 +72,19 @@ const program = new Command()
 
 /** Bytes `pagerctl read` moves at a time. */
 const READ_CHUNK_BYTES = 1024 * 1024;
+/** Most bytes `pagerctl --json read` answers (base64 in one JSON string). */
+const JSON_READ_MAX_BYTES = 256 * 1024 * 1024;
 
 /** Argument parsers: a bad value is a usage error (64) naming the argument. */
 const integer = (v: string): number => {
   const n = Number(v);
   if (!/^[0-9]+$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('not a non-negative integer (decimal digits only).');
+  return n;
+};
+/** A bit mask: decimal, or hexadecimal after 0x (the daemon refuses bits it does not know). */
+const bits = (v: string): number => {
+  const n = Number(v);
+  if (!/^([0-9]+|0x[0-9a-fA-F]+)$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('not option bits (decimal, or hexadecimal such as 0x10000000).');
   return n;
 };
 const size = (v: string): number => {
@@ -185,7 +193,7 @@ segments
   .argument('<type>', 'working, client or persistent', segmentType)
   .argument('<size>', 'bytes, e.g. 64MiB', size)
   .addOption(new Option('--mode <octal>', 'permission bits').default(0o600, '600').argParser(octalMode))
-  .addOption(new Option('--options <bits>', 'AIX option bits: V_INTRSEG, V_LGPAGE ...').default(0).argParser(integer))
+  .addOption(new Option('--options <bits>', 'AIX option bits, decimal or 0x hex: V_INTRSEG, V_LGPAGE ...').default(0).argParser(bits))
   .action((type, bytes, opts) =>
     withClient(async (c) => {
       const vmid = await c.vmsCreate(type, bytes, opts.options, opts.mode);
@@ -205,24 +213,26 @@ segments
 
 program
   .command('read')
-  .description(`write bytes of a segment to stdout, ${READ_CHUNK_BYTES / 1024 / 1024} MiB at a time (--json: {moved, base64}); a range past the end fails once the bytes before it are out`)
+  .description(`write bytes of a segment to stdout, ${READ_CHUNK_BYTES / 1024 / 1024} MiB per move (--json: {moved, base64}, at most ${JSON_READ_MAX_BYTES / 1024 / 1024} MiB)`)
   .argument('<vmid>', 'segment', integer)
   .argument('<offset>', 'byte offset', integer)
   .argument('<length>', 'bytes', integer)
   .action((vmid, offset, length) =>
     withClient(async (c) => {
-      // In pieces: memory follows what the segment holds, not the length asked for.
+      if (json && length > JSON_READ_MAX_BYTES) throw new CtlError(EXIT.USAGE, 'usage', `--json reads at most ${JSON_READ_MAX_BYTES} bytes (its base64 is one string); read without --json`);
+      // A range past the end fails as one move of it would, before any byte is written. Then
+      // pieces: memory follows the move, not the length asked for.
+      const extent = (await c.segments()).find((s) => s.vmid === vmid)?.extent;
+      if (extent !== undefined && offset + length > extent) throw new PagerError('beyond-extent');
       const chunks: Uint8Array[] = [];
       let moved = 0;
-      while (moved < length) {
+      do {
         const n = Math.min(READ_CHUNK_BYTES, length - moved);
         const buf = new Uint8Array(n);
-        const got = await c.vmMove(vmid, offset + moved, n, UIO_READ, { iov: [buf], offset: 0, resid: n, segflg: 0 });
-        moved += got;
-        if (json) chunks.push(buf.subarray(0, got));
-        else await writeOut(buf.subarray(0, got));
-        if (got < n) break;
-      }
+        moved += await c.vmMove(vmid, offset + moved, n, UIO_READ, { iov: [buf], offset: 0, resid: n, segflg: 0 });
+        if (json) chunks.push(buf);
+        else await writeOut(buf);
+      } while (moved < length);
       if (json) await writeOut(`${JSON.stringify({ vmid, offset, moved, base64: Buffer.concat(chunks).toString('base64') })}\n`);
     }),
   );
@@ -315,7 +325,7 @@ program
       const pager = await serveFile(c, file, { mode: opts.mode }).catch((err: unknown) => {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') throw new CtlError(EXIT.NOINPUT, 'no-such-file', (err as Error).message);
-        if (code === NOT_A_REGULAR_FILE || code === 'EISDIR') throw new CtlError(EXIT.NOINPUT, 'not-a-regular-file', (err as Error).message);
+        if (code === NOT_A_REGULAR_FILE) throw new CtlError(EXIT.NOINPUT, 'not-a-regular-file', (err as Error).message);
         throw err;
       });
       emit({ file, vmid: pager.vmid, device: pager.device, size: pager.size }, `serving ${file} as segment ${pager.vmid} (paging device ${pager.device}); interrupt to stop`);

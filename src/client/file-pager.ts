@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises';
+import { open, stat } from 'node:fs/promises';
 import { V_CLIENT } from '../constants.js';
 import { GroupCommit } from '../group-commit.js';
 import { readFully, writeFully } from '../positional-io.js';
@@ -30,11 +30,11 @@ export interface FilePager {
  * guarantees are its own: an in-place write can tear on power loss, as any file write can.
  */
 export async function serveFile(client: PagerClient, path: string, options: { mode?: number } = {}): Promise<FilePager> {
+  // Looked at before it is opened: opening a device node can have effects of its own.
+  if (!(await stat(path)).isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: NOT_A_REGULAR_FILE });
   const file = await open(path, 'r+');
   try {
-    const stat = await file.stat();
-    if (!stat.isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: NOT_A_REGULAR_FILE });
-    const size = stat.size;
+    const size = (await file.stat()).size;
     const syncs = new GroupCommit();
     const served = { reads: 0, writes: 0, datasyncs: 0 };
     const pageSize = client.pageSize;

@@ -1,5 +1,4 @@
 import { UIO_READ, UIO_WRITE, V_STRATEGY } from '../constants.js';
-import { PagerError } from '../errors.js';
 import { GroupCommit } from '../group-commit.js';
 import type { ClientContext } from '../vm/context.js';
 import type { Segment } from '../vm/segment.js';
@@ -110,46 +109,32 @@ export class NbdExport {
   flush(): Promise<void> {
     let group = flushGroups.get(this.seg);
     if (group === undefined) flushGroups.set(this.seg, (group = new GroupCommit()));
-    return group.request(() => this.pageOut(0, this.seg.pageCount)).then(() => this.reportUnheard());
+    const seg = this.seg;
+    return this.answered(group.request(() => pageOut(this.svc, this.ctx, seg, 0, seg.pageCount)));
+  }
+
+  private flushRange(offset: number, length: number): Promise<void> {
+    const { first, end } = this.pagesTouched(offset, length);
+    return this.answered(pageOut(this.svc, this.ctx, this.seg, first, end));
   }
 
   /**
-   * Makes every page of the range modified before the call durable (for FUA: only the request's
-   * pages). A page-out failure is reported once to each context (SPEC §4), and a connection has
-   * many requests in flight: each wait has a context of its own (the peer's credentials), so it
-   * hears every failure that happens while it waits, whichever request of the connection heard
-   * it first.
+   * A durable wait as this connection hears it: a failure the wait heard is not told to the
+   * connection again; after a wait that succeeded, one the connection had not heard yet is (SPEC
+   * §4, as vms_iowait would).
    */
-  private async pageOut(first: number, end: number): Promise<void> {
-    if (this.ctx.gone.aborted) throw new PagerError('interrupted', 'the connection has ended');
-    const waiter = this.svc.createContext({ uid: this.ctx.uid, gid: this.ctx.gid, pid: this.ctx.pid });
-    const endWait = (): void => this.svc.endContext(waiter);
-    this.ctx.gone.addEventListener('abort', endWait, { once: true });
+  private async answered(waiting: Promise<void>): Promise<void> {
+    const unheard = this.ctx.unheardFailures;
     try {
-      await this.svc.syncPages(waiter, this.vmid, first, end - first);
-      await this.svc.vmsIowait(waiter, this.vmid);
+      await waiting;
     } catch (err) {
-      // Heard here: the connection is not told it again by a later request.
-      if (this.ctx.unheardFailures.get(this.vmid) === err) this.ctx.unheardFailures.delete(this.vmid);
+      if (unheard.get(this.vmid) === err) unheard.delete(this.vmid);
       throw err;
-    } finally {
-      this.ctx.gone.removeEventListener('abort', endWait);
-      endWait();
     }
-  }
-
-  /** Throws a page-out failure of the segment the connection has not heard of yet (SPEC §4), as vms_iowait would. */
-  private reportUnheard(): void {
-    const failure = this.ctx.unheardFailures.get(this.vmid);
+    const failure = unheard.get(this.vmid);
     if (failure === undefined) return;
-    this.ctx.unheardFailures.delete(this.vmid);
+    unheard.delete(this.vmid);
     throw failure;
-  }
-
-  private async flushRange(offset: number, length: number): Promise<void> {
-    const { first, end } = this.pagesTouched(offset, length);
-    await this.pageOut(first, end);
-    this.reportUnheard();
   }
 
   /** Releases the pages wholly inside the range (advisory: the edges of partly covered pages stay). */
@@ -217,6 +202,23 @@ export class NbdExport {
 
   private pagesInside(offset: number, length: number): { first: number; end: number } {
     return { first: Math.ceil(offset / this.pageSize), end: Math.floor((offset + length) / this.pageSize) };
+  }
+}
+
+/**
+ * Makes every page of the range modified before the call durable (for FUA: only the request's
+ * pages). A page-out failure is reported once to each context (SPEC §4), and a connection has
+ * many requests in flight, and a flush serves every connection that asked: the wait has a context
+ * of its own (the peer's credentials), so it hears every failure that happens while it waits,
+ * whoever else heard it first, and lasts until the page-outs end whichever connection goes.
+ */
+async function pageOut(svc: VmServices, peer: ClientContext, seg: Segment, first: number, end: number): Promise<void> {
+  const waiter = svc.createContext({ uid: peer.uid, gid: peer.gid, pid: peer.pid });
+  try {
+    await svc.syncPages(waiter, seg.vmid, first, end - first);
+    await svc.vmsIowait(waiter, seg.vmid);
+  } finally {
+    svc.endContext(waiter);
   }
 }
 

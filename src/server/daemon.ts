@@ -322,7 +322,7 @@ export class Daemon {
       connections: this.connections.size,
       nbdConnections: this.nbd?.connections ?? 0,
       storeFailed: this.store.failed,
-      // Page-out failures not yet heard, one per (connection, segment): bounded by both.
+      // Page-out failures not yet heard, one per (context, segment): a context per connection and per NBD flush or FUA wait in progress.
       unheardFailures: [...this.vmm.clients].reduce((n, c) => n + c.unheardFailures.size, 0),
     };
   }

@@ -193,6 +193,7 @@ describe('NBD exports of segments a client file system pages', () => {
       // Nothing resident, nothing in pagerd's store: every byte is the file system's.
       await run('qemu-img', ['compare', '-f', 'raw', '-F', 'raw', file, uri]);
       const extents = JSON.parse((await run('nbdinfo', ['--map', '--json', uri])).stdout) as { offset: number; length: number; type: number }[];
+      expect(extents.reduce((n, e) => n + e.length, 0)).toBe(2 * MiB);
       expect(extents.every((e) => (e.type & 1) === 0)).toBe(true);
       // WRITE_ZEROES without NO_HOLE (qemu-io -d unmap, write -z -u): whole pages released would
       // read the file's old bytes back.
@@ -209,34 +210,88 @@ describe('NBD exports of segments a client file system pages', () => {
     }
   }, 60_000);
 
-  it('a FUA write whose page-out the file system never completes answers EIO, though a flush sent before it heard the same failure first', async () => {
+  it('a FUA write and flushes on two connections, all waiting on page-outs the file system never completes, each answer EIO', async () => {
     const daemon = await nbdDaemon();
     const file = join(daemon.stateDir, 'served.bin');
     writeFileSync(file, Buffer.alloc(MiB, 0x11));
     const ctl = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, '--json', 'map-file', file], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const c = await daemon.client();
+    const connections: RawNbd[] = [];
     try {
       let out = '';
       ctl.stdout.on('data', (d: Buffer) => (out += d.toString()));
       const deadline = Date.now() + 10_000;
       while (!out.includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      const { vmid } = JSON.parse(out) as { vmid: number };
-      const nbd = await RawNbd.open(daemon.nbd, String(vmid));
-      nbd.request(1, 1, 0, 64 * 1024, Buffer.alloc(64 * 1024, 0x22));
-      expect((await nbd.simpleReply())?.error).toBe(0);
+      const { vmid, device } = JSON.parse(out) as { vmid: number; device: number };
+      const [a, b] = await Promise.all([RawNbd.open(daemon.nbd, String(vmid)), RawNbd.open(daemon.nbd, String(vmid))]);
+      connections.push(a, b);
+      a.request(1, 1, 0, 64 * 1024, Buffer.alloc(64 * 1024, 0x22));
+      expect((await a.simpleReply())?.error).toBe(0);
       ctl.kill('SIGSTOP'); // the file system stops answering
-      nbd.request(3, 2, 0, 0); // FLUSH: its page-outs go to the stopped file system
-      nbd.request(1, 3, 128 * 1024, 4096, Buffer.alloc(4096, 0x33), 1); // WRITE with FUA
-      await new Promise((r) => setTimeout(r, 500));
+      a.request(3, 2, 0, 0); // FLUSH: the 16 pages go to the stopped file system in one request
+      b.request(3, 4, 0, 0); // B's FLUSH shares that page-out
+      a.request(1, 3, 128 * 1024, 4096, Buffer.alloc(4096, 0x33), 1); // WRITE with FUA: a request of its own
+      // Both page-out requests are with the stopped file system before it dies.
+      const sent = async (): Promise<number> => (await c.devices()).filter((d) => d.id === device).reduce((n, d) => n + d.inFlight + d.queued, 0);
+      while ((await sent()) < 2) await new Promise((r) => setTimeout(r, 20));
       ctl.kill('SIGKILL'); // the device is gone: both page-outs fail
-      const replies = [await nbd.simpleReply(), await nbd.simpleReply()];
-      expect(replies.map((r) => [r?.cookie, r?.error]).sort()).toEqual([
+      const fromA = [await a.simpleReply(), await a.simpleReply()];
+      expect(fromA.map((r) => [r?.cookie, r?.error]).sort()).toEqual([
         [2, 5],
         [3, 5],
       ]);
-      expect(readFileSync(file).subarray(128 * 1024, 132 * 1024).every((b) => b === 0x11)).toBe(true); // indeed never written
-      nbd.close();
+      expect(await b.simpleReply()).toMatchObject({ cookie: 4, error: 5 });
     } finally {
+      for (const r of connections) r.close();
       ctl.kill('SIGKILL');
+      await c.close();
+      await daemon.stop();
+    }
+  }, 60_000);
+
+  it('a flush shared by two connections completes for the one that stays when the one whose request made it goes', async () => {
+    const daemon = await nbdDaemon();
+    const file = join(daemon.stateDir, 'served.bin');
+    writeFileSync(file, Buffer.alloc(MiB, 0x11));
+    const ctl = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, '--json', 'map-file', file], { stdio: ['ignore', 'pipe', 'ignore'] });
+    const c = await daemon.client();
+    const connections: RawNbd[] = [];
+    try {
+      let out = '';
+      ctl.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      const deadline = Date.now() + 10_000;
+      while (!out.includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const { vmid, device } = JSON.parse(out) as { vmid: number; device: number };
+      const [first, a, b] = await Promise.all([0, 1, 2].map(() => RawNbd.open(daemon.nbd, String(vmid))));
+      connections.push(first, a, b);
+      const write = async (r: RawNbd, page: number, fill: number): Promise<void> => {
+        r.request(1, 1, page * 4096, 4096, Buffer.alloc(4096, fill));
+        expect((await r.simpleReply())?.error).toBe(0);
+      };
+      await write(first, 0, 0x22);
+      ctl.kill('SIGSTOP');
+      first.request(3, 2, 0, 0); // a flush cycle now runs, its page-out with the stopped file system
+      const sent = async (): Promise<number> => (await c.devices()).filter((d) => d.id === device).reduce((n, d) => n + d.inFlight + d.queued, 0);
+      while ((await sent()) < 1) await new Promise((r) => setTimeout(r, 20));
+      await write(a, 2, 0x33);
+      a.request(3, 3, 0, 0); // the next cycle, made by A's request
+      await new Promise((r) => setTimeout(r, 100));
+      await write(b, 4, 0x44);
+      b.request(3, 4, 0, 0); // B's flush shares that next cycle
+      await new Promise((r) => setTimeout(r, 100));
+      a.close(); // A goes before the cycle its request made has begun
+      await new Promise((r) => setTimeout(r, 100));
+      ctl.kill('SIGCONT');
+      expect(await first.simpleReply()).toMatchObject({ cookie: 2, error: 0 });
+      expect(await b.simpleReply()).toMatchObject({ cookie: 4, error: 0 });
+      const image = readFileSync(file);
+      for (const [page, fill] of [[0, 0x22], [2, 0x33], [4, 0x44]]) expect(image.subarray(page * 4096, (page + 1) * 4096).every((x) => x === fill), `page ${page}`).toBe(true);
+    } finally {
+      for (const r of connections) r.close();
+      ctl.kill('SIGCONT');
+      ctl.kill('SIGINT');
+      await new Promise((r) => ctl.once('exit', r));
+      await c.close();
       await daemon.stop();
     }
   }, 60_000);

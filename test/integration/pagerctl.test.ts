@@ -69,27 +69,38 @@ describe('pagerctl', () => {
     expect(pagerctl(['iowait', '987654']).stderr).toMatch(/^pagerctl: EINVAL \(no-such-segment\): /);
   });
 
-  it('read streams a range of many moves; a range past the end writes the bytes before it, then fails EFAULT, whatever length was asked', () => {
-    const { vmid } = JSON.parse(pagerctl(['--json', 'segments', 'create', 'working', '3MiB']).stdout.toString()) as { vmid: number };
-    const payload = Buffer.alloc(3 * 1024 * 1024);
+  it('read streams a range of many moves; a range past the end fails EFAULT before any byte is out, whatever length was asked', () => {
+    const extent = 3 * 1024 * 1024 + 5 * 4096; // not a whole number of moves
+    const { vmid } = JSON.parse(pagerctl(['--json', 'segments', 'create', 'working', String(extent)]).stdout.toString()) as { vmid: number };
+    const payload = Buffer.alloc(extent);
     for (let i = 0; i < payload.length; i++) payload[i] = (i * 131 + 17) & 0xff;
     expect(pagerctl(['write', String(vmid), '0'], payload).status).toBe(0);
-    expect(pagerctl(['read', String(vmid), '0', String(payload.length)]).stdout.equals(payload)).toBe(true);
-    expect(pagerctl(['read', String(vmid), '1', String(payload.length - 1)]).stdout.equals(payload.subarray(1))).toBe(true);
-    // More than any memory holds (it once allocated the length asked for, and failed as a bug, 70).
-    const past = pagerctl(['read', String(vmid), '0', '99999999999']);
-    expect(past.status).toBe(1);
-    expect(past.stderr).toMatch(/^pagerctl: EFAULT \(beyond-extent\)/);
-    expect(past.stdout.equals(payload)).toBe(true);
-    const pastJson = pagerctl(['--json', 'read', String(vmid), '0', String(2 ** 53 - 1)]);
+    expect(pagerctl(['read', String(vmid), '0', String(extent)]).stdout.equals(payload)).toBe(true);
+    expect(pagerctl(['read', String(vmid), '1', String(extent - 1)]).stdout.equals(payload.subarray(1))).toBe(true);
+    // Lengths past the end, up to more than any memory holds: refused whole, as one move is.
+    for (const [offset, length] of [[0, extent + 1], [4096, extent], [0, 99999999999], [extent + 1, 0]]) {
+      const past = pagerctl(['read', String(vmid), String(offset), String(length)]);
+      expect(past.status, `${offset} ${length}`).toBe(1);
+      expect(past.stderr).toMatch(/^pagerctl: EFAULT \(beyond-extent\)/);
+      expect(past.stdout.length).toBe(0);
+    }
+    const pastJson = pagerctl(['--json', 'read', String(vmid), '0', String(extent + 1)]);
     expect(pastJson.status).toBe(1);
     expect(JSON.parse(pastJson.stderr)).toMatchObject({ error: { code: 'EFAULT', reason: 'beyond-extent' } });
+    expect(pagerctl(['--json', 'read', String(vmid), '0', String(2 ** 53 - 1)]).status).toBe(64); // past what one JSON string holds
+    expect(pagerctl(['read', String(vmid), String(extent), '0']).status).toBe(0);
   });
 
   it('takes integers in decimal digits only', () => {
     const { vmid } = JSON.parse(pagerctl(['--json', 'segments', 'create', 'working', '16KiB']).stdout.toString()) as { vmid: number };
     expect(pagerctl(['read', String(vmid), '0', '16']).status).toBe(0);
     for (const bad of ['1e3', '0x10', '-1', '1.5', ' 16', '']) expect(pagerctl(['read', String(vmid), '0', bad]).status, bad).toBe(64);
+    // Option bits may be written in hexadecimal; the daemon judges which bits exist.
+    const created = pagerctl(['--json', 'segments', 'create', 'working', '16KiB', '--options', '0x400']);
+    expect(created.status, created.stderr).toBe(0);
+    expect(JSON.parse(pagerctl(['--json', 'segments']).stdout.toString())).toEqual(expect.arrayContaining([expect.objectContaining({ vmid: JSON.parse(created.stdout.toString()).vmid, options: 0x400 })]));
+    expect(pagerctl(['segments', 'create', 'working', '16KiB', '--options', '0x100000000']).status).toBe(1); // EINVAL bad-option
+    expect(pagerctl(['segments', 'create', 'working', '16KiB', '--options', '0xzz']).status).toBe(64);
   });
 
   it('exits 64 on bad usage and 69 when the daemon is unreachable', () => {
