@@ -109,8 +109,7 @@ export class NbdExport {
   flush(): Promise<void> {
     let group = flushGroups.get(this.seg);
     if (group === undefined) flushGroups.set(this.seg, (group = new GroupCommit()));
-    const seg = this.seg;
-    return this.answered(group.request(() => pageOut(this.svc, this.ctx, seg, 0, seg.pageCount)));
+    return this.answered(group.request(() => pageOut(this.svc, this.ctx, this.seg, 0, this.seg.pageCount)));
   }
 
   private flushRange(offset: number, length: number): Promise<void> {
