@@ -1,4 +1,4 @@
-import { execFile, spawn, spawnSync } from 'node:child_process';
+import { execFile, spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -33,6 +33,23 @@ async function nineSegment(c: PagerClient): Promise<number> {
   const vmid = await c.vmsCreate(V_WORKING, MiB);
   await c.vmMove(vmid, 0, 4096, UIO_WRITE, { iov: [new Uint8Array(4096).fill(9)], offset: 0, resid: 4096, segflg: 0 });
   return vmid;
+}
+
+/**
+ * `pagerctl map-file` of a new 1 MiB file (0x11 bytes) in its own process, so a test can stop
+ * and kill the file system: the segment, its device, and the device's requests not yet answered.
+ */
+async function mapFileProcess(daemon: RunningDaemon, c: PagerClient): Promise<{ ctl: ChildProcess; vmid: number; unanswered(): Promise<number> }> {
+  const file = join(daemon.stateDir, 'served.bin');
+  writeFileSync(file, Buffer.alloc(MiB, 0x11));
+  const ctl = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, '--json', 'map-file', file], { stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  ctl.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  const deadline = Date.now() + 10_000;
+  while (!out.includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  const { vmid, device } = JSON.parse(out) as { vmid: number; device: number };
+  const unanswered = async (): Promise<number> => (await c.devices()).filter((d) => d.id === device).reduce((n, d) => n + d.inFlight + d.queued, 0);
+  return { ctl, vmid, unanswered };
 }
 
 function randomBytes(seed: number, n: number): Buffer {
@@ -212,17 +229,10 @@ describe('NBD exports of segments a client file system pages', () => {
 
   it('a FUA write and flushes on two connections, all waiting on page-outs the file system never completes, each answer EIO', async () => {
     const daemon = await nbdDaemon();
-    const file = join(daemon.stateDir, 'served.bin');
-    writeFileSync(file, Buffer.alloc(MiB, 0x11));
-    const ctl = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, '--json', 'map-file', file], { stdio: ['ignore', 'pipe', 'ignore'] });
     const c = await daemon.client();
+    const { ctl, vmid, unanswered } = await mapFileProcess(daemon, c);
     const connections: RawNbd[] = [];
     try {
-      let out = '';
-      ctl.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      const deadline = Date.now() + 10_000;
-      while (!out.includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      const { vmid, device } = JSON.parse(out) as { vmid: number; device: number };
       const [a, b] = await Promise.all([RawNbd.open(daemon.nbd, String(vmid)), RawNbd.open(daemon.nbd, String(vmid))]);
       connections.push(a, b);
       a.request(1, 1, 0, 64 * 1024, Buffer.alloc(64 * 1024, 0x22));
@@ -232,8 +242,7 @@ describe('NBD exports of segments a client file system pages', () => {
       b.request(3, 4, 0, 0); // B's FLUSH shares that page-out
       a.request(1, 3, 128 * 1024, 4096, Buffer.alloc(4096, 0x33), 1); // WRITE with FUA: a request of its own
       // Both page-out requests are with the stopped file system before it dies.
-      const sent = async (): Promise<number> => (await c.devices()).filter((d) => d.id === device).reduce((n, d) => n + d.inFlight + d.queued, 0);
-      while ((await sent()) < 2) await new Promise((r) => setTimeout(r, 20));
+      while ((await unanswered()) < 2) await new Promise((r) => setTimeout(r, 20));
       ctl.kill('SIGKILL'); // the device is gone: both page-outs fail
       const fromA = [await a.simpleReply(), await a.simpleReply()];
       expect(fromA.map((r) => [r?.cookie, r?.error]).sort()).toEqual([
@@ -251,17 +260,11 @@ describe('NBD exports of segments a client file system pages', () => {
 
   it('a flush shared by two connections completes for the one that stays when the one whose request made it goes', async () => {
     const daemon = await nbdDaemon();
-    const file = join(daemon.stateDir, 'served.bin');
-    writeFileSync(file, Buffer.alloc(MiB, 0x11));
-    const ctl = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, '--json', 'map-file', file], { stdio: ['ignore', 'pipe', 'ignore'] });
     const c = await daemon.client();
+    const { ctl, vmid, unanswered } = await mapFileProcess(daemon, c);
+    const file = join(daemon.stateDir, 'served.bin');
     const connections: RawNbd[] = [];
     try {
-      let out = '';
-      ctl.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      const deadline = Date.now() + 10_000;
-      while (!out.includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      const { vmid, device } = JSON.parse(out) as { vmid: number; device: number };
       const [first, a, b] = await Promise.all([0, 1, 2].map(() => RawNbd.open(daemon.nbd, String(vmid))));
       connections.push(first, a, b);
       const write = async (r: RawNbd, page: number, fill: number): Promise<void> => {
@@ -271,8 +274,7 @@ describe('NBD exports of segments a client file system pages', () => {
       await write(first, 0, 0x22);
       ctl.kill('SIGSTOP');
       first.request(3, 2, 0, 0); // a flush cycle now runs, its page-out with the stopped file system
-      const sent = async (): Promise<number> => (await c.devices()).filter((d) => d.id === device).reduce((n, d) => n + d.inFlight + d.queued, 0);
-      while ((await sent()) < 1) await new Promise((r) => setTimeout(r, 20));
+      while ((await unanswered()) < 1) await new Promise((r) => setTimeout(r, 20));
       await write(a, 2, 0x33);
       a.request(3, 3, 0, 0); // the next cycle, made by A's request
       await new Promise((r) => setTimeout(r, 100));
