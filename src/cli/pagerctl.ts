@@ -5,8 +5,8 @@
  * Exit statuses: src/cli/exit-status.ts.
  */
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
+import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { errnoNumber } from '../errors.js';
 import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, NOT_A_REGULAR_FILE, serveFile, type PagerClient } from '../client/index.js';
@@ -139,6 +139,27 @@ async function readStdin(): Promise<Buffer> {
   for await (const chunk of process.stdin) chunks.push(chunk as Buffer);
   return Buffer.concat(chunks);
 }
+
+/**
+ * mkdir -p. Not mkdirSync's recursive mode: on a file system that answers ENOENT for a directory
+ * whose parent exists (/proc), that retries for ever.
+ */
+function makeDirectory(dir: string): void {
+  try {
+    mkdirSync(dir);
+    return;
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EEXIST') return;
+    if (code !== 'ENOENT' || existsSync(dirname(dir))) throw err;
+  }
+  makeDirectory(dirname(dir));
+  mkdirSync(dir);
+}
+
+// A stdout closed early (`pagerctl read ... | head`) fails the write itself (writeOut: one line,
+// 74); without a listener the stream's 'error' event would end the process with a stack trace.
+process.stdout.on('error', () => undefined);
 
 /** Writes bytes to stdout; a stdout that cannot take them is an I/O error (74). */
 function writeOut(data: Uint8Array | string): Promise<void> {
@@ -346,7 +367,7 @@ program
   .action((dir: string) =>
     withClient(async (c) => {
       const into = resolve(dir);
-      mkdirSync(into, { recursive: true });
+      makeDirectory(into);
       if (readdirSync(into).length > 0) throw new CtlError(EXIT.CANTCREAT, 'not-empty', `${into} is not empty: a backup goes into a new or empty directory`);
       const started = performance.now();
       const device = await c.backupBegin();

@@ -11,6 +11,8 @@ const SIZE_UNITS: Record<string, number> = { '': 1, B: 1, KiB: 1024, MiB: 1024 *
 /** A byte count: a number, or a string such as "256MiB". */
 const size = z.union([z.number().int().nonnegative(), z.string().regex(/^\d+\s*(B|KiB|MiB|GiB|TiB)?$/, 'a size such as 4096, "64KiB" or "1GiB"')]);
 
+/** The smallest server.maxPayloadBytes: a 64 KiB page (the largest page size) and its frame head. */
+const MIN_PAYLOAD_BYTES = 64 * 1024 + 4096;
 /** The smallest server.maxQueuedBytes. */
 const MIN_QUEUED_BYTES = 64 * 1024;
 
@@ -115,7 +117,12 @@ export const TUNABLES = {
     schema: size,
   },
   'server.stalledDropMs': { unit: 'ms', default: 10000, description: 'a connection paused this long for not reading its replies is dropped', schema: z.number().int().positive() },
-  'server.maxPayloadBytes': { unit: 'bytes', default: '2MiB', description: 'largest frame accepted (moves are split by the client to fit)', schema: size },
+  'server.maxPayloadBytes': {
+    unit: 'bytes',
+    default: '2MiB',
+    description: 'largest frame accepted (moves are split by the client to fit); at least 68KiB',
+    schema: size.refine((v) => parseSize(v) >= MIN_PAYLOAD_BYTES, 'at least 68KiB (a 64 KiB page and its frame head must fit in one frame)'),
+  },
   'server.idleTimeoutMs': { unit: 'ms', default: 0, description: 'close a connection idle this long (0: never)', schema: z.number().int().nonnegative() },
   'server.partialFrameTimeoutMs': { unit: 'ms', default: 10000, description: 'close a connection that leaves a frame incomplete this long', schema: z.number().int().positive() },
   'server.sharedFrames': {

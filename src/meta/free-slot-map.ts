@@ -1,3 +1,4 @@
+import { blobColumn } from './blob-column.js';
 import type { Database, Statement } from 'better-sqlite3';
 import { StatementLog } from './statement-log.js';
 
@@ -25,8 +26,9 @@ export class FreeSlotMap {
     private readonly writes = new StatementLog(),
   ) {
     this.bits = new Uint8Array(Math.ceil(capacity / CHUNK_SLOTS) * CHUNK_BYTES);
-    for (const { chunk, bits } of db.prepare<[], { chunk: number; bits: Uint8Array }>('SELECT chunk, bits FROM free_slot_map').all()) {
-      if (chunk * CHUNK_BYTES < this.bits.length) this.bits.set(bits.subarray(0, CHUNK_BYTES), chunk * CHUNK_BYTES);
+    for (const { chunk, bits } of db.prepare<[], { chunk: number; bits: unknown }>('SELECT chunk, bits FROM free_slot_map').all()) {
+      const row = blobColumn(bits, `free-slot-map row ${chunk}`);
+      if (chunk * CHUNK_BYTES < this.bits.length) this.bits.set(row.subarray(0, Math.min(CHUNK_BYTES, this.bits.length - chunk * CHUNK_BYTES)), chunk * CHUNK_BYTES);
     }
     this.#put = db.prepare('INSERT OR REPLACE INTO free_slot_map (chunk, bits) VALUES (?, ?)');
   }

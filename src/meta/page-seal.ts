@@ -44,8 +44,11 @@ export class PageSeal {
 
 /** A seal that does not match: the metadata it covers was changed outside pagerd. */
 export class BrokenSealError extends Error {
-  constructor(readonly what: string) {
-    super(`${what} fails its seal: changed outside pagerd (a flipped bit, a hand edit)`);
+  constructor(
+    readonly what: string,
+    why = 'fails its seal',
+  ) {
+    super(`${what} ${why}: changed outside pagerd (a flipped bit, a hand edit)`);
     this.name = 'BrokenSealError';
   }
 }

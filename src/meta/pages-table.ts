@@ -1,6 +1,7 @@
 import type { Database, Statement } from 'better-sqlite3';
 import { StatementLog } from './statement-log.js';
 import { crc32c } from '../native/addon.js';
+import { blobColumn } from './blob-column.js';
 import { BrokenSealError, type PageSeal } from './page-seal.js';
 
 /** Where a page's last complete version lives. */
@@ -90,9 +91,10 @@ export class PagesTable {
   }
 
   /** A row's entries, once its seal is checked (throws BrokenSealError if it does not match). */
-  private checked(vmid: number, run: number, entries: Buffer, seal: unknown): Buffer {
-    if (seal !== this.rowSeal(vmid, run, entries)) throw new BrokenSealError(`page-map row (segment ${vmid}, run ${run})`);
-    return entries;
+  private checked(vmid: number, run: number, entries: unknown, seal: unknown): Buffer {
+    blobColumn(entries, `page-map row (segment ${vmid}, run ${run})`);
+    if (seal !== this.rowSeal(vmid, run, entries as Buffer)) throw new BrokenSealError(`page-map row (segment ${vmid}, run ${run})`);
+    return entries as Buffer;
   }
 
   /** Where the page map puts a page; throws BrokenSealError if its row fails its seal. */

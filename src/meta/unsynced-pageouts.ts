@@ -1,3 +1,4 @@
+import { blobColumn } from './blob-column.js';
 import type { Database, Statement } from 'better-sqlite3';
 import type { PageLocation } from './pages-table.js';
 import { StatementLog } from './statement-log.js';
@@ -25,7 +26,7 @@ const ENTRY_BYTES = 16;
 export class UnsyncedPageouts {
   readonly #insert: Statement<[number, Buffer]>;
   readonly #delete: Statement<[number]>;
-  readonly #all: Statement<[], { cycle: number; entries: Buffer }>;
+  readonly #all: Statement<[], { cycle: number; entries: unknown }>;
   /** The id the next cycle's row takes (chosen here, not by SQLite: a recorded insert answers no rowid). */
   private nextId: number;
 
@@ -60,7 +61,8 @@ export class UnsyncedPageouts {
 
   /** Every cycle still recorded, oldest first. */
   all(): { cycle: number; pages: UnsyncedPage[] }[] {
-    return this.#all.all().map(({ cycle, entries }) => {
+    return this.#all.all().map(({ cycle, entries: column }) => {
+      const entries = blobColumn(column, `unsynced page-out row ${cycle}`);
       const pages: UnsyncedPage[] = [];
       for (let at = 0; at + ENTRY_BYTES <= entries.length; at += ENTRY_BYTES) {
         const slot = entries.readUInt32LE(at + 8);

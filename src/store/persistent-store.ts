@@ -606,6 +606,10 @@ export class PersistentStore implements BackingStore {
    */
   private async recoverUnsynced(): Promise<number> {
     const cycles = this.unsynced.all();
+    for (const { cycle, pages } of cycles) {
+      const outside = pages.find((p) => p.previous !== undefined && p.previous.slot >= this.allocator.capacity);
+      if (outside !== undefined) throw new StoreCorruptError(`${this.databasePath}: unsynced page-out row ${cycle} names slot ${outside.previous!.slot}, past the device's ${this.allocator.capacity}: ${REFUSAL_ADVICE}`);
+    }
     const bad = new Set<UnsyncedPage>();
     const into = new Uint8Array(this.pageSize);
     for (const { pages } of cycles) {

@@ -56,6 +56,13 @@ describe('configuration', () => {
     expect(tinyCap.message).toMatch(/^PAGERD_SERVER_MAX_QUEUED_BYTES: at least 64KiB/);
     expect(tinyCap.exitStatus).toBe(78);
     expect(loadConfig({ env: { PAGERD_SERVER_MAX_QUEUED_BYTES: '64KiB' } })['server.maxQueuedBytes']).toBe('64KiB');
+    // A frame cap below a 64 KiB page and its head refused every hello (0) or every read (1KiB).
+    for (const tiny of ['0', '1KiB', '64KiB']) {
+      const tinyFrame = thrown({ env: { PAGERD_SERVER_MAX_PAYLOAD_BYTES: tiny } });
+      expect(tinyFrame.message).toMatch(/^PAGERD_SERVER_MAX_PAYLOAD_BYTES: at least 68KiB/);
+      expect(tinyFrame.exitStatus).toBe(78);
+    }
+    expect(loadConfig({ env: { PAGERD_SERVER_MAX_PAYLOAD_BYTES: '68KiB' } })['server.maxPayloadBytes']).toBe('68KiB');
     const file = join(storeDir(), 'bad.json');
     writeFileSync(file, JSON.stringify({ memory: { sise: 1 } }));
     expect(thrown({ file }).message).toMatch(/^config file .*bad\.json: memory/);

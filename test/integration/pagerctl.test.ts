@@ -1,4 +1,4 @@
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startDaemon, type RunningDaemon } from '../support/daemon.js';
@@ -89,6 +89,20 @@ describe('pagerctl', () => {
     expect(JSON.parse(pastJson.stderr)).toMatchObject({ error: { code: 'EFAULT', reason: 'beyond-extent' } });
     expect(pagerctl(['--json', 'read', String(vmid), '0', String(2 ** 53 - 1)]).status).toBe(64); // past what one JSON string holds
     expect(pagerctl(['read', String(vmid), String(extent), '0']).status).toBe(0);
+  });
+
+  it('a stdout closed early (read | head) is one line and 74, not a stack trace; a backup where no directory can be made fails at once', async () => {
+    const { vmid } = JSON.parse(pagerctl(['--json', 'segments', 'create', 'working', '8MiB']).stdout.toString()) as { vmid: number };
+    const reader = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, 'read', String(vmid), '0', String(8 * 1024 * 1024)], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let err = '';
+    reader.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    reader.stdout.once('data', () => reader.stdout.destroy()); // as head -c 10 does
+    expect(await new Promise((resolve) => reader.once('exit', resolve))).toBe(74);
+    expect(err).toMatch(/^pagerctl: cannot write to stdout: .*EPIPE\n$/);
+    // Node's recursive mkdir retries for ever where /proc answers ENOENT under an existing parent.
+    const r = spawnSync(process.execPath, [PAGERCTL, '--socket', daemon.socket, 'backup', '/proc/pagerd-backup'], { timeout: 10_000 });
+    expect(r.signal).toBeNull();
+    expect(r.status).toBe(66);
   });
 
   it('takes integers in decimal digits only', () => {

@@ -1,6 +1,7 @@
 import { spawnSync } from 'node:child_process';
 import { copyFileSync, existsSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
+import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_WORKING, type PagerClient } from '../../src/client/index.js';
 import { PAGERD, startDaemon, type RunningDaemon } from '../support/daemon.js';
@@ -92,4 +93,29 @@ describe('metadata that cannot lie: a device and a database that do not belong t
     await c.close();
     expect(await third.stop()).toBe(0);
   });
+});
+
+describe('metadata that cannot lie: a column whose type a flipped bit changed', () => {
+  // A bit of a record's type byte turns a BLOB into TEXT; SQLite's integrity check still says ok.
+  const tampers: [string, string, RegExp][] = [
+    ['the free-slot map', 'UPDATE free_slot_map SET bits = CAST(bits AS TEXT)', /free-slot-map row \d+ is not a BLOB/],
+    ['an unsynced page-out row', "INSERT INTO unsynced_pageouts (cycle, entries) VALUES (999, 'text')", /unsynced page-out row 999 is not a BLOB/],
+    ['an unsynced page-out naming a slot past the device', "INSERT INTO unsynced_pageouts (cycle, entries) VALUES (999, x'0100000000000000ffffffff00000000')", /unsynced page-out row 999 names slot 4294967294, past the device's/],
+    ['a page-map row', 'UPDATE page_map SET entries = CAST(entries AS TEXT)', /page-map row \(segment \d+, run 0\) has malformed entries/],
+  ];
+  for (const [what, sql, message] of tampers) {
+    it(`${what}: the start is refused with 65, and --check answers 65 with its JSON, not a crash (70)`, async () => {
+      const { daemon } = await firstLife();
+      const db = new Database(join(daemon.stateDir, 'pagerd.sqlite'));
+      db.exec(sql);
+      expect(db.pragma('integrity_check', { simple: true })).toBe('ok');
+      db.close();
+      const r = refusedStart(daemon);
+      expect(r.status, r.stderr).toBe(65);
+      expect(r.stderr).toMatch(message);
+      const check = spawnSync(process.execPath, [PAGERD, '--state-dir', daemon.stateDir, '--check'], { encoding: 'utf8', timeout: 20_000 });
+      expect(check.status, check.stderr).toBe(65);
+      expect(`${check.stdout}${check.stderr}`).toMatch(message);
+    });
+  }
 });
