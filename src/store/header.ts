@@ -32,7 +32,8 @@ export interface StoreHeader {
   createdMs: number;
 }
 
-export type HeaderProbe = { kind: 'blank' } | { kind: 'ours'; header: StoreHeader } | { kind: 'foreign'; why: string };
+/** `damaged`: a pagerd header (its magic) that fails its checksum. */
+export type HeaderProbe = { kind: 'blank' } | { kind: 'ours'; header: StoreHeader } | { kind: 'damaged' } | { kind: 'foreign'; why: string };
 
 export function newHeader(pageSize: number, slotCount: number): StoreHeader {
   return { formatVersion: FORMAT_VERSION, pageSize, storeId: randomBytes(16).toString('hex'), slotCount, createdMs: Date.now() };
@@ -55,7 +56,7 @@ export function probeHeader(buf: Uint8Array): HeaderProbe {
   const b = Buffer.from(buf.buffer, buf.byteOffset, buf.byteLength);
   if (b.every((x) => x === 0)) return { kind: 'blank' };
   if (!b.subarray(0, 8).equals(MAGIC)) return { kind: 'foreign', why: 'it does not start with the pagerd magic' };
-  if (b.readUInt32LE(48) !== crc32(b.subarray(0, 48))) return { kind: 'foreign', why: 'its pagerd header fails its checksum' };
+  if (b.readUInt32LE(48) !== crc32(b.subarray(0, 48))) return { kind: 'damaged' };
   const header: StoreHeader = {
     formatVersion: b.readUInt32LE(8),
     pageSize: b.readUInt32LE(12),

@@ -2,7 +2,7 @@ import { integrityCheck, openDatabase, type Database } from '../meta/database.js
 import { MetaTable } from '../meta/meta-table.js';
 import { cycleMismatch, cycleRecord, newestRecordedCycle } from './cycle-record.js';
 import { openDevice, type BackingDevice } from './device.js';
-import { encodeHeader, FORMAT_VERSION, HEADER_PROBE_BYTES, newHeader, probeHeader, type StoreHeader } from './header.js';
+import { encodeHeader, FORMAT_VERSION, HEADER_PROBE_BYTES, newHeader, probeHeader, type HeaderProbe, type StoreHeader } from './header.js';
 import { REFUSAL_ADVICE, refusalFor, StoreCorruptError, StoreRefusedError } from './store-errors.js';
 import type { StoreOptions } from './store-options.js';
 
@@ -55,12 +55,9 @@ export async function openStoreFiles(options: StoreOptions): Promise<OpenedStore
       fresh = true;
     } else if (found.kind === 'foreign') {
       throw new StoreRefusedError(`${where} holds data that is not a pagerd store (${found.why}); refusing to overwrite it without --format`);
-    } else if (found.kind === 'blank') {
-      throw new StoreRefusedError(`${where} is blank, but the metadata in ${options.databasePath} belongs to store ${knownId}; refusing without --format`);
-    } else if (knownId === undefined) {
-      throw new StoreRefusedError(`${where} is pagerd store ${found.header.storeId}, but its metadata database ${options.databasePath} is missing or empty; refusing without --format`);
     } else {
-      throw new StoreRefusedError(`${where} is pagerd store ${found.header.storeId}, but ${options.databasePath} belongs to store ${knownId}`);
+      // A device and a database that do not belong together: corruption (65), not a setting.
+      throw new StoreCorruptError(`${mismatch(found, knownId, where, options.databasePath)}: ${REFUSAL_ADVICE} (--format starts over, discarding both)`);
     }
     if (!fresh) {
       const deviceCycle = newestRecordedCycle(probe, header.storeId);
@@ -122,4 +119,13 @@ async function format(device: BackingDevice, db: Database, options: StoreOptions
     meta.set('slot_high', 0);
   }).immediate();
   return header;
+}
+
+/** Why a device and a database that are both pagerd's, or were, do not belong together. */
+function mismatch(found: HeaderProbe, knownId: string | undefined, where: string, databasePath: string): string {
+  if (found.kind === 'damaged') return `${where} starts with a pagerd header that fails its checksum (damaged)${knownId === undefined ? '' : `; ${databasePath} belongs to store ${knownId}`}`;
+  if (found.kind === 'blank') return `${where} is blank, but the metadata in ${databasePath} belongs to store ${knownId}`;
+  if (found.kind !== 'ours') throw new Error(`no mismatch in a ${found.kind} device`);
+  if (knownId === undefined) return `${where} is pagerd store ${found.header.storeId}, but its metadata database ${databasePath} is missing or empty (lost)`;
+  return `${where} is pagerd store ${found.header.storeId}, but ${databasePath} belongs to store ${knownId}`;
 }

@@ -1,5 +1,5 @@
 import { spawnSync } from 'node:child_process';
-import { copyFileSync, existsSync, rmSync } from 'node:fs';
+import { closeSync, copyFileSync, existsSync, openSync, readSync, rmSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import Database from 'better-sqlite3';
 import { describe, expect, it } from 'vitest';
@@ -119,3 +119,42 @@ describe('metadata that cannot lie: a column whose type a flipped bit changed', 
     });
   }
 });
+
+describe('metadata that cannot lie: a device and a database of different stores, or one of them lost or damaged', () => {
+  it('a damaged header, a lost database, another store\'s database: each refused with 65 naming it, never 78 with --format as the way out', async () => {
+    const { daemon } = await firstLife();
+    const other = await firstLife();
+    const database = join(daemon.stateDir, 'pagerd.sqlite');
+    const backing = join(daemon.stateDir, 'backing');
+    copyFileSync(database, `${database}.keep`);
+    copyFileSync(backing, `${backing}.keep`);
+    const restore = (): void => {
+      copyFileSync(`${database}.keep`, database);
+      copyFileSync(`${backing}.keep`, backing);
+    };
+    const cases: [string, () => void, RegExp][] = [
+      ['a flipped bit in the header', () => flipByte(backing, 20), /starts with a pagerd header that fails its checksum \(damaged\)/],
+      ['the database lost', () => rmSync(database), /metadata database .* is missing or empty \(lost\)/],
+      ['another store\'s database', () => copyFileSync(join(other.daemon.stateDir, 'pagerd.sqlite'), database), /belongs to store [0-9a-f]{32}/],
+    ];
+    for (const [what, damage, message] of cases) {
+      restore();
+      damage();
+      const r = refusedStart(daemon);
+      expect(r.status, `${what}: ${r.stderr}`).toBe(65);
+      expect(r.stderr, what).toMatch(message);
+    }
+    restore();
+    const again = await startDaemon({ stateDir: daemon.stateDir });
+    expect(await again.stop()).toBe(0);
+  });
+});
+
+function flipByte(path: string, at: number): void {
+  const fd = openSync(path, 'r+');
+  const b = Buffer.alloc(1);
+  readSync(fd, b, 0, 1, at);
+  b[0] ^= 0x01;
+  writeSync(fd, b, 0, 1, at);
+  closeSync(fd);
+}
