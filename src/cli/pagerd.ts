@@ -11,7 +11,7 @@ import { Command, Option } from 'commander';
 import type { Logger } from 'pino';
 import { loadConfig } from '../config/load-config.js';
 import { TUNABLES, type Config, type TunableKey } from '../config/tunables.js';
-import { Daemon, openConfiguredStore } from '../server/daemon.js';
+import { Daemon, lostPages, openConfiguredStore } from '../server/daemon.js';
 import { createLogger } from '../server/logger.js';
 import { SystemdNotifier } from '../server/systemd.js';
 import { scrub } from '../store/scrub.js';
@@ -106,7 +106,12 @@ async function main(): Promise<void> {
     systemd.notify('STOPPING=1\nSTATUS=paging out modified pages');
     systemd.stopWatchdog();
     daemon.stop().then(
-      () => process.exit(EXIT.OK),
+      (unsaved) => {
+        if (unsaved === 0) process.exit(EXIT.OK);
+        // Not a graceful stop: writes no vms_iowait confirmed are gone, and the operator must know.
+        process.stderr.write(`pagerd: stopped, but ${lostPages(unsaved)}\n`);
+        process.exit(EXIT.IOERR);
+      },
       (err: unknown) => die(Object.assign(new Error(`stop failed: ${(err as Error)?.message ?? String(err)}`), { code: (err as { code?: unknown })?.code }), log),
     );
   };

@@ -341,8 +341,8 @@ export class Daemon {
     return scrubChunk(this.store, after, limit);
   }
 
-  /** Graceful stop (SIGTERM): see the class comment. */
-  async stop(): Promise<void> {
+  /** Graceful stop (SIGTERM): see the class comment. Answers how many segments kept modified pages that could not be paged out (lost). */
+  async stop(): Promise<number> {
     this.log.info({}, 'stopping: finishing requests and paging out every modified page');
     // Stop accepting at once; close()'s callback would wait for every client to hang up.
     this.server?.close();
@@ -355,10 +355,17 @@ export class Daemon {
     const deadline = new Promise((r) => (timer = setTimeout(r, 30_000)));
     await Promise.race([Promise.all([...this.connections].map((c) => c.idle())), deadline]);
     clearTimeout(timer);
-    await this.flushAll();
+    const unsaved = await this.flushAll();
     for (const c of this.connections) c.end();
-    await this.store.close();
-    this.log.info({}, 'stopped cleanly');
+    try {
+      await this.store.close();
+    } catch (err) {
+      if (unsaved === 0) throw err;
+      throw Object.assign(new Error(`${lostPages(unsaved)}, and closing the store failed: ${(err as Error).message}`), { code: (err as { code?: unknown }).code });
+    }
+    if (unsaved > 0) this.log.error({ segments: unsaved }, 'stopped, with modified pages that could not be paged out: they are lost');
+    else this.log.info({}, 'stopped cleanly');
+    return unsaved;
   }
 
   /**
@@ -389,6 +396,11 @@ export class Daemon {
       this.svc.endContext(root);
     }
   }
+}
+
+/** What a stop says of the segments whose modified pages it could not page out. */
+export function lostPages(segments: number): string {
+  return `the modified pages of ${segments} segment${segments === 1 ? '' : 's'} could not be paged out and are lost (the log says why)`;
 }
 
 /** Tells a connection refused at a cap why (as the reply to no request, id 0), then closes it. */

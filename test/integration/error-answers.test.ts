@@ -87,6 +87,24 @@ describe('on the real daemon, an error answer changes nothing', () => {
   });
 });
 
+describe('a stop that cannot save every modified page says so', () => {
+  it.runIf(haveStrace)('SIGTERM while the device fails every sync: exit 74 and one line saying pages were lost, not 0', async () => {
+    const daemon = await startDaemon();
+    const c = await daemon.client();
+    const vmid = await c.vmsCreate(V_WORKING, 8 * PAGE);
+    await c.vmMove(vmid, 0, 8 * PAGE, UIO_WRITE, uio(page(0xd, 8 * PAGE)));
+    const injection = await failSyscalls(daemon.proc.pid!, SYNCS);
+    try {
+      expect(await daemon.stop()).toBe(74);
+    } finally {
+      await injection.stop();
+    }
+    const said = /^pagerd: .*the modified pages of 1 segment could not be paged out and are lost/m;
+    for (const deadline = Date.now() + 5000; !said.test(daemon.output()) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20)); // stderr may trail the exit
+    expect(daemon.output()).toMatch(said);
+  });
+});
+
 describe('on the real daemon, racing clients cannot wedge or kill it', () => {
   it('a segment deleted while another client waits in vm_readp(V_IOWAIT): EINVAL or 0, no frame left behind, the daemon serves on', async () => {
     const daemon = await startDaemon({ memory: '1MiB' }); // 256 frames
