@@ -283,12 +283,7 @@ export class VmServices {
     const seg = this.segment(ctx, vmid);
     const bit = seg.pagedOutSinceQuery;
     seg.pagedOutSinceQuery = false;
-    if (bit) return true;
-    let modified = false;
-    seg.pages.forEachInRange(0, seg.pageCount, (_pno, f) => {
-      modified ||= this.vmm.isModified(f);
-    });
-    return modified;
+    return bit || this.vmm.hasModifiedPages(seg);
   }
 
   /** vms_iowait: vms_iowaitf with V_WAITERR. */

@@ -104,6 +104,15 @@ export class Vmm {
     this.segments.get(t.vmid[f])?.noteModified(t.pno[f]);
   }
 
+  /** True if a resident page of `seg` is modified (not yet durable). */
+  hasModifiedPages(seg: Segment): boolean {
+    let modified = false;
+    seg.pages.forEachInRange(0, seg.pageCount, (_pno, f) => {
+      modified ||= this.isModified(f);
+    });
+    return modified;
+  }
+
   /** True if the frame's bytes differ from every page-out started for it. */
   isModified(f: number): boolean {
     const t = this.pool.table;
