@@ -150,22 +150,24 @@ function makeDirectory(dir: string): void {
     return;
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'EEXIST') return;
-    if (code !== 'ENOENT' || existsSync(dirname(dir))) throw err;
+    if (code === 'EEXIST' && statSync(dir, { throwIfNoEntry: false })?.isDirectory()) return;
+    if (code !== 'ENOENT' || existsSync(dirname(dir))) throw new CtlError(EXIT.CANTCREAT, 'cannot-create', (err as Error).message);
   }
   makeDirectory(dirname(dir));
-  mkdirSync(dir);
+  makeDirectory(dir);
 }
 
-// A stdout closed early (`pagerctl read ... | head`) fails the write itself (writeOut: one line,
-// 74); without a listener the stream's 'error' event would end the process with a stack trace.
-process.stdout.on('error', () => undefined);
+/** A stdout that cannot take what is written (closed early by `| head`, a full disk): one line, 74. */
+function stdoutFailed(err: Error): never {
+  fail(new CtlError(EXIT.IOERR, 'output', `cannot write to stdout: ${err.message}`));
+}
+// Without a listener the stream's 'error' event would end the process with a stack trace; a
+// write without a callback (emit) fails here too.
+process.stdout.on('error', stdoutFailed);
 
-/** Writes bytes to stdout; a stdout that cannot take them is an I/O error (74). */
+/** Writes bytes to stdout; resolves once they are written (a failure ends the process: stdoutFailed). */
 function writeOut(data: Uint8Array | string): Promise<void> {
-  return new Promise((resolve, reject) =>
-    process.stdout.write(data, (err) => (err ? reject(new CtlError(EXIT.IOERR, 'output', `cannot write to stdout: ${err.message}`)) : resolve())),
-  );
+  return new Promise((resolve) => process.stdout.write(data, (err) => (err ? stdoutFailed(err) : resolve())));
 }
 
 program

@@ -112,7 +112,7 @@ async function main(): Promise<void> {
         process.stderr.write(`pagerd: stopped, but ${lostPages(unsaved)}\n`);
         process.exit(EXIT.IOERR);
       },
-      (err: unknown) => die(Object.assign(new Error(`stop failed: ${(err as Error)?.message ?? String(err)}`), { code: (err as { code?: unknown })?.code }), log),
+      (err: unknown) => die(Object.assign(new Error(`stop failed: ${(err as Error)?.message ?? String(err)}`), { exitStatus: exitStatusOf(err) }), log),
     );
   };
   process.on('SIGTERM', () => stop('SIGTERM'));

@@ -1,3 +1,4 @@
+import { EXIT } from '../cli/exit-status.js';
 import { existsSync, mkdirSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
@@ -363,7 +364,7 @@ export class Daemon {
       await this.store.close();
     } catch (err) {
       if (unsaved === 0) throw err;
-      throw Object.assign(new Error(`${lostPages(unsaved)}, and closing the store failed: ${(err as Error).message}`), { code: (err as { code?: unknown }).code });
+      throw Object.assign(new Error(`${lostPages(unsaved)}, and closing the store failed: ${(err as Error).message}`), { exitStatus: EXIT.IOERR });
     }
     if (unsaved > 0) this.log.error({ segments: unsaved }, 'stopped, with modified pages that could not be paged out: they are lost');
     else this.log.info({}, 'stopped cleanly');

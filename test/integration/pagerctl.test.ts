@@ -97,12 +97,17 @@ describe('pagerctl', () => {
     let err = '';
     reader.stderr.on('data', (d: Buffer) => (err += d.toString()));
     reader.stdout.once('data', () => reader.stdout.destroy()); // as head -c 10 does
-    expect(await new Promise((resolve) => reader.once('exit', resolve))).toBe(74);
+    expect(await new Promise((resolve) => reader.once('close', resolve))).toBe(74); // 'close': its stderr read to the end
     expect(err).toMatch(/^pagerctl: cannot write to stdout: .*EPIPE\n$/);
     // Node's recursive mkdir retries for ever where /proc answers ENOENT under an existing parent.
     const r = spawnSync(process.execPath, [PAGERCTL, '--socket', daemon.socket, 'backup', '/proc/pagerd-backup'], { timeout: 10_000 });
     expect(r.signal).toBeNull();
-    expect(r.status).toBe(66);
+    expect(r.status).toBe(73);
+    expect(r.stderr.toString()).toMatch(/^pagerctl: ENOENT: no such file or directory, mkdir '\/proc\/pagerd-backup'\n$/);
+    // --json output that cannot be written is 74 too, not 0 with nothing said.
+    const full = spawnSync('sh', ['-c', `"${process.execPath}" "${PAGERCTL}" --socket "${daemon.socket}" --json status > /dev/full`], { encoding: 'utf8' });
+    expect(full.status).toBe(74);
+    expect(full.stderr).toMatch(/"code":"EX_IOERR","reason":"output"/);
   });
 
   it('takes integers in decimal digits only', () => {

@@ -104,7 +104,7 @@ describe('metadata that cannot lie: a column whose type a flipped bit changed', 
     ['a page-map row', 'UPDATE page_map SET entries = CAST(entries AS TEXT)', /page-map row \(segment \d+, run 0\) has malformed entries/],
   ];
   for (const [what, sql, message] of tampers) {
-    it(`${what}: the start is refused with 65, and --check answers 65 with its JSON, not a crash (70)`, async () => {
+    it(`${what}: the start is refused with 65 naming it, and so is --check, not a crash (70)`, async () => {
       const { daemon } = await firstLife();
       const db = new Database(join(daemon.stateDir, 'pagerd.sqlite'));
       db.exec(sql);
@@ -121,7 +121,7 @@ describe('metadata that cannot lie: a column whose type a flipped bit changed', 
 });
 
 describe('metadata that cannot lie: a device and a database of different stores, or one of them lost or damaged', () => {
-  it('a damaged header, a lost database, another store\'s database: each refused with 65 naming it, never 78 with --format as the way out', async () => {
+  it('a damaged header, a lost database, another store\'s database, a blank device: each refused with 65 naming it, not 78', async () => {
     const { daemon } = await firstLife();
     const other = await firstLife();
     const database = join(daemon.stateDir, 'pagerd.sqlite');
@@ -136,6 +136,7 @@ describe('metadata that cannot lie: a device and a database of different stores,
       ['a flipped bit in the header', () => flipByte(backing, 20), /starts with a pagerd header that fails its checksum \(damaged\)/],
       ['the database lost', () => rmSync(database), /metadata database .* is missing or empty \(lost\)/],
       ['another store\'s database', () => copyFileSync(join(other.daemon.stateDir, 'pagerd.sqlite'), database), /belongs to store [0-9a-f]{32}/],
+      ['a blank device', () => writeAt(backing, 0, Buffer.alloc(4096)), /is blank, but the metadata in .* belongs to store/],
     ];
     for (const [what, damage, message] of cases) {
       restore();
@@ -156,5 +157,11 @@ function flipByte(path: string, at: number): void {
   readSync(fd, b, 0, 1, at);
   b[0] ^= 0x01;
   writeSync(fd, b, 0, 1, at);
+  closeSync(fd);
+}
+
+function writeAt(path: string, at: number, bytes: Buffer): void {
+  const fd = openSync(path, 'r+');
+  writeSync(fd, bytes, 0, bytes.length, at);
   closeSync(fd);
 }
