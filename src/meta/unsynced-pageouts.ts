@@ -1,4 +1,5 @@
 import { blobColumn } from './blob-column.js';
+import { BrokenSealError } from './page-seal.js';
 import type { Database, Statement } from 'better-sqlite3';
 import type { PageLocation } from './pages-table.js';
 import { StatementLog } from './statement-log.js';
@@ -63,6 +64,7 @@ export class UnsyncedPageouts {
   all(): { cycle: number; pages: UnsyncedPage[] }[] {
     return this.#all.all().map(({ cycle, entries: column }) => {
       const entries = blobColumn(column, `unsynced page-out row ${cycle}`);
+      if (entries.length % ENTRY_BYTES !== 0) throw new BrokenSealError(`unsynced page-out row ${cycle}`, `is ${entries.length} bytes, not whole entries of ${ENTRY_BYTES}`);
       const pages: UnsyncedPage[] = [];
       for (let at = 0; at + ENTRY_BYTES <= entries.length; at += ENTRY_BYTES) {
         const slot = entries.readUInt32LE(at + 8);

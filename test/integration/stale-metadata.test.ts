@@ -102,6 +102,8 @@ describe('metadata that cannot lie: a column whose type a flipped bit changed', 
     ['an unsynced page-out row', "INSERT INTO unsynced_pageouts (cycle, entries) VALUES (999, 'text')", /unsynced page-out row 999 is not a BLOB/],
     ['an unsynced page-out naming a slot past the device', "INSERT INTO unsynced_pageouts (cycle, entries) VALUES (999, x'0100000000000000ffffffff00000000')", /unsynced page-out row 999 names slot 4294967294, past the device's/],
     ['a page-map row', 'UPDATE page_map SET entries = CAST(entries AS TEXT)', /page-map row \(segment \d+, run 0\) has malformed entries/],
+    ['a free-slot-map row cut short', 'UPDATE free_slot_map SET bits = substr(bits, 1, 100)', /free-slot-map row \d+ is 100 bytes, not 2048/],
+    ['an unsynced page-out row of part of an entry', "INSERT INTO unsynced_pageouts (cycle, entries) VALUES (999, x'01000000')", /unsynced page-out row 999 is 4 bytes, not whole entries of 16/],
   ];
   for (const [what, sql, message] of tampers) {
     it(`${what}: the start is refused with 65 naming it, and so is --check, not a crash (70)`, async () => {
