@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { integrityCheck, openDatabase, type Database } from '../meta/database.js';
 import { MetaTable } from '../meta/meta-table.js';
 import { cycleMismatch, cycleRecord, newestRecordedCycle } from './cycle-record.js';
@@ -24,6 +25,11 @@ export interface OpenedStoreFiles {
  * Marks the shutdown unclean until the store closes cleanly.
  */
 export async function openStoreFiles(options: StoreOptions): Promise<OpenedStoreFiles> {
+  // A backing file created too small would be refused at format, and left behind to refuse the
+  // corrected configuration too: refused before anything is created.
+  if (!existsSync(options.devicePath) && options.createBytes < 2 * options.pageSize) {
+    throw new StoreRefusedError(`store.createBytes ${options.createBytes} is too small for a ${options.devicePath} of the header and one page of ${options.pageSize} bytes (at least ${2 * options.pageSize})`);
+  }
   const device = await (options.openDevice ?? openDevice)(options.devicePath, options);
   let db: Database | undefined;
   try {

@@ -97,6 +97,17 @@ describe('daemon lifecycle', () => {
     expect(await first.stop()).toBe(0);
   });
 
+  it('refuses a store.createBytes too small for one page with exit 78 before creating any file, so the corrected setting starts', async () => {
+    const stateDir = storeDir('pagerd-tiny-');
+    const socket = join(stateDir, 'pagerd.sock');
+    const run = spawnSync(process.execPath, [PAGERD, '--state-dir', stateDir, '--socket', socket], { encoding: 'utf8', timeout: 20_000, env: { ...process.env, PAGERD_STORE_CREATE_BYTES: '1KiB' } });
+    expect(run.status).toBe(78);
+    expect(run.stderr).toMatch(/store\.createBytes 1024 is too small .* \(at least 8192\)/);
+    expect(readdirSync(stateDir).filter((f) => f === 'backing' || f.startsWith('pagerd.sqlite'))).toEqual([]);
+    const daemon = await startDaemon({ stateDir });
+    expect(await daemon.stop()).toBe(0);
+  });
+
   it('reloads the log level on SIGHUP', async () => {
     const dir = storeDir('pagerd-hup-');
     const config = join(dir, 'pagerd.json');
