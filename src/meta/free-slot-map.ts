@@ -28,9 +28,9 @@ export class FreeSlotMap {
   ) {
     this.bits = new Uint8Array(Math.ceil(capacity / CHUNK_SLOTS) * CHUNK_BYTES);
     for (const { chunk, bits } of db.prepare<[], { chunk: number; bits: unknown }>('SELECT chunk, bits FROM free_slot_map').all()) {
-      const row = blobColumn(bits, `free-slot-map row ${chunk}`);
+      const row = blobColumn(bits, () => `free-slot-map row ${chunk}`);
       if (row.length !== CHUNK_BYTES) throw new BrokenSealError(`free-slot-map row ${chunk}`, `is ${row.length} bytes, not ${CHUNK_BYTES}`);
-      if (chunk * CHUNK_BYTES < this.bits.length) this.bits.set(row.subarray(0, Math.min(CHUNK_BYTES, this.bits.length - chunk * CHUNK_BYTES)), chunk * CHUNK_BYTES);
+      if (chunk * CHUNK_BYTES < this.bits.length) this.bits.set(row, chunk * CHUNK_BYTES); // the map is whole chunks
     }
     this.#put = db.prepare('INSERT OR REPLACE INTO free_slot_map (chunk, bits) VALUES (?, ?)');
   }

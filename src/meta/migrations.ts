@@ -104,7 +104,7 @@ export const MIGRATIONS: readonly ((db: Database) => void)[] = [
     const seal = new PageSeal(storeId);
     const putRow = db.prepare('UPDATE page_map SET entries = ? WHERE vmid = ? AND run = ?');
     for (const { vmid, run, entries: column } of db.prepare('SELECT vmid, run, entries FROM page_map').all() as { vmid: number; run: number; entries: unknown }[]) {
-      const entries = blobColumn(column, `page-map row (segment ${vmid}, run ${run})`);
+      const entries = blobColumn(column, () => `page-map row (segment ${vmid}, run ${run})`);
       for (let i = 0; i * PAGE_ENTRY_BYTES < entries.length; i++) {
         const at = i * PAGE_ENTRY_BYTES;
         if (entries.readUInt32LE(at) !== 0) entries.writeUInt32LE(seal.of(entries.readUInt32LE(at + 4), vmid, run * RUN_PAGES + i), at + 4);
@@ -113,7 +113,7 @@ export const MIGRATIONS: readonly ((db: Database) => void)[] = [
     }
     const putCycle = db.prepare('UPDATE unsynced_pageouts SET entries = ? WHERE cycle = ?');
     for (const { cycle, entries: column } of db.prepare('SELECT cycle, entries FROM unsynced_pageouts').all() as { cycle: number; entries: unknown }[]) {
-      const entries = blobColumn(column, `unsynced page-out row ${cycle}`);
+      const entries = blobColumn(column, () => `unsynced page-out row ${cycle}`);
       for (let at = 0; at + 16 <= entries.length; at += 16) {
         if (entries.readUInt32LE(at + 8) !== 0) entries.writeUInt32LE(seal.of(entries.readUInt32LE(at + 12), entries.readUInt32LE(at), entries.readUInt32LE(at + 4)), at + 12);
       }
@@ -138,7 +138,7 @@ export const MIGRATIONS: readonly ((db: Database) => void)[] = [
     const seal = new PageSeal(storeId);
     const putRow = db.prepare('UPDATE page_map SET seal = ? WHERE vmid = ? AND run = ?');
     for (const { vmid, run, entries } of db.prepare('SELECT vmid, run, entries FROM page_map').all() as { vmid: number; run: number; entries: unknown }[]) {
-      putRow.run(seal.ofRow(crc32c(blobColumn(entries, `page-map row (segment ${vmid}, run ${run})`)), vmid, run), vmid, run);
+      putRow.run(seal.ofRow(crc32c(blobColumn(entries, () => `page-map row (segment ${vmid}, run ${run})`)), vmid, run), vmid, run);
     }
     const putRecord = db.prepare('UPDATE segments SET seal = ? WHERE vmid = ?');
     for (const fields of db.prepare(`SELECT ${SEGMENT_FIELDS.join(', ')} FROM segments`).raw().all() as number[][]) {

@@ -92,9 +92,10 @@ export class PagesTable {
 
   /** A row's entries, once its seal is checked (throws BrokenSealError if it does not match). */
   private checked(vmid: number, run: number, entries: unknown, seal: unknown): Buffer {
-    blobColumn(entries, `page-map row (segment ${vmid}, run ${run})`);
-    if (seal !== this.rowSeal(vmid, run, entries as Buffer)) throw new BrokenSealError(`page-map row (segment ${vmid}, run ${run})`);
-    return entries as Buffer;
+    const row = (): string => `page-map row (segment ${vmid}, run ${run})`;
+    const bytes = blobColumn(entries, row);
+    if (seal !== this.rowSeal(vmid, run, bytes)) throw new BrokenSealError(row());
+    return bytes;
   }
 
   /** Where the page map puts a page; throws BrokenSealError if its row fails its seal. */

@@ -63,7 +63,7 @@ export class UnsyncedPageouts {
   /** Every cycle still recorded, oldest first. */
   all(): { cycle: number; pages: UnsyncedPage[] }[] {
     return this.#all.all().map(({ cycle, entries: column }) => {
-      const entries = blobColumn(column, `unsynced page-out row ${cycle}`);
+      const entries = blobColumn(column, () => `unsynced page-out row ${cycle}`);
       if (entries.length % ENTRY_BYTES !== 0) throw new BrokenSealError(`unsynced page-out row ${cycle}`, `is ${entries.length} bytes, not whole entries of ${ENTRY_BYTES}`);
       const pages: UnsyncedPage[] = [];
       for (let at = 0; at + ENTRY_BYTES <= entries.length; at += ENTRY_BYTES) {

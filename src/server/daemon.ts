@@ -1,4 +1,3 @@
-import { EXIT } from '../cli/exit-status.js';
 import { existsSync, mkdirSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
@@ -364,7 +363,7 @@ export class Daemon {
       await this.store.close();
     } catch (err) {
       if (unsaved === 0) throw err;
-      throw Object.assign(new Error(`${lostPages(unsaved)}, and closing the store failed: ${(err as Error).message}`), { exitStatus: EXIT.IOERR });
+      throw Object.assign(new Error(`${lostPages(unsaved)}, and closing the store failed: ${(err as Error).message}`), { code: 'EIO' }); // EX_IOERR
     }
     if (unsaved > 0) this.log.error({ segments: unsaved }, 'stopped, with modified pages that could not be paged out: they are lost');
     else this.log.info({}, 'stopped cleanly');

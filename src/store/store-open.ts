@@ -128,10 +128,9 @@ async function format(device: BackingDevice, db: Database, options: StoreOptions
 }
 
 /** Why a device and a database that are both pagerd's, or were, do not belong together. */
-function mismatch(found: HeaderProbe, knownId: string | undefined, where: string, databasePath: string): string {
+function mismatch(found: Exclude<HeaderProbe, { kind: 'foreign' }>, knownId: string | undefined, where: string, databasePath: string): string {
   if (found.kind === 'damaged') return `${where} starts with a pagerd header that fails its checksum (damaged)${knownId === undefined ? '' : `; ${databasePath} belongs to store ${knownId}`}`;
   if (found.kind === 'blank') return `${where} is blank, but the metadata in ${databasePath} belongs to store ${knownId}`;
-  if (found.kind !== 'ours') throw new Error(`no mismatch in a ${found.kind} device`);
   if (knownId === undefined) return `${where} is pagerd store ${found.header.storeId}, but its metadata database ${databasePath} is missing or empty (lost)`;
   return `${where} is pagerd store ${found.header.storeId}, but ${databasePath} belongs to store ${knownId}`;
 }
