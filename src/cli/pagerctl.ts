@@ -76,17 +76,17 @@ const READ_CHUNK_BYTES = 1024 * 1024;
 const JSON_READ_MAX_BYTES = 256 * 1024 * 1024;
 
 /** Argument parsers: a bad value is a usage error (64) naming the argument. */
-const integer = (v: string): number => {
-  const n = Number(v);
-  if (!/^[0-9]+$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('not a non-negative integer (decimal digits only).');
-  return n;
-};
+/** A parser of whole numbers written as `form` allows, no larger than the largest safe integer. */
+const wholeNumber =
+  (form: RegExp, what: string) =>
+  (v: string): number => {
+    const n = Number(v);
+    if (!form.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError(`not ${what}.`);
+    return n;
+  };
+const integer = wholeNumber(/^[0-9]+$/, 'a non-negative integer (decimal digits only)');
 /** A bit mask: decimal, or hexadecimal after 0x (the daemon refuses bits it does not know). */
-const bits = (v: string): number => {
-  const n = Number(v);
-  if (!/^([0-9]+|0x[0-9a-fA-F]+)$/.test(v) || !Number.isSafeInteger(n)) throw new InvalidArgumentError('not option bits (decimal, or hexadecimal such as 0x10000000).');
-  return n;
-};
+const bits = wholeNumber(/^([0-9]+|0x[0-9a-fA-F]+)$/, 'option bits (decimal, or hexadecimal such as 0x10000000)');
 const size = (v: string): number => {
   try {
     return parseSize(v);
