@@ -15,6 +15,14 @@ export class TurnWriter {
     private readonly flushBytes = 16 * 1024,
   ) {}
 
+  /** Hands on what is held now, so the peer can start on it while this turn goes on. */
+  flush(): void {
+    if (!this.corked || this.held === 0) return;
+    this.held = 0;
+    this.stream.uncork();
+    this.stream.cork();
+  }
+
   /** `written`, if given, is called once the stream has handed `frame` on (or failed to). */
   write(frame: Uint8Array, written?: () => void): void {
     if (!this.corked) {
@@ -28,10 +36,6 @@ export class TurnWriter {
     }
     this.stream.write(frame, written);
     this.held += frame.length;
-    if (this.held >= this.flushBytes) {
-      this.held = 0;
-      this.stream.uncork();
-      this.stream.cork();
-    }
+    if (this.held >= this.flushBytes) this.flush();
   }
 }

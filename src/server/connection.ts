@@ -249,6 +249,10 @@ export class Connection {
       }
     }
     this.write(parts, written);
+    // Sent at once, not at the end of the turn: the file system starts on it while the daemon
+    // goes on with the rest of a batch of requests, whose replies may be waiting on it (a batch's
+    // page-ins otherwise reach the file system together, and the three processes take turns).
+    this.writer.flush();
   }
 
   private onHello(frame: Buffer): void {
