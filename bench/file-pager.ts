@@ -4,6 +4,8 @@ import { open } from 'node:fs/promises';
 import { join } from 'node:path';
 import { UIO_WRITE, type PagerClient } from '../src/client/index.js';
 import { GroupCommit } from '../src/group-commit.js';
+import { shuffle } from './durable-pageout.js';
+import type { FloorClient } from './node-file-pager-floor.js';
 import { pipelined } from './throughput.js';
 
 const PAGE = 4096;
@@ -72,5 +74,20 @@ export async function rawGroupedWrites(file: string, pages: number, requestPages
     await syncs.request(() => fh.datasync());
   });
   await fh.close();
+  return (rate * pages) / requests;
+}
+
+/** The Node floor's page-ins (bench/node-file-pager-floor.ts): random 4 KiB reads of the file's pages, `window` in flight. Ops/s. */
+export async function floorRandomReads(client: FloorClient, pages: number, window: number, seed: number): Promise<number> {
+  const order = shuffle(pages, seed);
+  const buffers = Array.from({ length: window }, () => Buffer.alloc(PAGE));
+  return pipelined(pages, window, (i) => client.read(order[i] * PAGE, buffers[i % window]));
+}
+
+/** The Node floor's page-outs: every page of the file in writes of `requestPages` pages, `window` in flight, each answered once durable. Pages/s. */
+export async function floorPageOut(client: FloorClient, pages: number, requestPages: number, window: number): Promise<number> {
+  const data = Buffer.alloc(requestPages * PAGE, 9);
+  const requests = Math.ceil(pages / requestPages);
+  const rate = await pipelined(requests, window, (i) => client.write(i * requestPages * PAGE, data.subarray(0, Math.min(requestPages, pages - i * requestPages) * PAGE)));
   return (rate * pages) / requests;
 }

@@ -21,3 +21,24 @@ export async function writeFully(file: FileHandle, data: Uint8Array, position: n
     done += bytesWritten;
   }
 }
+
+/** Writes the first `length` bytes of `pieces`, in order, at `position` (pwritev), looping over short writes. */
+export async function writevFully(file: FileHandle, pieces: readonly Uint8Array[], position: number, length: number): Promise<void> {
+  const rest: Uint8Array[] = [];
+  for (let i = 0, left = length; i < pieces.length && left > 0; i++) {
+    rest.push(pieces[i].subarray(0, Math.min(pieces[i].length, left)));
+    left -= rest[rest.length - 1].length;
+  }
+  for (let done = 0; done < length; ) {
+    const { bytesWritten } = await file.writev(rest, position + done);
+    done += bytesWritten;
+    // A short write: drop what was written, from the front.
+    for (let skip = bytesWritten; skip > 0; ) {
+      if (rest[0].length <= skip) skip -= rest.shift()!.length;
+      else {
+        rest[0] = rest[0].subarray(skip);
+        skip = 0;
+      }
+    }
+  }
+}

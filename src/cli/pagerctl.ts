@@ -327,13 +327,13 @@ program
 
 program
   .command('devices')
-  .description('the paging device table: client file systems mounted (vmMounte), their uid, the segments bound to each, their I/O')
+  .description('the paging device table: client file systems mounted (vmMounte), their uid, whether page-outs reach them by frame reference, the segments bound to each, their I/O')
   .action(() =>
     withClient(async (c) => {
       const list = await c.devices();
       emit(
         list,
-        list.map((d) => `device ${d.id}\tuid ${d.uid}\t${d.alive ? 'live' : 'GONE'}\tsegments ${d.segments.join(',') || '-'}\tin flight ${d.inFlight}\tqueued ${d.queued}\trequests ${d.requests}`).join('\n') || '(no paging devices)',
+        list.map((d) => `device ${d.id}\tuid ${d.uid}\t${d.alive ? 'live' : 'GONE'}\t${d.sharedFrames ? 'writes by frame' : 'writes as bytes'}\tsegments ${d.segments.join(',') || '-'}\tin flight ${d.inFlight}\tqueued ${d.queued}\trequests ${d.requests}`).join('\n') || '(no paging devices)',
       );
     }),
   );

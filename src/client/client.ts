@@ -15,6 +15,7 @@ import {
   type StrategyIo,
   type Value,
 } from '../protocol/codec.js';
+import { FrameReferenceWrite } from './frame-reference-write.js';
 import { SharedFrameReader } from './shared-frame-reader.js';
 import { allocBuffer } from '../protocol/buffer-slab.js';
 import { FrameDecoder, encodeFrame } from '../protocol/frame.js';
@@ -73,9 +74,30 @@ export interface StrategyRequest {
   /**
    * npages × page size bytes: to fill (read), or to make durable (write). Valid until the
    * strategy settles: the library then sends a read's bytes from here, and reuses a write's memory
-   * for later requests. A view into a larger buffer: never use its whole `buffer`.
+   * for later requests. A view into a larger buffer: never use its whole `buffer`. On a device
+   * mounted with `sharedFrames`, a write's bytes may be the daemon's frames themselves, mapped
+   * read-only: a strategy that writes into them is killed by SIGSEGV.
    */
-  data: Uint8Array;
+  readonly data: Uint8Array;
+  /**
+   * A write by frame reference's bytes where they lie, in order: views of the daemon's frames (a
+   * run of adjacent frames each, read-only), the same bytes as `data`, which joins them into one
+   * buffer on first use, a copy unless they are one run. A strategy that can write pieces
+   * (pwritev) reads these instead, and copies nothing. Absent for other requests.
+   */
+  readonly pages?: readonly Uint8Array[];
+}
+
+/** vmMounte's options. */
+export interface MountOptions {
+  /**
+   * Page-outs read the daemon's shared frames (docs/external-pager.md): the daemon sends the
+   * frame numbers instead of the bytes, and holds the frames unchanged until the strategy
+   * answers. Writers of those pages wait meanwhile; this connection's own writes of them answer
+   * EDEADLK. Used only where the daemon offers this connection its frames (else the bytes come
+   * as usual). Default false.
+   */
+  sharedFrames?: boolean;
 }
 
 /** A client file system's strategy routine (vmMounte). */
@@ -347,8 +369,9 @@ export class PagerClient {
    * error with a numeric `errno` (or a Node system error's `code`) reaches the caller of the
    * service that caused the I/O as that errno; any other as EIO.
    */
-  async vmMounte(strategy: Strategy): Promise<number> {
-    const [id] = await this.results('vmMounte', []);
+  async vmMounte(strategy: Strategy, options: MountOptions = {}): Promise<number> {
+    const byReference = options.sharedFrames === true && (await this.sharedFramesReady());
+    const [id] = await this.results(byReference ? 'vmMounteFrames' : 'vmMounte', []);
     this.strategies.set(id as number, strategy);
     return id as number;
   }
@@ -365,24 +388,34 @@ export class PagerClient {
   }
 
   /** The paging device table: each device, its uid, the segments bound to it that this caller may see, its I/O. */
-  async devices(): Promise<{ id: number; uid: number; alive: boolean; segments: number[]; inFlight: number; queued: number; requests: number }[]> {
+  async devices(): Promise<{ id: number; uid: number; alive: boolean; sharedFrames: boolean; segments: number[]; inFlight: number; queued: number; requests: number }[]> {
     const [text] = await this.results('devices', []);
     return JSON.parse(text as string);
+  }
+
+  /** What the strategy is handed for a request: a read's zeroed buffer to fill, a write's bytes, or a write's frames where they lie. */
+  private strategyRequest(io: StrategyIo): StrategyRequest {
+    const { op, vmid, page, npages } = io;
+    // Zeroed: a strategy that fills less must not send this process's old memory as page bytes.
+    if (op === 'read') return { op, vmid, page, npages, data: allocBuffer(npages * this.pageSize).fill(0) };
+    if (io.frames === undefined) return { op, vmid, page, npages, data: io.data };
+    const runs = this.shared?.frameRuns(io.frames);
+    if (runs === undefined) throw new Error(`a write by frame reference names frames this connection has not mapped (${io.frames.join(', ')})`);
+    return new FrameReferenceWrite(vmid, page, npages, runs, (size) => this.reads.frames.take(size));
   }
 
   /** Serves one strategy request of the daemon and answers it (outside the request stream), then hands its `frame` back for reuse (a write's data is a view of it). */
   private serveStrategy(io: StrategyIo, frame: Buffer): void {
     const strategy = this.strategies.get(io.device);
-    // Zeroed: a strategy that fills less must not send this process's old memory as page bytes.
-    const data = io.op === 'read' ? allocBuffer(io.npages * this.pageSize).fill(0) : io.data;
+    const request = this.strategyRequest(io);
     const answer = (errno: number): void => {
       if (this.closedError !== undefined) return;
-      for (const part of strategyDoneFrameParts({ id: io.id, errno, data: errno === 0 && io.op === 'read' ? data : EMPTY })) this.writer.write(part);
+      for (const part of strategyDoneFrameParts({ id: io.id, errno, data: errno === 0 && io.op === 'read' ? request.data : EMPTY })) this.writer.write(part);
     };
     if (strategy === undefined) return answer(errnoNumber('ENODEV')!);
     let running: Promise<void>;
     try {
-      running = Promise.resolve(strategy({ op: io.op, vmid: io.vmid, page: io.page, npages: io.npages, data }));
+      running = Promise.resolve(strategy(request));
     } catch (err) {
       running = Promise.reject(err);
     }
@@ -391,7 +424,10 @@ export class PagerClient {
         () => answer(0),
         (err: unknown) => answer(errnoOf(err)),
       )
-      .finally(() => this.reads.frames.give(frame));
+      .finally(() => {
+        this.reads.frames.give(frame);
+        if (request instanceof FrameReferenceWrite && request.copy !== undefined) this.reads.frames.give(request.copy);
+      });
   }
   async vmsDelete(vmid: number): Promise<void> {
     await this.results('vmsDelete', [vmid]);

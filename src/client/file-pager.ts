@@ -1,7 +1,7 @@
 import { open, stat } from 'node:fs/promises';
 import { V_CLIENT } from '../constants.js';
 import { GroupCommit } from '../group-commit.js';
-import { readFully, writeFully } from '../positional-io.js';
+import { readFully, writeFully, writevFully } from '../positional-io.js';
 import { readCached } from '../native/addon.js';
 import type { PagerClient, StrategyRequest } from './client.js';
 
@@ -52,8 +52,10 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
         return;
       }
       served.writes++;
-      const length = Math.max(0, Math.min(io.data.length, size - at));
-      await writeFully(file, io.data.subarray(0, length), at);
+      const length = Math.max(0, Math.min(io.npages * pageSize, size - at));
+      // Pages in the daemon's frames are written from where they lie (no copy into one buffer).
+      if (io.pages !== undefined) await writevFully(file, io.pages, at, length);
+      else await writeFully(file, io.data.subarray(0, length), at);
       await syncs.request(() => {
         served.datasyncs++;
         return file.datasync();
@@ -67,7 +69,8 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
         if (--serving === 0) for (const wake of idleWaiters.splice(0)) wake();
       }
     };
-    const device = await client.vmMounte(strategy);
+    // Its page-outs read the daemon's frames where it offers them: it never writes into a write's data, nor the pages of its own segment.
+    const device = await client.vmMounte(strategy, { sharedFrames: true });
     const vmid = await client.vmsCreate(V_CLIENT, size, { device, mode: options.mode ?? 0o600 });
     const pages = Math.ceil(size / pageSize);
     return {

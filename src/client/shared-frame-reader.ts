@@ -62,6 +62,25 @@ export class SharedFrameReader {
   }
 
   /**
+   * Views of `frames`, in order, a run of adjacent frames each, for a write by frame reference
+   * (the daemon holds them unchanged until it is answered, so no seq check). Read-only memory.
+   * Undefined if a frame number is past the pool.
+   */
+  frameRuns(frames: readonly number[]): Uint8Array[] | undefined {
+    const ps = this.pageSize;
+    const count = this.seq.length;
+    const runs: Uint8Array[] = [];
+    for (let first = 0; first < frames.length; ) {
+      let end = first + 1;
+      while (end < frames.length && frames[end] === frames[end - 1] + 1) end++;
+      if (!(frames[end - 1] < count && frames[first] < count)) return undefined;
+      runs.push(this.frames.subarray(frames[first] * ps, (frames[end - 1] + 1) * ps));
+      first = end;
+    }
+    return runs;
+  }
+
+  /**
    * Copies bytes [offset, offset + length) of segment `vmid` into the iovecs at `cursor`, a page
    * at a time, as far as the pages are resident and stable; answers how many bytes it copied
    * (whole pieces only: a page that fails its check is not counted, though its bytes may have

@@ -294,8 +294,8 @@ export function decodeReply(buf: Buffer): Reply {
   return { id, error, results };
 }
 
-/** Operations of a strategy I/O request. */
-export const StrategyOp = { READ: 1, WRITE: 2 } as const;
+/** Operations of a strategy I/O request (WRITE_FRAMES: a write naming the frames of the daemon's shared pool that hold its pages). */
+export const StrategyOp = { READ: 1, WRITE: 2, WRITE_FRAMES: 3 } as const;
 
 export interface StrategyIo {
   id: number;
@@ -304,8 +304,10 @@ export interface StrategyIo {
   vmid: number;
   page: number;
   npages: number;
-  /** A write's bytes (npages × page size); empty for a read. */
+  /** A write's bytes (npages × page size); empty for a read, or a write by frame reference. */
   data: Uint8Array;
+  /** A write by frame reference (WRITE_FRAMES): the shared pool's frame holding each page, in page order. */
+  frames?: readonly number[];
 }
 
 export interface StrategyDone {
@@ -346,16 +348,31 @@ export function strategyIoFrameParts(io: Omit<StrategyIo, 'data'>, pages: readon
   return parts;
 }
 
+/**
+ * A strategy write by frame reference as one frame: its head, then the frame number of each page
+ * (u32, little-endian) where a write's bytes would be. The caller keeps those frames unchanged
+ * until the strategy answers.
+ */
+export function encodeStrategyWriteByReference(io: Omit<StrategyIo, 'data' | 'op' | 'frames'>, frames: readonly number[]): Buffer {
+  const numbers = Buffer.allocUnsafe(frames.length * 4);
+  frames.forEach((f, i) => numbers.writeUInt32LE(f, i * 4));
+  return new Writer().u8(Kind.STRATEGY_IO).u32(io.id).u32(io.device).u8(StrategyOp.WRITE_FRAMES).value(io.vmid).value(io.page).u32(io.npages).value(numbers).frame();
+}
+
 export function decodeStrategyIo(buf: Buffer): StrategyIo {
   const r = new Reader(buf);
   if (r.u8() !== Kind.STRATEGY_IO) throw new DecodeError('expected a strategy I/O request');
   const id = r.u32();
   const device = r.u32();
   const op = r.u8();
-  if (op !== StrategyOp.READ && op !== StrategyOp.WRITE) throw new DecodeError(`unknown strategy operation ${op}`, id);
-  const io = { id, device, op: op === StrategyOp.READ ? ('read' as const) : ('write' as const), vmid: r.value('n') as number, page: r.value('n') as number, npages: r.u32(), data: r.value('b') as Uint8Array };
+  if (op !== StrategyOp.READ && op !== StrategyOp.WRITE && op !== StrategyOp.WRITE_FRAMES) throw new DecodeError(`unknown strategy operation ${op}`, id);
+  const io: StrategyIo = { id, device, op: op === StrategyOp.READ ? 'read' : 'write', vmid: r.value('n') as number, page: r.value('n') as number, npages: r.u32(), data: r.value('b') as Uint8Array };
   r.end();
-  return io;
+  if (op !== StrategyOp.WRITE_FRAMES) return io;
+  const numbers = io.data;
+  if (numbers.length !== io.npages * 4) throw new DecodeError(`a write by frame reference of ${io.npages} pages names ${numbers.length / 4} frames`, id);
+  const view = new DataView(numbers.buffer, numbers.byteOffset, numbers.length);
+  return { ...io, data: new Uint8Array(0), frames: Array.from({ length: io.npages }, (_, i) => view.getUint32(i * 4, true)) };
 }
 
 /** A strategy's answer as a whole frame. */

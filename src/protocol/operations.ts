@@ -63,6 +63,8 @@ export const OPERATIONS = {
   vmSetdevid: { code: 31, args: ['n', 'n'], results: [] },
   vmsCreateOn: { code: 32, args: ['n', 'n', 'n', 'n', 'n'], results: ['n'] },
   devices: { code: 33, args: [], results: ['s'] },
+  // vm_mounte of a device whose page-outs name the frames of the daemon's shared pool (-> device).
+  vmMounteFrames: { code: 34, args: [], results: ['n'] },
 } as const satisfies Record<string, Operation>;
 
 export type OperationName = keyof typeof OPERATIONS;

@@ -24,7 +24,7 @@ import { Metrics } from './metrics.js';
 import { serveMetrics } from './metrics-http.js';
 import { LiveBackup } from './live-backup.js';
 import { connectionDevices } from '../strategy/connection-devices.js';
-import { PagingDevices, type DeviceOwner } from '../strategy/paging-devices.js';
+import { PagingDevices, type DeviceOwner, type FramePins } from '../strategy/paging-devices.js';
 import { RoutingStore } from '../strategy/routing-store.js';
 import { NbdServer } from '../nbd/nbd-server.js';
 import { DeviceMissingError, SocketInUseError } from './start-refusals.js';
@@ -142,7 +142,9 @@ export class Daemon {
       const pageSize = store.pageSize;
       const memory = parseSize(config['memory.size']);
       if (memory % pageSize !== 0 || memory < pageSize) throw configError(config, 'memory.size', `${memory} bytes is not a positive multiple of the store's page size ${pageSize}`);
-      const pagingDevices = new PagingDevices(pageSize, { maxInFlight: config['strategy.maxInFlight'], timeoutMs: config['strategy.timeoutMs'] }, log.child({ component: 'strategy' }));
+      // The engine pins the frames a device reading shared frames is told of (made below: the engine pages through the devices).
+      const pins: FramePins = { pinFrame: (f) => vmm.pinFrame(f), unpinFrame: (f) => vmm.unpinFrame(f) };
+      const pagingDevices = new PagingDevices(pageSize, { maxInFlight: config['strategy.maxInFlight'], timeoutMs: config['strategy.timeoutMs'] }, log.child({ component: 'strategy' }), pins);
       const routing = new RoutingStore(store, pagingDevices, { maxRequestPages: config['strategy.maxRequestPages'], maxStrandedPages: config['strategy.maxStrandedPages'] });
       const vmm = await Vmm.open(routing, {
         frames: memory / pageSize,
@@ -234,7 +236,7 @@ export class Daemon {
     }
     const ctx = this.svc.createContext(cred);
     // This connection as the owner of the paging devices it mounts: strategy requests go out on it.
-    const owner: DeviceOwner = { uid: cred.uid, context: ctx, send: (parts, written) => connection.sendFrame(parts, written), drop: () => socket.destroy() };
+    const owner: DeviceOwner = { uid: cred.uid, context: ctx, mayReadFrames: trusted, send: (parts, written) => connection.sendFrame(parts, written), drop: () => socket.destroy() };
     const host: ConnectionHost = {
       strategyDone: (answer) => this.paging.devices.done(owner, answer),
       servesDevices: () => this.paging.devices.serves(owner),

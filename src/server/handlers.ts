@@ -28,7 +28,8 @@ export interface HandlerEnv {
 
 /** The paging device services, for one connection (docs/external-pager.md). */
 export interface ConnectionDevices {
-  mount(): number;
+  /** `byReference`: the device's writes name the shared frames that hold their pages. */
+  mount(byReference: boolean): number;
   umount(device: number): Promise<void>;
   setdevid(vmid: number, device: number): void;
   createOn(type: number, size: number, options: number, mode: number, device: number): Promise<number>;
@@ -142,7 +143,8 @@ export const HANDLERS: Record<Exclude<OperationName, 'sharedFrames'>, Handler> =
   cancel: async (env, a) => (env.cancel(n(a[0])), []),
   backupBegin: async (env) => [await env.backupBegin()],
   backupFinish: async (env) => [await env.backupFinish()],
-  vmMounte: async (env) => [env.devices.mount()],
+  vmMounte: async (env) => [env.devices.mount(false)],
+  vmMounteFrames: async (env) => [env.devices.mount(true)],
   vmUmount: async (env, a) => (await env.devices.umount(n(a[0])), []),
   vmSetdevid: async (env, a) => (env.devices.setdevid(n(a[0]), n(a[1])), []),
   vmsCreateOn: async (env, a) => [await env.devices.createOn(n(a[0]), n(a[1]), n(a[2]), n(a[3]), n(a[4]))],

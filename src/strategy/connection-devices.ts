@@ -13,7 +13,10 @@ import type { RoutingStore } from './routing-store.js';
 export function connectionDevices(parts: { devices: PagingDevices; routing: RoutingStore; svc: VmServices; vmm: Vmm }, ctx: ClientContext, owner: DeviceOwner): ConnectionDevices {
   const { devices, routing, svc, vmm } = parts;
   return {
-    mount: () => devices.mount(owner),
+    mount(byReference) {
+      if (byReference && !owner.mayReadFrames) throw new PagerError('shared-frames-not-offered', 'a device whose writes come by frame reference needs a peer the shared frames are offered to');
+      return devices.mount(owner, byReference);
+    },
     umount: (device) => devices.umount(owner, device),
     setdevid(vmid, device) {
       const seg = vmm.segments.get(vmid);

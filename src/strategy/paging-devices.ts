@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { PagerError, errnoName } from '../errors.js';
-import { strategyIoFrameParts, type StrategyDone } from '../protocol/codec.js';
+import { encodeStrategyWriteByReference, strategyIoFrameParts, type StrategyDone } from '../protocol/codec.js';
 import { copyBytes } from '../copy-bytes.js';
 import { RecycledBuffers } from '../protocol/recycled-buffers.js';
 
@@ -9,10 +9,18 @@ export interface DeviceOwner {
   readonly uid: number;
   /** The connection's client context (whose waits on its own strategy answer EDEADLK). */
   readonly context: object;
+  /** The connection's peer is trusted with the shared frames (it may be sent writes by frame reference). */
+  readonly mayReadFrames: boolean;
   /** Writes a frame given as parts; `written` once they are all handed on (or the connection is gone). */
   send(parts: readonly Uint8Array[], written: () => void): void;
   /** Closes the connection: it stopped reading what it was sent (whose bytes may be pinned frames). */
   drop(): void;
+}
+
+/** Holding frames' bytes as they are (the engine's: writers of their pages wait meanwhile). */
+export interface FramePins {
+  pinFrame(frame: number): void;
+  unpinFrame(frame: number): void;
 }
 
 export interface PagingDeviceLimits {
@@ -37,6 +45,13 @@ class Pending {
    * written meanwhile goes out newer, which its next page-out writes again anyway.
    */
   parts: readonly Uint8Array[] = NO_PAGES;
+  /**
+   * A write by frame reference (a device reading shared frames): the frames holding its pages.
+   * They are pinned from the moment it is sent until the strategy answers (or the device fails):
+   * the file system reads them then, from its own mapping. Queued, they are not held.
+   */
+  frames: readonly number[] | undefined = undefined;
+  pinned = false;
   queued = false;
   copy: Buffer | undefined = undefined;
   timer: NodeJS.Timeout | undefined = undefined;
@@ -66,6 +81,8 @@ export interface StrategyWrite {
 export interface Device {
   readonly id: number;
   readonly owner: DeviceOwner;
+  /** Its writes go by frame reference (its owner maps the shared frames). */
+  readonly byReference: boolean;
   alive: boolean;
   readonly inFlight: Map<number, Pending>;
   readonly queue: Pending[];
@@ -98,13 +115,14 @@ export class PagingDevices {
     private readonly pageSize: number,
     private readonly limits: PagingDeviceLimits,
     private readonly log: Logger,
+    private readonly pins: FramePins,
   ) {}
 
-  /** vm_mounte: a new device served by `owner`'s strategy routine; answers its id. */
-  mount(owner: DeviceOwner): number {
+  /** vm_mounte: a new device served by `owner`'s strategy routine (its writes by frame reference if `byReference`); answers its id. */
+  mount(owner: DeviceOwner, byReference = false): number {
     const id = this.nextDevice++;
-    this.devices.set(id, { id, owner, alive: true, inFlight: new Map(), queue: [], segments: new Set(), drained: [], requests: 0, unwritten: 0 });
-    this.log.info({ device: id, uid: owner.uid }, 'paging device mounted');
+    this.devices.set(id, { id, owner, byReference, alive: true, inFlight: new Map(), queue: [], segments: new Set(), drained: [], requests: 0, unwritten: 0 });
+    this.log.info({ device: id, uid: owner.uid, byReference }, 'paging device mounted');
     return id;
   }
 
@@ -154,16 +172,18 @@ export class PagingDevices {
   }
 
   /**
-   * Writes `pages` (each a page's frame bytes) as pages [page, page + pages.length) of `vmid`.
-   * The bytes must not change until `captured`: a request sent at once is written to the socket
-   * from where they are; one that must wait behind the device's in-flight limit is captured at
-   * once and carries what the frames hold when it is sent (see Pending). `complete` resolves once
-   * the file system made them durable.
+   * Writes `pages` (each a page's frame bytes, held in `frames`) as pages [page, page +
+   * pages.length) of `vmid`. The bytes must not change until `captured`: a request sent at once is
+   * written to the socket from where they are; one that must wait behind the device's in-flight
+   * limit is captured at once and carries what the frames hold when it is sent (see Pending). A
+   * device reading shared frames is sent the frame numbers: captured at once, the frames are
+   * pinned while the request is at the file system. `complete` resolves once the file system made
+   * them durable.
    */
-  write(vmid: number, page: number, pages: readonly Uint8Array[]): StrategyWrite {
+  write(vmid: number, page: number, pages: readonly Uint8Array[], frames: readonly number[] | undefined): StrategyWrite {
     const pending = new Pending('write', vmid, page, pages.length, undefined);
     const captured = new Promise<void>((resolve) => (pending.released = resolve));
-    return { captured, complete: this.submit(pending, pages) };
+    return { captured, complete: this.submit(pending, pages, frames) };
   }
 
   /** A strategy's answer from `owner`'s connection: settles its request; anything that is not an answer it owes is logged and dropped. */
@@ -174,6 +194,7 @@ export class PagingDevices {
       if (pending === undefined) continue;
       device.inFlight.delete(answer.id);
       clearTimeout(pending.timer);
+      this.unpin(pending);
       if (!pending.written) this.watchUnwritten(device, pending);
       if (answer.errno !== 0) {
         const code = errnoName(answer.errno);
@@ -211,6 +232,16 @@ export class PagingDevices {
     return undefined;
   }
 
+  /** The owner whose strategy is writing page `pno` of `vmid` from its frame right now (a write by frame reference, sent), if any. */
+  writingFor(vmid: number, pno: number): DeviceOwner | undefined {
+    const device = this.byVmid.get(vmid);
+    if (device === undefined || !device.byReference) return undefined;
+    for (const p of device.inFlight.values()) {
+      if (p.pinned && p.vmid === vmid && pno >= p.page && pno < p.page + p.npages) return device.owner;
+    }
+    return undefined;
+  }
+
   /** True if `owner` has mounted a device (its connection must be read until it closes: strategy answers come on it). */
   serves(owner: DeviceOwner): boolean {
     for (const device of this.devices.values()) if (device.owner === owner && device.alive) return true;
@@ -218,8 +249,8 @@ export class PagingDevices {
   }
 
   /** The table, for pagerctl devices and stats. */
-  list(): { id: number; uid: number; alive: boolean; segments: number[]; inFlight: number; queued: number; requests: number }[] {
-    return [...this.devices.values()].map((d) => ({ id: d.id, uid: d.owner.uid, alive: d.alive, segments: [...d.segments], inFlight: d.inFlight.size, queued: d.queue.length, requests: d.requests }));
+  list(): { id: number; uid: number; alive: boolean; sharedFrames: boolean; segments: number[]; inFlight: number; queued: number; requests: number }[] {
+    return [...this.devices.values()].map((d) => ({ id: d.id, uid: d.owner.uid, alive: d.alive, sharedFrames: d.byReference, segments: [...d.segments], inFlight: d.inFlight.size, queued: d.queue.length, requests: d.requests }));
   }
 
   /** True while segment `vmid` is bound to a device whose connection is open. */
@@ -232,7 +263,7 @@ export class PagingDevices {
     return this.byVmid.get(vmid)?.id;
   }
 
-  private submit(pending: Pending, pages: readonly Uint8Array[]): Promise<void> {
+  private submit(pending: Pending, pages: readonly Uint8Array[], frames?: readonly number[]): Promise<void> {
     const device = this.byVmid.get(pending.vmid);
     if (device === undefined || !device.alive) {
       pending.released();
@@ -244,10 +275,16 @@ export class PagingDevices {
     }
     pending.id = this.nextRequest;
     this.nextRequest = this.nextRequest >= 0xffffffff ? 1 : this.nextRequest + 1;
-    pending.parts = strategyIoFrameParts({ id: pending.id, device: device.id, op: pending.op, vmid: pending.vmid, page: pending.page, npages: pending.npages }, pages);
-    if (pages.length > 0 && (device.queue.length > 0 || device.inFlight.size >= this.limits.maxInFlight)) {
-      pending.queued = true;
-      pending.released();
+    if (device.byReference && frames !== undefined) {
+      pending.frames = frames;
+      pending.parts = [encodeStrategyWriteByReference({ id: pending.id, device: device.id, vmid: pending.vmid, page: pending.page, npages: pending.npages }, frames)];
+      pending.released(); // the device pins the frames itself while the file system reads them
+    } else {
+      pending.parts = strategyIoFrameParts({ id: pending.id, device: device.id, op: pending.op, vmid: pending.vmid, page: pending.page, npages: pending.npages }, pages);
+      if (pages.length > 0 && (device.queue.length > 0 || device.inFlight.size >= this.limits.maxInFlight)) {
+        pending.queued = true;
+        pending.released();
+      }
     }
     return new Promise<void>((resolve, reject) => {
       pending.resolve = resolve;
@@ -264,6 +301,10 @@ export class PagingDevices {
       device.inFlight.set(pending.id, pending);
       device.requests++;
       pending.timer = setTimeout(() => this.timedOut(device, pending.id), this.limits.timeoutMs);
+      if (pending.frames !== undefined) {
+        for (const f of pending.frames) this.pins.pinFrame(f);
+        pending.pinned = true;
+      }
       const parts = pending.queued ? this.copied(pending) : pending.parts;
       pending.parts = NO_PAGES;
       device.unwritten++;
@@ -313,8 +354,9 @@ export class PagingDevices {
     if (pending === undefined) return;
     this.log.warn({ device: device.id, request: id, vmid: pending.vmid, page: pending.page }, 'a strategy request went unanswered: the device is failed (its I/O answers EIO until its segments are rebound)');
     this.fail(device, new PagerError('device-gone', `the strategy of paging device ${device.id} did not answer within ${this.limits.timeoutMs} ms`));
-    // Requests it was sent may still wait in its socket's queue, their frames pinned: closing it lets them go.
-    if (device.unwritten > 0) device.owner.drop();
+    // Requests it was sent may still wait in its socket's queue, their frames pinned: closing it
+    // lets them go. One reading shared frames is cut off too: it was told frames now let go.
+    if (device.unwritten > 0 || device.byReference) device.owner.drop();
   }
 
   /** Marks a device dead and fails its requests, in flight and queued, with `error`. */
@@ -323,11 +365,19 @@ export class PagingDevices {
     // A queued write let its frames go when it was queued; one sent lets them go as the socket takes it, or closes.
     for (const pending of [...device.inFlight.values(), ...device.queue.splice(0)]) {
       clearTimeout(pending.timer);
+      this.unpin(pending);
       pending.reject(error);
     }
     device.inFlight.clear();
     this.wakeDrained(device);
     this.forgetIfUnused(device);
+  }
+
+  /** A write by frame reference is over (answered, or its device failed): its frames may change again. */
+  private unpin(pending: Pending): void {
+    if (!pending.pinned) return;
+    pending.pinned = false;
+    for (const f of pending.frames!) this.pins.unpinFrame(f);
   }
 
   private wakeDrained(device: Device): void {

@@ -94,7 +94,9 @@ export class RoutingStore implements BackingStore {
     for (let first = 0; first < sorted.length; ) {
       let end = first + 1;
       while (end < sorted.length && end - first < this.limits.maxRequestPages && sorted[end].pno === sorted[end - 1].pno + 1) end++;
-      writes.push(this.devices.write(vmid, sorted[first].pno, sorted.slice(first, end).map((p) => p.data)));
+      const run = sorted.slice(first, end);
+      const frames = run.every((p) => p.frame !== undefined) ? run.map((p) => p.frame!) : undefined;
+      writes.push(this.devices.write(vmid, sorted[first].pno, run.map((p) => p.data), frames));
       first = end;
     }
     // The pages' reservations are consumed; a failed batch gives them back (the pages stay modified).
@@ -114,6 +116,10 @@ export class RoutingStore implements BackingStore {
 
   pageInServer(vmid: number, pno: number): object | undefined {
     return this.strategySegments.has(vmid) ? this.devices.readingFor(vmid, pno)?.context : undefined;
+  }
+
+  pageOutServer(vmid: number, pno: number): object | undefined {
+    return this.strategySegments.has(vmid) ? this.devices.writingFor(vmid, pno)?.context : undefined;
   }
 
   mayPageOut(vmid: number): boolean {

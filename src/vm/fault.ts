@@ -61,7 +61,8 @@ export function pageInNow(vmm: Vmm, seg: Segment, pno: number): number {
  * Makes page `pno` of `seg` resident and usable and answers its frame. On entry the segment is
  * live and pno within its extent. Throws EINVAL (no-such-segment) if the segment is deleted
  * meanwhile, ENOMEM (no-frame) when no frame comes in time, EIO when the page-in fails, EDEADLK
- * when `waiter` would wait on a page-in its own strategy routine serves.
+ * when `waiter` would wait on a page-in, or a write would wait on a page-out from the frame, that
+ * its own strategy routine serves.
  */
 export async function fault(vmm: Vmm, seg: Segment, pno: number, forWrite: boolean, signal?: AbortSignal, waiter?: object): Promise<number> {
   for (;;) {
@@ -70,8 +71,13 @@ export async function fault(vmm: Vmm, seg: Segment, pno: number, forWrite: boole
     if (f >= 0) {
       const usable = residentFrame(vmm, seg, pno, forWrite);
       if (usable >= 0) return usable;
-      if (waiter !== undefined && vmm.pool.table.state[f] === PageState.PAGE_IN && vmm.store.pageInServer?.(seg.vmid, pno) === waiter) {
-        throw new PagerError('deadlock', `page ${pno} of segment ${seg.vmid} is being read in by this connection's own strategy routine`);
+      if (waiter !== undefined) {
+        if (vmm.pool.table.state[f] === PageState.PAGE_IN && vmm.store.pageInServer?.(seg.vmid, pno) === waiter) {
+          throw new PagerError('deadlock', `page ${pno} of segment ${seg.vmid} is being read in by this connection's own strategy routine`);
+        }
+        if (forWrite && vmm.store.pageOutServer?.(seg.vmid, pno) === waiter) {
+          throw new PagerError('deadlock', `page ${pno} of segment ${seg.vmid} is being written out from its frame by this connection's own strategy routine`);
+        }
       }
       await vmm.waitFrame(f, signal);
       continue;

@@ -71,7 +71,7 @@ export class Pageout {
       t.pageOutStartedMs[f] = now;
       const pno = t.pno[f];
       batch.push({ frame: f, segment, pno, seq: seqs?.[i] ?? segment.io.next() });
-      writes.push({ vmid: segment.vmid, pno, data: vmm.pool.frameBytes(f) });
+      writes.push({ vmid: segment.vmid, pno, data: vmm.pool.frameBytes(f), frame: f });
     });
     vmm.counters.pageOuts += batch.length;
     const ticket = vmm.store.writePages(writes);
@@ -95,11 +95,7 @@ export class Pageout {
   }
 
   private unpin(batch: readonly InFlight[]): void {
-    const t = this.vmm.pool.table;
-    for (const { frame } of batch) {
-      t.pins[frame]--;
-      this.vmm.frameEvents.wake(frame);
-    }
+    for (const { frame } of batch) this.vmm.unpinFrame(frame);
   }
 
   /**

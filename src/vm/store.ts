@@ -4,7 +4,10 @@ import type { SegmentRecord } from './segment.js';
 export interface PageWrite {
   vmid: number;
   pno: number;
+  /** The page's bytes: its frame's, in place. */
   data: Uint8Array;
+  /** The engine's frame holding it (a client file system reading shared frames is told its number); absent when written from elsewhere. */
+  frame?: number;
 }
 
 /** The two moments of a batch of page-outs. */
@@ -77,6 +80,8 @@ export interface BackingStore {
    * page would wait on itself (EDEADLK). Absent: nobody.
    */
   pageInServer?(vmid: number, pno: number): object | undefined;
+  /** Likewise, who is writing page `pno` of `vmid` out from its frame right now (its frame pinned until then): that client's write of the page would wait on itself. */
+  pageOutServer?(vmid: number, pno: number): object | undefined;
   /** False while pages of segment `vmid` cannot be paged out at all (their pager is gone): the pageout daemon leaves them. Absent: always true. */
   mayPageOut?(vmid: number): boolean;
   /**

@@ -271,6 +271,16 @@ export class Vmm {
     this.freeFrame(f);
   }
 
+  /** Holds frame f's bytes as they are: writers of its page wait (residentFrame) until unpinFrame. */
+  pinFrame(f: number): void {
+    this.pool.table.pins[f]++;
+  }
+
+  unpinFrame(f: number): void {
+    this.pool.table.pins[f]--;
+    this.frameEvents.wake(f);
+  }
+
   /** Resolves when frame f's state, pins or flags next change. */
   waitFrame(f: number, signal?: AbortSignal): Promise<boolean> {
     return this.frameEvents.wait(f, undefined, signal);

@@ -15,6 +15,7 @@ import {
   encodeWelcome,
   PROTOCOL_VERSION,
   decodeStrategyIo,
+  encodeStrategyWriteByReference,
   strategyIoFrameParts,
 } from '../../src/protocol/codec.js';
 import { FrameDecoder, FrameTooLargeError, encodeFrame } from '../../src/protocol/frame.js';
@@ -102,6 +103,16 @@ describe('strategy requests', () => {
     const io = decodeStrategyIo(wire.subarray(4));
     expect(io).toMatchObject({ id: 7, device: 1, op: 'write', vmid: 3, page: 10, npages: 6 });
     expect([...io.data]).toEqual(pages.flatMap((p) => [...p]));
+  });
+
+  it('carry a write by frame reference as the frame numbers, decoded as `frames` with no bytes; a count that does not match npages is refused', () => {
+    const wire = encodeStrategyWriteByReference({ id: 8, device: 2, vmid: 4, page: 20, npages: 3 }, [5, 0xfffffffe, 6]);
+    expect(wire.readUInt32BE(0)).toBe(wire.length - 4);
+    const io = decodeStrategyIo(wire.subarray(4));
+    expect(io).toMatchObject({ id: 8, device: 2, op: 'write', vmid: 4, page: 20, npages: 3, frames: [5, 0xfffffffe, 6] });
+    expect(io.data).toHaveLength(0);
+    const short = encodeStrategyWriteByReference({ id: 9, device: 2, vmid: 4, page: 20, npages: 3 }, [5, 6]);
+    expect(() => decodeStrategyIo(short.subarray(4))).toThrow(/names 2 frames/);
   });
 });
 

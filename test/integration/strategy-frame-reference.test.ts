@@ -1,0 +1,158 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { UIO_READ, UIO_WRITE, V_CLIENT, type StrategyRequest } from '../../src/client/index.js';
+import { encodeRequestFrame } from '../../src/protocol/codec.js';
+import { startDaemon, type RunningDaemon } from '../support/daemon.js';
+import { RawConnection } from '../support/raw-connection.js';
+
+const PAGE = 4096;
+const uio = (buf: Uint8Array) => ({ iov: [buf], offset: 0, resid: buf.length, segflg: 0 });
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+async function until(condition: () => boolean, ms = 5000): Promise<void> {
+  const deadline = Date.now() + ms;
+  while (!condition()) {
+    if (Date.now() > deadline) throw new Error('timed out waiting');
+    await sleep(10);
+  }
+}
+
+let daemon: RunningDaemon;
+beforeAll(async () => {
+  daemon = await startDaemon({ memory: '16MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '20000' } });
+});
+afterAll(async () => {
+  expect(await daemon.stop()).toBe(0);
+});
+
+describe('page-outs by frame reference (vmMounte with sharedFrames)', () => {
+  it('a file system of 4 MiB through the pool reads back exactly: its page-outs named frames, whose bytes it read from its mapping', async () => {
+    const fsClient = await daemon.client();
+    const pages = new Map<number, Uint8Array>();
+    let writes = 0;
+    const device = await fsClient.vmMounte(
+      async (io) => {
+        for (let i = 0; i < io.npages; i++) {
+          const bytes = io.data.subarray(i * PAGE, (i + 1) * PAGE);
+          if (io.op === 'read') bytes.set(pages.get(io.page + i) ?? new Uint8Array(PAGE));
+          else pages.set(io.page + i, Uint8Array.from(bytes));
+        }
+        if (io.op === 'write') writes++;
+      },
+      { sharedFrames: true },
+    );
+    expect((await fsClient.devices()).find((d) => d.id === device)).toMatchObject({ sharedFrames: true });
+    const user = await daemon.client();
+    const PAGES = 1024;
+    const vmid = await fsClient.vmsCreate(V_CLIENT, PAGES * PAGE, { device, mode: 0o666 });
+    const page = (p: number): Uint8Array => new Uint8Array(PAGE).fill((p * 7 + 1) % 251);
+    for (let p = 0; p < PAGES; p += 64) {
+      const chunk = new Uint8Array(64 * PAGE);
+      for (let i = 0; i < 64; i++) chunk.set(page(p + i), i * PAGE);
+      await user.vmMove(vmid, p * PAGE, chunk.length, UIO_WRITE, uio(chunk));
+    }
+    await user.vmWritep(vmid, 0, PAGES);
+    await user.vmsIowait(vmid);
+    await user.vmFlushp(vmid, 0, PAGES); // every frame let go: the reads below come from the file system
+    expect(writes).toBeGreaterThan(0);
+    const wrong = Array.from({ length: PAGES }, (_, p) => p).filter((p) => !Buffer.from(pages.get(p) ?? []).equals(page(p)));
+    expect(wrong, 'pages the file system holds wrong').toEqual([]);
+    const back = new Uint8Array(PAGE);
+    for (const p of [0, 1, 511, 1023]) {
+      await user.vmMove(vmid, p * PAGE, PAGE, UIO_READ, uio(back));
+      expect(back).toEqual(page(p));
+    }
+    await user.vmsDelete(vmid);
+    await fsClient.vmUmount(device);
+    await Promise.all([user.close(), fsClient.close()]);
+  });
+
+  it("a page-out's frame is held until the strategy answers: another writer of the page waits, the strategy's own write answers EDEADLK, and the bytes it reads are those the page-out started with", async () => {
+    const fsClient = await daemon.client();
+    const writer = await daemon.client();
+    let vmid = 0;
+    let answer!: () => void;
+    const answerGiven = new Promise<void>((resolve) => (answer = resolve));
+    const written: StrategyRequest[] = [];
+    const ownWrites: unknown[] = [];
+    const device = await fsClient.vmMounte(
+      async (io) => {
+        if (io.op === 'read') return; // zeros
+        ownWrites.push(await fsClient.vmMove(vmid, io.page * PAGE, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(9))).catch((err: unknown) => err));
+        await answerGiven;
+        written.push({ ...io, data: Uint8Array.from(io.data) });
+      },
+      { sharedFrames: true },
+    );
+    vmid = await fsClient.vmsCreate(V_CLIENT, 4 * PAGE, { device, mode: 0o666 });
+    await writer.vmMove(vmid, 0, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(1)));
+    await writer.vmWritep(vmid, 0, 1);
+    await until(() => ownWrites.length === 1);
+    expect(ownWrites[0]).toMatchObject({ code: 'EDEADLK', errno: 35, reason: 'deadlock' });
+
+    let rewritten = false;
+    const rewrite = writer.vmMove(vmid, 0, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(2))).then(() => (rewritten = true));
+    await sleep(300);
+    expect(rewritten).toBe(false);
+    answer();
+    await rewrite;
+    await writer.vmsIowait(vmid);
+    expect(written).toHaveLength(1);
+    expect(written[0].data.every((b) => b === 1)).toBe(true);
+
+    // The page written meanwhile is modified again: its next page-out carries it.
+    await writer.vmWritep(vmid, 0, 1);
+    await writer.vmsIowait(vmid);
+    expect(written).toHaveLength(2);
+    expect(written[1].data.every((b) => b === 2)).toBe(true);
+    await writer.vmsDelete(vmid);
+    await fsClient.vmUmount(device);
+    await Promise.all([writer.close(), fsClient.close()]);
+  });
+
+  it('a file system that goes away with a page-out unanswered lets its frames go: the waiting writer goes on, the page-out fails with EIO', async () => {
+    const fsClient = await daemon.client();
+    const writer = await daemon.client();
+    let asked = false;
+    const device = await fsClient.vmMounte(
+      (io) => {
+        if (io.op === 'write') asked = true;
+        return new Promise(() => undefined); // never answers
+      },
+      { sharedFrames: true },
+    );
+    const vmid = await fsClient.vmsCreate(V_CLIENT, 4 * PAGE, { device, mode: 0o666 });
+    await writer.vmMove(vmid, 0, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(1)));
+    await writer.vmWritep(vmid, 0, 1);
+    await until(() => asked);
+    let rewritten = false;
+    const rewrite = writer.vmMove(vmid, 0, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(2))).then(() => (rewritten = true));
+    await sleep(200);
+    expect(rewritten).toBe(false);
+    const closed = Date.now();
+    await fsClient.close();
+    expect(await rewrite).toBe(true);
+    expect(Date.now() - closed).toBeLessThan(5000); // not the 20 s strategy timeout
+    await expect(writer.vmsIowait(vmid)).rejects.toMatchObject({ code: 'EIO' });
+    const back = new Uint8Array(PAGE);
+    await writer.vmMove(vmid, 0, PAGE, UIO_READ, uio(back)); // still resident, the only copy
+    expect(back.every((b) => b === 2)).toBe(true);
+    await writer.close();
+  });
+
+  it('a connection the shared frames are not offered to mounts as usual, and is refused a device by frame reference (EACCES)', async () => {
+    const closed = await startDaemon({ memory: '16MiB', env: { PAGERD_SERVER_SHARED_FRAMES: 'false' } });
+    try {
+      const c = await closed.client();
+      const device = await c.vmMounte(async () => undefined, { sharedFrames: true });
+      expect((await c.devices()).find((d) => d.id === device)).toMatchObject({ sharedFrames: false });
+      await c.close();
+      const raw = await RawConnection.open(closed.socket);
+      raw.send(encodeRequestFrame({ id: 1, op: 'vmMounteFrames', args: [] }));
+      await raw.until(() => raw.replies.length === 1, 5000);
+      expect(raw.replies[0].error).toMatchObject({ code: 'EACCES', reason: 'shared-frames-not-offered' });
+      raw.close();
+    } finally {
+      expect(await closed.stop()).toBe(0);
+    }
+  });
+});
