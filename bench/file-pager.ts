@@ -86,8 +86,7 @@ export async function floorRandomReads(client: FloorClient, pages: number, windo
 
 /** The Node floor's page-outs: every page of the file in writes of `requestPages` pages, `window` in flight, each answered once durable. Pages/s. */
 export async function floorPageOut(client: FloorClient, pages: number, requestPages: number, window: number): Promise<number> {
-  const data = Buffer.alloc(requestPages * PAGE, 9);
   const requests = Math.ceil(pages / requestPages);
-  const rate = await pipelined(requests, window, (i) => client.write(i * requestPages * PAGE, data.subarray(0, Math.min(requestPages, pages - i * requestPages) * PAGE)));
+  const rate = await pipelined(requests, window, (i) => client.write(i * requestPages * PAGE, Math.min(requestPages, pages - i * requestPages) * PAGE));
   return (rate * pages) / requests;
 }

@@ -3,14 +3,16 @@
  * file system in a process of its own the way pagerd and map-file do, with no project code.
  *
  * - Page-in: client → server → file system → server → client, each hop a Unix socket. The server
- *   forwards each request to the file system, which reads the page with a synchronous pread
- *   (page-cache hits, as map-file's are); the server copies the answer into its reply.
- * - Page-out: the bench process, in the daemon's place, sends write requests with their bytes to
- *   the file system, which writes each with a positional write and answers once an fdatasync
- *   begun after the write has ended (writes answered while one runs share the next).
+ *   forwards each request to the file system as it comes, which reads the page with a synchronous
+ *   pread (page-cache hits, as map-file's are); the server copies the answer into its reply.
+ * - Page-out: the bench process, in the daemon's place, sends write requests (offset and length,
+ *   no bytes: as pagerd names frames the file system has mapped) to the file system, which writes
+ *   that many bytes of its own memory with a positional write and answers once an fdatasync begun
+ *   after the write has ended (writes answered while one runs share the next).
  *
- * One 'data' handler parsing what came and one write per batch on each side. What pagerd spends
- * above it is pagerd's; what it spends above raw I/O is the runtime's and the extra processes'.
+ * One 'data' handler parsing what came on each side, one write per batch of answers. What pagerd
+ * spends above it is pagerd's; what it spends above raw I/O is the runtime's and the extra
+ * processes'.
  *
  *   node node-file-pager-floor.js file SOCKET FILE
  *   node node-file-pager-floor.js server SOCKET FILE_SOCKET
@@ -23,7 +25,7 @@ import { join } from 'node:path';
 
 const READ = 0;
 const WRITE = 1;
-/** A request's head: id, op, byte offset (f64), length; a write's bytes follow. */
+/** A request: id, op, byte offset (f64), length. */
 const REQUEST_HEAD = 20;
 /** An answer's head: id, length; a read's bytes follow. */
 const ANSWER_HEAD = 8;
@@ -56,7 +58,7 @@ function onMessages(socket: Socket, head: number, sizeOf: (m: Buffer) => number,
   });
 }
 
-const requestSize = (m: Buffer): number => REQUEST_HEAD + (m.readUInt32LE(4) === WRITE ? m.readUInt32LE(16) : 0);
+const requestSize = (): number => REQUEST_HEAD;
 const answerSize = (m: Buffer): number => ANSWER_HEAD + m.readUInt32LE(4);
 
 function answerHead(id: number, length: number): Buffer {
@@ -84,11 +86,12 @@ function groupedSyncs(file: FileHandle): () => Promise<void> {
   };
 }
 
-/** The file system: reads answered at once from the page cache; writes answered once durable. */
+/** The file system: reads answered at once from the page cache; writes (of its own bytes) answered once durable. */
 async function fileRole(socketPath: string, path: string): Promise<void> {
   const fd = openSync(path, 'r');
   const file = await open(path, 'r+');
   const sync = groupedSyncs(file);
+  let bytes = Buffer.alloc(0);
   rmSync(socketPath, { force: true });
   createServer((socket) => {
     let out: Buffer[] = [];
@@ -108,9 +111,9 @@ async function fileRole(socketPath: string, path: string): Promise<void> {
           out.push(answer);
           return;
         }
-        const data = Buffer.from(m.subarray(REQUEST_HEAD)); // the chunk it came in is not kept
+        if (bytes.length < length) bytes = Buffer.alloc(length, 9);
         void file
-          .write(data, 0, length, offset)
+          .write(bytes, 0, length, offset)
           .then(sync)
           .then(() => socket.write(answerHead(id, 0)));
       },
@@ -141,16 +144,12 @@ function serverRole(socketPath: string, fileSocket: string): void {
   fs.once('connect', () =>
     createServer((socket) => {
       client = socket;
-      let forward: Buffer[] = [];
       onMessages(
         socket,
         REQUEST_HEAD,
         requestSize,
-        (m) => forward.push(Buffer.from(m)),
-        () => {
-          if (forward.length > 0) fs.write(Buffer.concat(forward));
-          forward = [];
-        },
+        (m) => fs.write(Buffer.from(m)), // at once: the file system starts while the rest are parsed
+        () => {},
       );
     }).listen(socketPath, () => process.send?.('listening')),
   );
@@ -189,16 +188,16 @@ export class FloorClient {
     (await this.request(READ, offset, into.length)).copy(into);
   }
 
-  /** Writes `data` at `offset`; resolves once it is durable. */
-  async write(offset: number, data: Buffer): Promise<void> {
-    await this.request(WRITE, offset, data.length, data);
+  /** Has the file system write `length` bytes of its own at `offset`; resolves once they are durable. */
+  async write(offset: number, length: number): Promise<void> {
+    await this.request(WRITE, offset, length);
   }
 
   close(): void {
     this.socket.destroy();
   }
 
-  private request(op: number, offset: number, length: number, data?: Buffer): Promise<Buffer> {
+  private request(op: number, offset: number, length: number): Promise<Buffer> {
     const id = this.nextId++;
     const head = Buffer.allocUnsafe(REQUEST_HEAD);
     head.writeUInt32LE(id, 0);
@@ -212,7 +211,6 @@ export class FloorClient {
       });
     }
     this.queued.push(head);
-    if (data !== undefined) this.queued.push(data);
     return new Promise((resolve) => this.waiting.set(id, resolve));
   }
 }

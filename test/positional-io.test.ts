@@ -27,4 +27,16 @@ describe('writevFully', () => {
     const expected = Buffer.concat([Buffer.alloc(10, 0xee), Buffer.alloc(4, 1), Buffer.alloc(8, 2), Buffer.alloc(2, 3), Buffer.alloc(8, 0xee)]);
     expect(readFileSync(path).equals(expected)).toBe(true);
   });
+
+  it('refuses a length the pieces do not hold (RangeError) before writing', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'pagerd-writev-'));
+    dirs.push(dir);
+    const file = await open(join(dir, 'f'), 'w+');
+    try {
+      await expect(writevFully(file, [Buffer.alloc(4), Buffer.alloc(4)], 0, 9)).rejects.toThrow(RangeError);
+      expect((await file.stat()).size).toBe(0);
+    } finally {
+      await file.close();
+    }
+  });
 });

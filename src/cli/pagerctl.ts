@@ -345,7 +345,8 @@ program
   .addOption(new Option('--mode <octal>', 'permission bits of the segment').default(0o600, '600').argParser(octalMode))
   .action((file: string, opts: { mode: number }) =>
     withClient(async (c) => {
-      const pager = await serveFile(c, file, { mode: opts.mode }).catch((err: unknown) => {
+      // Its page-outs read the daemon's frames where it offers them: it writes pages only as their file system.
+      const pager = await serveFile(c, file, { mode: opts.mode, sharedFrames: true }).catch((err: unknown) => {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') throw new CtlError(EXIT.NOINPUT, 'no-such-file', (err as Error).message);
         if (code === NOT_A_REGULAR_FILE) throw new CtlError(EXIT.NOINPUT, 'not-a-regular-file', (err as Error).message);

@@ -15,7 +15,7 @@ import {
   type StrategyIo,
   type Value,
 } from '../protocol/codec.js';
-import { FrameReferenceWrite } from './frame-reference-write.js';
+import { frameReferenceWrite } from './frame-reference-write.js';
 import { SharedFrameReader } from './shared-frame-reader.js';
 import { allocBuffer } from '../protocol/buffer-slab.js';
 import { FrameDecoder, encodeFrame } from '../protocol/frame.js';
@@ -394,20 +394,24 @@ export class PagerClient {
   }
 
   /** What the strategy is handed for a request: a read's zeroed buffer to fill, a write's bytes, or a write's frames where they lie. */
-  private strategyRequest(io: StrategyIo): StrategyRequest {
+  private strategyRequest(io: StrategyIo): { request: StrategyRequest; joined?: () => Buffer | undefined } {
     const { op, vmid, page, npages } = io;
     // Zeroed: a strategy that fills less must not send this process's old memory as page bytes.
-    if (op === 'read') return { op, vmid, page, npages, data: allocBuffer(npages * this.pageSize).fill(0) };
-    if (io.frames === undefined) return { op, vmid, page, npages, data: io.data };
+    if (op === 'read') return { request: { op, vmid, page, npages, data: allocBuffer(npages * this.pageSize).fill(0) } };
+    if (io.frames === undefined) return { request: { op, vmid, page, npages, data: io.data } };
     const runs = this.shared?.frameRuns(io.frames);
     if (runs === undefined) throw new Error(`a write by frame reference names frames this connection has not mapped (${io.frames.join(', ')})`);
-    return new FrameReferenceWrite(vmid, page, npages, runs, (size) => this.reads.frames.take(size));
+    return frameReferenceWrite(vmid, page, npages, runs, (size) => this.reads.frames.take(size));
   }
 
-  /** Serves one strategy request of the daemon and answers it (outside the request stream), then hands its `frame` back for reuse (a write's data is a view of it). */
+  /**
+   * Serves one strategy request of the daemon and answers it (outside the request stream), then
+   * hands its `frame` back for reuse (a write's bytes are a view of it), and the buffer a write by
+   * frame reference was joined into.
+   */
   private serveStrategy(io: StrategyIo, frame: Buffer): void {
     const strategy = this.strategies.get(io.device);
-    const request = this.strategyRequest(io);
+    const { request, joined } = this.strategyRequest(io);
     const answer = (errno: number): void => {
       if (this.closedError !== undefined) return;
       for (const part of strategyDoneFrameParts({ id: io.id, errno, data: errno === 0 && io.op === 'read' ? request.data : EMPTY })) this.writer.write(part);
@@ -426,7 +430,8 @@ export class PagerClient {
       )
       .finally(() => {
         this.reads.frames.give(frame);
-        if (request instanceof FrameReferenceWrite && request.copy !== undefined) this.reads.frames.give(request.copy);
+        const copy = joined?.();
+        if (copy !== undefined) this.reads.frames.give(copy);
       });
   }
   async vmsDelete(vmid: number): Promise<void> {

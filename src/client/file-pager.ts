@@ -27,9 +27,11 @@ export interface FilePager {
  * strategy routine. Page-ins are positional reads (zeros past the end of the file); page-outs are
  * positional writes that never extend the file past its size, each made durable by an fdatasync
  * before it resolves (writes answered while one runs share the next: group commit). The file's
- * guarantees are its own: an in-place write can tear on power loss, as any file write can.
+ * guarantees are its own: an in-place write can tear on power loss, as any file write can. With
+ * `sharedFrames`, page-outs come by frame reference where the daemon offers them (vmMounte's
+ * MountOptions): then `client`'s own writes of a page being written out answer EDEADLK.
  */
-export async function serveFile(client: PagerClient, path: string, options: { mode?: number } = {}): Promise<FilePager> {
+export async function serveFile(client: PagerClient, path: string, options: { mode?: number; sharedFrames?: boolean } = {}): Promise<FilePager> {
   // Looked at before it is opened: opening a device node can have effects of its own.
   if (!(await stat(path)).isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: NOT_A_REGULAR_FILE });
   const file = await open(path, 'r+');
@@ -69,8 +71,7 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
         if (--serving === 0) for (const wake of idleWaiters.splice(0)) wake();
       }
     };
-    // Its page-outs read the daemon's frames where it offers them: it never writes into a write's data, nor the pages of its own segment.
-    const device = await client.vmMounte(strategy, { sharedFrames: true });
+    const device = await client.vmMounte(strategy, { sharedFrames: options.sharedFrames === true });
     const vmid = await client.vmsCreate(V_CLIENT, size, { device, mode: options.mode ?? 0o600 });
     const pages = Math.ceil(size / pageSize);
     return {

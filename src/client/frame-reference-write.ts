@@ -1,43 +1,42 @@
 import { copyBytes } from '../copy-bytes.js';
 import type { StrategyRequest } from './client.js';
 
+/** A strategy write by frame reference, and the buffer its `data` was joined into, if it was (to hand back once the strategy settled). */
+export interface FrameReferenceWrite {
+  request: StrategyRequest;
+  joined(): Buffer | undefined;
+}
+
 /**
  * A strategy write whose pages lie in the daemon's shared frames (a write by frame reference):
  * `pages` are views of them, a run of adjacent frames each; `data` joins them into one buffer on
- * first use (no copy when they are one run). Read-only memory either way: the daemon holds the
- * frames unchanged until the strategy answers, and not after.
+ * first use (no copy when they are one run). Read-only memory either way (views of a
+ * SharedArrayBuffer where not joined): the daemon holds the frames unchanged until the strategy
+ * answers, and not after. `data` is an own, enumerable getter: a copy of the request made with
+ * spread syntax carries the bytes.
  */
-export class FrameReferenceWrite implements StrategyRequest {
-  readonly op = 'write';
-  private joined: Buffer | undefined;
-
-  constructor(
-    readonly vmid: number,
-    readonly page: number,
-    readonly npages: number,
-    readonly pages: readonly Uint8Array[],
-    /** Where a joined copy gets its buffer. */
-    private readonly allocate: (size: number) => Buffer,
-  ) {}
-
-  get data(): Uint8Array {
-    if (this.pages.length === 1) return this.pages[0];
-    if (this.joined === undefined) {
-      let size = 0;
-      for (const piece of this.pages) size += piece.length;
-      const joined = this.allocate(size);
-      let at = 0;
-      for (const piece of this.pages) {
-        copyBytes(joined, at, piece);
-        at += piece.length;
+export function frameReferenceWrite(vmid: number, page: number, npages: number, pages: readonly Uint8Array[], allocate: (size: number) => Buffer): FrameReferenceWrite {
+  let joined: Buffer | undefined;
+  const request: StrategyRequest = {
+    op: 'write',
+    vmid,
+    page,
+    npages,
+    pages,
+    get data(): Uint8Array {
+      if (pages.length === 1) return pages[0];
+      if (joined === undefined) {
+        let size = 0;
+        for (const piece of pages) size += piece.length;
+        joined = allocate(size);
+        let at = 0;
+        for (const piece of pages) {
+          copyBytes(joined, at, piece);
+          at += piece.length;
+        }
       }
-      this.joined = joined;
-    }
-    return this.joined;
-  }
-
-  /** The buffer `data` was joined into, if it was (handed back once the strategy settled). */
-  get copy(): Buffer | undefined {
-    return this.joined;
-  }
+      return joined;
+    },
+  };
+  return { request, joined: () => joined };
 }

@@ -47,7 +47,7 @@ class Pending {
   parts: readonly Uint8Array[] = NO_PAGES;
   /**
    * A write by frame reference (a device reading shared frames): the frames holding its pages.
-   * They are pinned from the moment it is sent until the strategy answers (or the device fails):
+   * They are pinned from the moment it is sent until the strategy answers (or timeoutMs after its device fails):
    * the file system reads them then, from its own mapping. Queued, they are not held.
    */
   frames: readonly number[] | undefined = undefined;
@@ -232,12 +232,17 @@ export class PagingDevices {
     return undefined;
   }
 
-  /** The owner whose strategy is writing page `pno` of `vmid` from its frame right now (a write by frame reference, sent), if any. */
+  /**
+   * The owner whose strategy is writing page `pno` of `vmid` from its frame right now (a write by
+   * frame reference, sent and unanswered), if any: on whichever device, the segment may have been
+   * rebound since.
+   */
   writingFor(vmid: number, pno: number): DeviceOwner | undefined {
-    const device = this.byVmid.get(vmid);
-    if (device === undefined || !device.byReference) return undefined;
-    for (const p of device.inFlight.values()) {
-      if (p.pinned && p.vmid === vmid && pno >= p.page && pno < p.page + p.npages) return device.owner;
+    for (const device of this.devices.values()) {
+      if (!device.byReference) continue;
+      for (const p of device.inFlight.values()) {
+        if (p.pinned && p.vmid === vmid && pno >= p.page && pno < p.page + p.npages) return device.owner;
+      }
     }
     return undefined;
   }
@@ -354,18 +359,20 @@ export class PagingDevices {
     if (pending === undefined) return;
     this.log.warn({ device: device.id, request: id, vmid: pending.vmid, page: pending.page }, 'a strategy request went unanswered: the device is failed (its I/O answers EIO until its segments are rebound)');
     this.fail(device, new PagerError('device-gone', `the strategy of paging device ${device.id} did not answer within ${this.limits.timeoutMs} ms`));
-    // Requests it was sent may still wait in its socket's queue, their frames pinned: closing it
-    // lets them go. One reading shared frames is cut off too: it was told frames now let go.
-    if (device.unwritten > 0 || device.byReference) device.owner.drop();
+    // Requests it was sent may still wait in its socket's queue, their frames pinned: closing it lets them go.
+    if (device.unwritten > 0) device.owner.drop();
   }
 
   /** Marks a device dead and fails its requests, in flight and queued, with `error`. */
   private fail(device: Device, error: PagerError): void {
     device.alive = false;
-    // A queued write let its frames go when it was queued; one sent lets them go as the socket takes it, or closes.
+    // A queued write let its frames go when it was queued; one sent as bytes lets them go as the
+    // socket takes it, or closes. One sent by frame reference may still be read by the file
+    // system, which keeps its mapping whatever becomes of its connection: its frames are let go
+    // only timeoutMs later (one freed meanwhile becomes another page's only then: Vmm.freeFrame).
     for (const pending of [...device.inFlight.values(), ...device.queue.splice(0)]) {
       clearTimeout(pending.timer);
-      this.unpin(pending);
+      if (pending.pinned) setTimeout(() => this.unpin(pending), this.limits.timeoutMs).unref();
       pending.reject(error);
     }
     device.inFlight.clear();
@@ -373,7 +380,7 @@ export class PagingDevices {
     this.forgetIfUnused(device);
   }
 
-  /** A write by frame reference is over (answered, or its device failed): its frames may change again. */
+  /** A write by frame reference is over (answered, or its device failed a while ago): its frames may change again. */
   private unpin(pending: Pending): void {
     if (!pending.pinned) return;
     pending.pinned = false;

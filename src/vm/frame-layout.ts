@@ -41,6 +41,8 @@ export const FrameFlag = {
   PAGEOUT_AGAIN: 1 << 4,
   /** Page of a large-page segment: pinned in memory, never stolen or paged out. */
   LOCKED: 1 << 5,
+  /** Freed while pinned (a file system may still read it): goes on the free list once unpinned. */
+  FREE_WHEN_UNPINNED: 1 << 6,
 } as const;
 
 export type FrameTable = { -readonly [K in keyof typeof FRAME_FIELDS]: InstanceType<(typeof FRAME_FIELDS)[K]> };

@@ -186,7 +186,14 @@ export class Vmm {
 
   /** Puts an unlinked frame back on the free list and wakes a waiter for frames. */
   freeFrame(f: number): void {
-    if (this.pool.table.state[f] !== ABSENT) this.transition(f, ABSENT);
+    const t = this.pool.table;
+    if (t.state[f] !== ABSENT) this.transition(f, ABSENT);
+    // Still read by a file system whose device failed under it (a write by frame reference): not
+    // another page's until it is let go (unpinFrame).
+    if (t.pins[f] !== 0) {
+      t.flags[f] |= FrameFlag.FREE_WHEN_UNPINNED;
+      return;
+    }
     this.pool.pushFree(f);
     this.frameEvents.wake(f);
     this.freeWaiters.wake(FREE_WAIT);
@@ -277,7 +284,12 @@ export class Vmm {
   }
 
   unpinFrame(f: number): void {
-    this.pool.table.pins[f]--;
+    const t = this.pool.table;
+    t.pins[f]--;
+    if (t.pins[f] === 0 && (t.flags[f] & FrameFlag.FREE_WHEN_UNPINNED) !== 0) {
+      t.flags[f] &= ~FrameFlag.FREE_WHEN_UNPINNED;
+      return this.freeFrame(f);
+    }
     this.frameEvents.wake(f);
   }
 

@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { UIO_READ, UIO_WRITE, V_CLIENT, type StrategyRequest } from '../../src/client/index.js';
+import { UIO_READ, UIO_WRITE, V_CLIENT, V_WORKING, type StrategyRequest } from '../../src/client/index.js';
 import { encodeRequestFrame } from '../../src/protocol/codec.js';
 import { startDaemon, type RunningDaemon } from '../support/daemon.js';
 import { RawConnection } from '../support/raw-connection.js';
@@ -16,9 +16,12 @@ async function until(condition: () => boolean, ms = 5000): Promise<void> {
   }
 }
 
+/** strategy.timeoutMs here: how long a failed device's frames are still held, too. */
+const TIMEOUT_MS = 2000;
+
 let daemon: RunningDaemon;
 beforeAll(async () => {
-  daemon = await startDaemon({ memory: '16MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '20000' } });
+  daemon = await startDaemon({ memory: '16MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: String(TIMEOUT_MS) } });
 });
 afterAll(async () => {
   expect(await daemon.stop()).toBe(0);
@@ -109,7 +112,34 @@ describe('page-outs by frame reference (vmMounte with sharedFrames)', () => {
     await Promise.all([writer.close(), fsClient.close()]);
   });
 
-  it('a file system that goes away with a page-out unanswered lets its frames go: the waiting writer goes on, the page-out fails with EIO', async () => {
+  it('a page-out by frame reference still at the strategy of the device a segment was rebound from: that connection\'s write of the page answers EDEADLK', async () => {
+    const fsClient = await daemon.client();
+    const writer = await daemon.client();
+    let answer!: () => void;
+    const answerGiven = new Promise<void>((resolve) => (answer = resolve));
+    let asked = false;
+    const first = await fsClient.vmMounte(
+      async (io) => {
+        if (io.op === 'read') return;
+        asked = true;
+        await answerGiven;
+      },
+      { sharedFrames: true },
+    );
+    const second = await fsClient.vmMounte(async () => undefined, { sharedFrames: true });
+    const vmid = await fsClient.vmsCreate(V_CLIENT, 4 * PAGE, { device: first, mode: 0o666 });
+    await writer.vmMove(vmid, 0, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(1)));
+    await writer.vmWritep(vmid, 0, 1);
+    await until(() => asked);
+    await fsClient.vmSetdevid(vmid, second); // the write in flight completes on the first device
+    await expect(fsClient.vmMove(vmid, 0, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(2)))).rejects.toMatchObject({ code: 'EDEADLK' });
+    answer();
+    await writer.vmsIowait(vmid);
+    await writer.vmsDelete(vmid);
+    await Promise.all([writer.close(), fsClient.close()]);
+  });
+
+  it('a file system that goes away with a page-out unanswered: the page-out fails with EIO at once, its frames are let go strategy.timeoutMs later, and the waiting writer goes on', async () => {
     const fsClient = await daemon.client();
     const writer = await daemon.client();
     let asked = false;
@@ -130,13 +160,41 @@ describe('page-outs by frame reference (vmMounte with sharedFrames)', () => {
     expect(rewritten).toBe(false);
     const closed = Date.now();
     await fsClient.close();
-    expect(await rewrite).toBe(true);
-    expect(Date.now() - closed).toBeLessThan(5000); // not the 20 s strategy timeout
     await expect(writer.vmsIowait(vmid)).rejects.toMatchObject({ code: 'EIO' });
+    expect(rewritten).toBe(false); // the file system may still be reading the frame: it has it mapped
+    expect(await rewrite).toBe(true);
+    expect(Date.now() - closed).toBeGreaterThanOrEqual(TIMEOUT_MS - 100);
+    expect(Date.now() - closed).toBeLessThan(TIMEOUT_MS + 5000);
     const back = new Uint8Array(PAGE);
     await writer.vmMove(vmid, 0, PAGE, UIO_READ, uio(back)); // still resident, the only copy
     expect(back.every((b) => b === 2)).toBe(true);
     await writer.close();
+  });
+
+  it("the frame of a page released after its device failed under a write by frame reference is no other page's while the file system may still read it", async () => {
+    const fsClient = await daemon.client();
+    const other = await daemon.client();
+    let held: Uint8Array | undefined;
+    const device = await fsClient.vmMounte(
+      (io) => {
+        if (io.op === 'write') held = io.pages![0]; // still readable here after the device is gone: the mapping stays
+        return new Promise(() => undefined);
+      },
+      { sharedFrames: true },
+    );
+    const vmid = await fsClient.vmsCreate(V_CLIENT, 4 * PAGE, { device, mode: 0o666 });
+    await other.vmMove(vmid, 0, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(7)));
+    await other.vmWritep(vmid, 0, 1);
+    await until(() => held !== undefined);
+    await fsClient.close(); // the device fails
+    await expect(other.vmsIowait(vmid)).rejects.toMatchObject({ code: 'EIO' });
+    await other.vmsDelete(vmid); // its frame is discarded
+    // New pages take frames, the ones freed last first.
+    const working = await other.vmsCreate(V_WORKING, 64 * PAGE);
+    await other.vmMove(working, 0, 64 * PAGE, UIO_WRITE, uio(new Uint8Array(64 * PAGE).fill(3)));
+    expect(held!.every((b) => b === 7)).toBe(true);
+    await other.vmsDelete(working);
+    await other.close();
   });
 
   it('a connection the shared frames are not offered to mounts as usual, and is refused a device by frame reference (EACCES)', async () => {
