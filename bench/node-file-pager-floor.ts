@@ -7,8 +7,9 @@
  *   pread (page-cache hits, as map-file's are); the server copies the answer into its reply.
  * - Page-out: the bench process, in the daemon's place, sends write requests (offset and length,
  *   no bytes: as pagerd names frames the file system has mapped) to the file system, which writes
- *   that many bytes of its own memory with a positional write and answers once an fdatasync begun
- *   after the write has ended (writes answered while one runs share the next).
+ *   those bytes of its own image of the file (in memory, the size of the file: as a page cache's
+ *   pages are, not in the CPU's caches) with a positional write and answers once an fdatasync
+ *   begun after the write has ended (writes answered while one runs share the next).
  *
  * One 'data' handler parsing what came on each side, one write per batch of answers. What pagerd
  * spends above it is pagerd's; what it spends above raw I/O is the runtime's and the extra
@@ -18,7 +19,7 @@
  *   node node-file-pager-floor.js server SOCKET FILE_SOCKET
  */
 import { fork, type ChildProcess } from 'node:child_process';
-import { openSync, readSync, rmSync } from 'node:fs';
+import { fstatSync, openSync, readSync, rmSync } from 'node:fs';
 import { open, type FileHandle } from 'node:fs/promises';
 import { connect, createServer, type Socket } from 'node:net';
 import { join } from 'node:path';
@@ -91,7 +92,7 @@ async function fileRole(socketPath: string, path: string): Promise<void> {
   const fd = openSync(path, 'r');
   const file = await open(path, 'r+');
   const sync = groupedSyncs(file);
-  let bytes = Buffer.alloc(0);
+  const image = Buffer.alloc(fstatSync(fd).size, 9);
   rmSync(socketPath, { force: true });
   createServer((socket) => {
     let out: Buffer[] = [];
@@ -111,9 +112,8 @@ async function fileRole(socketPath: string, path: string): Promise<void> {
           out.push(answer);
           return;
         }
-        if (bytes.length < length) bytes = Buffer.alloc(length, 9);
         void file
-          .write(bytes, 0, length, offset)
+          .write(image, offset, length, offset)
           .then(sync)
           .then(() => socket.write(answerHead(id, 0)));
       },
