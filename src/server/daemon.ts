@@ -357,9 +357,9 @@ export class Daemon {
     const deadline = new Promise((r) => (timer = setTimeout(r, 30_000)));
     await Promise.race([Promise.all([...this.connections].map((c) => c.idle())), deadline]);
     clearTimeout(timer);
-    // A client file system's segments are its own: pages its strategy could not take (its device
-    // gone) were answered EIO to their clients then, and are no failure of pagerd's store.
-    const unsaved = (await this.flushAll()).filter((vmid) => !this.paging.routing.pagedByStrategy(vmid)).length;
+    // A client file system's segments count too: a modified page its strategy could not take (its
+    // device gone or failing) is lost at the stop as surely as one pagerd's store could not.
+    const unsaved = (await this.flushAll()).length;
     for (const c of this.connections) c.end();
     try {
       await this.store.close();

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { UIO_READ, UIO_WRITE, V_IOWAIT, V_WORKING, type PagerClient } from '../../src/client/index.js';
+import { UIO_READ, UIO_WRITE, V_CLIENT, V_IOWAIT, V_WORKING, type PagerClient } from '../../src/client/index.js';
 import { startDaemon } from '../support/daemon.js';
 import { failSyscalls, haveStrace } from '../support/fault-injection.js';
 
@@ -99,6 +99,21 @@ describe('a stop that cannot save every modified page says so', () => {
     } finally {
       await injection.stop();
     }
+    const said = /^pagerd: .*the modified pages of 1 segment could not be paged out and are lost/m;
+    for (const deadline = Date.now() + 5000; !said.test(daemon.output()) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20)); // stderr may trail the exit
+    expect(daemon.output()).toMatch(said);
+  });
+
+  it("SIGTERM with a client file system's modified pages its gone device never took: exit 74, not 0", async () => {
+    const daemon = await startDaemon();
+    const fsClient = await daemon.client();
+    const device = await fsClient.vmMounte(async (io) => {
+      if (io.op === 'write') throw Object.assign(new Error('no space'), { errno: 28 });
+    });
+    const vmid = await fsClient.vmsCreate(V_CLIENT, 8 * PAGE, { device });
+    await fsClient.vmMove(vmid, 0, 8 * PAGE, UIO_WRITE, uio(page(0xe, 8 * PAGE)));
+    await fsClient.close(); // the file system goes: its segment's modified pages are stranded
+    expect(await daemon.stop()).toBe(74);
     const said = /^pagerd: .*the modified pages of 1 segment could not be paged out and are lost/m;
     for (const deadline = Date.now() + 5000; !said.test(daemon.output()) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20)); // stderr may trail the exit
     expect(daemon.output()).toMatch(said);

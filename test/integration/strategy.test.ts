@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_CLIENT, V_WORKING, VM_IOACCESSP_MAKE, type PagerClient, type StrategyRequest } from '../../src/client/index.js';
 import { Kind, encodeRequestFrame, encodeStrategyDoneFrame, type StrategyIo } from '../../src/protocol/codec.js';
+import { deleteClientSegments } from '../support/client-segments.js';
 import { startDaemon, type RunningDaemon } from '../support/daemon.js';
 import { RawConnection } from '../support/raw-connection.js';
 
@@ -71,6 +72,7 @@ beforeAll(async () => {
   daemon = await startDaemon({ memory: '16MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '1500' } });
 });
 afterAll(async () => {
+  await deleteClientSegments(daemon);
   expect(await daemon.stop()).toBe(0);
 });
 
