@@ -107,7 +107,7 @@ export const REASONS = {
   'no-such-device': { code: 'EINVAL', text: 'no paging device with that id is mounted (or it belongs to another uid)' },
   'device-busy': { code: 'EBUSY', text: 'segments are still bound to the paging device' },
   'stranded-pages': { code: 'ENOMEM', text: "the segment's paging device is gone, and segments without a live device already hold strategy.maxStrandedPages modified pages" },
-  'deadlock': { code: 'EDEADLK', text: "the call would wait on a page its own connection's strategy routine is reading right now" },
+  'deadlock': { code: 'EDEADLK', text: "the call would wait on a page its own connection's strategy routine is reading in, or writing out from its frame, right now" },
   'device-gone': { code: 'EIO', text: "the paging device's connection closed, or its strategy did not answer within strategy.timeoutMs" },
   // Seen by the client library only.
   'protocol-error': { code: 'EPROTO', text: 'the daemon sent a frame the client cannot decode, or one the protocol does not send that way; the connection is closed' },

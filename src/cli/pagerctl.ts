@@ -9,7 +9,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, wri
 import { dirname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { errnoNumber } from '../errors.js';
-import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, NOT_A_REGULAR_FILE, serveFile, type PagerClient } from '../client/index.js';
+import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, NOT_A_REGULAR_FILE, FILE_IN_USE, serveFile, type PagerClient } from '../client/index.js';
 import { parseSize } from '../config/tunables.js';
 import { VERSION } from '../version.js';
 import { EXIT, exitName, exitStatusHelp, exitStatusOf, type ExitStatus } from './exit-status.js';
@@ -350,6 +350,7 @@ program
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') throw new CtlError(EXIT.NOINPUT, 'no-such-file', (err as Error).message);
         if (code === NOT_A_REGULAR_FILE) throw new CtlError(EXIT.NOINPUT, 'not-a-regular-file', (err as Error).message);
+        if (code === FILE_IN_USE) throw new CtlError(EXIT.TEMPFAIL, 'file-in-use', (err as Error).message);
         throw err;
       });
       emit({ file, vmid: pager.vmid, device: pager.device, size: pager.size }, `serving ${file} as segment ${pager.vmid} (paging device ${pager.device}); interrupt to stop`);

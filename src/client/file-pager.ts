@@ -1,4 +1,5 @@
 import { open, stat } from 'node:fs/promises';
+import fsExt from 'fs-ext';
 import { V_CLIENT } from '../constants.js';
 import { GroupCommit } from '../group-commit.js';
 import { readFully, writeFully, writevFully } from '../positional-io.js';
@@ -7,6 +8,8 @@ import type { PagerClient, StrategyRequest } from './client.js';
 
 /** The `code` of serveFile's error for a path that is not a regular file (a device, a directory, /dev/null). */
 export const NOT_A_REGULAR_FILE = 'ENOTREGULAR';
+/** The `code` of serveFile's error for a file another serveFile (another map-file) serves already. */
+export const FILE_IN_USE = 'EBUSY';
 
 /** A regular file served as a client segment: its vmid and paging device, and how to stop. */
 export interface FilePager {
@@ -36,6 +39,16 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
   if (!(await stat(path)).isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: NOT_A_REGULAR_FILE });
   const file = await open(path, 'r+');
   try {
+    // One server per file: two segments caching one file would each write back whole pages of it,
+    // the older bytes of one over a newer acknowledged write of the other. (Advisory: a program
+    // writing the file by itself meanwhile is not stopped.)
+    try {
+      fsExt.flockSync(file.fd, 'exnb');
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EAGAIN' || code === 'EWOULDBLOCK') throw Object.assign(new Error(`${path} is served already (another map-file holds its lock)`), { code: FILE_IN_USE });
+      throw err;
+    }
     const size = (await file.stat()).size;
     const syncs = new GroupCommit();
     const served = { reads: 0, writes: 0, datasyncs: 0 };
@@ -74,6 +87,14 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
     const device = await client.vmMounte(strategy, { sharedFrames: options.sharedFrames === true });
     const vmid = await client.vmsCreate(V_CLIENT, size, { device, mode: options.mode ?? 0o600 });
     const pages = Math.ceil(size / pageSize);
+    // The file (and its lock) is let go when the stop is over, or once the connection has closed
+    // and the last request is served: another server may then take the file.
+    let closing: Promise<void> | undefined;
+    const close = (): Promise<void> => (closing ??= file.close());
+    void client.closed().then(async () => {
+      while (serving > 0) await new Promise<void>((resolve) => idleWaiters.push(resolve));
+      await close();
+    });
     return {
       vmid,
       device,
@@ -90,7 +111,7 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
         }
         await client.vmsDelete(vmid);
         await client.vmUmount(device);
-        await file.close();
+        await close();
       },
     };
   } catch (err) {

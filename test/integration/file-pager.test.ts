@@ -128,6 +128,33 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     expect(statSync(file).size).toBe(PAGES * PAGE);
   }, 120_000);
 
+  it('a second map-file of a file already served exits 75 and mounts nothing; the file is free again once its server stops', async () => {
+    const daemon = await startDaemon();
+    const file = join(storeDir('pagerd-twice-'), 'data.bin');
+    writeFileSync(file, Buffer.alloc(4 * PAGE));
+    const c = await connect({ socket: daemon.socket });
+    const first = await serveFile(c, file);
+    const second = (): Promise<{ code: number | null; err: string }> =>
+      new Promise((resolve) => {
+        const run = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, 'map-file', file], { stdio: ['ignore', 'ignore', 'pipe'] });
+        let err = '';
+        run.stderr.on('data', (d: Buffer) => (err += d.toString()));
+        run.once('exit', (code) => {
+          run.kill(); // it serves until interrupted when it could take the file
+          resolve({ code, err });
+        });
+        setTimeout(() => run.kill('SIGINT'), 3000).unref();
+      });
+    const refused = await second();
+    expect(refused.code, refused.err).toBe(75);
+    expect(refused.err).toMatch(/^pagerctl: .*served already/);
+    expect((await c.devices()).map((d) => d.id)).toEqual([first.device]);
+    await first.stop();
+    expect((await second()).code).toBe(0); // it took the file, then was interrupted
+    await c.close();
+    expect(await daemon.stop()).toBe(0);
+  });
+
   it('pagerctl map-file of a file that does not exist exits 66', async () => {
     const daemon = await startDaemon();
     const run = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, 'map-file', join(storeDir('pagerd-nofile-'), 'missing')], { stdio: ['ignore', 'ignore', 'pipe'] });
