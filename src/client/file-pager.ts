@@ -1,5 +1,4 @@
 import { open, stat } from 'node:fs/promises';
-import fsExt from 'fs-ext';
 import { V_CLIENT } from '../constants.js';
 import { GroupCommit } from '../group-commit.js';
 import { readFully, writeFully, writevFully } from '../positional-io.js';
@@ -43,6 +42,8 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
     // the older bytes of one over a newer acknowledged write of the other. (Advisory: a program
     // writing the file by itself meanwhile is not stopped.)
     try {
+      // Loaded here: the client library loads no native module a client that serves no file does not need.
+      const { default: fsExt } = await import('fs-ext');
       fsExt.flockSync(file.fd, 'exnb');
     } catch (err) {
       const code = (err as NodeJS.ErrnoException).code;
