@@ -140,9 +140,9 @@ export class Vmm {
    */
   pageOutFailed(seg: Segment, error: Error): void {
     if (seg.deleted) return; // nobody can wait on it any more
-    // A client file system's own errno is what the waiter hears; any other failure is page-out-failed.
-    const failure =
-      error instanceof PagerError && error.reason === 'file-system-error' ? error : new PagerError('page-out-failed', error instanceof PagerError ? error.detail : error.message);
+    // A client file system's own errno, or its device gone, is what the waiter hears; any other failure is page-out-failed.
+    const passed = error instanceof PagerError && (error.reason === 'file-system-error' || error.reason === 'device-gone');
+    const failure = passed ? error : new PagerError('page-out-failed', error instanceof PagerError ? error.detail : error.message);
     for (const client of this.clients) {
       if (client.maySee(seg) && !client.unheardFailures.has(seg.vmid)) client.unheardFailures.set(seg.vmid, failure);
     }

@@ -162,7 +162,7 @@ describe('page-outs by frame reference (vmMounte with sharedFrames)', () => {
     expect(rewritten).toBe(false);
     const closed = Date.now();
     await fsClient.close();
-    await expect(writer.vmsIowait(vmid)).rejects.toMatchObject({ code: 'EIO' });
+    await expect(writer.vmsIowait(vmid)).rejects.toMatchObject({ code: 'EIO', reason: 'device-gone' });
     expect(rewritten).toBe(false); // the file system may still be reading the frame: it has it mapped
     expect(await rewrite).toBe(true);
     expect(Date.now() - closed).toBeGreaterThanOrEqual(TIMEOUT_MS - 100);
