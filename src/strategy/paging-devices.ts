@@ -203,8 +203,8 @@ export class PagingDevices {
             ? new PagerError('file-system-error', `the strategy of device ${device.id} answered errno ${answer.errno}, which Linux does not name`)
             : new PagerError('file-system-error', `the strategy of device ${device.id} failed the ${pending.op} of page ${pending.page} of segment ${pending.vmid}: ${code}`, { code, errno: answer.errno }),
         );
-      } else if (pending.op === 'read' && answer.data.length !== pending.npages * this.pageSize) {
-        pending.reject(new PagerError('file-system-error', `the strategy of device ${device.id} answered a read of ${pending.npages} pages with ${answer.data.length} bytes`));
+      } else if (answer.data.length !== (pending.op === 'read' ? pending.npages * this.pageSize : 0)) {
+        pending.reject(new PagerError('file-system-error', `the strategy of device ${device.id} answered a ${pending.op} of ${pending.npages} pages with ${answer.data.length} bytes`));
       } else {
         if (pending.into !== undefined) copyBytes(pending.into, 0, answer.data);
         pending.resolve();

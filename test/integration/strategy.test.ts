@@ -421,7 +421,7 @@ describe('client segments paged by their own file system (strategy routines)', (
     }
   });
 
-  it('garbage strategy answers (unknown ids, wrong sizes, after the unmount) never crash the daemon', async () => {
+  it('garbage strategy answers (unknown ids, wrong sizes, bytes with a write, after the unmount) never crash the daemon', async () => {
     const raw = await RawConnection.open(daemon.socket);
     const call = rawCaller(raw);
     const device = (await call('vmMounte', []))!;
@@ -443,6 +443,15 @@ describe('client segments paged by their own file system (strategy routines)', (
     raw.send(encodeStrategyDoneFrame({ id: raw.strategyRequests[1].id, errno: 0, data: new Uint8Array(PAGE).fill(3) }));
     expect(await second).toBe(PAGE);
     raw.send(encodeStrategyDoneFrame({ id: raw.strategyRequests[1].id, errno: 0, data: new Uint8Array(PAGE) })); // answered twice
+
+    // A write answered with bytes (a write's answer carries none): the page-out fails, its page stays modified.
+    await reader.vmMove(vmid, 2 * PAGE, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(4)));
+    await reader.vmWritep(vmid, 2, 1);
+    await raw.until(() => raw.strategyRequests.some((io) => io.op === 'write'), 5000);
+    const write = raw.strategyRequests.find((io) => io.op === 'write')!;
+    raw.send(encodeStrategyDoneFrame({ id: write.id, errno: 0, data: new Uint8Array(PAGE) }));
+    await expect(reader.vmsIowait(vmid)).rejects.toMatchObject({ code: 'EIO', reason: 'file-system-error' });
+    expect(await reader.vmQmodify(vmid)).toBe(true);
 
     await call('vmsDelete', [vmid]);
     await call('vmUmount', [device]);
