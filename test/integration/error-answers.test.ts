@@ -61,8 +61,9 @@ describe('on the real daemon, an error answer changes nothing', () => {
     await b.vmMove(vmid, 4 * PAGE, 4 * PAGE, UIO_WRITE, uio(page(0xb, 4 * PAGE)));
 
     const injection = await failSyscalls(daemon.proc.pid!, SYNCS);
-    await a.vmWritep(vmid, 0, 4);
-    await b.vmWritep(vmid, 4, 4);
+    // Both started before the first failure can come back (one after the other, the second could
+    // find the store failed already and be refused at once, store-failed).
+    await Promise.all([a.vmWritep(vmid, 0, 4), b.vmWritep(vmid, 4, 4)]);
     await expect(b.vmsIowait(vmid)).rejects.toMatchObject({ code: 'EIO', reason: 'page-out-failed' });
     await expect(a.vmsIowait(vmid)).rejects.toMatchObject({ code: 'EIO', reason: 'page-out-failed' });
     await injection.stop();
