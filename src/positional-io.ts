@@ -24,12 +24,13 @@ export async function writeFully(file: FileHandle, data: Uint8Array, position: n
 
 /** Writes the first `length` bytes of `pieces`, in order, at `position` (pwritev), looping over short writes. RangeError if the pieces hold fewer. */
 export async function writevFully(file: FileHandle, pieces: readonly Uint8Array[], position: number, length: number): Promise<void> {
-  if (pieces.reduce((n, piece) => n + piece.length, 0) < length) throw new RangeError(`${length} bytes asked of pieces holding fewer`);
   const rest: Uint8Array[] = [];
-  for (let i = 0, left = length; i < pieces.length && left > 0; i++) {
-    rest.push(pieces[i].subarray(0, Math.min(pieces[i].length, left)));
+  let left = length;
+  for (let i = 0; i < pieces.length && left > 0; i++) {
+    rest.push(pieces[i].subarray(0, left));
     left -= rest[rest.length - 1].length;
   }
+  if (left > 0) throw new RangeError(`${length} bytes asked of pieces holding fewer`);
   for (let done = 0; done < length; ) {
     const { bytesWritten } = await file.writev(rest, position + done);
     done += bytesWritten;

@@ -1,6 +1,7 @@
 import { open, stat } from 'node:fs/promises';
 import { V_CLIENT } from '../constants.js';
 import { GroupCommit } from '../group-commit.js';
+import { lockExclusive } from '../file-lock.js';
 import { readFully, writeFully, writevFully } from '../positional-io.js';
 import { readCached } from '../native/addon.js';
 import type { PagerClient, StrategyRequest } from './client.js';
@@ -41,15 +42,7 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
     // One server per file: two segments caching one file would each write back whole pages of it,
     // the older bytes of one over a newer acknowledged write of the other. (Advisory: a program
     // writing the file by itself meanwhile is not stopped.)
-    try {
-      // Loaded here: the client library loads no native module a client that serves no file does not need.
-      const { default: fsExt } = await import('fs-ext');
-      fsExt.flockSync(file.fd, 'exnb');
-    } catch (err) {
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EAGAIN' || code === 'EWOULDBLOCK') throw Object.assign(new Error(`${path} is served already (another map-file holds its lock)`), { code: FILE_IN_USE });
-      throw err;
-    }
+    if (!(await lockExclusive(file.fd))) throw Object.assign(new Error(`${path} is served already (another map-file holds its lock)`), { code: FILE_IN_USE });
     const size = (await file.stat()).size;
     const syncs = new GroupCommit();
     const served = { reads: 0, writes: 0, datasyncs: 0 };

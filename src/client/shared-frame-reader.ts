@@ -73,7 +73,7 @@ export class SharedFrameReader {
     for (let first = 0; first < frames.length; ) {
       let end = first + 1;
       while (end < frames.length && frames[end] === frames[end - 1] + 1) end++;
-      if (!(frames[end - 1] < count && frames[first] < count)) return undefined;
+      if (!(frames[end - 1] < count)) return undefined; // the run's last is its highest
       runs.push(this.frames.subarray(frames[first] * ps, (frames[end - 1] + 1) * ps));
       first = end;
     }

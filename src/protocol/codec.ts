@@ -325,14 +325,7 @@ export interface StrategyDone {
 export function strategyIoFrameParts(io: Omit<StrategyIo, 'data'>, pages: readonly Uint8Array[]): Uint8Array[] {
   let length = 0;
   for (const page of pages) length += page.length;
-  const head = new Writer()
-    .u8(Kind.STRATEGY_IO)
-    .u32(io.id)
-    .u32(io.device)
-    .u8(io.op === 'read' ? StrategyOp.READ : StrategyOp.WRITE)
-    .value(io.vmid)
-    .value(io.page)
-    .u32(io.npages)
+  const head = strategyIoHead(io, io.op === 'read' ? StrategyOp.READ : StrategyOp.WRITE)
     .trailingBytes(length)
     .frame();
   // Pages in adjacent frames go as one part: each part written costs the stream a call of its own.
@@ -356,7 +349,12 @@ export function strategyIoFrameParts(io: Omit<StrategyIo, 'data'>, pages: readon
 export function encodeStrategyWriteByReference(io: Omit<StrategyIo, 'data' | 'op' | 'frames'>, frames: readonly number[]): Buffer {
   const numbers = Buffer.allocUnsafe(frames.length * 4);
   frames.forEach((f, i) => numbers.writeUInt32LE(f, i * 4));
-  return new Writer().u8(Kind.STRATEGY_IO).u32(io.id).u32(io.device).u8(StrategyOp.WRITE_FRAMES).value(io.vmid).value(io.page).u32(io.npages).value(numbers).frame();
+  return strategyIoHead(io, StrategyOp.WRITE_FRAMES).value(numbers).frame();
+}
+
+/** A strategy I/O request's fields before its bytes (or frame numbers). */
+function strategyIoHead(io: Omit<StrategyIo, 'data' | 'op' | 'frames'>, op: number): Writer {
+  return new Writer().u8(Kind.STRATEGY_IO).u32(io.id).u32(io.device).u8(op).value(io.vmid).value(io.page).u32(io.npages);
 }
 
 export function decodeStrategyIo(buf: Buffer): StrategyIo {

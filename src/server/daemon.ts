@@ -102,7 +102,7 @@ export class Daemon {
     this.backup = new LiveBackup(store, { device: statePaths(config).device, snapshot: join(config.stateDir, BACKUP_SNAPSHOT) }, async () => {
       // pagerd's own segments: client file systems' pages are not in the store a backup copies.
       const failed = await this.flushAll((vmid) => !this.paging.routing.pagedByStrategy(vmid));
-      if (failed.length > 0) throw new PagerError('page-out-failed', `paging out every modified page before the backup failed on ${failed.length} segments`);
+      if (failed > 0) throw new PagerError('page-out-failed', `paging out every modified page before the backup failed on ${failed} segments`);
     }, log);
     this.admissions = new Admissions({
       maxConnections: config['server.maxConnections'],
@@ -359,7 +359,7 @@ export class Daemon {
     clearTimeout(timer);
     // A client file system's segments count too: a modified page its strategy could not take (its
     // device gone or failing) is lost at the stop as surely as one pagerd's store could not.
-    const unsaved = (await this.flushAll()).length;
+    const unsaved = await this.flushAll();
     for (const c of this.connections) c.end();
     try {
       await this.store.close();
@@ -374,24 +374,24 @@ export class Daemon {
 
   /**
    * Pages out every modified page of every segment and waits until all are durable. Its own
-   * context hears only the failures of these page-outs: answers the segments that had one.
+   * context hears only the failures of these page-outs: answers how many segments had one.
    * `only`: the segments to page out (all by default).
    */
-  async flushAll(only: (vmid: number) => boolean = () => true): Promise<number[]> {
+  async flushAll(only: (vmid: number) => boolean = () => true): Promise<number> {
     const root = this.svc.createContext({ uid: 0, gid: 0, pid: process.pid });
     try {
       const segments = [...this.vmm.segments.values()].filter((seg) => !seg.largePages && seg.pageCount > 0 && only(seg.vmid));
       if (this.store.failed) {
         this.log.error({}, 'the store has failed: modified pages cannot be saved');
-        return segments.filter((seg) => this.vmm.hasModifiedPages(seg)).map((seg) => seg.vmid);
+        return segments.filter((seg) => this.vmm.hasModifiedPages(seg)).length;
       }
       for (const seg of segments) await this.svc.vmWritep(root, seg.vmid, 0, seg.pageCount);
-      const failed: number[] = [];
+      let failed = 0;
       for (const seg of segments) {
         try {
           await this.svc.vmsIowait(root, seg.vmid);
         } catch (err) {
-          failed.push(seg.vmid);
+          failed++;
           this.log.error({ err, vmid: seg.vmid }, 'a page-out of every modified page failed; those pages were not saved');
         }
       }

@@ -1,9 +1,9 @@
 import { constants, type Stats } from 'node:fs';
 import { open, stat, type FileHandle } from 'node:fs/promises';
-import fsExt from 'fs-ext';
 import { allocate, blockDeviceSize, crc32c, deallocate, readCached, writeRunsAndSync, writevSummed, type WriteRun } from '../native/addon.js';
 import { StoreInUseError } from './store-errors.js';
 import { readFully } from '../positional-io.js';
+import { lockExclusive } from '../file-lock.js';
 
 /**
  * The raw storage under a store: a regular file or a block device, read and written at positions,
@@ -129,14 +129,16 @@ export async function openDevice(path: string, options: DeviceOptions): Promise<
   }
   if (st !== undefined && !st.isFile()) throw new Error(`${path} is neither a regular file nor a block device`);
   const handle = await open(path, st === undefined ? constants.O_RDWR | constants.O_CREAT : constants.O_RDWR, 0o600);
+  let locked: boolean;
   try {
-    fsExt.flockSync(handle.fd, 'exnb');
+    locked = await lockExclusive(handle.fd);
   } catch (err) {
     await handle.close();
-    if ((err as NodeJS.ErrnoException).code === 'EAGAIN' || (err as NodeJS.ErrnoException).code === 'EWOULDBLOCK') {
-      throw new StoreInUseError(`${path} is in use by another pagerd (it holds the file's lock)`);
-    }
     throw err;
+  }
+  if (!locked) {
+    await handle.close();
+    throw new StoreInUseError(`${path} is in use by another pagerd (it holds the file's lock)`);
   }
   let size = (await handle.stat()).size;
   if (size === 0) {

@@ -9,6 +9,13 @@ const PAGE = 4096;
 const uio = (buf: Uint8Array) => ({ iov: [buf], offset: 0, resid: buf.length, segflg: 0 });
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
+/** A promise the test settles when it chooses: `opened` resolves at `open()`. */
+function gate(): { opened: Promise<void>; open(): void } {
+  let open!: () => void;
+  const opened = new Promise<void>((resolve) => (open = resolve));
+  return { opened, open };
+}
+
 async function until(condition: () => boolean, ms = 5000): Promise<void> {
   const deadline = Date.now() + ms;
   while (!condition()) {
@@ -75,15 +82,14 @@ describe('page-outs by frame reference (vmMounte with sharedFrames)', () => {
     const fsClient = await daemon.client();
     const writer = await daemon.client();
     let vmid = 0;
-    let answer!: () => void;
-    const answerGiven = new Promise<void>((resolve) => (answer = resolve));
+    const answer = gate(); // the strategy answers once the test opens it
     const written: StrategyRequest[] = [];
     const ownWrites: unknown[] = [];
     const device = await fsClient.vmMounte(
       async (io) => {
         if (io.op === 'read') return; // zeros
         ownWrites.push(await fsClient.vmMove(vmid, io.page * PAGE, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(9))).catch((err: unknown) => err));
-        await answerGiven;
+        await answer.opened;
         written.push({ ...io, data: Uint8Array.from(io.data) });
       },
       { sharedFrames: true },
@@ -98,7 +104,7 @@ describe('page-outs by frame reference (vmMounte with sharedFrames)', () => {
     const rewrite = writer.vmMove(vmid, 0, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(2))).then(() => (rewritten = true));
     await sleep(300);
     expect(rewritten).toBe(false);
-    answer();
+    answer.open();
     await rewrite;
     await writer.vmsIowait(vmid);
     expect(written).toHaveLength(1);
@@ -117,14 +123,13 @@ describe('page-outs by frame reference (vmMounte with sharedFrames)', () => {
   it('a page-out by frame reference still at the strategy of the device a segment was rebound from: that connection\'s write of the page answers EDEADLK', async () => {
     const fsClient = await daemon.client();
     const writer = await daemon.client();
-    let answer!: () => void;
-    const answerGiven = new Promise<void>((resolve) => (answer = resolve));
+    const answer = gate(); // the strategy answers once the test opens it
     let asked = false;
     const first = await fsClient.vmMounte(
       async (io) => {
         if (io.op === 'read') return;
         asked = true;
-        await answerGiven;
+        await answer.opened;
       },
       { sharedFrames: true },
     );
@@ -135,7 +140,7 @@ describe('page-outs by frame reference (vmMounte with sharedFrames)', () => {
     await until(() => asked);
     await fsClient.vmSetdevid(vmid, second); // the write in flight completes on the first device
     await expect(fsClient.vmMove(vmid, 0, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(2)))).rejects.toMatchObject({ code: 'EDEADLK' });
-    answer();
+    answer.open();
     await writer.vmsIowait(vmid);
     await writer.vmsDelete(vmid);
     await Promise.all([writer.close(), fsClient.close()]);
