@@ -106,7 +106,11 @@ export const REASONS = {
   'file-system-error': { code: 'EIO', text: "the client file system's strategy routine failed the I/O: the answer carries its errno (EIO when it gave none)" },
   'no-such-device': { code: 'EINVAL', text: 'no paging device with that id is mounted (or it belongs to another uid)' },
   'device-busy': { code: 'EBUSY', text: 'segments are still bound to the paging device' },
-  'stranded-pages': { code: 'ENOMEM', text: "the segment's paging device is gone, and segments without a live device already hold strategy.maxStrandedPages modified pages" },
+  'stranded-pages': { code: 'ENOMEM', text: "the segment's paging device is gone, and segments without a live device already hold their share (strategy.maxStrandedShare) of the pool in modified pages" },
+  'modified-limit': {
+    code: 'ENOMEM',
+    text: "the segment's owner holds its share (strategy.maxModifiedShare) of the pool in client-segment pages its file systems have not written, and their page-outs made no room within memory.allocTimeoutMs",
+  },
   'deadlock': { code: 'EDEADLK', text: "the call would wait on a page its own connection's strategy routine is reading in, or writing out from its frame, right now" },
   'device-gone': { code: 'EIO', text: "the paging device's connection closed, or its strategy did not answer within strategy.timeoutMs" },
   // Seen by the client library only.

@@ -97,10 +97,18 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
       idle: () => (serving === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve))),
       async stop() {
         // Until a round finds nothing modified and no page-out completed meanwhile (vm_qmodify):
-        // writes of other clients during the stop are written too, all but a last instant's.
-        for (let round = 0; round < 100; round++) {
+        // writes of other clients during the stop are written too, all but a last instant's. A
+        // failure heard may be an earlier page-out's (the file system full then): its pages stay
+        // modified and the next round writes them again; three failed rounds in a row end the stop.
+        for (let round = 0, failedInARow = 0; round < 100; round++) {
           if (pages > 0) await client.vmWritep(vmid, 0, pages);
-          await client.vmsIowait(vmid);
+          try {
+            await client.vmsIowait(vmid);
+            failedInARow = 0;
+          } catch (err) {
+            if (++failedInARow === 3) throw err;
+            continue;
+          }
           if (!(await client.vmQmodify(vmid))) break;
         }
         await client.vmsDelete(vmid);

@@ -139,11 +139,18 @@ export const TUNABLES = {
   },
   'strategy.maxInFlight': { unit: 'requests', default: 16, description: "strategy requests one paging device (a client file system) has unanswered at once; more wait in the device's queue", schema: z.number().int().positive() },
   'strategy.maxRequestPages': { unit: 'pages', default: 64, description: 'most contiguous pages one strategy write carries', schema: z.number().int().positive() },
-  'strategy.maxStrandedPages': {
-    unit: 'pages',
-    default: 16384,
-    description: 'most modified pages client segments without a live paging device may hold (their device gone); past it new modifications answer ENOMEM',
-    schema: z.number().int().positive(),
+  'strategy.maxModifiedShare': {
+    unit: 'fraction of the frame pool',
+    default: 0.25,
+    description:
+      "most of the pool one uid's client segments may hold in pages modified or being written out (only their file systems can give those frames back); past it that uid's writers wait for write-behind up to memory.allocTimeoutMs, then ENOMEM",
+    schema: z.number().gt(0).lte(1),
+  },
+  'strategy.maxStrandedShare': {
+    unit: 'fraction of the frame pool',
+    default: 0.125,
+    description: 'most of the pool client segments without a live paging device (their device gone) may hold in modified pages; past it new modifications of them answer ENOMEM',
+    schema: z.number().gt(0).lte(1),
   },
   'strategy.timeoutMs': { unit: 'ms', default: 30000, description: 'a strategy request unanswered this long fails with EIO', schema: z.number().int().positive() },
   'server.watchdogMs': { unit: 'ms', default: 0, description: 'systemd watchdog interval when WATCHDOG_USEC is not set (0: off)', schema: z.number().int().nonnegative() },

@@ -145,15 +145,21 @@ export class Daemon {
       // The engine pins the frames a device reading shared frames is told of (made below: the engine pages through the devices).
       const pins: FramePins = { pinFrame: (f) => vmm.pinFrame(f), unpinFrame: (f) => vmm.unpinFrame(f) };
       const pagingDevices = new PagingDevices(pageSize, { maxInFlight: config['strategy.maxInFlight'], timeoutMs: config['strategy.timeoutMs'] }, log.child({ component: 'strategy' }), pins);
-      const routing = new RoutingStore(store, pagingDevices, { maxRequestPages: config['strategy.maxRequestPages'], maxStrandedPages: config['strategy.maxStrandedPages'] });
+      const frames = memory / pageSize;
+      const share = (fraction: number): number => Math.max(1, Math.floor(frames * fraction));
+      const routing = new RoutingStore(store, pagingDevices, {
+        maxRequestPages: config['strategy.maxRequestPages'],
+        maxStrandedPages: share(config['strategy.maxStrandedShare']),
+        maxHeldPerUid: share(config['strategy.maxModifiedShare']),
+      });
       const vmm = await Vmm.open(routing, {
-        frames: memory / pageSize,
+        frames,
         minFree: config['memory.minFree'],
         maxFree: Math.max(config['memory.maxFree'], config['memory.minFree']),
         writebackMinAgeMs: config['writeback.minAgeMs'],
         allocTimeoutMs: config['memory.allocTimeoutMs'],
         pageoutBatchPages: config['pageout.batchPages'],
-        maxPinnedPerUid: Math.max(1, Math.floor((memory / pageSize) * config['memory.maxPinnedShare'])),
+        maxPinnedPerUid: share(config['memory.maxPinnedShare']),
         sharedFrames: config['server.sharedFrames'],
       });
       const daemon = new Daemon(config, store, { devices: pagingDevices, routing }, vmm, new VmServices(vmm), log, metrics, sharedFramesTrust);
@@ -318,6 +324,8 @@ export class Daemon {
       frames: this.vmm.pool.count,
       census,
       dirty: this.vmm.modifiedFrameCount(),
+      // Pages of client segments modified or being written out, by owner (each held to strategy.maxModifiedShare).
+      clientPagesHeld: this.paging.routing.heldByUid(),
       counters: { ...this.vmm.counters },
       segments: this.vmm.segments.size,
       slots: this.store.slotStats,

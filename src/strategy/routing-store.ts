@@ -14,15 +14,22 @@ import type { PagingDevices, StrategyWrite } from './paging-devices.js';
  */
 export class RoutingStore implements BackingStore {
   /**
-   * Segments paged by a strategy routine (bound to a device or not), deleted ones included: the
-   * engine gives back the reservations of a deleted segment's frames after the delete (vmids are
-   * never reused), and those must not reach pagerd's store, which never took them.
+   * Segments paged by a strategy routine (bound to a device or not), and the uid owning each,
+   * deleted ones included: the engine gives back the reservations of a deleted segment's frames
+   * after the delete (vmids are never reused), and those must not reach pagerd's store, which
+   * never took them.
    */
-  private readonly strategySegments = new Set<number>();
+  private readonly owners = new Map<number, number>();
   /** Strategy segments deleted: their reservations are no longer counted. */
   private readonly deleted = new Set<number>();
   /** Modified pages of each strategy segment (the reservations the engine holds for them: one each). */
   private readonly modified = new Map<number, number>();
+  /**
+   * Pages of each uid's strategy segments that are modified or being written out: frames only
+   * those segments' file systems can give back (by writing them), so a uid holds at most
+   * maxHeldPerUid of them, whatever its file systems do.
+   */
+  private readonly held = new Map<number, number>();
 
   constructor(
     private readonly inner: BackingStore,
@@ -32,6 +39,8 @@ export class RoutingStore implements BackingStore {
       maxRequestPages: number;
       /** Most modified pages segments without a live device may hold. */
       maxStrandedPages: number;
+      /** Most pages one uid's strategy segments may hold modified or being written out (mayModify). */
+      maxHeldPerUid: number;
     },
   ) {}
 
@@ -49,35 +58,35 @@ export class RoutingStore implements BackingStore {
 
   /** Whether segment `vmid` is paged by a strategy routine. */
   pagedByStrategy(vmid: number): boolean {
-    return this.strategySegments.has(vmid) && !this.deleted.has(vmid);
+    return this.owners.has(vmid) && !this.deleted.has(vmid);
   }
 
   async loadSegments(): Promise<SegmentRecord[]> {
     const records = await this.inner.loadSegments();
-    for (const r of records) if ((r.options & V_STRATEGY) !== 0) this.strategySegments.add(r.vmid);
+    for (const r of records) if ((r.options & V_STRATEGY) !== 0) this.owners.set(r.vmid, r.uid);
     return records;
   }
 
   async createSegment(record: Omit<SegmentRecord, 'vmid'>): Promise<number> {
     const vmid = await this.inner.createSegment(record);
-    if ((record.options & V_STRATEGY) !== 0) this.strategySegments.add(vmid);
+    if ((record.options & V_STRATEGY) !== 0) this.owners.set(vmid, record.uid);
     return vmid;
   }
 
   deleteSegment(vmid: number): void {
     this.inner.deleteSegment(vmid);
-    if (!this.strategySegments.has(vmid)) return;
+    if (!this.owners.has(vmid)) return;
+    this.addModified(vmid, -(this.modified.get(vmid) ?? 0));
     this.deleted.add(vmid);
-    this.modified.delete(vmid);
     this.devices.unbind(vmid);
   }
 
   readPage(vmid: number, pno: number, into: Uint8Array): Promise<void> {
-    return this.strategySegments.has(vmid) ? this.devices.read(vmid, pno, 1, into) : this.inner.readPage(vmid, pno, into);
+    return this.owners.has(vmid) ? this.devices.read(vmid, pno, 1, into) : this.inner.readPage(vmid, pno, into);
   }
 
   readPageNow(vmid: number, pno: number, into: Uint8Array): boolean {
-    return this.strategySegments.has(vmid) ? false : this.inner.readPageNow(vmid, pno, into);
+    return this.owners.has(vmid) ? false : this.inner.readPageNow(vmid, pno, into);
   }
 
   /**
@@ -87,7 +96,7 @@ export class RoutingStore implements BackingStore {
    * and copied when sent).
    */
   writePages(pages: readonly PageWrite[]): WriteTicket {
-    if (pages.length === 0 || !this.strategySegments.has(pages[0].vmid)) return this.inner.writePages(pages);
+    if (pages.length === 0 || !this.owners.has(pages[0].vmid)) return this.inner.writePages(pages);
     const vmid = pages[0].vmid;
     const writes: StrategyWrite[] = [];
     const sorted = [...pages].sort((a, b) => a.pno - b.pno);
@@ -100,11 +109,14 @@ export class RoutingStore implements BackingStore {
       first = end;
     }
     // The pages' reservations are consumed; a failed batch gives them back (the pages stay modified).
+    // Their frames are held until the file system answers, either way.
     this.addModified(vmid, -pages.length);
+    this.hold(vmid, pages.length);
     const captured = writes.length === 1 ? writes[0].captured : Promise.all(writes.map((w) => w.captured)).then(() => undefined);
     // Settled only once every run has: a failed batch's pages may be written again at once, and
     // an older write of theirs still at the file system could land after the newer one.
     const complete = Promise.allSettled(writes.map((w) => w.complete)).then((results) => {
+      this.hold(vmid, -pages.length);
       const failed = results.find((r) => r.status === 'rejected');
       if (failed === undefined) return;
       this.addModified(vmid, pages.length);
@@ -115,24 +127,24 @@ export class RoutingStore implements BackingStore {
   }
 
   pageInServer(vmid: number, pno: number): object | undefined {
-    return this.strategySegments.has(vmid) ? this.devices.readingFor(vmid, pno)?.context : undefined;
+    return this.owners.has(vmid) ? this.devices.readingFor(vmid, pno)?.context : undefined;
   }
 
   pageOutServer(vmid: number, pno: number): object | undefined {
-    return this.strategySegments.has(vmid) ? this.devices.writingFor(vmid, pno)?.context : undefined;
+    return this.owners.has(vmid) ? this.devices.writingFor(vmid, pno)?.context : undefined;
   }
 
   mayPageOut(vmid: number): boolean {
-    return !this.strategySegments.has(vmid) || this.devices.live(vmid);
+    return !this.owners.has(vmid) || this.devices.live(vmid);
   }
 
   /** Pages of different pagers never share a batch: their failures are their own. */
   pagerOf(vmid: number): number {
-    return this.strategySegments.has(vmid) ? vmid : 0;
+    return this.owners.has(vmid) ? vmid : 0;
   }
 
   releasePages(vmid: number, pfirst: number, npages: number): void {
-    if (!this.strategySegments.has(vmid)) this.inner.releasePages(vmid, pfirst, npages);
+    if (!this.owners.has(vmid)) this.inner.releasePages(vmid, pfirst, npages);
   }
 
   /**
@@ -141,7 +153,7 @@ export class RoutingStore implements BackingStore {
    * pages: a dead file system must not fill the pool with pages nobody can write.
    */
   reserveSlots(count: number, vmid: number): boolean {
-    if (!this.strategySegments.has(vmid)) return this.inner.reserveSlots(count, vmid);
+    if (!this.owners.has(vmid)) return this.inner.reserveSlots(count, vmid);
     if (this.deleted.has(vmid)) return true;
     if (!this.devices.live(vmid) && this.strandedPages() + count > this.limits.maxStrandedPages) {
       throw new PagerError('stranded-pages', `segment ${vmid} has no live paging device, and segments without one hold ${this.strandedPages()} modified pages`);
@@ -151,7 +163,7 @@ export class RoutingStore implements BackingStore {
   }
 
   unreserveSlots(count: number, vmid: number): void {
-    if (this.strategySegments.has(vmid)) this.addModified(vmid, -count);
+    if (this.owners.has(vmid)) this.addModified(vmid, -count);
     else this.inner.unreserveSlots(count, vmid);
   }
 
@@ -162,10 +174,35 @@ export class RoutingStore implements BackingStore {
     return n;
   }
 
+  /**
+   * False while strategy segment `vmid`'s owner holds maxHeldPerUid pages modified or being
+   * written out (false for every one of that uid's strategy segments then): a new modified page
+   * must wait for page-outs, so one client's file system, failing or slow, never holds more of
+   * the pool than that. True for every other segment.
+   */
+  mayModify(vmid: number): boolean {
+    const uid = this.owners.get(vmid);
+    return uid === undefined || this.deleted.has(vmid) || (this.held.get(uid) ?? 0) < this.limits.maxHeldPerUid;
+  }
+
+  /** Pages each uid's strategy segments hold modified or being written out (for stats). */
+  heldByUid(): Record<number, number> {
+    return Object.fromEntries(this.held);
+  }
+
   private addModified(vmid: number, by: number): void {
     if (this.deleted.has(vmid)) return;
     const n = (this.modified.get(vmid) ?? 0) + by;
     if (n > 0) this.modified.set(vmid, n);
     else this.modified.delete(vmid);
+    this.hold(vmid, by);
+  }
+
+  /** Counts pages of `vmid` against its owner's maxHeldPerUid. */
+  private hold(vmid: number, by: number): void {
+    const uid = this.owners.get(vmid)!;
+    const n = (this.held.get(uid) ?? 0) + by;
+    if (n > 0) this.held.set(uid, n);
+    else this.held.delete(uid);
   }
 }

@@ -137,7 +137,8 @@ function asPageInError(err: unknown): PagerError {
 
 /**
  * Makes page `pno` resident, zero-filled and modified without a page-in (vm_makep, and writes
- * that cover a whole absent page). Reserves the page's slot first: ENOSPC changes nothing.
+ * that cover a whole absent page). Waits for room first when the store limits the segment's
+ * modified pages (Vmm.roomToModify), then reserves the page's slot: ENOSPC changes nothing.
  * A page that is resident already is left as it is. Answers its frame. Without `publish`, readers
  * of shared frames do not see it yet: a write is about to fill it (its zeros never were the page).
  */
@@ -146,6 +147,10 @@ export async function makePage(vmm: Vmm, seg: Segment, pno: number, signal?: Abo
     if (seg.deleted) throw new PagerError('no-such-segment');
     const resident = seg.pages.get(pno);
     if (resident >= 0) return resident;
+    if (!vmm.mayModify(seg)) {
+      await vmm.roomToModify(seg, signal);
+      continue;
+    }
     vmm.checkPinLimit(seg);
     const reserve = !seg.largePages;
     if (reserve && !vmm.store.reserveSlots(1, seg.vmid)) throw new PagerError('no-backing-space');

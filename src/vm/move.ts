@@ -55,6 +55,8 @@ export class Move {
       if (pno !== this.faulted) vmm.counters.hits++;
       const at = vmm.pool.offsetOf(f) + inPage;
       if (write) {
+        // A page newly modified past the store's limit waits for room (run()).
+        if (!vmm.isModified(f) && !vmm.mayModify(seg)) return false;
         vmm.markModified(f);
         const published = vmm.pool.changing(f);
         cursor.readInto(vmm.pool.bytes, at, len);
@@ -79,7 +81,12 @@ export class Move {
       const pos = this.offset + this.moved;
       const pno = Math.floor(pos / ps);
       const len = Math.min(ps - (pos - pno * ps), this.n - this.moved);
+      const f = seg.pages.get(pno);
       // Then look again: anything may have happened while we waited.
+      if (write && (f < 0 || !vmm.isModified(f)) && !vmm.mayModify(seg)) {
+        await vmm.roomToModify(seg, this.endWaits);
+        continue;
+      }
       if (this.makes(pno, len)) await makePage(vmm, seg, pno, this.endWaits, false);
       else await fault(vmm, seg, pno, write, this.endWaits, this.waiter);
       this.faulted = pno;

@@ -27,8 +27,14 @@ const SCAN_PER_TURN = 4096;
  */
 export class Pageout {
   private scheduled = false;
-  /** After a failed page-out the daemon waits this long before laundering again (0: no wait). */
-  private backoffMs = 0;
+  /**
+   * Pagers (BackingStore.pagerOf) whose last page-out failed: the daemon launders none of their
+   * pages until `until` (ms), the wait doubling with each failure. Other pagers' pages go on
+   * being laundered: one failing file system must not stop the laundry of the rest.
+   */
+  private readonly backoff = new Map<number, { ms: number; until: number }>();
+  /** Pages of each uid's write-behind not settled yet (at most one write-behind per uid at a time). */
+  private readonly writingBehind = new Map<number, number>();
 
   constructor(private readonly vmm: Vmm) {}
 
@@ -94,6 +100,30 @@ export class Pageout {
     t.queuedSeq[f] = segment.io.next();
   }
 
+  /**
+   * Write-behind of a uid whose segments are at the store's limit of modified pages
+   * (BackingStore.mayModify): starts page-out of every modified page of those segments that can
+   * be paged out, in batches of pageoutBatchPages (room comes back batch by batch). One at a time
+   * per uid: until its pages settle, writers wait for them instead of scanning again.
+   */
+  writeBehind(uid: number): void {
+    const vmm = this.vmm;
+    if (this.writingBehind.has(uid)) return;
+    const t = vmm.pool.table;
+    const frames: number[] = [];
+    for (const seg of vmm.segments.values()) {
+      if (seg.uid !== uid || vmm.mayModify(seg) || vmm.store.mayPageOut?.(seg.vmid) === false) continue;
+      seg.pages.forEachInRange(0, seg.pageCount, (_pno, f) => {
+        if (t.state[f] !== PageState.MODIFIED) return;
+        t.flags[f] |= FrameFlag.WRITE_BEHIND;
+        frames.push(f);
+      });
+    }
+    if (frames.length === 0) return;
+    this.writingBehind.set(uid, frames.length);
+    for (let i = 0; i < frames.length; i += vmm.options.pageoutBatchPages) this.start(frames.slice(i, i + vmm.options.pageoutBatchPages));
+  }
+
   private unpin(batch: readonly InFlight[]): void {
     for (const { frame } of batch) this.vmm.unpinFrame(frame);
   }
@@ -109,13 +139,13 @@ export class Pageout {
     const t = vmm.pool.table;
     const ok = error === undefined;
     if (!ok) vmm.counters.pageOutFailures += batch.length;
-    // A failing device must not be hammered by the laundry: back off, doubling, until a success.
-    this.backoffMs = ok ? 0 : Math.min(MAX_BACKOFF_MS, Math.max(MIN_BACKOFF_MS, this.backoffMs * 2));
+    this.backOff(this.pagerOf(batch[0].segment.vmid), ok);
     if (!ok) for (const segment of new Set(batch.map((p) => p.segment))) vmm.pageOutFailed(segment, error);
     const again: number[] = [];
     const againSeqs: number[] = [];
     for (const { frame: f, segment, seq } of batch) {
       segment.io.complete(seq);
+      if ((t.flags[f] & FrameFlag.WRITE_BEHIND) !== 0) this.settledBehind(f, segment.uid);
       const flags = t.flags[f];
       if ((flags & FrameFlag.DISCARD) !== 0) {
         // Unlinked by a release or delete while in flight. A failed batch gave its reservation back.
@@ -155,15 +185,44 @@ export class Pageout {
       vmm.frameEvents.wake(f);
     }
     this.start(again, againSeqs);
+    vmm.roomMayHaveChanged();
     this.kick();
+  }
+
+  private settledBehind(f: number, uid: number): void {
+    this.vmm.pool.table.flags[f] &= ~FrameFlag.WRITE_BEHIND;
+    const left = this.writingBehind.get(uid)! - 1;
+    if (left > 0) this.writingBehind.set(uid, left);
+    else this.writingBehind.delete(uid);
   }
 
   /** Schedules a pageout pass if the free list is below the low watermark. */
   kick(): void {
     if (this.scheduled || this.vmm.pool.freeCount >= this.vmm.options.minFree) return;
     this.scheduled = true;
-    if (this.backoffMs > 0) setTimeout(() => this.pass(), this.backoffMs).unref();
-    else setImmediate(() => this.pass());
+    setImmediate(() => this.pass());
+  }
+
+  private pagerOf(vmid: number): number {
+    return this.vmm.store.pagerOf?.(vmid) ?? 0;
+  }
+
+  /** A failing pager must not be hammered by the laundry: it backs off, doubling, until a success; the laundry looks again when the wait ends. */
+  private backOff(pager: number, ok: boolean): void {
+    if (ok) {
+      this.backoff.delete(pager);
+      return;
+    }
+    const ms = Math.min(MAX_BACKOFF_MS, Math.max(MIN_BACKOFF_MS, (this.backoff.get(pager)?.ms ?? 0) * 2));
+    this.backoff.set(pager, { ms, until: this.vmm.now() + ms });
+    setTimeout(() => this.kick(), ms).unref();
+  }
+
+  /** The laundry leaves the pages of a pager backing off. */
+  private backingOff(vmid: number): boolean {
+    if (this.backoff.size === 0) return false;
+    const b = this.backoff.get(this.pagerOf(vmid));
+    return b !== undefined && this.vmm.now() < b.until;
   }
 
   /**
@@ -189,7 +248,7 @@ export class Pageout {
       if (verdict === Verdict.STEAL) {
         vmm.counters.steals++;
         vmm.evictClean(frame);
-      } else if (verdict === Verdict.LAUNDER && !vmm.store.failed) {
+      } else if (verdict === Verdict.LAUNDER && !vmm.store.failed && !this.backingOff(t.vmid[frame])) {
         // A failed store is not retried (SPEC §3: page-outs answer EIO at once): only clean pages
         // are stolen until it is reopened.
         t.flags[frame] |= FrameFlag.FREE_AT_IO_DONE;

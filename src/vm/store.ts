@@ -82,6 +82,13 @@ export interface BackingStore {
   pageInServer?(vmid: number, pno: number): object | undefined;
   /** Likewise, who is writing page `pno` of `vmid` out from its frame right now (its frame pinned until then): that client's write of the page would wait on itself. */
   pageOutServer?(vmid: number, pno: number): object | undefined;
+  /**
+   * False while a new modified page of segment `vmid` must wait for page-outs: the store limits
+   * how many pages of some segments' owner may be modified or being written out (a client file
+   * system's segments: only it can give their frames back), and the owner is at the limit. False
+   * for every segment sharing that limit then. Absent: always true.
+   */
+  mayModify?(vmid: number): boolean;
   /** False while pages of segment `vmid` cannot be paged out at all (their pager is gone): the pageout daemon leaves them. Absent: always true. */
   mayPageOut?(vmid: number): boolean;
   /**

@@ -43,7 +43,9 @@ export interface VmmCounters {
 }
 
 const { ABSENT, MODIFIED, PAGE_OUT } = PageState;
+/** Keys of the pool's waiters: a free frame, room for a modified page (BackingStore.mayModify). */
 const FREE_WAIT = 'free';
+const ROOM_WAIT = 'room';
 
 /**
  * The virtual memory manager core: the frame pool, the segments, and the primitives the fault
@@ -63,7 +65,7 @@ export class Vmm {
   readonly counters: VmmCounters = { hits: 0, misses: 0, pageIns: 0, pageOuts: 0, pageOutFailures: 0, releases: 0, steals: 0 };
   /** Live clients: each hears every page-out failure once (SPEC §4). Added and removed by VmServices. */
   readonly clients = new Set<ClientContext>();
-  private readonly freeWaiters = new WaitQueue<typeof FREE_WAIT>();
+  private readonly poolWaiters = new WaitQueue<typeof FREE_WAIT | typeof ROOM_WAIT>();
   /** Frames pinned per uid (pages of large-page segments, charged to the segment's owner). */
   private readonly pinnedByUid = new Map<number, number>();
 
@@ -134,6 +136,35 @@ export class Vmm {
     } else this.transition(f, MODIFIED);
   }
 
+  /** False while a new modified page of `seg` must wait for page-outs (BackingStore.mayModify). */
+  mayModify(seg: Segment): boolean {
+    return this.store.mayModify?.(seg.vmid) ?? true;
+  }
+
+  /**
+   * Waits until `seg` may have another modified page. Its owner's modified pages are at the
+   * store's limit: a write-behind of them starts (Pageout.writeBehind), and the wait ends as
+   * their page-outs complete; ENOMEM (modified-limit) if none made room within allocTimeoutMs
+   * (the file system is failing them, or too slow).
+   */
+  async roomToModify(seg: Segment, signal?: AbortSignal): Promise<void> {
+    if (this.mayModify(seg)) return;
+    const deadline = this.now() + this.options.allocTimeoutMs;
+    this.pageout.writeBehind(seg.uid);
+    while (!this.mayModify(seg)) {
+      const left = deadline - this.now();
+      if (left <= 0 || !(await this.poolWaiters.wait(ROOM_WAIT, left, signal))) {
+        if (this.mayModify(seg)) return;
+        throw new PagerError('modified-limit', `segment ${seg.vmid}'s owner (uid ${seg.uid}) holds its share of the pool in modified pages its file systems have not written`);
+      }
+    }
+  }
+
+  /** Modified pages were written or discarded: writers waiting for room look again. */
+  roomMayHaveChanged(): void {
+    this.poolWaiters.wake(ROOM_WAIT);
+  }
+
   /**
    * A page-out of `seg` failed: every live client hears it at its next vms_iowait on the segment
    * (one flag per client and segment, so nothing grows with repeated failures).
@@ -196,7 +227,7 @@ export class Vmm {
     }
     this.pool.pushFree(f);
     this.frameEvents.wake(f);
-    this.freeWaiters.wake(FREE_WAIT);
+    this.poolWaiters.wake(FREE_WAIT);
   }
 
   /**
@@ -218,7 +249,7 @@ export class Vmm {
       if (f >= 0) return f;
       this.pageout.kick();
       const left = deadline - this.now();
-      if (left <= 0 || !(await this.freeWaiters.wait(FREE_WAIT, left, signal))) {
+      if (left <= 0 || !(await this.poolWaiters.wait(FREE_WAIT, left, signal))) {
         // One last look: a frame may have been freed just as the timer fired.
         const last = this.tryAllocateFrame();
         if (last >= 0) return last;
@@ -238,7 +269,10 @@ export class Vmm {
     const t = this.pool.table;
     const state = t.state[f];
     this.unlink(seg, pno);
-    if (this.isModified(f) && (t.flags[f] & FrameFlag.LOCKED) === 0) this.store.unreserveSlots(1, seg.vmid);
+    if (this.isModified(f) && (t.flags[f] & FrameFlag.LOCKED) === 0) {
+      this.store.unreserveSlots(1, seg.vmid);
+      this.roomMayHaveChanged();
+    }
     if (IN_IO[state]) {
       if ((t.flags[f] & FrameFlag.PAGEOUT_AGAIN) !== 0) seg.io.complete(t.queuedSeq[f]);
       t.flags[f] = (t.flags[f] & ~(FrameFlag.REMODIFIED | FrameFlag.PAGEOUT_AGAIN | FrameFlag.FREE_AT_IO_DONE)) | FrameFlag.DISCARD;

@@ -67,9 +67,15 @@ async function rawFileSystem(socket: string, pages: number): Promise<{ raw: RawC
   return { raw, device, vmid };
 }
 
+/** A file system that answers no page-out holding half the pool modified: past the default share, its writer would wait for it. */
+const WHOLE_POOL_MODIFIABLE = { PAGERD_STRATEGY_MAX_MODIFIED_SHARE: '1' };
+
 let daemon: RunningDaemon;
 beforeAll(async () => {
-  daemon = await startDaemon({ memory: '16MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '1500' } });
+  // Half the pool for root's client segments: tests here hold up to 1024 pages modified or being
+  // written at once (512 written out and rewritten meanwhile), beside what earlier tests strand.
+  // The share itself is tested in strategy-modified-share.test.ts.
+  daemon = await startDaemon({ memory: '16MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '1500', PAGERD_STRATEGY_MAX_MODIFIED_SHARE: '0.5' } });
 });
 afterAll(async () => {
   await deleteClientSegments(daemon);
@@ -229,8 +235,8 @@ describe('client segments paged by their own file system (strategy routines)', (
     await c.close();
   });
 
-  it('a device gone strands its segments\' modified pages: up to strategy.maxStrandedPages, then ENOMEM; a new device takes them over', async () => {
-    const own = await startDaemon({ memory: '1MiB', env: { PAGERD_STRATEGY_MAX_STRANDED_PAGES: '8' } });
+  it('a device gone strands its segments\' modified pages: up to strategy.maxStrandedShare of the pool, then ENOMEM; a new device takes them over', async () => {
+    const own = await startDaemon({ memory: '1MiB', env: { PAGERD_STRATEGY_MAX_STRANDED_SHARE: '0.03125' } }); // a cap of 8 of its 256 frames
     const mounter = await own.client();
     const writer = await own.client();
     const vmid = await mounter.vmsCreate(V_CLIENT, 32 * PAGE, { device: await mounter.vmMounte(memoryFileSystem().strategy), mode: 0o666 });
@@ -359,7 +365,7 @@ describe('client segments paged by their own file system (strategy routines)', (
   });
 
   it('a device that times out with page-outs still in its socket\'s queue has its connection dropped: their pages are writable again', async () => {
-    const big = await startDaemon({ memory: '64MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '1500', PAGERD_STRATEGY_MAX_REQUEST_PAGES: '2048', PAGERD_SERVER_STALLED_DROP_MS: '60000' } });
+    const big = await startDaemon({ memory: '64MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '1500', PAGERD_STRATEGY_MAX_REQUEST_PAGES: '2048', PAGERD_SERVER_STALLED_DROP_MS: '60000', ...WHOLE_POOL_MODIFIABLE } });
     try {
       const PAGES = 8192; // 32 MiB of page-outs in requests of 8 MiB: more than the socket's buffers take
       const { raw, vmid } = await rawFileSystem(big.socket, PAGES);
@@ -384,7 +390,7 @@ describe('client segments paged by their own file system (strategy routines)', (
   });
 
   it('a strategy that answers a page-out after reading only its head, then stops reading, has its connection dropped: the pages are writable again', async () => {
-    const big = await startDaemon({ memory: '64MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '1500', PAGERD_STRATEGY_MAX_REQUEST_PAGES: '8192', PAGERD_SERVER_STALLED_DROP_MS: '60000' } });
+    const big = await startDaemon({ memory: '64MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '1500', PAGERD_STRATEGY_MAX_REQUEST_PAGES: '8192', PAGERD_SERVER_STALLED_DROP_MS: '60000', ...WHOLE_POOL_MODIFIABLE } });
     try {
       const PAGES = 8192; // one page-out request of 32 MiB: far more than the socket's buffers take
       const { raw, vmid } = await rawFileSystem(big.socket, PAGES);

@@ -1,0 +1,153 @@
+import { execFileSync, spawn } from 'node:child_process';
+import { chmodSync, chownSync, closeSync, openSync, readFileSync, rmSync, statfsSync, truncateSync } from 'node:fs';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import { UIO_READ, UIO_WRITE, V_CLIENT, V_WORKING, type PagerClient, type StrategyRequest } from '../../src/client/index.js';
+import { startDaemon } from '../support/daemon.js';
+import { isRoot } from '../support/loop-device.js';
+import { publicCopy } from '../support/public-copy.js';
+import { storeDir } from '../support/store-files.js';
+
+const PAGE = 4096;
+const MOVE_PAGES = 64;
+const uio = (buf: Uint8Array) => ({ iov: [buf], offset: 0, resid: buf.length, segflg: 0 });
+
+/** `count` pages from `first`, each filled with a byte of its own (its number and a salt). */
+function pages(first: number, count: number, salt: number): Uint8Array {
+  const out = new Uint8Array(count * PAGE);
+  for (let i = 0; i < count; i++) out.fill((first + i + salt) % 251 + 1, i * PAGE, (i + 1) * PAGE);
+  return out;
+}
+
+function frameStats(c: PagerClient): Promise<{ census: { modified: number; pageOut: number }; clientPagesHeld: Record<string, number> }> {
+  return c.stats() as never;
+}
+
+/** Writes the segment in moves of MOVE_PAGES pages up to `total`; answers the pages written and the error that stopped it, if any. */
+async function writeUntilRefused(c: PagerClient, vmid: number, total: number, salt: number): Promise<{ written: number; error?: { code?: string; reason?: string } }> {
+  for (let p = 0; p < total; p += MOVE_PAGES) {
+    try {
+      await c.vmMove(vmid, p * PAGE, MOVE_PAGES * PAGE, UIO_WRITE, uio(pages(p, MOVE_PAGES, salt)));
+    } catch (err) {
+      return { written: p, error: err as { code?: string; reason?: string } };
+    }
+  }
+  return { written: total };
+}
+
+describe("a uid's client segments hold at most strategy.maxModifiedShare of the pool in pages their file systems have not written", () => {
+  it('a slow file system: its writers are throttled by write-behind, never refused, and never hold more than the share', async () => {
+    // 1024 frames, a share of 256.
+    const daemon = await startDaemon({ memory: '4MiB', env: { PAGERD_STRATEGY_MAX_MODIFIED_SHARE: '0.25', PAGERD_MEMORY_ALLOC_TIMEOUT_MS: '5000' } });
+    const written = new Map<number, Uint8Array>();
+    // Slow writes (10 ms a request); reads at once (a move faults its pages in one by one).
+    const slow = async (io: StrategyRequest): Promise<void> => {
+      if (io.op === 'write') await new Promise((r) => setTimeout(r, 10));
+      for (let i = 0; i < io.npages; i++) {
+        if (io.op === 'write') written.set(io.page + i, Uint8Array.from(io.data.subarray(i * PAGE, (i + 1) * PAGE)));
+        else io.data.subarray(i * PAGE, (i + 1) * PAGE).set(written.get(io.page + i) ?? new Uint8Array(PAGE));
+      }
+    };
+    const fs = await daemon.client();
+    const c = await daemon.client();
+    const total = 2048; // twice the pool
+    const vmid = await fs.vmsCreate(V_CLIENT, total * PAGE, { device: await fs.vmMounte(slow), mode: 0o666 });
+    let most = 0;
+    let writing = true;
+    const sampling = (async () => {
+      while (writing) {
+        const { census } = await frameStats(c);
+        most = Math.max(most, census.modified + census.pageOut);
+        await new Promise((r) => setTimeout(r, 2));
+      }
+    })();
+    const outcome = await writeUntilRefused(c, vmid, total, 0);
+    writing = false;
+    await sampling;
+    expect(outcome).toEqual({ written: total });
+    expect(most).toBeGreaterThan(128); // the sampler saw the writes pile up
+    expect(most).toBeLessThanOrEqual(256);
+    expect(written.size).toBeGreaterThan(0); // written behind before anyone asked
+    await c.vmWritep(vmid, 0, total);
+    await c.vmsIowait(vmid);
+    expect((await frameStats(c)).clientPagesHeld).toEqual({});
+    for (let p = 0; p < total; p++) if (written.get(p)?.[0] !== (p % 251) + 1) throw new Error(`page ${p} did not reach the file system`);
+    const back = new Uint8Array(total * PAGE);
+    await c.vmMove(vmid, 0, back.length, UIO_READ, uio(back));
+    expect(Buffer.from(back).equals(Buffer.from(pages(0, total, 0)))).toBe(true);
+    await c.vmsDelete(vmid);
+    await c.close();
+    await fs.close();
+    expect(await daemon.stop()).toBe(0);
+  }, 60_000);
+
+  it.runIf(isRoot)('map-file of another uid on a full file system: its segment holds only the share (ENOMEM modified-limit past it), other clients page on, and it writes everything once space returns', async () => {
+    const PUBLIC = publicCopy(['@commander-js/extra-typings', 'commander', 'zod', 'cli-progress', 'fs-ext']);
+    const stateDir = storeDir('pagerd-share-');
+    chmodSync(stateDir, 0o755);
+    const socket = join(stateDir, 'run', 'pagerd.sock');
+    // 2048 frames, a share of 512; page-outs fail fast, so a refused writer waits 1 s.
+    const daemon = await startDaemon({ stateDir, socket, memory: '8MiB', env: { PAGERD_STRATEGY_MAX_MODIFIED_SHARE: '0.25', PAGERD_MEMORY_ALLOC_TIMEOUT_MS: '1000' } });
+    const small = storeDir('pagerd-full-');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0777', 'tmpfs', small]);
+    try {
+      // A sparse 16 MiB file (4096 pages, twice the pool) on a file system filled to the last block: every page-out of it is ENOSPC.
+      const file = join(small, 'data.bin');
+      closeSync(openSync(file, 'w'));
+      truncateSync(file, 4096 * PAGE);
+      chownSync(file, 2000, 2000);
+      const filler = join(small, 'filler');
+      const { bavail, bsize } = statfsSync(small);
+      execFileSync('fallocate', ['-l', String(bavail * bsize), filler]);
+      const mapFile = spawn('setpriv', ['--reuid=2000', '--regid=0', '--clear-groups', process.execPath, join(PUBLIC, 'dist/src/cli/pagerctl.js'), '--socket', socket, '--json', 'map-file', file, '--mode', '666'], { stdio: ['ignore', 'pipe', 'pipe'] });
+      let out = '';
+      mapFile.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      let err = '';
+      mapFile.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      for (const deadline = Date.now() + 10_000; !out.includes('\n') && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+      const { vmid } = JSON.parse(out) as { vmid: number };
+
+      const c = await daemon.client();
+      const refused = await writeUntilRefused(c, vmid, 4096, 1);
+      expect(refused.error).toMatchObject({ code: 'ENOMEM', reason: 'modified-limit' });
+      expect(refused.written).toBeLessThanOrEqual(512);
+      expect((await frameStats(c)).clientPagesHeld).toEqual({ 2000: expect.any(Number) });
+      expect((await frameStats(c)).clientPagesHeld[2000]).toBeLessThanOrEqual(512);
+
+      // Another client's segment, twice the pool, pages through pagerd's store meanwhile.
+      const other = await daemon.client();
+      const working = await other.vmsCreate(V_WORKING, 4096 * PAGE);
+      expect(await writeUntilRefused(other, working, 4096, 2)).toEqual({ written: 4096 });
+      const back = new Uint8Array(4096 * PAGE);
+      await other.vmMove(working, 0, back.length, UIO_READ, uio(back));
+      expect(Buffer.from(back).equals(Buffer.from(pages(0, 4096, 2)))).toBe(true);
+      await other.close();
+
+      await c.vmWritep(vmid, 0, 4096);
+      await expect(c.vmsIowait(vmid)).rejects.toMatchObject({ code: 'ENOSPC', reason: 'file-system-error' });
+      // Space returns: the segment's pages are written, and its writers go on. (A page-out the
+      // laundry retried before the space came back may still be heard failing once.)
+      rmSync(filler);
+      let synced = false;
+      for (let attempt = 0; attempt < 3 && !synced; attempt++) {
+        await c.vmWritep(vmid, 0, 4096);
+        synced = await c.vmsIowait(vmid).then(
+          () => true,
+          () => false,
+        );
+      }
+      expect(synced).toBe(true);
+      const afterSpace = await writeUntilRefused(c, vmid, refused.written + 2 * MOVE_PAGES, 1);
+      expect(afterSpace).toEqual({ written: refused.written + 2 * MOVE_PAGES });
+      await c.close();
+      mapFile.kill('SIGINT');
+      expect(await new Promise<number | null>((resolve) => mapFile.once('exit', resolve)), err).toBe(0);
+      const onDisk = readFileSync(file);
+      expect(onDisk.subarray(0, (refused.written + 2 * MOVE_PAGES) * PAGE).equals(Buffer.from(pages(0, refused.written + 2 * MOVE_PAGES, 1)))).toBe(true);
+      expect(await daemon.stop()).toBe(0);
+    } finally {
+      await daemon.stop();
+      execFileSync('umount', ['-l', small]);
+    }
+  }, 120_000);
+});
