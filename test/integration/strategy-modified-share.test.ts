@@ -1,6 +1,7 @@
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, openSync, readFileSync, rmSync, statfsSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_CLIENT, V_WORKING, type PagerClient, type StrategyRequest } from '../../src/client/index.js';
 import { startDaemon } from '../support/daemon.js';
@@ -8,6 +9,7 @@ import { isRoot } from '../support/loop-device.js';
 import { publicCopy } from '../support/public-copy.js';
 import { storeDir } from '../support/store-files.js';
 
+const PAGERCTL = join(import.meta.dirname, '../../dist/src/cli/pagerctl.js');
 const PAGE = 4096;
 const MOVE_PAGES = 64;
 const uio = (buf: Uint8Array) => ({ iov: [buf], offset: 0, resid: buf.length, segflg: 0 });
@@ -17,6 +19,17 @@ function pages(first: number, count: number, salt: number): Uint8Array {
   const out = new Uint8Array(count * PAGE);
   for (let i = 0; i < count; i++) out.fill((first + i + salt) % 251 + 1, i * PAGE, (i + 1) * PAGE);
   return out;
+}
+
+/** The vmid a map-file process serves (its first line of --json output), and its stderr so far. */
+async function served(mapFile: ChildProcessByStdio<null, Readable, Readable>): Promise<{ vmid: number; stderr: () => string }> {
+  let out = '';
+  let err = '';
+  mapFile.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  mapFile.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  for (const deadline = Date.now() + 10_000; !out.includes('\n') && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+  if (!out.includes('\n')) throw new Error(`map-file served nothing: ${err}`);
+  return { vmid: (JSON.parse(out) as { vmid: number }).vmid, stderr: () => err };
 }
 
 function frameStats(c: PagerClient): Promise<{ census: { modified: number; pageOut: number }; clientPagesHeld: Record<string, number> }> {
@@ -81,6 +94,43 @@ describe("a uid's client segments hold at most strategy.maxModifiedShare of the 
     expect(await daemon.stop()).toBe(0);
   }, 60_000);
 
+  it('a map-file stopped (SIGSTOP) while its segment is written, then killed: it holds only the share, and the pool goes on paging for everyone else', async () => {
+    // 2048 frames, a share of 512; the stopped file system is failed after 3 s.
+    const daemon = await startDaemon({ memory: '8MiB', env: { PAGERD_STRATEGY_MAX_MODIFIED_SHARE: '0.25', PAGERD_MEMORY_ALLOC_TIMEOUT_MS: '1000', PAGERD_STRATEGY_TIMEOUT_MS: '3000' } });
+    const file = join(storeDir('pagerd-stopped-'), 'data.bin');
+    closeSync(openSync(file, 'w'));
+    truncateSync(file, 4096 * PAGE);
+    const mapFile = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, '--json', 'map-file', file, '--mode', '666'], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const { vmid } = await served(mapFile);
+    mapFile.kill('SIGSTOP');
+
+    // Another client fills the pool with modified pages of its own first: the stopped file
+    // system's pages are then modified under pressure, and laundered towards it.
+    const other = await daemon.client();
+    const working = await other.vmsCreate(V_WORKING, 4096 * PAGE);
+    const readsBack = async (salt: number): Promise<boolean> => {
+      expect(await writeUntilRefused(other, working, 4096, salt)).toEqual({ written: 4096 });
+      const back = new Uint8Array(4096 * PAGE);
+      await other.vmMove(working, 0, back.length, UIO_READ, uio(back));
+      return Buffer.from(back).equals(Buffer.from(pages(0, 4096, salt)));
+    };
+    expect(await readsBack(2)).toBe(true);
+    const c = await daemon.client();
+    const refused = await writeUntilRefused(c, vmid, 4096, 1);
+    expect(refused.error).toMatchObject({ code: 'ENOMEM', reason: 'modified-limit' });
+    expect(refused.written).toBeLessThanOrEqual(512);
+    expect(await readsBack(3)).toBe(true); // while the file system is stopped, its pages held
+
+    mapFile.kill('SIGKILL');
+    await new Promise((resolve) => mapFile.once('exit', resolve));
+    expect(await readsBack(4)).toBe(true); // its device gone, its pages stranded
+    await expect(c.vmsIowait(vmid)).rejects.toMatchObject({ code: 'EIO' });
+    await c.vmsDelete(vmid);
+    expect((await frameStats(c)).clientPagesHeld).toEqual({});
+    await Promise.all([c.close(), other.close()]);
+    expect(await daemon.stop()).toBe(0);
+  }, 60_000);
+
   it.runIf(isRoot)('map-file of another uid on a full file system: its segment holds only the share (ENOMEM modified-limit past it), other clients page on, and it writes everything once space returns', async () => {
     const PUBLIC = publicCopy(['@commander-js/extra-typings', 'commander', 'zod', 'cli-progress', 'fs-ext']);
     const stateDir = storeDir('pagerd-share-');
@@ -100,12 +150,7 @@ describe("a uid's client segments hold at most strategy.maxModifiedShare of the 
       const { bavail, bsize } = statfsSync(small);
       execFileSync('fallocate', ['-l', String(bavail * bsize), filler]);
       const mapFile = spawn('setpriv', ['--reuid=2000', '--regid=0', '--clear-groups', process.execPath, join(PUBLIC, 'dist/src/cli/pagerctl.js'), '--socket', socket, '--json', 'map-file', file, '--mode', '666'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      let out = '';
-      mapFile.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      let err = '';
-      mapFile.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      for (const deadline = Date.now() + 10_000; !out.includes('\n') && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
-      const { vmid } = JSON.parse(out) as { vmid: number };
+      const { vmid, stderr } = await served(mapFile);
 
       const c = await daemon.client();
       const refused = await writeUntilRefused(c, vmid, 4096, 1);
@@ -141,7 +186,7 @@ describe("a uid's client segments hold at most strategy.maxModifiedShare of the 
       expect(afterSpace).toEqual({ written: refused.written + 2 * MOVE_PAGES });
       await c.close();
       mapFile.kill('SIGINT');
-      expect(await new Promise<number | null>((resolve) => mapFile.once('exit', resolve)), err).toBe(0);
+      expect(await new Promise<number | null>((resolve) => mapFile.once('exit', resolve)), stderr()).toBe(0);
       const onDisk = readFileSync(file);
       expect(onDisk.subarray(0, (refused.written + 2 * MOVE_PAGES) * PAGE).equals(Buffer.from(pages(0, refused.written + 2 * MOVE_PAGES, 1)))).toBe(true);
       expect(await daemon.stop()).toBe(0);
