@@ -28,7 +28,7 @@ export const EXIT_TABLE: readonly { status: ExitStatus; name: string; meaning: s
   { status: EXIT.OK, name: 'EX_OK', meaning: 'success (pagerd: a graceful stop)' },
   { status: EXIT.SERVICE, name: 'EXIT_FAILURE', meaning: 'pagerctl: the daemon answered the request with an error' },
   { status: EXIT.USAGE, name: 'EX_USAGE', meaning: 'a bad flag or argument on the command line (size, number, mode, --memory ...)' },
-  { status: EXIT.DATAERR, name: 'EX_DATAERR', meaning: 'corruption: found by --check or verify, or refused at start-up (device and database do not belong together)' },
+  { status: EXIT.DATAERR, name: 'EX_DATAERR', meaning: "corruption: found by --check or verify, or refused at start-up (device and database do not belong together); pagerctl map-file --vmid: the segment is not the file's" },
   { status: EXIT.NOINPUT, name: 'EX_NOINPUT', meaning: 'a configured device does not exist (nothing is created)' },
   { status: EXIT.UNAVAILABLE, name: 'EX_UNAVAILABLE', meaning: 'pagerctl: the daemon cannot be reached' },
   { status: EXIT.SOFTWARE, name: 'EX_SOFTWARE', meaning: 'an internal error (a bug: an exception nothing handled)' },

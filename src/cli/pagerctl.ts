@@ -9,7 +9,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, wri
 import { dirname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { errnoNumber } from '../errors.js';
-import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, NOT_A_REGULAR_FILE, FILE_IN_USE, serveFile, type PagerClient } from '../client/index.js';
+import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, NOT_A_REGULAR_FILE, FILE_IN_USE, NOT_THE_FILES_SEGMENT, serveFile, type PagerClient } from '../client/index.js';
 import { parseSize } from '../config/tunables.js';
 import { VERSION } from '../version.js';
 import { EXIT, exitName, exitStatusHelp, exitStatusOf, type ExitStatus } from './exit-status.js';
@@ -340,17 +340,23 @@ program
 
 program
   .command('map-file')
-  .description('serve a regular file as a client segment (the reference client file system) until interrupted: prints the vmid; page-ins read the file, page-outs write it in place and fdatasync')
+  .description('serve a regular file as a client segment (the reference client file system) until interrupted: prints the vmid; page-ins read the file, page-outs write it in place and fdatasync; a paging device pagerd failed (answers too late) is replaced, and said so (with --json, a {"remounted"} line)')
   .argument('<file>', 'an existing regular file: the segment is its size, rounded up to pages')
   .addOption(new Option('--mode <octal>', 'permission bits of the segment').default(0o600, '600').argParser(octalMode))
-  .action((file: string, opts: { mode: number }) =>
+  .addOption(new Option('--vmid <vmid>', "adopt this client segment (its file system gone: the pages it held modified are written to FILE) instead of creating one; it must be of FILE's size").argParser(integer))
+  .action((file: string, opts: { mode: number; vmid?: number }) =>
     withClient(async (c) => {
       // Its page-outs read the daemon's frames where it offers them: it writes pages only as their file system.
-      const pager = await serveFile(c, file, { mode: opts.mode, sharedFrames: true }).catch((err: unknown) => {
+      const onRemount = (failed: number, mounted: number): void => {
+        if (json) process.stdout.write(`${JSON.stringify({ remounted: { failed, device: mounted } })}\n`);
+        else process.stderr.write(`pagerctl: paging device ${failed} was failed by pagerd (its answers came too late); serving on device ${mounted}\n`);
+      };
+      const pager = await serveFile(c, file, { mode: opts.mode, sharedFrames: true, vmid: opts.vmid, onRemount }).catch((err: unknown) => {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') throw new CtlError(EXIT.NOINPUT, 'no-such-file', (err as Error).message);
         if (code === NOT_A_REGULAR_FILE) throw new CtlError(EXIT.NOINPUT, 'not-a-regular-file', (err as Error).message);
         if (code === FILE_IN_USE) throw new CtlError(EXIT.TEMPFAIL, 'file-in-use', (err as Error).message);
+        if (code === NOT_THE_FILES_SEGMENT) throw new CtlError(EXIT.DATAERR, 'not-the-files-segment', (err as Error).message);
         throw err;
       });
       emit({ file, vmid: pager.vmid, device: pager.device, size: pager.size }, `serving ${file} as segment ${pager.vmid} (paging device ${pager.device}); interrupt to stop`);

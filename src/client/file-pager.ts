@@ -1,5 +1,5 @@
 import { open, stat } from 'node:fs/promises';
-import { V_CLIENT } from '../constants.js';
+import { V_CLIENT, V_STRATEGY } from '../constants.js';
 import { GroupCommit } from '../group-commit.js';
 import { lockExclusive } from '../file-lock.js';
 import { readFully, writeFully, writevFully } from '../positional-io.js';
@@ -10,19 +10,38 @@ import type { PagerClient, StrategyRequest } from './client.js';
 export const NOT_A_REGULAR_FILE = 'ENOTREGULAR';
 /** The `code` of serveFile's error for a file another serveFile (another map-file) serves already. */
 export const FILE_IN_USE = 'EBUSY';
+/** The `code` of serveFile's error for a segment to adopt that is not a client segment of the file's size (or not visible). */
+export const NOT_THE_FILES_SEGMENT = 'ESEGMENT';
+
+/** How often a file pager looks whether its paging device is still alive (strategy.timeoutMs fails one that did not answer in time). */
+const DEVICE_CHECK_MS = 1000;
 
 /** A regular file served as a client segment: its vmid and paging device, and how to stop. */
 export interface FilePager {
   vmid: number;
-  device: number;
+  /** The paging device serving it now. */
+  readonly device: number;
   /** The file's size: the segment's extent, rounded up to whole pages. */
   size: number;
   /** Strategy requests served so far. */
   readonly served: { reads: number; writes: number; datasyncs: number };
+  /** Paging devices mounted again after the daemon failed one (its strategy did not answer within strategy.timeoutMs). */
+  readonly remounts: number;
   /** Resolves once no strategy request is being served (its reads and writes of the file are done). */
   idle(): Promise<void>;
   /** Pages out every modified page (durable in the file), deletes the segment, unmounts, closes the file. A write racing the delete itself is lost. */
   stop(): Promise<void>;
+}
+
+export interface FilePagerOptions {
+  /** Permission bits of a segment it creates (default 0600). */
+  mode?: number;
+  /** Page-outs by frame reference, where the daemon offers them. */
+  sharedFrames?: boolean;
+  /** Adopt this client segment instead of creating one. */
+  vmid?: number;
+  /** Told when a failed device was replaced by a new one. */
+  onRemount?: (failed: number, mounted: number) => void;
 }
 
 /**
@@ -33,8 +52,14 @@ export interface FilePager {
  * guarantees are its own: an in-place write can tear on power loss, as any file write can. With
  * `sharedFrames`, page-outs come by frame reference where the daemon offers them (vmMounte's
  * MountOptions): then `client`'s own writes of a page being written out answer EDEADLK.
+ *
+ * With `vmid`, it adopts that client segment (one whose file system went away: its modified pages
+ * are written to this file) instead of creating one: it must be a client segment paged by a
+ * strategy routine, of the file's size rounded up to pages. A device the daemon fails while the
+ * connection stays open (this process was stopped, or too slow, past strategy.timeoutMs) is
+ * replaced: it mounts a new one and rebinds the segment to it.
  */
-export async function serveFile(client: PagerClient, path: string, options: { mode?: number; sharedFrames?: boolean } = {}): Promise<FilePager> {
+export async function serveFile(client: PagerClient, path: string, options: FilePagerOptions = {}): Promise<FilePager> {
   // Looked at before it is opened: opening a device node can have effects of its own.
   if (!(await stat(path)).isFile()) throw Object.assign(new Error(`${path} is not a regular file`), { code: NOT_A_REGULAR_FILE });
   const file = await open(path, 'r+');
@@ -78,20 +103,46 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
         if (--serving === 0) for (const wake of idleWaiters.splice(0)) wake();
       }
     };
-    const device = await client.vmMounte(strategy, { sharedFrames: options.sharedFrames === true });
-    const vmid = await client.vmsCreate(V_CLIENT, size, { device, mode: options.mode ?? 0o600 });
     const pages = Math.ceil(size / pageSize);
+    if (options.vmid !== undefined) await checkAdoptable(client, options.vmid, pages * pageSize);
+    const mount = (): Promise<number> => client.vmMounte(strategy, { sharedFrames: options.sharedFrames === true });
+    let device = await mount();
+    let remounts = 0;
+    const vmid = options.vmid ?? (await client.vmsCreate(V_CLIENT, size, { device, mode: options.mode ?? 0o600 }));
+    if (options.vmid !== undefined) {
+      await client.vmSetdevid(vmid, device);
+      if (pages > 0) await client.vmWritep(vmid, 0, pages); // what it held modified, to the file now
+    }
+    // A device failed under an open connection serves nothing more: its segment is bound to a new one.
+    let checking: Promise<void> = Promise.resolve();
+    const keepDevice = (): Promise<void> =>
+      (checking = checking.catch(() => undefined).then(async () => {
+        if ((await client.devices()).some((d) => d.id === device && d.alive)) return;
+        const old = device;
+        device = await mount();
+        await client.vmSetdevid(vmid, device);
+        remounts++;
+        options.onRemount?.(old, device);
+        await client.vmUmount(old).catch(() => undefined); // gone already once no segment is bound to it
+      }));
+    const watch = setInterval(() => keepDevice().catch(() => undefined), DEVICE_CHECK_MS).unref();
     // The file (and its lock) is let go when the stop is over, or once the connection has closed
     // and the last request is served: another server may then take the file.
     let closing: Promise<void> | undefined;
     const close = (): Promise<void> => (closing ??= file.close());
     void client.closed().then(async () => {
+      clearInterval(watch);
       while (serving > 0) await new Promise<void>((resolve) => idleWaiters.push(resolve));
       await close();
     });
     return {
       vmid,
-      device,
+      get device() {
+        return device;
+      },
+      get remounts() {
+        return remounts;
+      },
       size,
       served,
       idle: () => (serving === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve))),
@@ -100,7 +151,9 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
         // writes of other clients during the stop are written too, all but a last instant's. A
         // failure heard may be an earlier page-out's (the file system full then): its pages stay
         // modified and the next round writes them again; three failed rounds in a row end the stop.
+        clearInterval(watch);
         for (let round = 0, failedInARow = 0; round < 100; round++) {
+          await keepDevice();
           if (pages > 0) await client.vmWritep(vmid, 0, pages);
           try {
             await client.vmsIowait(vmid);
@@ -120,4 +173,18 @@ export async function serveFile(client: PagerClient, path: string, options: { mo
     await file.close();
     throw err;
   }
+}
+
+/** Refuses to adopt a segment that is not a visible client segment paged by a strategy routine, of `extent` bytes. */
+async function checkAdoptable(client: PagerClient, vmid: number, extent: number): Promise<void> {
+  const segment = (await client.segments()).find((s) => s.vmid === vmid);
+  const why =
+    segment === undefined
+      ? 'no such segment is visible'
+      : (segment.options & V_STRATEGY) === 0
+        ? 'it is not a client segment paged by a strategy routine'
+        : segment.extent !== extent
+          ? `its extent is ${segment.extent} bytes, the file's is ${extent} (its size rounded up to pages)`
+          : undefined;
+  if (why !== undefined) throw Object.assign(new Error(`segment ${vmid} cannot serve this file: ${why}`), { code: NOT_THE_FILES_SEGMENT });
 }

@@ -37,6 +37,11 @@ export function connectionDevices(parts: { devices: PagingDevices; routing: Rout
       }
       return vmid;
     },
-    list: () => devices.list().map((d) => ({ ...d, segments: d.segments.filter((vmid) => { const seg = vmm.segments.get(vmid); return seg !== undefined && ctx.maySee(seg); }) })),
+    // A uid sees its own devices (root and the daemon's user, every one), and of their segments those it may see.
+    list: () =>
+      devices
+        .list()
+        .filter((d) => d.uid === ctx.uid || ctx.mayUseWholeStore)
+        .map((d) => ({ ...d, segments: d.segments.filter((vmid) => { const seg = vmm.segments.get(vmid); return seg !== undefined && ctx.maySee(seg); }) })),
   };
 }

@@ -2,8 +2,9 @@ import { spawn } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { UIO_READ, UIO_WRITE, connect, serveFile, type PagerClient } from '../../src/client/index.js';
+import { UIO_READ, UIO_WRITE, V_WORKING, connect, serveFile, type PagerClient } from '../../src/client/index.js';
 import { startDaemon } from '../support/daemon.js';
+import { startMapFile } from '../support/map-file.js';
 import { mulberry32 } from '../support/random.js';
 import { storeDir } from '../support/store-files.js';
 
@@ -151,6 +152,79 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     expect((await c.devices()).map((d) => d.id)).toEqual([first.device]);
     await first.stop();
     expect((await second()).code).toBe(0); // it took the file, then was interrupted
+    await c.close();
+    expect(await daemon.stop()).toBe(0);
+  });
+
+  it('map-file --vmid adopts the segment of a map-file killed with modified pages: they reach the file; a segment not the file\'s exits 65', async () => {
+    const daemon = await startDaemon({ memory: '4MiB' });
+    const dir = storeDir('pagerd-adopt-');
+    const file = join(dir, 'data.bin');
+    writeFileSync(file, Buffer.alloc(16 * PAGE));
+    const first = await startMapFile(daemon.socket, file, ['--mode', '666']);
+    const c = await daemon.client();
+    await c.vmMove(first.vmid, 2 * PAGE, 2 * PAGE, UIO_WRITE, uio(new Uint8Array(2 * PAGE).fill(0x5a))); // modified, in the pool only
+    first.proc.kill('SIGKILL');
+    await first.exited;
+    await expect(c.vmsIowait(first.vmid)).resolves.toBeUndefined(); // nothing was paged out yet
+    expect(readFileSync(file).subarray(2 * PAGE, 4 * PAGE).every((b) => b === 0)).toBe(true);
+
+    const refusals: { args: string[]; why: RegExp }[] = [
+      { args: ['--vmid', String(await c.vmsCreate(V_WORKING, 16 * PAGE))], why: /not a client segment paged by a strategy routine/ },
+      { args: ['--vmid', '999999'], why: /no such segment/ },
+    ];
+    const other = join(dir, 'other.bin');
+    writeFileSync(other, Buffer.alloc(8 * PAGE));
+    refusals.push({ args: ['--vmid', String(first.vmid)], why: /its extent is 65536 bytes, the file's is 32768/ });
+    for (const { args, why } of refusals) {
+      const refused = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, 'map-file', why.source.includes('extent') ? other : file, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+      let err = '';
+      refused.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      expect(await new Promise((resolve) => refused.once('exit', resolve)), err).toBe(65);
+      expect(err).toMatch(why);
+    }
+
+    const second = await startMapFile(daemon.socket, file, ['--vmid', String(first.vmid)]);
+    expect(second.vmid).toBe(first.vmid);
+    for (const deadline = Date.now() + 5000; readFileSync(file)[2 * PAGE] !== 0x5a && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+    expect(readFileSync(file).subarray(2 * PAGE, 4 * PAGE).every((b) => b === 0x5a)).toBe(true); // written once adopted
+    await c.vmMove(first.vmid, 9 * PAGE, 10, UIO_WRITE, uio(new Uint8Array(10).fill(0x6b)));
+    second.proc.kill('SIGINT');
+    expect(await second.exited, second.stderr()).toBe(0);
+    expect(readFileSync(file).subarray(9 * PAGE, 9 * PAGE + 10).every((b) => b === 0x6b)).toBe(true);
+    expect(await c.devices()).toEqual([]);
+    await c.close();
+    expect(await daemon.stop()).toBe(0);
+  });
+
+  it('a map-file stopped past strategy.timeoutMs and continued mounts a new device, rebinds its segment and serves again', async () => {
+    const daemon = await startDaemon({ memory: '4MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '1000' } });
+    const file = join(storeDir('pagerd-remount-'), 'data.bin');
+    const original = Buffer.alloc(16 * PAGE);
+    for (let i = 0; i < original.length; i++) original[i] = (i * 7) & 0xff;
+    writeFileSync(file, original);
+    const pager = await startMapFile(daemon.socket, file, ['--mode', '666']);
+    const c = await daemon.client();
+    const read = (pno: number): Promise<Buffer> => {
+      const into = new Uint8Array(PAGE);
+      return c.vmMove(pager.vmid, pno * PAGE, PAGE, UIO_READ, uio(into)).then(() => Buffer.from(into));
+    };
+    expect((await read(0)).equals(original.subarray(0, PAGE))).toBe(true);
+    pager.proc.kill('SIGSTOP');
+    await expect(read(1)).rejects.toMatchObject({ code: 'EIO', reason: 'device-gone' });
+    const [failed] = await c.devices();
+    expect(failed.alive).toBe(false);
+    pager.proc.kill('SIGCONT');
+    for (const deadline = Date.now() + 5000; !(await c.devices()).some((d) => d.alive) && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 50));
+    const [serving] = await c.devices();
+    expect(serving).toMatchObject({ alive: true, segments: [pager.vmid] });
+    expect(serving.id).not.toBe(failed.id);
+    expect((await read(1)).equals(original.subarray(PAGE, 2 * PAGE))).toBe(true);
+    await c.vmMove(pager.vmid, 3 * PAGE, 4, UIO_WRITE, uio(new Uint8Array(4).fill(0xee)));
+    pager.proc.kill('SIGINT');
+    expect(await pager.exited, pager.stderr()).toBe(0);
+    expect(pager.stdout().trim().split('\n').slice(1).map((line) => JSON.parse(line))).toEqual([{ remounted: { failed: failed.id, device: serving.id } }]);
+    expect(readFileSync(file).subarray(3 * PAGE, 3 * PAGE + 4).every((b) => b === 0xee)).toBe(true);
     await c.close();
     expect(await daemon.stop()).toBe(0);
   });

@@ -19,7 +19,7 @@ function runAs(uid: number, gid: number, args: string[]): Record<string, unknown
 }
 
 describe('isolation between uids', () => {
-  it.runIf(isRoot)("another uid can neither bind to, unmount nor rebind onto a uid's paging device, nor rebind its client segment", async () => {
+  it.runIf(isRoot)("another uid can neither bind to, unmount nor rebind onto a uid's paging device, nor rebind its client segment, nor see it listed", async () => {
     const stateDir = storeDir('pagerd-iso-dev-');
     chmodSync(stateDir, 0o755);
     const socket = join(stateDir, 'run', 'pagerd.sock');
@@ -34,6 +34,7 @@ describe('isolation between uids', () => {
         unmountTheirs: { code: 'EINVAL', reason: 'no-such-device' },
         rebindMineOntoTheirs: { code: 'EINVAL', reason: 'no-such-device' },
         rebindTheirsOntoMine: { code: 'EACCES', reason: 'no-write-access' },
+        devicesListed: [device + 1], // its own only
       });
       expect(await owner.devices()).toEqual(expect.arrayContaining([expect.objectContaining({ id: device, uid: 0, segments: [vmid] })]));
       await owner.close();

@@ -1,15 +1,14 @@
-import { execFileSync, spawn, type ChildProcessByStdio } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { chmodSync, chownSync, closeSync, openSync, readFileSync, rmSync, statfsSync, truncateSync } from 'node:fs';
 import { join } from 'node:path';
-import type { Readable } from 'node:stream';
 import { describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_CLIENT, V_WORKING, type PagerClient, type StrategyRequest } from '../../src/client/index.js';
 import { startDaemon } from '../support/daemon.js';
 import { isRoot } from '../support/loop-device.js';
+import { startMapFile } from '../support/map-file.js';
 import { publicCopy } from '../support/public-copy.js';
 import { storeDir } from '../support/store-files.js';
 
-const PAGERCTL = join(import.meta.dirname, '../../dist/src/cli/pagerctl.js');
 const PAGE = 4096;
 const MOVE_PAGES = 64;
 const uio = (buf: Uint8Array) => ({ iov: [buf], offset: 0, resid: buf.length, segflg: 0 });
@@ -19,17 +18,6 @@ function pages(first: number, count: number, salt: number): Uint8Array {
   const out = new Uint8Array(count * PAGE);
   for (let i = 0; i < count; i++) out.fill((first + i + salt) % 251 + 1, i * PAGE, (i + 1) * PAGE);
   return out;
-}
-
-/** The vmid a map-file process serves (its first line of --json output), and its stderr so far. */
-async function served(mapFile: ChildProcessByStdio<null, Readable, Readable>): Promise<{ vmid: number; stderr: () => string }> {
-  let out = '';
-  let err = '';
-  mapFile.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  mapFile.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  for (const deadline = Date.now() + 10_000; !out.includes('\n') && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
-  if (!out.includes('\n')) throw new Error(`map-file served nothing: ${err}`);
-  return { vmid: (JSON.parse(out) as { vmid: number }).vmid, stderr: () => err };
 }
 
 function frameStats(c: PagerClient): Promise<{ census: { modified: number; pageOut: number }; clientPagesHeld: Record<string, number> }> {
@@ -100,8 +88,7 @@ describe("a uid's client segments hold at most strategy.maxModifiedShare of the 
     const file = join(storeDir('pagerd-stopped-'), 'data.bin');
     closeSync(openSync(file, 'w'));
     truncateSync(file, 4096 * PAGE);
-    const mapFile = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, '--json', 'map-file', file, '--mode', '666'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    const { vmid } = await served(mapFile);
+    const { proc: mapFile, vmid } = await startMapFile(daemon.socket, file, ['--mode', '666']);
     mapFile.kill('SIGSTOP');
 
     // Another client fills the pool with modified pages of its own first: the stopped file
@@ -149,8 +136,8 @@ describe("a uid's client segments hold at most strategy.maxModifiedShare of the 
       const filler = join(small, 'filler');
       const { bavail, bsize } = statfsSync(small);
       execFileSync('fallocate', ['-l', String(bavail * bsize), filler]);
-      const mapFile = spawn('setpriv', ['--reuid=2000', '--regid=0', '--clear-groups', process.execPath, join(PUBLIC, 'dist/src/cli/pagerctl.js'), '--socket', socket, '--json', 'map-file', file, '--mode', '666'], { stdio: ['ignore', 'pipe', 'pipe'] });
-      const { vmid, stderr } = await served(mapFile);
+      const asAnotherUid = ['setpriv', '--reuid=2000', '--regid=0', '--clear-groups', process.execPath, join(PUBLIC, 'dist/src/cli/pagerctl.js')];
+      const { proc: mapFile, vmid, stderr, exited } = await startMapFile(socket, file, ['--mode', '666'], asAnotherUid);
 
       const c = await daemon.client();
       const refused = await writeUntilRefused(c, vmid, 4096, 1);
@@ -186,7 +173,7 @@ describe("a uid's client segments hold at most strategy.maxModifiedShare of the 
       expect(afterSpace).toEqual({ written: refused.written + 2 * MOVE_PAGES });
       await c.close();
       mapFile.kill('SIGINT');
-      expect(await new Promise<number | null>((resolve) => mapFile.once('exit', resolve)), stderr()).toBe(0);
+      expect(await exited, stderr()).toBe(0);
       const onDisk = readFileSync(file);
       expect(onDisk.subarray(0, (refused.written + 2 * MOVE_PAGES) * PAGE).equals(Buffer.from(pages(0, refused.written + 2 * MOVE_PAGES, 1)))).toBe(true);
       expect(await daemon.stop()).toBe(0);

@@ -1,7 +1,7 @@
 /**
  * Run as another uid (setpriv) by the isolation test: tries to use, unmount and rebind onto
  * another uid's paging device, and to rebind that uid's client segment, and prints what each
- * attempt answered, as JSON.
+ * attempt answered, and the devices it is shown, as JSON.
  *
  *   node strategy-stranger.js SOCKET THEIR_DEVICE THEIR_VMID
  */
@@ -29,6 +29,7 @@ process.stdout.write(
     unmountTheirs: await outcome(() => c.vmUmount(theirDevice)),
     rebindMineOntoTheirs: await outcome(() => c.vmSetdevid(myVmid, theirDevice)),
     rebindTheirsOntoMine: await outcome(() => c.vmSetdevid(theirVmid, mine)),
+    devicesListed: (await c.devices()).map((d) => d.id),
   })}\n`,
 );
 await c.close();

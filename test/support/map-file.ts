@@ -1,0 +1,35 @@
+import { spawn, type ChildProcessByStdio } from 'node:child_process';
+import { join } from 'node:path';
+import type { Readable } from 'node:stream';
+
+export const PAGERCTL = join(import.meta.dirname, '../../dist/src/cli/pagerctl.js');
+
+export interface MapFileProcess {
+  proc: ChildProcessByStdio<null, Readable, Readable>;
+  /** The segment it serves (its first line of --json output). */
+  vmid: number;
+  /** Its output so far: the served line, then a line for each event (remounted). */
+  stdout(): string;
+  stderr(): string;
+  /** Resolves with its exit code. */
+  exited: Promise<number | null>;
+}
+
+/**
+ * Starts `pagerctl --json map-file FILE ...args` and waits until it serves: answers its vmid.
+ * `command` runs pagerctl (default: this Node on the checkout's; setpriv's prefix for another uid).
+ * Throws with its stderr if it exits first.
+ */
+export async function startMapFile(socket: string, file: string, args: string[] = [], command: string[] = [process.execPath, PAGERCTL]): Promise<MapFileProcess> {
+  const proc = spawn(command[0], [...command.slice(1), '--socket', socket, '--json', 'map-file', file, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  proc.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', resolve));
+  let gone = false;
+  void exited.then(() => (gone = true));
+  for (const deadline = Date.now() + 10_000; !out.includes('\n') && !gone && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+  if (!out.includes('\n')) throw new Error(`map-file served nothing: ${err}`);
+  return { proc, vmid: (JSON.parse(out) as { vmid: number }).vmid, stdout: () => out, stderr: () => err, exited };
+}
