@@ -109,7 +109,7 @@ export const REASONS = {
   'stranded-pages': { code: 'ENOMEM', text: "the segment's paging device is gone, and segments without a live device already hold their share (strategy.maxStrandedShare) of the pool in modified pages" },
   'modified-limit': {
     code: 'ENOMEM',
-    text: "the segment's owner holds its share (strategy.maxModifiedShare) of the pool in client-segment pages its file systems have not written, and their page-outs made no room within memory.allocTimeoutMs",
+    text: "the segment's owner holds its share (strategy.maxModifiedShare) of the pool in client-segment pages its file systems have not written, or all client segments theirs (strategy.maxModifiedTotalShare), and their page-outs made no room within memory.allocTimeoutMs",
   },
   'deadlock': { code: 'EDEADLK', text: "the call would wait on a page its own connection's strategy routine is reading in, or writing out from its frame, right now" },
   'device-gone': { code: 'EIO', text: "the paging device's connection closed, or its strategy did not answer within strategy.timeoutMs" },

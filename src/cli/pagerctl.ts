@@ -9,7 +9,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, wri
 import { dirname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { errnoNumber } from '../errors.js';
-import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, NOT_A_REGULAR_FILE, FILE_IN_USE, NOT_THE_FILES_SEGMENT, serveFile, type PagerClient } from '../client/index.js';
+import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, NOT_A_REGULAR_FILE, FILE_IN_USE, NOT_THE_FILES_SEGMENT, SEGMENT_IN_USE, serveFile, type PagerClient } from '../client/index.js';
 import { parseSize } from '../config/tunables.js';
 import { VERSION } from '../version.js';
 import { EXIT, exitName, exitStatusHelp, exitStatusOf, type ExitStatus } from './exit-status.js';
@@ -340,33 +340,49 @@ program
 
 program
   .command('map-file')
-  .description('serve a regular file as a client segment (the reference client file system) until interrupted: prints the vmid; page-ins read the file, page-outs write it in place and fdatasync; a paging device pagerd failed (answers too late) is replaced, and said so (with --json, a {"remounted"} line)')
+  .description('serve a regular file as a client segment (the reference client file system) until interrupted: prints the vmid; page-ins read the file, page-outs write it in place and fdatasync; a paging device pagerd failed (answers too late) is replaced, and said so (with --json, a {"remounted"} line); exits 69 if its segment is taken from it')
   .argument('<file>', 'an existing regular file: the segment is its size, rounded up to pages')
   .addOption(new Option('--mode <octal>', 'permission bits of the segment').default(0o600, '600').argParser(octalMode))
-  .addOption(new Option('--vmid <vmid>', "adopt this client segment (its file system gone: the pages it held modified are written to FILE) instead of creating one; it must be of FILE's size").argParser(integer))
+  .addOption(new Option('--vmid <vmid>', "adopt this client segment (its file system gone: the pages it held modified are written to FILE) instead of creating one; it must be of FILE's size, and served by no live device").argParser(integer))
   .action((file: string, opts: { mode: number; vmid?: number }) =>
     withClient(async (c) => {
-      // Its page-outs read the daemon's frames where it offers them: it writes pages only as their file system.
-      const onRemount = (failed: number, mounted: number): void => {
-        if (json) process.stdout.write(`${JSON.stringify({ remounted: { failed, device: mounted } })}\n`);
-        else process.stderr.write(`pagerctl: paging device ${failed} was failed by pagerd (its answers came too late); serving on device ${mounted}\n`);
+      // Events while it serves: a line on stderr, or with --json a JSON line on stdout.
+      const tell = (event: string, detail: object, text: string): void => {
+        if (json) process.stdout.write(`${JSON.stringify({ [event]: detail })}\n`);
+        else process.stderr.write(`pagerctl: ${text}\n`);
       };
-      const pager = await serveFile(c, file, { mode: opts.mode, sharedFrames: true, vmid: opts.vmid, onRemount }).catch((err: unknown) => {
+      let lost: ((err: Error) => void) | undefined;
+      const taken = new Promise<Error>((resolve) => (lost = resolve));
+      // Its page-outs read the daemon's frames where it offers them: it writes pages only as their file system.
+      const pager = await serveFile(c, file, {
+        mode: opts.mode,
+        sharedFrames: true,
+        vmid: opts.vmid,
+        onRemount: (failed, device) => tell('remounted', { failed, device }, `paging device ${failed} was failed by pagerd (its answers came too late); serving on device ${device}`),
+        onAdoptedNotWritten: (err) => tell('notWritten', { message: err.message }, `the pages segment ${opts.vmid} held could not all be written to ${file} yet (${err.message}); they stay modified and are written again`),
+        onLost: (err) => lost!(err),
+      }).catch((err: unknown) => {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') throw new CtlError(EXIT.NOINPUT, 'no-such-file', (err as Error).message);
         if (code === NOT_A_REGULAR_FILE) throw new CtlError(EXIT.NOINPUT, 'not-a-regular-file', (err as Error).message);
         if (code === FILE_IN_USE) throw new CtlError(EXIT.TEMPFAIL, 'file-in-use', (err as Error).message);
+        if (code === SEGMENT_IN_USE) throw new CtlError(EXIT.TEMPFAIL, 'segment-in-use', (err as Error).message);
         if (code === NOT_THE_FILES_SEGMENT) throw new CtlError(EXIT.DATAERR, 'not-the-files-segment', (err as Error).message);
         throw err;
       });
       emit({ file, vmid: pager.vmid, device: pager.device, size: pager.size }, `serving ${file} as segment ${pager.vmid} (paging device ${pager.device}); interrupt to stop`);
-      const gone = await new Promise<Error | undefined>((resolve) => {
+      const ended = await new Promise<CtlError | undefined>((resolve) => {
         process.once('SIGINT', () => resolve(undefined));
         process.once('SIGTERM', () => resolve(undefined));
-        void c.closed().then(resolve);
+        void c.closed().then((err) => resolve(new CtlError(EXIT.UNAVAILABLE, 'unreachable', `pagerd closed the connection: ${err.message}`)));
+        void taken.then((err) => resolve(new CtlError(EXIT.UNAVAILABLE, 'segment-taken', err.message)));
       });
-      if (gone !== undefined) throw new CtlError(EXIT.UNAVAILABLE, 'unreachable', `pagerd closed the connection: ${gone.message}`);
-      await pager.stop(); // every modified page written to the file and synced first
+      if (ended !== undefined) throw ended;
+      // Every modified page written to the file and synced first; what cannot be stays in pagerd.
+      await pager.stop().catch((err: unknown) => {
+        const why = err instanceof PagerError ? `${err.code} (${err.reason}): ${err.detail}` : (err as Error).message;
+        throw new CtlError(EXIT.IOERR, 'not-written', `segment ${pager.vmid}'s modified pages could not all be written to ${file}: ${why}; they stay in pagerd (pagerctl map-file ${file} --vmid ${pager.vmid} writes them once the cause is fixed)`);
+      });
     }),
   );
 

@@ -56,6 +56,8 @@ export interface SegmentInfo {
   residentPages: number;
   /** The paging device of a client segment bound to one (vmsCreate with a device, vmSetdevid); else null. */
   device: number | null;
+  /** True while that device's connection is open and its strategy answers in time. */
+  deviceLive: boolean;
 }
 
 /** vmsCreate's options as an object: AIX option bits, mode, and the paging device of a client segment. */

@@ -12,6 +12,8 @@ export const NOT_A_REGULAR_FILE = 'ENOTREGULAR';
 export const FILE_IN_USE = 'EBUSY';
 /** The `code` of serveFile's error for a segment to adopt that is not a client segment of the file's size (or not visible). */
 export const NOT_THE_FILES_SEGMENT = 'ESEGMENT';
+/** The `code` of serveFile's error for a segment to adopt that a live paging device serves (another map-file, say). */
+export const SEGMENT_IN_USE = 'ESEGMENTBUSY';
 
 /** How often a file pager looks whether its paging device is still alive (strategy.timeoutMs fails one that did not answer in time). */
 const DEVICE_CHECK_MS = 1000;
@@ -42,6 +44,10 @@ export interface FilePagerOptions {
   vmid?: number;
   /** Told when a failed device was replaced by a new one. */
   onRemount?: (failed: number, mounted: number) => void;
+  /** Told (once) when the segment was taken from it: rebound to another device, or deleted. It serves it no more. */
+  onLost?: (reason: Error) => void;
+  /** Told when the pages an adopted segment held could not all be written at once (they stay modified, written again later). */
+  onAdoptedNotWritten?: (reason: Error) => void;
 }
 
 /**
@@ -111,13 +117,24 @@ export async function serveFile(client: PagerClient, path: string, options: File
     const vmid = options.vmid ?? (await client.vmsCreate(V_CLIENT, size, { device, mode: options.mode ?? 0o600 }));
     if (options.vmid !== undefined) {
       await client.vmSetdevid(vmid, device);
-      if (pages > 0) await client.vmWritep(vmid, 0, pages); // what it held modified, to the file now
+      // What it held modified, to the file now.
+      if (pages > 0) await client.vmWritep(vmid, 0, pages);
+      client.vmsIowait(vmid).catch((err: unknown) => options.onAdoptedNotWritten?.(err as Error));
     }
     // A device failed under an open connection serves nothing more: its segment is bound to a new one.
     let checking: Promise<void> = Promise.resolve();
+    let lost = false;
     const keepDevice = (): Promise<void> =>
       (checking = checking.catch(() => undefined).then(async () => {
-        if ((await client.devices()).some((d) => d.id === device && d.alive)) return;
+        if (lost) return;
+        const mine = (await client.devices()).find((d) => d.id === device);
+        if (mine !== undefined && mine.alive && !mine.segments.includes(vmid)) {
+          lost = true;
+          clearInterval(watch);
+          options.onLost?.(new Error(`segment ${vmid} was taken from paging device ${device} (rebound by another program, or deleted)`));
+          return;
+        }
+        if (mine?.alive === true) return;
         const old = device;
         device = await mount();
         await client.vmSetdevid(vmid, device);
@@ -175,9 +192,10 @@ export async function serveFile(client: PagerClient, path: string, options: File
   }
 }
 
-/** Refuses to adopt a segment that is not a visible client segment paged by a strategy routine, of `extent` bytes. */
+/** Refuses to adopt a segment a live device serves, or one that is not a visible client segment paged by a strategy routine, of `extent` bytes. */
 async function checkAdoptable(client: PagerClient, vmid: number, extent: number): Promise<void> {
   const segment = (await client.segments()).find((s) => s.vmid === vmid);
+  if (segment?.deviceLive === true) throw Object.assign(new Error(`segment ${vmid} is served by live paging device ${segment.device} (another map-file?): stop that one first`), { code: SEGMENT_IN_USE });
   const why =
     segment === undefined
       ? 'no such segment is visible'

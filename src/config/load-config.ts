@@ -47,7 +47,7 @@ export function configError(config: Config, key: TunableKey, problem: string): C
 function fromEnv(key: TunableKey, text: string): unknown {
   const t = TUNABLES[key].default;
   if (typeof t === 'boolean') return text === '1' || text.toLowerCase() === 'true' ? true : text === '0' || text.toLowerCase() === 'false' ? false : text;
-  if (typeof t === 'number' && /^-?\d+(\.\d+)?$/.test(text)) return Number(text);
+  if (typeof t === 'number' && /^-?(\d+(\.\d+)?|\.\d+)$/.test(text)) return Number(text);
   if (key === 'memory.size' || key === 'store.createBytes' || key === 'server.maxQueuedBytes' || key === 'server.maxQueuedBytesTotal' || key === 'server.maxPayloadBytes') {
     return /^\d+$/.test(text) ? Number(text) : text;
   }

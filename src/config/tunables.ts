@@ -146,6 +146,12 @@ export const TUNABLES = {
       "most of the pool one uid's client segments may hold in pages modified or being written out (only their file systems can give those frames back); past it that uid's writers wait for write-behind up to memory.allocTimeoutMs, then ENOMEM",
     schema: z.number().gt(0).lte(1),
   },
+  'strategy.maxModifiedTotalShare': {
+    unit: 'fraction of the frame pool',
+    default: 0.5,
+    description: "most of the pool all client segments together may hold in pages modified or being written out (the rest stays pagerd's own store's); past it their writers wait as past strategy.maxModifiedShare",
+    schema: z.number().gt(0).lte(1),
+  },
   'strategy.maxStrandedShare': {
     unit: 'fraction of the frame pool',
     default: 0.125,

@@ -151,6 +151,7 @@ export class Daemon {
         maxRequestPages: config['strategy.maxRequestPages'],
         maxStrandedPages: share(config['strategy.maxStrandedShare']),
         maxHeldPerUid: share(config['strategy.maxModifiedShare']),
+        maxHeldTotal: share(config['strategy.maxModifiedTotalShare']),
       });
       const vmm = await Vmm.open(routing, {
         frames,
@@ -340,7 +341,7 @@ export class Daemon {
   private segmentsVisibleTo(ctx: ClientContext): object[] {
     return [...this.vmm.segments.values()]
       .filter((s) => ctx.maySee(s))
-      .map((s) => ({ ...s.record, residentPages: s.pages.size, device: this.paging.devices.deviceOf(s.vmid) ?? null }));
+      .map((s) => ({ ...s.record, residentPages: s.pages.size, device: this.paging.devices.deviceOf(s.vmid) ?? null, deviceLive: this.paging.devices.live(s.vmid) }));
   }
 
   private async verify(ctx: ClientContext, after: { vmid: number; pno: number }, limit: number): Promise<object> {

@@ -22,9 +22,9 @@ export function connectionDevices(parts: { devices: PagingDevices; routing: Rout
       const seg = vmm.segments.get(vmid);
       if (seg === undefined || !ctx.maySee(seg)) throw new PagerError('no-such-segment');
       if (!routing.pagedByStrategy(vmid)) throw new PagerError('not-client-segment', 'only a client segment created on a paging device can be rebound');
-      // Only the owner's uid (or root) rebinds, and only to a device of the owner's uid.
+      // Only the owner's uid (or root) rebinds, and only to a device of the owner's uid (or root's, by root).
       if (ctx.uid !== seg.uid && ctx.uid !== 0) throw new PagerError('no-write-access', "only the segment owner's uid, or root, may rebind it");
-      devices.bind(vmid, seg.uid, device);
+      devices.bind(vmid, seg.uid, device, ctx.uid === 0);
     },
     async createOn(type, size, options, mode, device) {
       devices.bindable(device, ctx.uid); // checked before anything is created

@@ -139,21 +139,25 @@ export class PagingDevices {
 
   /**
    * Binds segment `vmid` (owned by `segmentUid`) to device `id` (vm_setdevid, and at creation):
-   * the device must be live and mounted by a connection of the segment owner's uid, so no client
-   * makes another uid's file system serve or receive its pages. I/O already sent completes on the
+   * the device must be live and mounted by a connection of the segment owner's uid (or of root,
+   * when root binds it), so no client makes another uid's file system serve or receive its pages. I/O already sent completes on the
    * old device; later I/O goes to the new one.
    */
-  bind(vmid: number, segmentUid: number, id: number): void {
-    const device = this.bindable(id, segmentUid);
+  bind(vmid: number, segmentUid: number, id: number, byRoot = false): void {
+    const device = this.bindable(id, segmentUid, byRoot);
     this.unbind(vmid);
     device.segments.add(vmid);
     this.byVmid.set(vmid, device);
   }
 
-  /** Device `id` if a segment of uid `segmentUid` may be bound to it: live, and mounted by a connection of that uid. */
-  bindable(id: number, segmentUid: number): Device {
+  /**
+   * Device `id` if a segment of uid `segmentUid` may be bound to it: live, and mounted by a
+   * connection of that uid, or (when root binds, `byRoot`) of root.
+   */
+  bindable(id: number, segmentUid: number, byRoot = false): Device {
     const device = this.devices.get(id);
-    if (device === undefined || !device.alive || device.owner.uid !== segmentUid) throw new PagerError('no-such-device', `no live paging device ${id} of uid ${segmentUid}`);
+    const mayServe = device !== undefined && (device.owner.uid === segmentUid || (byRoot && device.owner.uid === 0));
+    if (!mayServe || !device.alive) throw new PagerError('no-such-device', `no live paging device ${id} of uid ${segmentUid}${byRoot ? ' or root' : ''}`);
     return device;
   }
 

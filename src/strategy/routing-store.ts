@@ -27,9 +27,10 @@ export class RoutingStore implements BackingStore {
   /**
    * Pages of each uid's strategy segments that are modified or being written out: frames only
    * those segments' file systems can give back (by writing them), so a uid holds at most
-   * maxHeldPerUid of them, whatever its file systems do.
+   * maxHeldPerUid of them, and all uids together maxHeldTotal, whatever their file systems do.
    */
   private readonly held = new Map<number, number>();
+  private heldTotal = 0;
 
   constructor(
     private readonly inner: BackingStore,
@@ -41,6 +42,8 @@ export class RoutingStore implements BackingStore {
       maxStrandedPages: number;
       /** Most pages one uid's strategy segments may hold modified or being written out (mayModify). */
       maxHeldPerUid: number;
+      /** Most pages all strategy segments together may hold so (the rest of the pool is pagerd's store's). */
+      maxHeldTotal: number;
     },
   ) {}
 
@@ -176,13 +179,15 @@ export class RoutingStore implements BackingStore {
 
   /**
    * False while strategy segment `vmid`'s owner holds maxHeldPerUid pages modified or being
-   * written out (false for every one of that uid's strategy segments then): a new modified page
-   * must wait for page-outs, so one client's file system, failing or slow, never holds more of
-   * the pool than that. True for every other segment.
+   * written out, or all strategy segments together maxHeldTotal (false for every segment sharing
+   * the limit then): a new modified page must wait for page-outs, so no client's file system,
+   * failing, gone or slow, holds more of the pool than that, nor all of them more than theirs.
+   * True for every other segment.
    */
   mayModify(vmid: number): boolean {
     const uid = this.owners.get(vmid);
-    return uid === undefined || this.deleted.has(vmid) || (this.held.get(uid) ?? 0) < this.limits.maxHeldPerUid;
+    if (uid === undefined || this.deleted.has(vmid)) return true;
+    return this.heldTotal < this.limits.maxHeldTotal && (this.held.get(uid) ?? 0) < this.limits.maxHeldPerUid;
   }
 
   /** Pages each uid's strategy segments hold modified or being written out (for stats). */
@@ -204,5 +209,6 @@ export class RoutingStore implements BackingStore {
     const n = (this.held.get(uid) ?? 0) + by;
     if (n > 0) this.held.set(uid, n);
     else this.held.delete(uid);
+    this.heldTotal += by;
   }
 }

@@ -33,7 +33,7 @@ export class Pageout {
    * being laundered: one failing file system must not stop the laundry of the rest.
    */
   private readonly backoff = new Map<number, { ms: number; until: number }>();
-  /** Pages of each uid's write-behind not settled yet (at most one write-behind per uid at a time). */
+  /** Pages of each uid's write-behind not settled yet (at most one per uid at a time). */
   private readonly writingBehind = new Map<number, number>();
 
   constructor(private readonly vmm: Vmm) {}
@@ -101,27 +101,29 @@ export class Pageout {
   }
 
   /**
-   * Write-behind of a uid whose segments are at the store's limit of modified pages
-   * (BackingStore.mayModify): starts page-out of every modified page of those segments that can
-   * be paged out, in batches of pageoutBatchPages (room comes back batch by batch). One at a time
-   * per uid: until its pages settle, writers wait for them instead of scanning again.
+   * Write-behind for writers waiting for room (BackingStore.mayModify): starts page-out of every
+   * modified page of the segments at the store's limit that can be paged out, in batches of
+   * pageoutBatchPages (room comes back batch by batch). One at a time per uid: while a uid's
+   * pages of the last one are unsettled, its writers wait for them instead of scanning again.
    */
-  writeBehind(uid: number): void {
+  writeBehind(): void {
     const vmm = this.vmm;
-    if (this.writingBehind.has(uid)) return;
     const t = vmm.pool.table;
-    const frames: number[] = [];
+    const byUid = new Map<number, number[]>();
     for (const seg of vmm.segments.values()) {
-      if (seg.uid !== uid || vmm.mayModify(seg) || vmm.store.mayPageOut?.(seg.vmid) === false) continue;
+      if (this.writingBehind.has(seg.uid) || vmm.mayModify(seg) || vmm.store.mayPageOut?.(seg.vmid) === false) continue;
+      let frames = byUid.get(seg.uid);
       seg.pages.forEachInRange(0, seg.pageCount, (_pno, f) => {
         if (t.state[f] !== PageState.MODIFIED) return;
         t.flags[f] |= FrameFlag.WRITE_BEHIND;
+        if (frames === undefined) byUid.set(seg.uid, (frames = []));
         frames.push(f);
       });
     }
-    if (frames.length === 0) return;
-    this.writingBehind.set(uid, frames.length);
-    for (let i = 0; i < frames.length; i += vmm.options.pageoutBatchPages) this.start(frames.slice(i, i + vmm.options.pageoutBatchPages));
+    for (const [uid, frames] of byUid) {
+      this.writingBehind.set(uid, frames.length);
+      for (let i = 0; i < frames.length; i += vmm.options.pageoutBatchPages) this.start(frames.slice(i, i + vmm.options.pageoutBatchPages));
+    }
   }
 
   private unpin(batch: readonly InFlight[]): void {

@@ -142,20 +142,20 @@ export class Vmm {
   }
 
   /**
-   * Waits until `seg` may have another modified page. Its owner's modified pages are at the
-   * store's limit: a write-behind of them starts (Pageout.writeBehind), and the wait ends as
+   * Waits until `seg` may have another modified page. Segments like it are at the store's limit
+   * of modified pages: a write-behind of theirs starts (Pageout.writeBehind), and the wait ends as
    * their page-outs complete; ENOMEM (modified-limit) if none made room within allocTimeoutMs
-   * (the file system is failing them, or too slow).
+   * (their file systems fail them, are gone, or are that slow).
    */
   async roomToModify(seg: Segment, signal?: AbortSignal): Promise<void> {
     if (this.mayModify(seg)) return;
     const deadline = this.now() + this.options.allocTimeoutMs;
-    this.pageout.writeBehind(seg.uid);
+    this.pageout.writeBehind();
     while (!this.mayModify(seg)) {
       const left = deadline - this.now();
       if (left <= 0 || !(await this.poolWaiters.wait(ROOM_WAIT, left, signal))) {
         if (this.mayModify(seg)) return;
-        throw new PagerError('modified-limit', `segment ${seg.vmid}'s owner (uid ${seg.uid}) holds its share of the pool in modified pages its file systems have not written`);
+        throw new PagerError('modified-limit', `client segments of uid ${seg.uid} (segment ${seg.vmid}'s owner), or of all uids, hold their share of the pool in modified pages their file systems have not written`);
       }
     }
   }

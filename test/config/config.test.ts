@@ -35,6 +35,13 @@ describe('configuration', () => {
     expect(config['writeback.minAgeMs']).toBe(30);
   });
 
+  it('reads a fraction from the environment as written in the config file, a leading dot too; an integer stays digits only', () => {
+    const config = loadConfig({ env: { PAGERD_STRATEGY_MAX_MODIFIED_SHARE: '.5', PAGERD_STRATEGY_MAX_STRANDED_SHARE: '0.25' } });
+    expect(config['strategy.maxModifiedShare']).toBe(0.5);
+    expect(config['strategy.maxStrandedShare']).toBe(0.25);
+    expect(() => loadConfig({ env: { PAGERD_MEMORY_MIN_FREE: '1e3' } })).toThrow(ConfigError);
+  });
+
   it('names where a bad value came from: a flag is a usage error (64), a variable or the file a configuration error (78)', () => {
     const thrown = (options: Parameters<typeof loadConfig>[0]): ConfigError => {
       try {

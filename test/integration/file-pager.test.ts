@@ -197,6 +197,30 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     expect(await daemon.stop()).toBe(0);
   });
 
+  it('map-file --vmid of a segment a live map-file serves exits 75 and takes nothing; a map-file whose segment is rebound by another program exits 69', async () => {
+    const daemon = await startDaemon({ memory: '4MiB' });
+    const file = join(storeDir('pagerd-taken-'), 'data.bin');
+    writeFileSync(file, Buffer.alloc(16 * PAGE));
+    const serving = await startMapFile(daemon.socket, file);
+    const other = join(storeDir('pagerd-taken-'), 'other.bin');
+    writeFileSync(other, Buffer.alloc(16 * PAGE));
+    const second = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, 'map-file', other, '--vmid', String(serving.vmid)], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let err = '';
+    second.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    expect(await new Promise((resolve) => second.once('exit', resolve)), err).toBe(75);
+    expect(err).toMatch(/is served by live paging device/);
+    const c = await daemon.client();
+    const [device] = await c.devices();
+    expect(device.segments).toEqual([serving.vmid]); // still the first one's
+
+    await c.vmSetdevid(serving.vmid, await c.vmMounte(async () => undefined)); // another program takes it
+    expect(await serving.exited, serving.stderr()).toBe(69);
+    expect(serving.stderr()).toMatch(/"reason":"segment-taken"/);
+    await c.vmsDelete(serving.vmid);
+    await c.close();
+    expect(await daemon.stop()).toBe(0);
+  });
+
   it('a map-file stopped past strategy.timeoutMs and continued mounts a new device, rebinds its segment and serves again', async () => {
     const daemon = await startDaemon({ memory: '4MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '1000' } });
     const file = join(storeDir('pagerd-remount-'), 'data.bin');

@@ -82,6 +82,34 @@ describe("a uid's client segments hold at most strategy.maxModifiedShare of the 
     expect(await daemon.stop()).toBe(0);
   }, 60_000);
 
+  it('client file systems gone with modified pages hold at most strategy.maxModifiedTotalShare together: pagerd\'s own segments page on', async () => {
+    // 4096 frames; no share per uid, a quarter (1024) for all client segments together.
+    const daemon = await startDaemon({ memory: '16MiB', env: { PAGERD_STRATEGY_MAX_MODIFIED_SHARE: '1', PAGERD_STRATEGY_MAX_MODIFIED_TOTAL_SHARE: '0.25', PAGERD_MEMORY_ALLOC_TIMEOUT_MS: '500' } });
+    const stranded: number[] = [];
+    for (let i = 0; i < 5; i++) {
+      // A file system that writes its segment, pages nothing out and goes: its pages stay, modified.
+      const fs = await daemon.client();
+      const vmid = await fs.vmsCreate(V_CLIENT, 1024 * PAGE, { device: await fs.vmMounte(async () => undefined) });
+      const { error } = await writeUntilRefused(fs, vmid, 1024, i);
+      if (error !== undefined) expect(error).toMatchObject({ code: 'ENOMEM', reason: 'modified-limit' });
+      stranded.push(vmid);
+      await fs.close();
+    }
+    const c = await daemon.client();
+    const held = Object.values((await frameStats(c)).clientPagesHeld).reduce((a, b) => a + b, 0);
+    expect(held).toBeGreaterThan(512);
+    expect(held).toBeLessThanOrEqual(1024);
+    const working = await c.vmsCreate(V_WORKING, 8192 * PAGE); // twice the pool
+    expect(await writeUntilRefused(c, working, 8192, 9)).toEqual({ written: 8192 });
+    const back = new Uint8Array(8192 * PAGE);
+    await c.vmMove(working, 0, back.length, UIO_READ, uio(back));
+    expect(Buffer.from(back).equals(Buffer.from(pages(0, 8192, 9)))).toBe(true);
+    for (const vmid of stranded) await c.vmsDelete(vmid);
+    expect((await frameStats(c)).clientPagesHeld).toEqual({});
+    await c.close();
+    expect(await daemon.stop()).toBe(0);
+  }, 60_000);
+
   it('a map-file stopped (SIGSTOP) while its segment is written, then killed: it holds only the share, and the pool goes on paging for everyone else', async () => {
     // 2048 frames, a share of 512; the stopped file system is failed after 3 s.
     const daemon = await startDaemon({ memory: '8MiB', env: { PAGERD_STRATEGY_MAX_MODIFIED_SHARE: '0.25', PAGERD_MEMORY_ALLOC_TIMEOUT_MS: '1000', PAGERD_STRATEGY_TIMEOUT_MS: '3000' } });
@@ -118,7 +146,7 @@ describe("a uid's client segments hold at most strategy.maxModifiedShare of the 
     expect(await daemon.stop()).toBe(0);
   }, 60_000);
 
-  it.runIf(isRoot)('map-file of another uid on a full file system: its segment holds only the share (ENOMEM modified-limit past it), other clients page on, and it writes everything once space returns', async () => {
+  it.runIf(isRoot)('map-file of another uid on a full file system: its segment holds only the share (ENOMEM modified-limit past it), other clients page on; interrupted it exits 74, and root adopts the segment once space returns', async () => {
     const PUBLIC = publicCopy(['@commander-js/extra-typings', 'commander', 'zod', 'cli-progress', 'fs-ext']);
     const stateDir = storeDir('pagerd-share-');
     chmodSync(stateDir, 0o755);
@@ -140,6 +168,7 @@ describe("a uid's client segments hold at most strategy.maxModifiedShare of the 
       const { proc: mapFile, vmid, stderr, exited } = await startMapFile(socket, file, ['--mode', '666'], asAnotherUid);
 
       const c = await daemon.client();
+      expect((await c.segments()).find((seg) => seg.vmid === vmid)).toMatchObject({ uid: 2000, deviceLive: true });
       const refused = await writeUntilRefused(c, vmid, 4096, 1);
       expect(refused.error).toMatchObject({ code: 'ENOMEM', reason: 'modified-limit' });
       expect(refused.written).toBeLessThanOrEqual(512);
@@ -157,23 +186,18 @@ describe("a uid's client segments hold at most strategy.maxModifiedShare of the 
 
       await c.vmWritep(vmid, 0, 4096);
       await expect(c.vmsIowait(vmid)).rejects.toMatchObject({ code: 'ENOSPC', reason: 'file-system-error' });
-      // Space returns: the segment's pages are written, and its writers go on. (A page-out the
-      // laundry retried before the space came back may still be heard failing once.)
+      // Interrupted on the full file system: it cannot write them, says how to later, and leaves them in pagerd.
+      mapFile.kill('SIGINT');
+      expect(await exited, stderr()).toBe(74);
+      expect(stderr()).toContain(`--vmid ${vmid}`);
+      // Space returns: root adopts the segment (another uid's), writes what it held, and its writers go on.
       rmSync(filler);
-      let synced = false;
-      for (let attempt = 0; attempt < 3 && !synced; attempt++) {
-        await c.vmWritep(vmid, 0, 4096);
-        synced = await c.vmsIowait(vmid).then(
-          () => true,
-          () => false,
-        );
-      }
-      expect(synced).toBe(true);
+      const adopted = await startMapFile(socket, file, ['--vmid', String(vmid)]);
       const afterSpace = await writeUntilRefused(c, vmid, refused.written + 2 * MOVE_PAGES, 1);
       expect(afterSpace).toEqual({ written: refused.written + 2 * MOVE_PAGES });
       await c.close();
-      mapFile.kill('SIGINT');
-      expect(await exited, stderr()).toBe(0);
+      adopted.proc.kill('SIGINT');
+      expect(await adopted.exited, adopted.stderr()).toBe(0);
       const onDisk = readFileSync(file);
       expect(onDisk.subarray(0, (refused.written + 2 * MOVE_PAGES) * PAGE).equals(Buffer.from(pages(0, refused.written + 2 * MOVE_PAGES, 1)))).toBe(true);
       expect(await daemon.stop()).toBe(0);

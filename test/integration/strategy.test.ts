@@ -68,7 +68,7 @@ async function rawFileSystem(socket: string, pages: number): Promise<{ raw: RawC
 }
 
 /** A file system that answers no page-out holding half the pool modified: past the default share, its writer would wait for it. */
-const WHOLE_POOL_MODIFIABLE = { PAGERD_STRATEGY_MAX_MODIFIED_SHARE: '1' };
+const WHOLE_POOL_MODIFIABLE = { PAGERD_STRATEGY_MAX_MODIFIED_SHARE: '1', PAGERD_STRATEGY_MAX_MODIFIED_TOTAL_SHARE: '1' };
 
 let daemon: RunningDaemon;
 beforeAll(async () => {
