@@ -9,7 +9,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, wri
 import { dirname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { errnoNumber } from '../errors.js';
-import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, NOT_A_REGULAR_FILE, FILE_IN_USE, NOT_THE_FILES_SEGMENT, SEGMENT_IN_USE, serveFile, type PagerClient } from '../client/index.js';
+import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, NOT_A_REGULAR_FILE, FILE_IN_USE, NOT_THE_FILES_SEGMENT, SEGMENT_IN_USE, SEGMENT_TAKEN, serveFile, type PagerClient } from '../client/index.js';
 import { parseSize } from '../config/tunables.js';
 import { VERSION } from '../version.js';
 import { EXIT, exitName, exitStatusHelp, exitStatusOf, type ExitStatus } from './exit-status.js';
@@ -380,6 +380,9 @@ program
       if (ended !== undefined) throw ended;
       // Every modified page written to the file and synced first; what cannot be stays in pagerd.
       await pager.stop().catch((err: unknown) => {
+        if ((err as NodeJS.ErrnoException).code === SEGMENT_TAKEN || (err instanceof PagerError && err.reason === 'no-such-segment')) {
+          throw new CtlError(EXIT.UNAVAILABLE, 'segment-taken', (err as Error).message);
+        }
         const why = err instanceof PagerError ? `${err.code} (${err.reason}): ${err.detail}` : (err as Error).message;
         throw new CtlError(EXIT.IOERR, 'not-written', `segment ${pager.vmid}'s modified pages could not all be written to ${file}: ${why}; they stay in pagerd (pagerctl map-file ${file} --vmid ${pager.vmid} writes them once the cause is fixed)`);
       });

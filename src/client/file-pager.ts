@@ -14,6 +14,8 @@ export const FILE_IN_USE = 'EBUSY';
 export const NOT_THE_FILES_SEGMENT = 'ESEGMENT';
 /** The `code` of serveFile's error for a segment to adopt that a live paging device serves (another map-file, say). */
 export const SEGMENT_IN_USE = 'ESEGMENTBUSY';
+/** The `code` of the error a file pager's stop (and onLost) gives once its segment was taken from it. */
+export const SEGMENT_TAKEN = 'ESEGMENTTAKEN';
 
 /** How often a file pager looks whether its paging device is still alive (strategy.timeoutMs fails one that did not answer in time). */
 const DEVICE_CHECK_MS = 1000;
@@ -31,7 +33,11 @@ export interface FilePager {
   readonly remounts: number;
   /** Resolves once no strategy request is being served (its reads and writes of the file are done). */
   idle(): Promise<void>;
-  /** Pages out every modified page (durable in the file), deletes the segment, unmounts, closes the file. A write racing the delete itself is lost. */
+  /**
+   * Pages out every modified page (durable in the file), deletes the segment, unmounts, closes the
+   * file. A write racing the delete itself is lost. Rejects (code SEGMENT_TAKEN) once the segment
+   * was taken from it, and touches it no more.
+   */
   stop(): Promise<void>;
 }
 
@@ -121,26 +127,34 @@ export async function serveFile(client: PagerClient, path: string, options: File
       if (pages > 0) await client.vmWritep(vmid, 0, pages);
       client.vmsIowait(vmid).catch((err: unknown) => options.onAdoptedNotWritten?.(err as Error));
     }
-    // A device failed under an open connection serves nothing more: its segment is bound to a new one.
+    // A device failed under an open connection serves nothing more: its segment is bound to a new
+    // one. A segment no longer bound to a device of ours was taken (rebound by another program,
+    // or deleted; the daemon forgets a failed device once nothing is bound to it): left alone.
     let checking: Promise<void> = Promise.resolve();
-    let lost = false;
+    let lost: Error | undefined;
     const keepDevice = (): Promise<void> =>
       (checking = checking.catch(() => undefined).then(async () => {
-        if (lost) return;
+        if (lost !== undefined) return;
         const mine = (await client.devices()).find((d) => d.id === device);
-        if (mine !== undefined && mine.alive && !mine.segments.includes(vmid)) {
-          lost = true;
+        if (mine === undefined || !mine.segments.includes(vmid)) {
+          lost = Object.assign(new Error(`segment ${vmid} was taken from this file pager (rebound by another program, or deleted)`), { code: SEGMENT_TAKEN });
           clearInterval(watch);
-          options.onLost?.(new Error(`segment ${vmid} was taken from paging device ${device} (rebound by another program, or deleted)`));
+          options.onLost?.(lost);
           return;
         }
-        if (mine?.alive === true) return;
-        const old = device;
-        device = await mount();
-        await client.vmSetdevid(vmid, device);
+        if (mine.alive) return;
+        const fresh = await mount();
+        try {
+          await client.vmSetdevid(vmid, fresh);
+        } catch (err) {
+          await client.vmUmount(fresh).catch(() => undefined);
+          throw err;
+        }
+        const failed = device;
+        device = fresh;
         remounts++;
-        options.onRemount?.(old, device);
-        await client.vmUmount(old).catch(() => undefined); // gone already once no segment is bound to it
+        options.onRemount?.(failed, device);
+        await client.vmUmount(failed).catch(() => undefined); // gone already once no segment is bound to it
       }));
     const watch = setInterval(() => keepDevice().catch(() => undefined), DEVICE_CHECK_MS).unref();
     // The file (and its lock) is let go when the stop is over, or once the connection has closed
@@ -171,6 +185,7 @@ export async function serveFile(client: PagerClient, path: string, options: File
         clearInterval(watch);
         for (let round = 0, failedInARow = 0; round < 100; round++) {
           await keepDevice();
+          if (lost !== undefined) throw lost;
           if (pages > 0) await client.vmWritep(vmid, 0, pages);
           try {
             await client.vmsIowait(vmid);

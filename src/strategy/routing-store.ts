@@ -203,7 +203,7 @@ export class RoutingStore implements BackingStore {
     this.hold(vmid, by);
   }
 
-  /** Counts pages of `vmid` against its owner's maxHeldPerUid. */
+  /** Counts pages of `vmid` against its owner's maxHeldPerUid, and all strategy segments' maxHeldTotal. */
   private hold(vmid: number, by: number): void {
     const uid = this.owners.get(vmid)!;
     const n = (this.held.get(uid) ?? 0) + by;

@@ -158,11 +158,11 @@ export async function makePage(vmm: Vmm, seg: Segment, pno: number, signal?: Abo
     try {
       f = await vmm.allocateFrame(signal);
     } catch (err) {
-      if (reserve) vmm.store.unreserveSlots(1, seg.vmid);
+      if (reserve) vmm.unreserve(seg);
       throw err;
     }
     if (seg.deleted || seg.pages.get(pno) >= 0 || !vmm.mayPin(seg)) {
-      if (reserve) vmm.store.unreserveSlots(1, seg.vmid);
+      if (reserve) vmm.unreserve(seg);
       vmm.freeFrame(f);
       continue;
     }

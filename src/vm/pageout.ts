@@ -33,6 +33,8 @@ export class Pageout {
    * being laundered: one failing file system must not stop the laundry of the rest.
    */
   private readonly backoff = new Map<number, { ms: number; until: number }>();
+  /** No pass before this (ms): the last found only pages of pagers backing off. */
+  private quietUntil = 0;
   /** Pages of each uid's write-behind not settled yet (at most one per uid at a time). */
   private readonly writingBehind = new Map<number, number>();
 
@@ -111,7 +113,7 @@ export class Pageout {
     const t = vmm.pool.table;
     const byUid = new Map<number, number[]>();
     for (const seg of vmm.segments.values()) {
-      if (this.writingBehind.has(seg.uid) || vmm.mayModify(seg) || vmm.store.mayPageOut?.(seg.vmid) === false) continue;
+      if (this.writingBehind.has(seg.uid) || vmm.mayModify(seg) || vmm.store.mayPageOut?.(seg.vmid) === false || this.backingOff(seg.vmid)) continue;
       let frames = byUid.get(seg.uid);
       seg.pages.forEachInRange(0, seg.pageCount, (_pno, f) => {
         if (t.state[f] !== PageState.MODIFIED) return;
@@ -200,7 +202,7 @@ export class Pageout {
 
   /** Schedules a pageout pass if the free list is below the low watermark. */
   kick(): void {
-    if (this.scheduled || this.vmm.pool.freeCount >= this.vmm.options.minFree) return;
+    if (this.scheduled || this.vmm.pool.freeCount >= this.vmm.options.minFree || this.vmm.now() < this.quietUntil) return;
     this.scheduled = true;
     setImmediate(() => this.pass());
   }
@@ -215,12 +217,18 @@ export class Pageout {
       this.backoff.delete(pager);
       return;
     }
+    const now = this.vmm.now();
     const ms = Math.min(MAX_BACKOFF_MS, Math.max(MIN_BACKOFF_MS, (this.backoff.get(pager)?.ms ?? 0) * 2));
-    this.backoff.set(pager, { ms, until: this.vmm.now() + ms });
-    setTimeout(() => this.kick(), ms).unref();
+    this.backoff.set(pager, { ms, until: now + ms });
+    // Pagers that failed long ago (their segments deleted since, maybe) start afresh.
+    for (const [other, b] of this.backoff) if (b.until < now - MAX_BACKOFF_MS) this.backoff.delete(other);
+    setTimeout(() => {
+      this.kick();
+      this.vmm.roomMayHaveChanged(); // writers waiting for room may write behind to it again
+    }, ms).unref();
   }
 
-  /** The laundry leaves the pages of a pager backing off. */
+  /** The laundry, and write-behind, leave the pages of a pager backing off. */
   private backingOff(vmid: number): boolean {
     if (this.backoff.size === 0) return false;
     const b = this.backoff.get(this.pagerOf(vmid));
@@ -233,7 +241,7 @@ export class Pageout {
    * page-out completes). Yields to the event loop every SCAN_PER_TURN frames; the frames in
    * laundry are counted once per pass chain and carried along.
    */
-  private pass(budget = 2 * this.vmm.pool.count, laundering = this.countLaundering()): void {
+  private pass(budget = 2 * this.vmm.pool.count, laundering = this.countLaundering(), progress = 0, backedOff = 0): void {
     this.scheduled = false;
     const vmm = this.vmm;
     const t = vmm.pool.table;
@@ -249,10 +257,16 @@ export class Pageout {
       scanned++;
       if (verdict === Verdict.STEAL) {
         vmm.counters.steals++;
+        progress++;
         vmm.evictClean(frame);
-      } else if (verdict === Verdict.LAUNDER && !vmm.store.failed && !this.backingOff(t.vmid[frame])) {
+      } else if (verdict === Verdict.LAUNDER && !vmm.store.failed) {
         // A failed store is not retried (SPEC §3: page-outs answer EIO at once): only clean pages
         // are stolen until it is reopened.
+        if (this.backingOff(t.vmid[frame])) {
+          backedOff++;
+          continue;
+        }
+        progress++;
         t.flags[frame] |= FrameFlag.FREE_AT_IO_DONE;
         launder.push(frame);
         if (launder.length >= vmm.options.pageoutBatchPages) startLaundry();
@@ -262,7 +276,12 @@ export class Pageout {
     const remaining = budget - scanned;
     if (vmm.pool.freeCount + laundering < target && remaining > 0) {
       this.scheduled = true;
-      setImmediate(() => this.pass(remaining, laundering));
+      setImmediate(() => this.pass(remaining, laundering, progress, backedOff));
+    } else if (progress === 0 && backedOff > 0) {
+      // Only pages of pagers backing off: no pass for a while (each ends with a kick), so kicks of
+      // allocations meanwhile do not scan the pool again and again; a short while, as another
+      // pager's pages may be modified meanwhile.
+      this.quietUntil = vmm.now() + MIN_BACKOFF_MS;
     }
   }
 

@@ -148,16 +148,22 @@ export class Vmm {
    * (their file systems fail them, are gone, or are that slow).
    */
   async roomToModify(seg: Segment, signal?: AbortSignal): Promise<void> {
-    if (this.mayModify(seg)) return;
     const deadline = this.now() + this.options.allocTimeoutMs;
-    this.pageout.writeBehind();
     while (!this.mayModify(seg)) {
+      // Each look: the room an earlier write-behind made may have gone to another writer.
+      this.pageout.writeBehind();
       const left = deadline - this.now();
       if (left <= 0 || !(await this.poolWaiters.wait(ROOM_WAIT, left, signal))) {
         if (this.mayModify(seg)) return;
         throw new PagerError('modified-limit', `client segments of uid ${seg.uid} (segment ${seg.vmid}'s owner), or of all uids, hold their share of the pool in modified pages their file systems have not written`);
       }
     }
+  }
+
+  /** Gives back the reservation of a page of `seg` that will not be paged out after all: writers waiting for room look again. */
+  unreserve(seg: Segment): void {
+    this.store.unreserveSlots(1, seg.vmid);
+    this.roomMayHaveChanged();
   }
 
   /** Modified pages were written or discarded: writers waiting for room look again. */
@@ -269,10 +275,7 @@ export class Vmm {
     const t = this.pool.table;
     const state = t.state[f];
     this.unlink(seg, pno);
-    if (this.isModified(f) && (t.flags[f] & FrameFlag.LOCKED) === 0) {
-      this.store.unreserveSlots(1, seg.vmid);
-      this.roomMayHaveChanged();
-    }
+    if (this.isModified(f) && (t.flags[f] & FrameFlag.LOCKED) === 0) this.unreserve(seg);
     if (IN_IO[state]) {
       if ((t.flags[f] & FrameFlag.PAGEOUT_AGAIN) !== 0) seg.io.complete(t.queuedSeq[f]);
       t.flags[f] = (t.flags[f] & ~(FrameFlag.REMODIFIED | FrameFlag.PAGEOUT_AGAIN | FrameFlag.FREE_AT_IO_DONE)) | FrameFlag.DISCARD;

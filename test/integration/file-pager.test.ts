@@ -253,6 +253,29 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     expect(await daemon.stop()).toBe(0);
   });
 
+  it('a map-file continued after another adopted its segment leaves it alone and exits 69; the adopter writes to its own file', async () => {
+    const daemon = await startDaemon({ memory: '4MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: '1000' } });
+    const dir = storeDir('pagerd-continued-');
+    const [fileA, fileB] = [join(dir, 'a.bin'), join(dir, 'b.bin')];
+    writeFileSync(fileA, Buffer.alloc(16 * PAGE));
+    writeFileSync(fileB, Buffer.alloc(16 * PAGE));
+    const a = await startMapFile(daemon.socket, fileA);
+    const c = await daemon.client();
+    a.proc.kill('SIGSTOP');
+    await expect(c.vmMove(a.vmid, 0, PAGE, UIO_READ, uio(new Uint8Array(PAGE)))).rejects.toMatchObject({ code: 'EIO', reason: 'device-gone' });
+    const b = await startMapFile(daemon.socket, fileB, ['--vmid', String(a.vmid)]);
+    a.proc.kill('SIGCONT');
+    expect(await a.exited, a.stderr()).toBe(69);
+    expect(a.stderr()).toMatch(/"reason":"segment-taken"/);
+    await c.vmMove(a.vmid, PAGE, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(0x33)));
+    b.proc.kill('SIGINT');
+    expect(await b.exited, b.stderr()).toBe(0);
+    expect(readFileSync(fileB).subarray(PAGE, 2 * PAGE).every((x) => x === 0x33)).toBe(true);
+    expect(readFileSync(fileA).every((x) => x === 0)).toBe(true);
+    await c.close();
+    expect(await daemon.stop()).toBe(0);
+  });
+
   it('pagerctl map-file of a file that does not exist exits 66', async () => {
     const daemon = await startDaemon();
     const run = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, 'map-file', join(storeDir('pagerd-nofile-'), 'missing')], { stdio: ['ignore', 'ignore', 'pipe'] });

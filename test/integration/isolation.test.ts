@@ -34,7 +34,7 @@ describe('isolation between uids', () => {
         unmountTheirs: { code: 'EINVAL', reason: 'no-such-device' },
         rebindMineOntoTheirs: { code: 'EINVAL', reason: 'no-such-device' },
         rebindTheirsOntoMine: { code: 'EACCES', reason: 'no-write-access' },
-        devicesListed: [device + 1], // its own only
+        devicesListedOfUids: [2000], // its own only
       });
       expect(await owner.devices()).toEqual(expect.arrayContaining([expect.objectContaining({ id: device, uid: 0, segments: [vmid] })]));
       await owner.close();

@@ -29,7 +29,7 @@ process.stdout.write(
     unmountTheirs: await outcome(() => c.vmUmount(theirDevice)),
     rebindMineOntoTheirs: await outcome(() => c.vmSetdevid(myVmid, theirDevice)),
     rebindTheirsOntoMine: await outcome(() => c.vmSetdevid(theirVmid, mine)),
-    devicesListed: (await c.devices()).map((d) => d.id),
+    devicesListedOfUids: (await c.devices()).map((d) => d.uid),
   })}\n`,
 );
 await c.close();
