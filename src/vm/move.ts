@@ -52,11 +52,11 @@ export class Move {
         if (f >= 0) this.faulted = pno;
       }
       if (f < 0) return false;
+      // A page newly modified past the store's limit waits for room (run()).
+      if (write && !vmm.isModified(f) && !vmm.mayModify(seg)) return false;
       if (pno !== this.faulted) vmm.counters.hits++;
       const at = vmm.pool.offsetOf(f) + inPage;
       if (write) {
-        // A page newly modified past the store's limit waits for room (run()).
-        if (!vmm.isModified(f) && !vmm.mayModify(seg)) return false;
         vmm.markModified(f);
         const published = vmm.pool.changing(f);
         cursor.readInto(vmm.pool.bytes, at, len);
