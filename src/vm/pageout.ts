@@ -17,6 +17,9 @@ interface InFlight {
 const MIN_BACKOFF_MS = 50;
 const MAX_BACKOFF_MS = 5000;
 
+/** Write-behind scans the limited segments' pages at most this often (ms), however many writers wait. */
+const WRITE_BEHIND_EVERY_MS = 10;
+
 /** Frames the daemon looks at per turn of the event loop, so client calls are never held up long. */
 const SCAN_PER_TURN = 4096;
 
@@ -37,6 +40,8 @@ export class Pageout {
   private quietUntil = 0;
   /** Pages of each uid's write-behind not settled yet (at most one per uid at a time). */
   private readonly writingBehind = new Map<number, number>();
+  private lastWriteBehind = -Infinity;
+  private writeBehindLater = false;
 
   constructor(private readonly vmm: Vmm) {}
 
@@ -110,6 +115,20 @@ export class Pageout {
    */
   writeBehind(): void {
     const vmm = this.vmm;
+    // Waiters call this at each look: a scan at most every WRITE_BEHIND_EVERY_MS, and the waiters
+    // asked to look again once the next may run.
+    const now = vmm.now();
+    if (now - this.lastWriteBehind < WRITE_BEHIND_EVERY_MS) {
+      if (!this.writeBehindLater) {
+        this.writeBehindLater = true;
+        setTimeout(() => {
+          this.writeBehindLater = false;
+          vmm.roomMayHaveChanged();
+        }, WRITE_BEHIND_EVERY_MS).unref();
+      }
+      return;
+    }
+    this.lastWriteBehind = now;
     const t = vmm.pool.table;
     const byUid = new Map<number, number[]>();
     for (const seg of vmm.segments.values()) {
