@@ -122,7 +122,10 @@ export async function serveFile(client: PagerClient, path: string, options: File
     let remounts = 0;
     const vmid = options.vmid ?? (await client.vmsCreate(V_CLIENT, size, { device, mode: options.mode ?? 0o600 }));
     if (options.vmid !== undefined) {
-      await client.vmSetdevid(vmid, device);
+      await client.vmSetdevid(vmid, device).catch(async (err: unknown) => {
+        await client.vmUmount(device).catch(() => undefined);
+        throw err;
+      });
       // What it held modified, to the file now.
       if (pages > 0) await client.vmWritep(vmid, 0, pages);
       client.vmsIowait(vmid).catch((err: unknown) => options.onAdoptedNotWritten?.(err as Error));
