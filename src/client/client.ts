@@ -384,9 +384,14 @@ export class PagerClient {
     this.strategies.delete(device);
   }
 
-  /** vm_setdevid: binds a client segment to another paging device (I/O in flight completes on the old one). */
-  async vmSetdevid(vmid: number, device: number): Promise<void> {
-    await this.results('vmSetdevid', [vmid, device]);
+  /**
+   * vm_setdevid: binds a client segment to another paging device (I/O in flight completes on the
+   * old one). With `from`, only while it is bound to that device (0: to none), else EBUSY
+   * `segment-rebound`: two programs taking over one segment cannot both succeed.
+   */
+  async vmSetdevid(vmid: number, device: number, options: { from?: number } = {}): Promise<void> {
+    if (options.from === undefined) await this.results('vmSetdevid', [vmid, device]);
+    else await this.results('vmSetdevidFrom', [vmid, device, options.from]);
   }
 
   /** The paging device table: each device, its uid, the segments bound to it that this caller may see, its I/O. */

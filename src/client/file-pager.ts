@@ -5,6 +5,7 @@ import { lockExclusive } from '../file-lock.js';
 import { readFully, writeFully, writevFully } from '../positional-io.js';
 import { readCached } from '../native/addon.js';
 import type { PagerClient, StrategyRequest } from './client.js';
+import type { PagerError } from '../errors.js';
 
 /** The `code` of serveFile's error for a path that is not a regular file (a device, a directory, /dev/null). */
 export const NOT_A_REGULAR_FILE = 'ENOTREGULAR';
@@ -116,13 +117,14 @@ export async function serveFile(client: PagerClient, path: string, options: File
       }
     };
     const pages = Math.ceil(size / pageSize);
-    if (options.vmid !== undefined) await checkAdoptable(client, options.vmid, pages * pageSize);
+    // The device the adopted segment is bound to (0: none): it is taken over only from that one.
+    const adoptFrom = options.vmid === undefined ? 0 : await checkAdoptable(client, options.vmid, pages * pageSize);
     const mount = (): Promise<number> => client.vmMounte(strategy, { sharedFrames: options.sharedFrames === true });
     let device = await mount();
     let remounts = 0;
     const vmid = options.vmid ?? (await client.vmsCreate(V_CLIENT, size, { device, mode: options.mode ?? 0o600 }));
     if (options.vmid !== undefined) {
-      await client.vmSetdevid(vmid, device).catch(async (err: unknown) => {
+      await client.vmSetdevid(vmid, device, { from: adoptFrom }).catch(async (err: unknown) => {
         await client.vmUmount(device).catch(() => undefined);
         throw err;
       });
@@ -135,22 +137,24 @@ export async function serveFile(client: PagerClient, path: string, options: File
     // or deleted; the daemon forgets a failed device once nothing is bound to it): left alone.
     let checking: Promise<void> = Promise.resolve();
     let lost: Error | undefined;
+    const keptBy = (why: Error): void => {
+      lost = Object.assign(new Error(`segment ${vmid} was taken from this file pager (rebound by another program, or deleted): ${why.message}`), { code: SEGMENT_TAKEN });
+      clearInterval(watch);
+      options.onLost?.(lost);
+    };
     const keepDevice = (): Promise<void> =>
       (checking = checking.catch(() => undefined).then(async () => {
         if (lost !== undefined) return;
         const mine = (await client.devices()).find((d) => d.id === device);
-        if (mine === undefined || !mine.segments.includes(vmid)) {
-          lost = Object.assign(new Error(`segment ${vmid} was taken from this file pager (rebound by another program, or deleted)`), { code: SEGMENT_TAKEN });
-          clearInterval(watch);
-          options.onLost?.(lost);
-          return;
-        }
+        if (mine === undefined || !mine.segments.includes(vmid)) return keptBy(new Error('not bound to its device any more'));
         if (mine.alive) return;
         const fresh = await mount();
         try {
-          await client.vmSetdevid(vmid, fresh);
+          // Only from the failed device: one that adopted the segment meanwhile keeps it.
+          await client.vmSetdevid(vmid, fresh, { from: device });
         } catch (err) {
           await client.vmUmount(fresh).catch(() => undefined);
+          if ((err as PagerError).reason === 'segment-rebound') return keptBy(err as Error);
           throw err;
         }
         const failed = device;
@@ -199,6 +203,9 @@ export async function serveFile(client: PagerClient, path: string, options: File
           }
           if (!(await client.vmQmodify(vmid))) break;
         }
+        // Looked at again right before: a segment taken meanwhile is not deleted.
+        await keepDevice();
+        if (lost !== undefined) throw lost;
         await client.vmsDelete(vmid);
         await client.vmUmount(device);
         await close();
@@ -210,8 +217,11 @@ export async function serveFile(client: PagerClient, path: string, options: File
   }
 }
 
-/** Refuses to adopt a segment a live device serves, or one that is not a visible client segment paged by a strategy routine, of `extent` bytes. */
-async function checkAdoptable(client: PagerClient, vmid: number, extent: number): Promise<void> {
+/**
+ * Refuses to adopt a segment a live device serves, or one that is not a visible client segment
+ * paged by a strategy routine, of `extent` bytes; answers the device it is bound to (0: none).
+ */
+async function checkAdoptable(client: PagerClient, vmid: number, extent: number): Promise<number> {
   const segment = (await client.segments()).find((s) => s.vmid === vmid);
   if (segment?.deviceLive === true) throw Object.assign(new Error(`segment ${vmid} is served by live paging device ${segment.device} (another map-file?): stop that one first`), { code: SEGMENT_IN_USE });
   const why =
@@ -223,4 +233,5 @@ async function checkAdoptable(client: PagerClient, vmid: number, extent: number)
           ? `its extent is ${segment.extent} bytes, the file's is ${extent} (its size rounded up to pages)`
           : undefined;
   if (why !== undefined) throw Object.assign(new Error(`segment ${vmid} cannot serve this file: ${why}`), { code: NOT_THE_FILES_SEGMENT });
+  return segment!.device ?? 0;
 }

@@ -65,6 +65,8 @@ export const OPERATIONS = {
   devices: { code: 33, args: [], results: ['s'] },
   // vm_mounte of a device whose page-outs name the frames of the daemon's shared pool (-> device).
   vmMounteFrames: { code: 34, args: [], results: ['n'] },
+  // vm_setdevid only while the segment is bound to the device named last (0: to none): EBUSY otherwise.
+  vmSetdevidFrom: { code: 35, args: ['n', 'n', 'n'], results: [] },
 } as const satisfies Record<string, Operation>;
 
 export type OperationName = keyof typeof OPERATIONS;

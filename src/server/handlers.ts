@@ -31,7 +31,8 @@ export interface ConnectionDevices {
   /** `byReference`: the device's writes name the shared frames that hold their pages. */
   mount(byReference: boolean): number;
   umount(device: number): Promise<void>;
-  setdevid(vmid: number, device: number): void;
+  /** `from`: only while the segment is bound to that device (0: to none). */
+  setdevid(vmid: number, device: number, from?: number): void;
   createOn(type: number, size: number, options: number, mode: number, device: number): Promise<number>;
   list(): object[];
 }
@@ -147,6 +148,7 @@ export const HANDLERS: Record<Exclude<OperationName, 'sharedFrames'>, Handler> =
   vmMounteFrames: async (env) => [env.devices.mount(true)],
   vmUmount: async (env, a) => (await env.devices.umount(n(a[0])), []),
   vmSetdevid: async (env, a) => (env.devices.setdevid(n(a[0]), n(a[1])), []),
+  vmSetdevidFrom: async (env, a) => (env.devices.setdevid(n(a[0]), n(a[1]), n(a[2])), []),
   vmsCreateOn: async (env, a) => [await env.devices.createOn(n(a[0]), n(a[1]), n(a[2]), n(a[3]), n(a[4]))],
   devices: async (env) => [JSON.stringify(env.devices.list())],
 };

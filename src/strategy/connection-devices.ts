@@ -18,12 +18,14 @@ export function connectionDevices(parts: { devices: PagingDevices; routing: Rout
       return devices.mount(owner, byReference);
     },
     umount: (device) => devices.umount(owner, device),
-    setdevid(vmid, device) {
+    setdevid(vmid, device, from) {
       const seg = vmm.segments.get(vmid);
       if (seg === undefined || !ctx.maySee(seg)) throw new PagerError('no-such-segment');
       if (!routing.pagedByStrategy(vmid)) throw new PagerError('not-client-segment', 'only a client segment created on a paging device can be rebound');
       // Only the owner's uid (or root) rebinds, and only to a device of the owner's uid (or root's, by root).
       if (ctx.uid !== seg.uid && ctx.uid !== 0) throw new PagerError('no-write-access', "only the segment owner's uid, or root, may rebind it");
+      const bound = devices.deviceOf(vmid) ?? 0;
+      if (from !== undefined && bound !== from) throw new PagerError('segment-rebound', `segment ${vmid} is bound to ${bound === 0 ? 'no device' : `device ${bound}`}, not ${from === 0 ? 'to none' : `device ${from}`}`);
       devices.bind(vmid, seg.uid, device, ctx.uid === 0);
     },
     async createOn(type, size, options, mode, device) {

@@ -281,7 +281,7 @@ describe('client segments paged by their own file system (strategy routines)', (
     expect(await again.stop()).toBe(0);
   });
 
-  it('only a device of the segment owner\'s uid may page it; vm_ioaccessp on a working segment stays EINVAL; vmSetdevid rebinds', async () => {
+  it('only a device of the segment owner\'s uid may page it; vm_ioaccessp on a working segment stays EINVAL; vmSetdevid rebinds (with \`from\`, only from that device)', async () => {
     const c = await daemon.client();
     const fsA = memoryFileSystem();
     const fsB = memoryFileSystem();
@@ -297,6 +297,11 @@ describe('client segments paged by their own file system (strategy routines)', (
     await c.vmWritep(vmid, 1, 1);
     await c.vmsIowait(vmid);
     expect([...fsB.pages.keys()]).toEqual([`${vmid}:1`]);
+    // Rebinding from a named device: only while the segment is bound to it.
+    await expect(c.vmSetdevid(vmid, a, { from: a })).rejects.toMatchObject({ code: 'EBUSY', reason: 'segment-rebound' });
+    expect(((await c.segments()).find((s) => s.vmid === vmid))?.device).toBe(b);
+    await c.vmSetdevid(vmid, a, { from: b });
+    expect(((await c.segments()).find((s) => s.vmid === vmid))?.device).toBe(a);
     await expect(c.vmsCreate(V_CLIENT, PAGE, { device: 9999 })).rejects.toMatchObject({ code: 'EINVAL', reason: 'no-such-device' });
     await expect(c.vmsCreate(V_WORKING, PAGE, { device: a })).rejects.toMatchObject({ code: 'EINVAL', reason: 'not-client-segment' });
     const working = await c.vmsCreate(V_WORKING, PAGE);
