@@ -129,13 +129,10 @@ export async function openDevice(path: string, options: DeviceOptions): Promise<
   }
   if (st !== undefined && !st.isFile()) throw new Error(`${path} is neither a regular file nor a block device`);
   const handle = await open(path, st === undefined ? constants.O_RDWR | constants.O_CREAT : constants.O_RDWR, 0o600);
-  let locked: boolean;
-  try {
-    locked = await lockExclusive(handle.fd);
-  } catch (err) {
+  const locked = await lockExclusive(handle.fd).catch(async (err: unknown) => {
     await handle.close();
     throw err;
-  }
+  });
   if (!locked) {
     await handle.close();
     throw new StoreInUseError(`${path} is in use by another pagerd (it holds the file's lock)`);

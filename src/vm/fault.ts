@@ -147,7 +147,7 @@ export async function makePage(vmm: Vmm, seg: Segment, pno: number, signal?: Abo
     if (seg.deleted) throw new PagerError('no-such-segment');
     const resident = seg.pages.get(pno);
     if (resident >= 0) return resident;
-    if (!vmm.mayModify(seg)) {
+    if (vmm.mustWaitForRoom(seg, -1)) {
       await vmm.roomToModify(seg, signal);
       continue;
     }

@@ -53,7 +53,7 @@ export class Move {
       }
       if (f < 0) return false;
       // A page newly modified past the store's limit waits for room (run()).
-      if (write && !vmm.isModified(f) && !vmm.mayModify(seg)) return false;
+      if (write && vmm.mustWaitForRoom(seg, f)) return false;
       if (pno !== this.faulted) vmm.counters.hits++;
       const at = vmm.pool.offsetOf(f) + inPage;
       if (write) {
@@ -81,9 +81,8 @@ export class Move {
       const pos = this.offset + this.moved;
       const pno = Math.floor(pos / ps);
       const len = Math.min(ps - (pos - pno * ps), this.n - this.moved);
-      const f = seg.pages.get(pno);
       // Then look again: anything may have happened while we waited.
-      if (write && (f < 0 || !vmm.isModified(f)) && !vmm.mayModify(seg)) {
+      if (write && vmm.mustWaitForRoom(seg, seg.pages.get(pno))) {
         await vmm.roomToModify(seg, this.endWaits);
         continue;
       }

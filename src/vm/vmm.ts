@@ -141,6 +141,11 @@ export class Vmm {
     return this.store.mayModify?.(seg.vmid) ?? true;
   }
 
+  /** True if writing the page in frame `f` of `seg` (-1: a page not resident) must first wait for room (roomToModify). */
+  mustWaitForRoom(seg: Segment, f: number): boolean {
+    return (f < 0 || !this.isModified(f)) && !this.mayModify(seg);
+  }
+
   /**
    * Waits until `seg` may have another modified page. Segments like it are at the store's limit
    * of modified pages: a write-behind of theirs starts (Pageout.writeBehind), and the wait ends as
