@@ -1,14 +1,12 @@
-import { spawn } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_WORKING, connect, serveFile, type PagerClient } from '../../src/client/index.js';
 import { startDaemon } from '../support/daemon.js';
-import { startMapFile } from '../support/map-file.js';
+import { runMapFile, startMapFile } from '../support/map-file.js';
 import { mulberry32 } from '../support/random.js';
 import { storeDir } from '../support/store-files.js';
 
-const PAGERCTL = join(import.meta.dirname, '../../dist/src/cli/pagerctl.js');
 const PAGE = 4096;
 const uio = (buf: Uint8Array) => ({ iov: [buf], offset: 0, resid: buf.length, segflg: 0 });
 
@@ -42,14 +40,8 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     const original = Buffer.alloc(256 * 1024 + 100);
     for (let i = 0; i < original.length; i++) original[i] = (i * 31 + 7) & 0xff;
     writeFileSync(file, original);
-    const ctl = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, '--json', 'map-file', file, '--mode', '666'], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    ctl.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    let err = '';
-    ctl.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const deadline = Date.now() + 10_000;
-    while (!out.includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-    const served = JSON.parse(out) as { vmid: number; device: number; size: number };
+    const ctl = await startMapFile(daemon.socket, file, ['--mode', '666']);
+    const served = { vmid: ctl.vmid, ...(JSON.parse(ctl.stdout().split('\n')[0]) as { file: string; size: number }) };
     expect(served).toMatchObject({ file, size: original.length });
 
     const c = await daemon.client();
@@ -71,9 +63,8 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     expect(afterPageOut.subarray(64 * PAGE).every((b) => b === 0xbb)).toBe(true);
 
     await c.vmMove(served.vmid, 5 * PAGE, 10, UIO_WRITE, uio(new Uint8Array(10).fill(0xcc))); // modified, not paged out
-    ctl.kill('SIGINT');
-    const code = await new Promise<number | null>((resolve) => ctl.once('exit', resolve));
-    expect(code, err).toBe(0);
+    ctl.proc.kill('SIGINT');
+    expect(await ctl.exited, ctl.stderr()).toBe(0);
     expect(readFileSync(file).subarray(5 * PAGE, 5 * PAGE + 10).every((b) => b === 0xcc)).toBe(true);
     expect(await c.devices()).toEqual([]);
     await c.close();
@@ -135,20 +126,11 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     writeFileSync(file, Buffer.alloc(4 * PAGE));
     const c = await connect({ socket: daemon.socket });
     const first = await serveFile(c, file);
-    const second = (): Promise<{ code: number | null; err: string }> =>
-      new Promise((resolve) => {
-        const run = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, 'map-file', file], { stdio: ['ignore', 'ignore', 'pipe'] });
-        let err = '';
-        run.stderr.on('data', (d: Buffer) => (err += d.toString()));
-        run.once('exit', (code) => {
-          run.kill(); // it serves until interrupted when it could take the file
-          resolve({ code, err });
-        });
-        setTimeout(() => run.kill('SIGINT'), 3000).unref();
-      });
+    // It serves until interrupted when it could take the file.
+    const second = () => runMapFile(daemon.socket, [file], 3000);
     const refused = await second();
-    expect(refused.code, refused.err).toBe(75);
-    expect(refused.err).toMatch(/^pagerctl: .*served already/);
+    expect(refused.code, refused.stderr).toBe(75);
+    expect(refused.stderr).toMatch(/^pagerctl: .*served already/);
     expect((await c.devices()).map((d) => d.id)).toEqual([first.device]);
     await first.stop();
     expect((await second()).code).toBe(0); // it took the file, then was interrupted
@@ -177,11 +159,9 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     writeFileSync(other, Buffer.alloc(8 * PAGE));
     refusals.push({ args: ['--vmid', String(first.vmid)], why: /its extent is 65536 bytes, the file's is 32768/ });
     for (const { args, why } of refusals) {
-      const refused = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, 'map-file', why.source.includes('extent') ? other : file, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
-      let err = '';
-      refused.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      expect(await new Promise((resolve) => refused.once('exit', resolve)), err).toBe(65);
-      expect(err).toMatch(why);
+      const refused = await runMapFile(daemon.socket, [why.source.includes('extent') ? other : file, ...args]);
+      expect(refused.code, refused.stderr).toBe(65);
+      expect(refused.stderr).toMatch(why);
     }
 
     const second = await startMapFile(daemon.socket, file, ['--vmid', String(first.vmid)]);
@@ -204,11 +184,9 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     const serving = await startMapFile(daemon.socket, file);
     const other = join(storeDir('pagerd-taken-'), 'other.bin');
     writeFileSync(other, Buffer.alloc(16 * PAGE));
-    const second = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, 'map-file', other, '--vmid', String(serving.vmid)], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    second.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    expect(await new Promise((resolve) => second.once('exit', resolve)), err).toBe(75);
-    expect(err).toMatch(/is served by live paging device/);
+    const second = await runMapFile(daemon.socket, [other, '--vmid', String(serving.vmid)]);
+    expect(second.code, second.stderr).toBe(75);
+    expect(second.stderr).toMatch(/is served by live paging device/);
     const c = await daemon.client();
     const [device] = await c.devices();
     expect(device.segments).toEqual([serving.vmid]); // still the first one's
@@ -278,11 +256,9 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
 
   it('pagerctl map-file of a file that does not exist exits 66', async () => {
     const daemon = await startDaemon();
-    const run = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, 'map-file', join(storeDir('pagerd-nofile-'), 'missing')], { stdio: ['ignore', 'ignore', 'pipe'] });
-    let err = '';
-    run.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    expect(await new Promise((resolve) => run.once('exit', resolve))).toBe(66);
-    expect(err).toMatch(/^pagerctl: ENOENT/);
+    const run = await runMapFile(daemon.socket, [join(storeDir('pagerd-nofile-'), 'missing')]);
+    expect(run.code).toBe(66);
+    expect(run.stderr).toMatch(/^pagerctl: ENOENT/);
     const c = await connect({ socket: daemon.socket });
     expect(await c.devices()).toEqual([]); // nothing was mounted
     await c.close();
@@ -292,11 +268,9 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
   it('pagerctl map-file of something other than a regular file (/dev/null, a directory) exits 66 and mounts nothing', async () => {
     const daemon = await startDaemon();
     for (const path of ['/dev/null', storeDir('pagerd-dir-')]) {
-      const run = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, '--json', 'map-file', path], { stdio: ['ignore', 'ignore', 'pipe'] });
-      let err = '';
-      run.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      expect(await new Promise((resolve) => run.once('exit', resolve)), path).toBe(66);
-      expect(JSON.parse(err), path).toMatchObject({ error: { code: 'EX_NOINPUT', reason: 'not-a-regular-file' } });
+      const run = await runMapFile(daemon.socket, ['--json', path]);
+      expect(run.code, path).toBe(66);
+      expect(JSON.parse(run.stderr), path).toMatchObject({ error: { code: 'EX_NOINPUT', reason: 'not-a-regular-file' } });
     }
     const c = await connect({ socket: daemon.socket });
     expect(await c.devices()).toEqual([]);

@@ -10,9 +10,9 @@ import { RawNbd, requestBytes as request, u32 } from '../support/nbd-raw.js';
 import { rssBytes } from '../support/rss.js';
 import { mulberry32 } from '../support/random.js';
 import { storeDir } from '../support/store-files.js';
+import { startMapFile } from '../support/map-file.js';
 
 const run = promisify(execFile);
-const PAGERCTL = join(import.meta.dirname, '../../dist/src/cli/pagerctl.js');
 const MiB = 1 << 20;
 
 /** The real NBD clients these tests use (.ci/run installs them). */
@@ -42,12 +42,9 @@ async function nineSegment(c: PagerClient): Promise<number> {
 async function mapFileProcess(daemon: RunningDaemon, c: PagerClient): Promise<{ ctl: ChildProcess; vmid: number; unanswered(): Promise<number> }> {
   const file = join(daemon.stateDir, 'served.bin');
   writeFileSync(file, Buffer.alloc(MiB, 0x11));
-  const ctl = spawn(process.execPath, [PAGERCTL, '--socket', daemon.socket, '--json', 'map-file', file], { stdio: ['ignore', 'pipe', 'ignore'] });
-  let out = '';
-  ctl.stdout!.on('data', (d: Buffer) => (out += d.toString()));
-  const deadline = Date.now() + 10_000;
-  while (!out.includes('\n') && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-  const { vmid, device } = JSON.parse(out) as { vmid: number; device: number };
+  const served = await startMapFile(daemon.socket, file);
+  const { vmid, device } = JSON.parse(served.stdout().split('\n')[0]) as { vmid: number; device: number };
+  const ctl = served.proc;
   const unanswered = async (): Promise<number> => (await c.devices()).filter((d) => d.id === device).reduce((n, d) => n + d.inFlight + d.queued, 0);
   return { ctl, vmid, unanswered };
 }

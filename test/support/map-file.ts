@@ -33,3 +33,20 @@ export async function startMapFile(socket: string, file: string, args: string[] 
   if (!out.includes('\n')) throw new Error(`map-file served nothing: ${err}`);
   return { proc, vmid: (JSON.parse(out) as { vmid: number }).vmid, stdout: () => out, stderr: () => err, exited };
 }
+
+/**
+ * Runs `pagerctl map-file ...args` to its exit (SIGINT after `interruptAfterMs`, if it serves
+ * until then): its exit code and stderr. For map-files that should be refused.
+ */
+export function runMapFile(socket: string, args: string[], interruptAfterMs = 10_000): Promise<{ code: number | null; stderr: string }> {
+  return new Promise((resolve) => {
+    const run = spawn(process.execPath, [PAGERCTL, '--socket', socket, 'map-file', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    run.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => run.kill('SIGINT'), interruptAfterMs);
+    run.once('exit', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stderr });
+    });
+  });
+}
