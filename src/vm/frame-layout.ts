@@ -43,8 +43,6 @@ export const FrameFlag = {
   LOCKED: 1 << 5,
   /** Freed while pinned (a file system may still read it): goes on the free list once unpinned. */
   FREE_WHEN_UNPINNED: 1 << 6,
-  /** In a page-out started by a write-behind (Pageout.writeBehind), until it settles. */
-  WRITE_BEHIND: 1 << 7,
 } as const;
 
 export type FrameTable = { -readonly [K in keyof typeof FRAME_FIELDS]: InstanceType<(typeof FRAME_FIELDS)[K]> };

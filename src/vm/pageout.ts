@@ -38,8 +38,6 @@ export class Pageout {
   private readonly backoff = new Map<number, { ms: number; until: number }>();
   /** No pass before this (ms): the last found only pages of pagers backing off. */
   private quietUntil = 0;
-  /** Pages of each uid's write-behind not settled yet (at most one per uid at a time). */
-  private readonly writingBehind = new Map<number, number>();
   private lastWriteBehind = -Infinity;
   private writeBehindLater = false;
 
@@ -109,9 +107,9 @@ export class Pageout {
 
   /**
    * Write-behind for writers waiting for room (BackingStore.mayModify): starts page-out of every
-   * modified page of the segments at the store's limit that can be paged out, in batches of
-   * pageoutBatchPages (room comes back batch by batch). One at a time per uid: while a uid's
-   * pages of the last one are unsettled, its writers wait for them instead of scanning again.
+   * modified page of the segments at the store's limit that can be paged out (pages already being
+   * written out are not: a scan starts only what came since), in batches of pageoutBatchPages
+   * (room comes back batch by batch).
    */
   writeBehind(): void {
     const vmm = this.vmm;
@@ -130,21 +128,14 @@ export class Pageout {
     }
     this.lastWriteBehind = now;
     const t = vmm.pool.table;
-    const byUid = new Map<number, number[]>();
+    const frames: number[] = [];
     for (const seg of vmm.segments.values()) {
-      if (this.writingBehind.has(seg.uid) || vmm.mayModify(seg) || vmm.store.mayPageOut?.(seg.vmid) === false || this.backingOff(seg.vmid)) continue;
-      let frames = byUid.get(seg.uid);
+      if (vmm.mayModify(seg) || vmm.store.mayPageOut?.(seg.vmid) === false || this.backingOff(seg.vmid)) continue;
       seg.pages.forEachInRange(0, seg.pageCount, (_pno, f) => {
-        if (t.state[f] !== PageState.MODIFIED) return;
-        t.flags[f] |= FrameFlag.WRITE_BEHIND;
-        if (frames === undefined) byUid.set(seg.uid, (frames = []));
-        frames.push(f);
+        if (t.state[f] === PageState.MODIFIED) frames.push(f);
       });
     }
-    for (const [uid, frames] of byUid) {
-      this.writingBehind.set(uid, frames.length);
-      for (let i = 0; i < frames.length; i += vmm.options.pageoutBatchPages) this.start(frames.slice(i, i + vmm.options.pageoutBatchPages));
-    }
+    for (let i = 0; i < frames.length; i += vmm.options.pageoutBatchPages) this.start(frames.slice(i, i + vmm.options.pageoutBatchPages));
   }
 
   private unpin(batch: readonly InFlight[]): void {
@@ -168,7 +159,6 @@ export class Pageout {
     const againSeqs: number[] = [];
     for (const { frame: f, segment, seq } of batch) {
       segment.io.complete(seq);
-      if ((t.flags[f] & FrameFlag.WRITE_BEHIND) !== 0) this.settledBehind(f, segment.uid);
       const flags = t.flags[f];
       if ((flags & FrameFlag.DISCARD) !== 0) {
         // Unlinked by a release or delete while in flight. A failed batch gave its reservation back.
@@ -210,13 +200,6 @@ export class Pageout {
     this.start(again, againSeqs);
     vmm.roomMayHaveChanged();
     this.kick();
-  }
-
-  private settledBehind(f: number, uid: number): void {
-    this.vmm.pool.table.flags[f] &= ~FrameFlag.WRITE_BEHIND;
-    const left = this.writingBehind.get(uid)! - 1;
-    if (left > 0) this.writingBehind.set(uid, left);
-    else this.writingBehind.delete(uid);
   }
 
   /** Schedules a pageout pass if the free list is below the low watermark. */
