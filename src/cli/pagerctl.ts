@@ -351,8 +351,8 @@ program
         if (json) process.stdout.write(`${JSON.stringify({ [event]: detail })}\n`);
         else process.stderr.write(`pagerctl: ${text}\n`);
       };
-      let lost: ((err: Error) => void) | undefined;
-      const taken = new Promise<Error>((resolve) => (lost = resolve));
+      let onLost!: (err: Error) => void;
+      const taken = new Promise<Error>((resolve) => (onLost = resolve));
       // Its page-outs read the daemon's frames where it offers them: it writes pages only as their file system.
       const pager = await serveFile(c, file, {
         mode: opts.mode,
@@ -360,7 +360,7 @@ program
         vmid: opts.vmid,
         onRemount: (failed, device) => tell('remounted', { failed, device }, `paging device ${failed} was failed by pagerd (its answers came too late); serving on device ${device}`),
         onAdoptedNotWritten: (err) => tell('notWritten', { message: err.message }, `the pages segment ${opts.vmid} held could not all be written to ${file} yet (${err.message}); they stay modified and are written again`),
-        onLost: (err) => lost!(err),
+        onLost,
       }).catch((err: unknown) => {
         const code = (err as NodeJS.ErrnoException).code;
         if (code === 'ENOENT') throw new CtlError(EXIT.NOINPUT, 'no-such-file', (err as Error).message);
