@@ -17,7 +17,9 @@
 #include <linux/fs.h>
 #include <stdint.h>
 #include <string>
+#include <poll.h>
 #include <sys/ioctl.h>
+#include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <sys/un.h>
@@ -346,6 +348,36 @@ Napi::Value PeerCred(const Napi::CallbackInfo& info) {
   return out;
 }
 
+// peerPidfd(fd) -> a pidfd of the process at the other end of a Unix socket: the one that
+// connected, whatever its pid becomes (SO_PEERPIDFD, Linux 6.5; before it, pidfd_open of the
+// SO_PEERCRED pid, which may already name another process if the peer exited).
+Napi::Value PeerPidfd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+  int pidfd = -1;
+  socklen_t len = sizeof(pidfd);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0) return Napi::Number::New(env, pidfd);
+  if (errno != ENOPROTOOPT) return ThrowErrno(env, errno, "getsockopt");
+  struct ucred cred;
+  len = sizeof(cred);
+  if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) return ThrowErrno(env, errno, "getsockopt");
+  pidfd = static_cast<int>(syscall(SYS_pidfd_open, cred.pid, 0));
+  if (pidfd < 0) return ThrowErrno(env, errno, "pidfd_open");
+  return Napi::Number::New(env, pidfd);
+}
+
+// processExited(pidfd) -> true once the process has exited (its pidfd polls readable).
+Napi::Value ProcessExited(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  struct pollfd p = {info[0].As<Napi::Number>().Int32Value(), POLLIN, 0};
+  int n = poll(&p, 1, 0);
+  if (n < 0) return ThrowErrno(env, errno, "poll");
+  return Napi::Boolean::New(env, n > 0);
+}
+
 // setSendBuffer(fd, bytes) -> the socket's send buffer after asking for `bytes` (SO_SNDBUF; the
 // kernel caps the request at net.core.wmem_max and doubles it for its bookkeeping).
 Napi::Value SetSendBuffer(const Napi::CallbackInfo& info) {
@@ -509,6 +541,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("writeRuns", Napi::Function::New(env, WriteRuns));
   exports.Set("peerCred", Napi::Function::New(env, PeerCred));
   exports.Set("peerGroups", Napi::Function::New(env, PeerGroups));
+  exports.Set("peerPidfd", Napi::Function::New(env, PeerPidfd));
+  exports.Set("processExited", Napi::Function::New(env, ProcessExited));
   exports.Set("setSendBuffer", Napi::Function::New(env, SetSendBuffer));
   exports.Set("blockDeviceSize", Napi::Function::New(env, BlockDeviceSize));
   exports.Set("blockSectorSize", Napi::Function::New(env, BlockSectorSize));

@@ -87,6 +87,9 @@ export async function serveFile(client: PagerClient, path: string, options: File
     const pageSize = client.pageSize;
     let serving = 0;
     const idleWaiters: (() => void)[] = [];
+    // Requests being served, per device: a failed device's must be done before its segment is
+    // bound to a new one, or a write stalled past the timeout would land after a newer write of its pages.
+    const servingOn = new Map<number, RequestsServed>();
     const serve = async (io: StrategyRequest): Promise<void> => {
       const at = io.page * pageSize;
       if (io.op === 'read') {
@@ -108,18 +111,30 @@ export async function serveFile(client: PagerClient, path: string, options: File
         return file.datasync();
       });
     };
-    const strategy = async (io: StrategyRequest): Promise<void> => {
+    const strategyOf = (requests: RequestsServed) => async (io: StrategyRequest): Promise<void> => {
       serving++;
+      requests.serving++;
       try {
         await serve(io);
       } finally {
+        if (--requests.serving === 0) for (const wake of requests.idle.splice(0)) wake();
         if (--serving === 0) for (const wake of idleWaiters.splice(0)) wake();
       }
     };
     const pages = Math.ceil(size / pageSize);
     // The device the adopted segment is bound to (0: none): it is taken over only from that one.
     const adoptFrom = options.vmid === undefined ? 0 : await checkAdoptable(client, options.vmid, pages * pageSize);
-    const mount = (): Promise<number> => client.vmMounte(strategy, { sharedFrames: options.sharedFrames === true });
+    const mount = async (): Promise<number> => {
+      const requests: RequestsServed = { serving: 0, idle: [] };
+      const id = await client.vmMounte(strategyOf(requests), { sharedFrames: options.sharedFrames === true });
+      servingOn.set(id, requests);
+      return id;
+    };
+    const drained = async (id: number): Promise<void> => {
+      const requests = servingOn.get(id);
+      while (requests !== undefined && requests.serving > 0) await new Promise<void>((resolve) => requests.idle.push(resolve));
+      servingOn.delete(id);
+    };
     let device = await mount();
     let remounts = 0;
     const vmid = options.vmid ?? (await client.vmsCreate(V_CLIENT, size, { device, mode: options.mode ?? 0o600 }));
@@ -148,6 +163,7 @@ export async function serveFile(client: PagerClient, path: string, options: File
         const mine = (await client.devices()).find((d) => d.id === device);
         if (mine === undefined || !mine.segments.includes(vmid)) return keptBy(new Error('not bound to its device any more'));
         if (mine.alive) return;
+        await drained(device);
         const fresh = await mount();
         try {
           // Only from the failed device: one that adopted the segment meanwhile keeps it.
@@ -215,6 +231,12 @@ export async function serveFile(client: PagerClient, path: string, options: File
     await file.close();
     throw err;
   }
+}
+
+/** Requests of one paging device being served now, and who waits for none. */
+interface RequestsServed {
+  serving: number;
+  idle: (() => void)[];
 }
 
 /**

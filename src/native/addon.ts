@@ -9,6 +9,8 @@ import { fileURLToPath } from 'node:url';
 interface Addon {
   peerCred(fd: number): { pid: number; uid: number; gid: number };
   peerGroups(fd: number): number[];
+  peerPidfd(fd: number): number;
+  processExited(pidfd: number): boolean;
   setSendBuffer(fd: number, bytes: number): number;
   blockDeviceSize(fd: number): number;
   blockSectorSize(fd: number): number;
@@ -54,6 +56,18 @@ function checkRange(offset: number, length: number): void {
   if (!Number.isSafeInteger(offset) || offset < 0 || !Number.isSafeInteger(length) || length <= 0) {
     throw new RangeError(`bad byte range ${offset}+${length}`);
   }
+}
+
+/** A pidfd of the process that connected the peer end of a Unix socket (SO_PEERPIDFD); the caller closes it (closeFd). */
+export function peerPidfd(fd: number): number {
+  checkFd(fd);
+  return load().peerPidfd(fd);
+}
+
+/** True once the process of `pidfd` has exited. */
+export function processExited(pidfd: number): boolean {
+  checkFd(pidfd);
+  return load().processExited(pidfd);
 }
 
 /** The credentials of the peer of a connected Unix socket (SO_PEERCRED). */

@@ -7,6 +7,7 @@ import { configError } from '../config/load-config.js';
 import { parseSize, type Config } from '../config/tunables.js';
 import { PagerError } from '../errors.js';
 import { mallocTrim, peerCred, peerGroups } from '../native/addon.js';
+import { PeerProcess } from './peer-process.js';
 import { SharedFramesTrust } from './shared-frames-trust.js';
 import { MESSAGE_OVERHEAD_BYTES } from '../protocol/codec.js';
 import type { IoObserver } from '../store/io-timing.js';
@@ -143,10 +144,15 @@ export class Daemon {
       const memory = parseSize(config['memory.size']);
       if (memory % pageSize !== 0 || memory < pageSize) throw configError(config, 'memory.size', `${memory} bytes is not a positive multiple of the store's page size ${pageSize}`);
       // The engine pins the frames a device reading shared frames is told of (made below: the engine pages through the devices).
-      const pins: FramePins = { pinFrame: (f) => vmm.pinFrame(f), unpinFrame: (f) => vmm.unpinFrame(f) };
-      const pagingDevices = new PagingDevices(pageSize, { maxInFlight: config['strategy.maxInFlight'], timeoutMs: config['strategy.timeoutMs'] }, log.child({ component: 'strategy' }), pins);
+      const pins: FramePins = { pinFrame: (f) => vmm.pinFrame(f), unpinFrame: (f) => vmm.unpinFrame(f), orphanFrame: (f) => vmm.orphanFrame(f) };
       const frames = memory / pageSize;
       const share = (fraction: number): number => Math.max(1, Math.floor(frames * fraction));
+      const pagingDevices = new PagingDevices(
+        pageSize,
+        { maxInFlight: config['strategy.maxInFlight'], timeoutMs: config['strategy.timeoutMs'], maxOrphanedFrames: share(config['strategy.maxStrandedShare']) },
+        log.child({ component: 'strategy' }),
+        pins,
+      );
       const routing = new RoutingStore(store, pagingDevices, {
         maxRequestPages: config['strategy.maxRequestPages'],
         maxStrandedPages: share(config['strategy.maxStrandedShare']),
@@ -235,15 +241,18 @@ export class Daemon {
     const limits = this.limits;
     // Decided now, from what the kernel recorded at connect: the peer's pid may belong to another process later.
     let trusted: boolean;
+    // A peer given the shared frames is followed until it exits: frames it was told to read are held for it until then at most.
+    let reader: PeerProcess | undefined;
     try {
       trusted = this.sharedFramesTrust?.trusts(cred, () => peerGroups(fd)) === true;
+      if (trusted) reader = PeerProcess.of(fd);
     } catch (err) {
-      this.log.warn({ err: (err as Error).message }, 'could not read the peer groups; not offering shared frames');
+      this.log.warn({ err: (err as Error).message }, 'could not read the peer groups or follow its process; not offering shared frames');
       trusted = false;
     }
     const ctx = this.svc.createContext(cred);
     // This connection as the owner of the paging devices it mounts: strategy requests go out on it.
-    const owner: DeviceOwner = { uid: cred.uid, context: ctx, mayReadFrames: trusted, send: (parts, written) => connection.sendFrame(parts, written), drop: () => socket.destroy() };
+    const owner: DeviceOwner = { uid: cred.uid, context: ctx, reader, send: (parts, written) => connection.sendFrame(parts, written), drop: () => socket.destroy() };
     const host: ConnectionHost = {
       strategyDone: (answer) => this.paging.devices.done(owner, answer),
       servesDevices: () => this.paging.devices.serves(owner),
@@ -274,6 +283,7 @@ export class Daemon {
     void connection.closed().then(() => {
       this.backup.end(ctx);
       this.paging.devices.ownerGone(owner);
+      reader?.letGo();
       admission.release();
       this.svc.endContext(ctx);
       this.connections.delete(connection);
@@ -327,6 +337,8 @@ export class Daemon {
       dirty: this.vmm.modifiedFrameCount(),
       // Pages of client segments modified or being written out, by owner (each held to strategy.maxModifiedShare).
       clientPagesHeld: this.paging.routing.heldByUid(),
+      // Frames held for file systems that may still read them (failed devices' unanswered writes by frame reference), by uid.
+      framesHeldForFailedDevices: this.paging.devices.orphanedFramesByUid(),
       counters: { ...this.vmm.counters },
       segments: this.vmm.segments.size,
       slots: this.store.slotStats,

@@ -14,7 +14,7 @@ export function connectionDevices(parts: { devices: PagingDevices; routing: Rout
   const { devices, routing, svc, vmm } = parts;
   return {
     mount(byReference) {
-      if (byReference && !owner.mayReadFrames) throw new PagerError('shared-frames-not-offered', 'a device whose writes come by frame reference needs a peer the shared frames are offered to');
+      if (byReference && owner.reader === undefined) throw new PagerError('shared-frames-not-offered', 'a device whose writes come by frame reference needs a peer the shared frames are offered to');
       return devices.mount(owner, byReference);
     },
     umount: (device) => devices.umount(owner, device),

@@ -9,18 +9,31 @@ export interface DeviceOwner {
   readonly uid: number;
   /** The connection's client context (whose waits on its own strategy answer EDEADLK). */
   readonly context: object;
-  /** The connection's peer is trusted with the shared frames (it may be sent writes by frame reference). */
-  readonly mayReadFrames: boolean;
+  /**
+   * The connection's peer process, where it is trusted with the shared frames (it may be sent
+   * writes by frame reference): frames it was told to read are held for it until it answers, or
+   * exits.
+   */
+  readonly reader: FrameReader | undefined;
   /** Writes a frame given as parts; `written` once they are all handed on (or the connection is gone). */
   send(parts: readonly Uint8Array[], written: () => void): void;
   /** Closes the connection: it stopped reading what it was sent (whose bytes may be pinned frames). */
   drop(): void;
 }
 
+/** A process that maps the shared frames: whether it has exited; held while the table may still ask. */
+export interface FrameReader {
+  exited(): boolean;
+  hold(): void;
+  letGo(): void;
+}
+
 /** Holding frames' bytes as they are (the engine's: writers of their pages wait meanwhile). */
 export interface FramePins {
   pinFrame(frame: number): void;
   unpinFrame(frame: number): void;
+  /** A pin is now a failed device's: its page moves to another frame rather than make a writer wait (Vmm.orphanFrame). */
+  orphanFrame(frame: number): void;
 }
 
 export interface PagingDeviceLimits {
@@ -28,7 +41,12 @@ export interface PagingDeviceLimits {
   maxInFlight: number;
   /** A request unanswered this long fails with EIO (device-gone). */
   timeoutMs: number;
+  /** Most frames one uid's failed devices may hold for unanswered writes by frame reference; past it its devices are sent bytes. */
+  maxOrphanedFrames: number;
 }
+
+/** How often the table looks whether processes that frames are held for have exited. */
+const ORPHAN_SWEEP_MS = 1000;
 
 const NO_PAGES: readonly Uint8Array[] = [];
 /** Bytes of copy buffers kept for reuse (the requests in flight of a device, 16 of 256 KiB, four times over). */
@@ -47,7 +65,7 @@ class Pending {
   parts: readonly Uint8Array[] = NO_PAGES;
   /**
    * A write by frame reference (a device reading shared frames): the frames holding its pages.
-   * They are pinned from the moment it is sent until the strategy answers (or timeoutMs after its device fails):
+   * They are pinned from the moment it is sent until the strategy answers (late, if its device failed) or its process exits:
    * the file system reads them then, from its own mapping. Queued, they are not held.
    */
   frames: readonly number[] | undefined = undefined;
@@ -110,6 +128,16 @@ export class PagingDevices {
   private nextRequest = 1;
   /** Buffers of queued writes' copies, handed back once written. */
   private readonly copies = new RecycledBuffers(COPY_BUFFERS_KEPT_BYTES);
+  /**
+   * Writes by frame reference whose device failed before they were answered, by owner and
+   * request id. The file system may still be reading their frames (a write stalled in its
+   * thread pool, a process stopped): they stay pinned until its answer comes late, or its process
+   * exits. Their pages move to other frames when written (Vmm.movePage), so nobody waits for that.
+   */
+  private readonly orphans = new Map<DeviceOwner, Map<number, Pending>>();
+  /** Frames held for orphans, by the owner's uid. */
+  private readonly orphanedFrames = new Map<number, number>();
+  private orphanSweep: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly pageSize: number,
@@ -192,6 +220,11 @@ export class PagingDevices {
 
   /** A strategy's answer from `owner`'s connection: settles its request; anything that is not an answer it owes is logged and dropped. */
   done(owner: DeviceOwner, answer: StrategyDone): void {
+    const orphan = this.orphans.get(owner)?.get(answer.id);
+    if (orphan !== undefined) {
+      this.log.info({ request: answer.id, vmid: orphan.vmid, page: orphan.page }, 'a failed device answered a write by frame reference late: its frames are let go');
+      return this.letGoOrphan(owner, orphan);
+    }
     for (const device of this.devices.values()) {
       if (device.owner !== owner) continue;
       const pending = device.inFlight.get(answer.id);
@@ -284,7 +317,7 @@ export class PagingDevices {
     }
     pending.id = this.nextRequest;
     this.nextRequest = this.nextRequest >= 0xffffffff ? 1 : this.nextRequest + 1;
-    if (device.byReference && frames !== undefined) {
+    if (device.byReference && frames !== undefined && (this.orphanedFrames.get(device.owner.uid) ?? 0) < this.limits.maxOrphanedFrames) {
       pending.frames = frames;
       pending.parts = [encodeStrategyWriteByReference({ id: pending.id, device: device.id, vmid: pending.vmid, page: pending.page, npages: pending.npages }, frames)];
       pending.released(); // the device pins the frames itself while the file system reads them
@@ -372,11 +405,12 @@ export class PagingDevices {
     device.alive = false;
     // A queued write let its frames go when it was queued; one sent as bytes lets them go as the
     // socket takes it, or closes. One sent by frame reference may still be read by the file
-    // system, which keeps its mapping whatever becomes of its connection: its frames are let go
-    // only timeoutMs later (one freed meanwhile becomes another page's only then: Vmm.freeFrame).
+    // system, which keeps its mapping whatever becomes of its connection: its frames are held
+    // until it answers or its process exits (orphan; one freed meanwhile becomes another page's
+    // only then: Vmm.freeFrame).
     for (const pending of [...device.inFlight.values(), ...device.queue.splice(0)]) {
       clearTimeout(pending.timer);
-      if (pending.pinned) setTimeout(() => this.unpin(pending), this.limits.timeoutMs).unref();
+      if (pending.pinned) this.orphan(device.owner, pending);
       pending.reject(error);
     }
     device.inFlight.clear();
@@ -389,6 +423,53 @@ export class PagingDevices {
     if (!pending.pinned) return;
     pending.pinned = false;
     for (const f of pending.frames!) this.pins.unpinFrame(f);
+  }
+
+  /** Holds a failed device's unanswered write by frame reference until its owner answers it or exits. */
+  private orphan(owner: DeviceOwner, pending: Pending): void {
+    for (const f of pending.frames!) this.pins.orphanFrame(f);
+    let mine = this.orphans.get(owner);
+    if (mine === undefined) {
+      this.orphans.set(owner, (mine = new Map()));
+      owner.reader!.hold();
+    }
+    mine.set(pending.id, pending);
+    this.countOrphaned(owner.uid, pending.frames!.length);
+    this.orphanSweep ??= setInterval(() => this.sweepOrphans(), ORPHAN_SWEEP_MS).unref();
+  }
+
+  private letGoOrphan(owner: DeviceOwner, pending: Pending): void {
+    const mine = this.orphans.get(owner)!;
+    mine.delete(pending.id);
+    this.unpin(pending);
+    this.countOrphaned(owner.uid, -pending.frames!.length);
+    if (mine.size > 0) return;
+    this.orphans.delete(owner);
+    owner.reader!.letGo();
+    if (this.orphans.size === 0) {
+      clearInterval(this.orphanSweep);
+      this.orphanSweep = undefined;
+    }
+  }
+
+  /** Lets go the orphans of owners whose process has exited. */
+  private sweepOrphans(): void {
+    for (const [owner, mine] of this.orphans) {
+      if (!owner.reader!.exited()) continue;
+      this.log.info({ uid: owner.uid, requests: mine.size }, 'a file system that did not answer writes by frame reference has exited: their frames are let go');
+      for (const pending of [...mine.values()]) this.letGoOrphan(owner, pending);
+    }
+  }
+
+  private countOrphaned(uid: number, by: number): void {
+    const n = (this.orphanedFrames.get(uid) ?? 0) + by;
+    if (n > 0) this.orphanedFrames.set(uid, n);
+    else this.orphanedFrames.delete(uid);
+  }
+
+  /** Frames held for failed devices' unanswered writes by frame reference, by uid (for stats). */
+  orphanedFramesByUid(): Record<number, number> {
+    return Object.fromEntries(this.orphanedFrames);
   }
 
   private wakeDrained(device: Device): void {

@@ -71,6 +71,10 @@ export async function fault(vmm: Vmm, seg: Segment, pno: number, forWrite: boole
     if (f >= 0) {
       const usable = residentFrame(vmm, seg, pno, forWrite);
       if (usable >= 0) return usable;
+      if (forWrite && vmm.pinnedByOrphansOnly(f)) {
+        await moveFromOrphan(vmm, seg, pno, f, signal);
+        continue;
+      }
       if (waiter !== undefined) {
         if (vmm.pool.table.state[f] === PageState.PAGE_IN && vmm.store.pageInServer?.(seg.vmid, pno) === waiter) {
           throw new PagerError('deadlock', `page ${pno} of segment ${seg.vmid} is being read in by this connection's own strategy routine`);
@@ -93,6 +97,18 @@ export async function fault(vmm: Vmm, seg: Segment, pno: number, forWrite: boole
     }
     await pageIn(vmm, seg, pno, frame);
   }
+}
+
+/**
+ * Gives page `pno` a frame of its own when its frame f is pinned only by orphans (writes by frame
+ * reference whose device failed): the file system may read f as long as its process lives, and a
+ * writer of the page must not wait that long. Waits for a free frame like a fault.
+ */
+async function moveFromOrphan(vmm: Vmm, seg: Segment, pno: number, f: number, signal?: AbortSignal): Promise<void> {
+  const g = await vmm.allocateFrame(signal);
+  // Looked at again: the page may have moved, gone or been let go while we waited.
+  if (seg.deleted || seg.pages.get(pno) !== f || !vmm.pinnedByOrphansOnly(f)) vmm.freeFrame(g);
+  else vmm.movePage(seg, pno, f, g);
 }
 
 /**

@@ -1,3 +1,4 @@
+import { copyBytes } from '../copy-bytes.js';
 import { PagerError } from '../errors.js';
 import { Clock } from './clock.js';
 import type { ClientContext } from './context.js';
@@ -42,7 +43,7 @@ export interface VmmCounters {
   steals: number;
 }
 
-const { ABSENT, MODIFIED, PAGE_OUT } = PageState;
+const { ABSENT, CLEAN, MODIFIED, PAGE_OUT } = PageState;
 /** Keys of the pool's waiters: a free frame, room for a modified page (BackingStore.mayModify). */
 const FREE_WAIT = 'free';
 const ROOM_WAIT = 'room';
@@ -68,6 +69,8 @@ export class Vmm {
   private readonly poolWaiters = new WaitQueue<typeof FREE_WAIT | typeof ROOM_WAIT>();
   /** Frames pinned per uid (pages of large-page segments, charged to the segment's owner). */
   private readonly pinnedByUid = new Map<number, number>();
+  /** Of each frame's pins, those of writes by frame reference whose device failed (orphanFrame). */
+  private readonly orphanPins = new Map<number, number>();
 
   constructor(store: BackingStore, options: VmmOptions) {
     this.store = store;
@@ -327,12 +330,63 @@ export class Vmm {
 
   unpinFrame(f: number): void {
     const t = this.pool.table;
+    const orphans = this.orphanPins.get(f);
+    if (orphans !== undefined) {
+      if (orphans > 1) this.orphanPins.set(f, orphans - 1);
+      else this.orphanPins.delete(f);
+    }
     t.pins[f]--;
     if (t.pins[f] === 0 && (t.flags[f] & FrameFlag.FREE_WHEN_UNPINNED) !== 0) {
       t.flags[f] &= ~FrameFlag.FREE_WHEN_UNPINNED;
       return this.freeFrame(f);
     }
     this.frameEvents.wake(f);
+  }
+
+  /**
+   * One of frame f's pins is now an orphan's: a write by frame reference whose device failed, and
+   * whose file system may read the frame until it answers or its process exits. A writer of the
+   * page does not wait for that: it moves the page to another frame (movePage). Let go with
+   * unpinFrame, as any pin.
+   */
+  orphanFrame(f: number): void {
+    this.orphanPins.set(f, (this.orphanPins.get(f) ?? 0) + 1);
+    this.frameEvents.wake(f);
+  }
+
+  /** True if frame f holds a resident page (not under I/O) pinned only by orphans: its page may move to another frame. */
+  pinnedByOrphansOnly(f: number): boolean {
+    const t = this.pool.table;
+    const state = t.state[f];
+    return (state === CLEAN || state === MODIFIED) && t.pins[f] !== 0 && t.pins[f] === this.orphanPins.get(f) && (t.flags[f] & FrameFlag.LOCKED) === 0;
+  }
+
+  /**
+   * Moves page `pno` of `seg` from frame f (pinned only by orphans) to the free frame g, bytes,
+   * state and reference bit: f keeps its bytes for whoever may still read it, and goes on the
+   * free list once let go. The page's slot reservation, if modified, stays the page's.
+   */
+  movePage(seg: Segment, pno: number, f: number, g: number): void {
+    const t = this.pool.table;
+    copyBytes(this.pool.frameBytes(g), 0, this.pool.frameBytes(f));
+    const modified = t.state[f] === MODIFIED;
+    const referenced = t.flags[f] & FrameFlag.REFERENCED;
+    this.unlink(seg, pno);
+    this.link(seg, pno, g);
+    t.flags[g] |= referenced;
+    if (modified) this.transition(g, MODIFIED);
+    else {
+      this.transition(g, PageState.PAGE_IN);
+      this.transition(g, CLEAN);
+    }
+    this.pool.publish(g);
+    this.freeFrame(f);
+    this.frameEvents.wake(f);
+  }
+
+  /** Frames pinned only for orphans (writes by frame reference of failed devices), for stats. */
+  orphanedFrameCount(): number {
+    return this.orphanPins.size;
   }
 
   /** Resolves when frame f's state, pins or flags next change. */
