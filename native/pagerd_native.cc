@@ -22,6 +22,7 @@
 #include <sys/syscall.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <sys/xattr.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -378,6 +379,41 @@ Napi::Value ProcessExited(const Napi::CallbackInfo& info) {
   return Napi::Boolean::New(env, n > 0);
 }
 
+// fileAttribute(fd, name) -> the extended attribute's bytes, or null where the file has none or
+// its file system keeps none (ENODATA, ENOTSUP).
+Napi::Value FileAttribute(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  std::string name = info[1].As<Napi::String>().Utf8Value();
+  char value[4096];
+  ssize_t n = fgetxattr(fd, name.c_str(), value, sizeof(value));
+  if (n < 0) {
+    if (errno == ENODATA || errno == ENOTSUP) return env.Null();
+    return ThrowErrno(env, errno, "fgetxattr");
+  }
+  return Napi::Buffer<char>::Copy(env, value, static_cast<size_t>(n));
+}
+
+// setFileAttribute(fd, name, value) sets an extended attribute; removes it when value is null.
+// False where the file system keeps none (ENOTSUP), or there was none to remove.
+Napi::Value SetFileAttribute(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  int fd = info[0].As<Napi::Number>().Int32Value();
+  std::string name = info[1].As<Napi::String>().Utf8Value();
+  int rc;
+  if (info[2].IsNull()) {
+    rc = fremovexattr(fd, name.c_str());
+  } else {
+    Napi::Uint8Array value = info[2].As<Napi::Uint8Array>();
+    rc = fsetxattr(fd, name.c_str(), value.Data(), value.ByteLength(), 0);
+  }
+  if (rc != 0) {
+    if (errno == ENODATA || errno == ENOTSUP) return Napi::Boolean::New(env, false);
+    return ThrowErrno(env, errno, info[2].IsNull() ? "fremovexattr" : "fsetxattr");
+  }
+  return Napi::Boolean::New(env, true);
+}
+
 // setSendBuffer(fd, bytes) -> the socket's send buffer after asking for `bytes` (SO_SNDBUF; the
 // kernel caps the request at net.core.wmem_max and doubles it for its bookkeeping).
 Napi::Value SetSendBuffer(const Napi::CallbackInfo& info) {
@@ -543,6 +579,8 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("peerGroups", Napi::Function::New(env, PeerGroups));
   exports.Set("peerPidfd", Napi::Function::New(env, PeerPidfd));
   exports.Set("processExited", Napi::Function::New(env, ProcessExited));
+  exports.Set("fileAttribute", Napi::Function::New(env, FileAttribute));
+  exports.Set("setFileAttribute", Napi::Function::New(env, SetFileAttribute));
   exports.Set("setSendBuffer", Napi::Function::New(env, SetSendBuffer));
   exports.Set("blockDeviceSize", Napi::Function::New(env, BlockDeviceSize));
   exports.Set("blockSectorSize", Napi::Function::New(env, BlockSectorSize));

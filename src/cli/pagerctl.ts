@@ -9,7 +9,7 @@ import { copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, statSync, wri
 import { dirname, join, resolve } from 'node:path';
 import { Command, InvalidArgumentError, Option } from 'commander';
 import { errnoNumber } from '../errors.js';
-import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, NOT_A_REGULAR_FILE, FILE_IN_USE, NOT_THE_FILES_SEGMENT, SEGMENT_IN_USE, SEGMENT_TAKEN, serveFile, type PagerClient } from '../client/index.js';
+import { PagerError, UIO_READ, UIO_WRITE, V_CLIENT, V_PERSISTENT, V_WORKING, connect, NOT_A_REGULAR_FILE, FILE_IN_USE, FILE_HAS_SEGMENT, NOT_THE_FILES_SEGMENT, SEGMENT_IN_USE, SEGMENT_TAKEN, serveFile, type PagerClient } from '../client/index.js';
 import { parseSize } from '../config/tunables.js';
 import { VERSION } from '../version.js';
 import { EXIT, exitName, exitStatusHelp, exitStatusOf, type ExitStatus } from './exit-status.js';
@@ -340,7 +340,7 @@ program
 
 program
   .command('map-file')
-  .description('serve a regular file as a client segment (the reference client file system) until interrupted: prints the vmid; page-ins read the file, page-outs write it in place and fdatasync; a paging device pagerd failed (answers too late) is replaced, and said so (with --json, a {"remounted"} line); exits 69 if its segment is taken from it')
+  .description('serve a regular file as a client segment (the reference client file system) until interrupted: prints the vmid; page-ins read the file, page-outs write it in place and fdatasync; a paging device pagerd failed (answers too late) is replaced, and said so (with --json, a {"remounted"} line); exits 69 if its segment is taken from it; exits 75 while the segment of an earlier map-file of FILE is still there (recorded in its user.pagerd.vmid attribute: adopt it with --vmid)')
   .argument('<file>', 'an existing regular file: the segment is its size, rounded up to pages')
   .addOption(new Option('--mode <octal>', 'permission bits of the segment').default(0o600, '600').argParser(octalMode))
   .addOption(new Option('--vmid <vmid>', "adopt this client segment (its file system gone: the pages it held modified are written to FILE) instead of creating one; it must be of FILE's size, and served by no live device").argParser(integer))
@@ -367,6 +367,7 @@ program
         if (code === NOT_A_REGULAR_FILE) throw new CtlError(EXIT.NOINPUT, 'not-a-regular-file', (err as Error).message);
         if (code === FILE_IN_USE) throw new CtlError(EXIT.TEMPFAIL, 'file-in-use', (err as Error).message);
         if (code === SEGMENT_IN_USE) throw new CtlError(EXIT.TEMPFAIL, 'segment-in-use', (err as Error).message);
+        if (code === FILE_HAS_SEGMENT) throw new CtlError(EXIT.TEMPFAIL, 'file-has-segment', (err as Error).message);
         if (code === NOT_THE_FILES_SEGMENT) throw new CtlError(EXIT.DATAERR, 'not-the-files-segment', (err as Error).message);
         throw err;
       });

@@ -3,7 +3,7 @@ import { V_CLIENT, V_STRATEGY } from '../constants.js';
 import { GroupCommit } from '../group-commit.js';
 import { lockExclusive } from '../file-lock.js';
 import { readFully, writeFully, writevFully } from '../positional-io.js';
-import { readCached } from '../native/addon.js';
+import { fileAttribute, readCached, setFileAttribute } from '../native/addon.js';
 import type { PagerClient, StrategyRequest } from './client.js';
 import type { PagerError } from '../errors.js';
 
@@ -17,6 +17,17 @@ export const NOT_THE_FILES_SEGMENT = 'ESEGMENT';
 export const SEGMENT_IN_USE = 'ESEGMENTBUSY';
 /** The `code` of the error a file pager's stop (and onLost) gives once its segment was taken from it. */
 export const SEGMENT_TAKEN = 'ESEGMENTTAKEN';
+/** The `code` of serveFile's error for a file whose segment of an earlier file pager is still there (to adopt, or delete). */
+export const FILE_HAS_SEGMENT = 'EFILESEGMENT';
+
+/**
+ * The extended attribute naming the segment that caches a file (its vmid, in decimal): set while
+ * a file pager serves it, removed when its stop deletes the segment. One left behind names a
+ * segment whose file system went away, maybe with modified pages: a new segment of the file
+ * would be a second cache of it, and adopting the old one later would write its older pages over
+ * the newer ones.
+ */
+const SEGMENT_ATTRIBUTE = 'user.pagerd.vmid';
 
 /** How often a file pager looks whether its paging device is still alive (strategy.timeoutMs fails one that did not answer in time). */
 const DEVICE_CHECK_MS = 1000;
@@ -124,6 +135,7 @@ export async function serveFile(client: PagerClient, path: string, options: File
     const pages = Math.ceil(size / pageSize);
     // The device the adopted segment is bound to (0: none): it is taken over only from that one.
     const adoptFrom = options.vmid === undefined ? 0 : await checkAdoptable(client, options.vmid, pages * pageSize);
+    await checkRecordedSegment(client, file.fd, path, pages * pageSize, options.vmid);
     const mount = async (): Promise<number> => {
       const requests: RequestsServed = { serving: 0, idle: [] };
       const id = await client.vmMounte(strategyOf(requests), { sharedFrames: options.sharedFrames === true });
@@ -147,6 +159,7 @@ export async function serveFile(client: PagerClient, path: string, options: File
       if (pages > 0) await client.vmWritep(vmid, 0, pages);
       client.vmsIowait(vmid).catch((err: unknown) => options.onAdoptedNotWritten?.(err as Error));
     }
+    setFileAttribute(file.fd, SEGMENT_ATTRIBUTE, Buffer.from(String(vmid)));
     // A device failed under an open connection serves nothing more: its segment is bound to a new
     // one. A segment no longer bound to a device of ours was taken (rebound by another program,
     // or deleted; the daemon forgets a failed device once nothing is bound to it): left alone.
@@ -223,6 +236,7 @@ export async function serveFile(client: PagerClient, path: string, options: File
         await keepDevice();
         if (lost !== undefined) throw lost;
         await client.vmsDelete(vmid);
+        setFileAttribute(file.fd, SEGMENT_ATTRIBUTE, null);
         await client.vmUmount(device);
         await close();
       },
@@ -231,6 +245,21 @@ export async function serveFile(client: PagerClient, path: string, options: File
     await file.close();
     throw err;
   }
+}
+
+/**
+ * Refuses a file whose recorded segment (SEGMENT_ATTRIBUTE) is still there, a client segment of
+ * its extent, unless that is the segment to adopt: to create another, or adopt a different one.
+ * A record naming no such segment (deleted, or another daemon's) is ignored, as is a file system
+ * that keeps no extended attributes.
+ */
+async function checkRecordedSegment(client: PagerClient, fd: number, path: string, extent: number, adopting: number | undefined): Promise<void> {
+  const recorded = Number(fileAttribute(fd, SEGMENT_ATTRIBUTE)?.toString() ?? Number.NaN);
+  if (!Number.isSafeInteger(recorded) || recorded === adopting) return;
+  const segment = (await client.segments()).find((s) => s.vmid === recorded);
+  if (segment === undefined || (segment.options & V_STRATEGY) === 0 || segment.extent !== extent) return;
+  if (adopting !== undefined) throw Object.assign(new Error(`${path} is cached by segment ${recorded}, not ${adopting}: adopt that one (--vmid ${recorded})`), { code: NOT_THE_FILES_SEGMENT });
+  throw Object.assign(new Error(`${path} is still cached by segment ${recorded} (its file pager went away, maybe with modified pages): adopt it (--vmid ${recorded}) to write them, or delete it (pagerctl segments delete ${recorded}) to drop them`), { code: FILE_HAS_SEGMENT });
 }
 
 /** Requests of one paging device being served now, and who waits for none. */

@@ -9,7 +9,7 @@ import { PagerClient, type ConnectOptions } from './client.js';
 export { PagerClient, type ConnectOptions, type CreateOptions, type MountOptions, type SegmentInfo, type Strategy, type StrategyRequest, type Uio, type WaitOptions } from './client.js';
 export { PagerError, ERRNO, REASONS, type ErrorCode, type Reason } from '../errors.js';
 export type { ScrubTotals } from '../scrub-report.js';
-export { NOT_A_REGULAR_FILE, FILE_IN_USE, NOT_THE_FILES_SEGMENT, SEGMENT_IN_USE, SEGMENT_TAKEN, serveFile, type FilePager, type FilePagerOptions } from './file-pager.js';
+export { NOT_A_REGULAR_FILE, FILE_IN_USE, FILE_HAS_SEGMENT, NOT_THE_FILES_SEGMENT, SEGMENT_IN_USE, SEGMENT_TAKEN, serveFile, type FilePager, type FilePagerOptions } from './file-pager.js';
 export {
   UIO_READ,
   UIO_WRITE,

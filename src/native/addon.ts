@@ -11,6 +11,8 @@ interface Addon {
   peerGroups(fd: number): number[];
   peerPidfd(fd: number): number;
   processExited(pidfd: number): boolean;
+  fileAttribute(fd: number, name: string): Buffer | null;
+  setFileAttribute(fd: number, name: string, value: Uint8Array | null): boolean;
   setSendBuffer(fd: number, bytes: number): number;
   blockDeviceSize(fd: number): number;
   blockSectorSize(fd: number): number;
@@ -68,6 +70,18 @@ export function peerPidfd(fd: number): number {
 export function processExited(pidfd: number): boolean {
   checkFd(pidfd);
   return load().processExited(pidfd);
+}
+
+/** The bytes of extended attribute `name` of open file `fd`, or null where it has none (or its file system keeps none). */
+export function fileAttribute(fd: number, name: string): Buffer | null {
+  checkFd(fd);
+  return load().fileAttribute(fd, name);
+}
+
+/** Sets extended attribute `name` of open file `fd` (removes it: null); false where its file system keeps none, or there was none to remove. */
+export function setFileAttribute(fd: number, name: string, value: Uint8Array | null): boolean {
+  checkFd(fd);
+  return load().setFileAttribute(fd, name, value);
 }
 
 /** The credentials of the peer of a connected Unix socket (SO_PEERCRED). */

@@ -138,7 +138,7 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     expect(await daemon.stop()).toBe(0);
   });
 
-  it('map-file --vmid adopts the segment of a map-file killed with modified pages: they reach the file; a segment not the file\'s exits 65', async () => {
+  it('map-file --vmid adopts the segment of a map-file killed with modified pages: they reach the file; a plain map-file of the file exits 75 meanwhile, a segment not the file\'s exits 65', async () => {
     const daemon = await startDaemon({ memory: '4MiB' });
     const dir = storeDir('pagerd-adopt-');
     const file = join(dir, 'data.bin');
@@ -151,7 +151,18 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     await expect(c.vmsIowait(first.vmid)).resolves.toBeUndefined(); // nothing was paged out yet
     expect(readFileSync(file).subarray(2 * PAGE, 4 * PAGE).every((b) => b === 0)).toBe(true);
 
+    // The file records its segment: a new one of it would be a second cache, the old one's pages written over newer ones later.
+    const plain = await runMapFile(daemon.socket, [file]);
+    expect(plain.code, plain.stderr).toBe(75);
+    expect(plain.stderr).toMatch(new RegExp(`still cached by segment ${first.vmid}.*--vmid ${first.vmid}`));
+    const strandedOfAnother = join(dir, 'another.bin');
+    writeFileSync(strandedOfAnother, Buffer.alloc(16 * PAGE));
+    const another = await startMapFile(daemon.socket, strandedOfAnother);
+    another.proc.kill('SIGKILL');
+    await another.exited;
+
     const refusals: { args: string[]; why: RegExp }[] = [
+      { args: ['--vmid', String(another.vmid)], why: new RegExp(`is cached by segment ${first.vmid}, not ${another.vmid}`) },
       { args: ['--vmid', String(await c.vmsCreate(V_WORKING, 16 * PAGE))], why: /not a client segment paged by a strategy routine/ },
       { args: ['--vmid', '999999'], why: /no such segment/ },
     ];
@@ -172,7 +183,9 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     second.proc.kill('SIGINT');
     expect(await second.exited, second.stderr()).toBe(0);
     expect(readFileSync(file).subarray(9 * PAGE, 9 * PAGE + 10).every((b) => b === 0x6b)).toBe(true);
+    await c.vmsDelete(another.vmid);
     expect(await c.devices()).toEqual([]);
+    expect((await runMapFile(daemon.socket, [file], 1000)).code, 'a file whose segment was deleted at stop is served anew').toBe(0);
     await c.close();
     expect(await daemon.stop()).toBe(0);
   });
