@@ -106,7 +106,7 @@ export const REASONS = {
   'file-system-error': { code: 'EIO', text: "the client file system's strategy routine failed the I/O: the answer carries its errno (EIO when it gave none)" },
   'no-such-device': { code: 'EINVAL', text: 'no paging device with that id is mounted (or it belongs to another uid)' },
   'device-busy': { code: 'EBUSY', text: 'segments are still bound to the paging device' },
-  'segment-rebound': { code: 'EBUSY', text: 'vmSetdevid with `from`: the segment is bound to another device than the one named (another program rebound it)' },
+  'segment-rebound': { code: 'EBUSY', text: 'vmSetdevid or vmsDelete with `from`: the segment is bound to another device than the one named (another program rebound it)' },
   'stranded-pages': { code: 'ENOMEM', text: "the segment's paging device is gone, and segments without a live device already hold their share (strategy.maxStrandedShare) of the pool in modified pages" },
   'modified-limit': {
     code: 'ENOMEM',

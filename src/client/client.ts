@@ -117,7 +117,7 @@ const DEFAULT_CONNECT_TIMEOUT_MS = 10_000;
 const SHARED_RETRY_MS = 1000;
 
 /** Operations after which pages may read differently: reads from shared frames wait while one is in flight. */
-const PAGE_CHANGING: ReadonlySet<OperationName> = new Set(['vmRelease', 'vmReleasep', 'vmMakep', 'vmInvalidatep', 'vmIoaccessp', 'vmsDelete']);
+const PAGE_CHANGING: ReadonlySet<OperationName> = new Set(['vmRelease', 'vmReleasep', 'vmMakep', 'vmInvalidatep', 'vmIoaccessp', 'vmsDelete', 'vmsDeleteFrom']);
 
 function changesPages(op: OperationName, args: Value[]): boolean {
   if (op === 'vmMove') return args[3] !== UIO_READ;
@@ -441,8 +441,15 @@ export class PagerClient {
         if (copy !== undefined) this.reads.frames.give(copy);
       });
   }
-  async vmsDelete(vmid: number): Promise<void> {
-    await this.results('vmsDelete', [vmid]);
+
+  /**
+   * vms_delete. With `from` (a client segment's paging device, 0 for none), only while the segment
+   * is bound to that device, else EBUSY `segment-rebound`: a file system stopping does not delete
+   * a segment another program took over meanwhile.
+   */
+  async vmsDelete(vmid: number, options: { from?: number } = {}): Promise<void> {
+    if (options.from !== undefined) await this.results('vmsDeleteFrom', [vmid, options.from]);
+    else await this.results('vmsDelete', [vmid]);
   }
   vmAtt(vmid: number, offset: number, access: 'read' | 'write' = 'write'): Promise<number> {
     return this.results('vmAtt', [vmid, offset, access]).then((r) => r[0] as number);

@@ -232,10 +232,11 @@ export async function serveFile(client: PagerClient, path: string, options: File
           }
           if (!(await client.vmQmodify(vmid))) break;
         }
-        // Looked at again right before: a segment taken meanwhile is not deleted.
-        await keepDevice();
-        if (lost !== undefined) throw lost;
-        await client.vmsDelete(vmid);
+        // Only while still bound to this device: a segment taken meanwhile is not deleted.
+        await client.vmsDelete(vmid, { from: device }).catch((err: unknown) => {
+          if ((err as PagerError).reason === 'segment-rebound') keptBy(err as Error);
+          throw lost ?? err;
+        });
         setFileAttribute(file.fd, SEGMENT_ATTRIBUTE, null);
         await client.vmUmount(device);
         await close();

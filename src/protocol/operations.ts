@@ -67,6 +67,7 @@ export const OPERATIONS = {
   vmMounteFrames: { code: 34, args: [], results: ['n'] },
   // vm_setdevid only while the segment is bound to the device named last (0: to none): EBUSY otherwise.
   vmSetdevidFrom: { code: 35, args: ['n', 'n', 'n'], results: [] },
+  vmsDeleteFrom: { code: 36, args: ['n', 'n'], results: [] },
 } as const satisfies Record<string, Operation>;
 
 export type OperationName = keyof typeof OPERATIONS;

@@ -33,6 +33,8 @@ export interface ConnectionDevices {
   umount(device: number): Promise<void>;
   /** `from`: only while the segment is bound to that device (0: to none). */
   setdevid(vmid: number, device: number, from?: number): void;
+  /** vms_delete, only while the segment is bound to device `from` (0: to none). */
+  deleteFrom(vmid: number, from: number): Promise<void>;
   createOn(type: number, size: number, options: number, mode: number, device: number): Promise<number>;
   list(): object[];
 }
@@ -149,6 +151,7 @@ export const HANDLERS: Record<Exclude<OperationName, 'sharedFrames'>, Handler> =
   vmUmount: async (env, a) => (await env.devices.umount(n(a[0])), []),
   vmSetdevid: async (env, a) => (env.devices.setdevid(n(a[0]), n(a[1])), []),
   vmSetdevidFrom: async (env, a) => (env.devices.setdevid(n(a[0]), n(a[1]), n(a[2])), []),
+  vmsDeleteFrom: async (env, a) => (await env.devices.deleteFrom(n(a[0]), n(a[1])), []),
   vmsCreateOn: async (env, a) => [await env.devices.createOn(n(a[0]), n(a[1]), n(a[2]), n(a[3]), n(a[4]))],
   devices: async (env) => [JSON.stringify(env.devices.list())],
 };

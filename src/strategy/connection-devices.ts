@@ -12,6 +12,10 @@ import type { RoutingStore } from './routing-store.js';
  */
 export function connectionDevices(parts: { devices: PagingDevices; routing: RoutingStore; svc: VmServices; vmm: Vmm }, ctx: ClientContext, owner: DeviceOwner): ConnectionDevices {
   const { devices, routing, svc, vmm } = parts;
+  const checkBound = (vmid: number, from: number): void => {
+    const bound = devices.deviceOf(vmid) ?? 0;
+    if (bound !== from) throw new PagerError('segment-rebound', `segment ${vmid} is bound to ${bound === 0 ? 'no device' : `device ${bound}`}, not ${from === 0 ? 'to none' : `device ${from}`}`);
+  };
   return {
     mount(byReference) {
       if (byReference && owner.reader === undefined) throw new PagerError('shared-frames-not-offered', 'a device whose writes come by frame reference needs a peer the shared frames are offered to');
@@ -24,10 +28,10 @@ export function connectionDevices(parts: { devices: PagingDevices; routing: Rout
       if (!routing.pagedByStrategy(vmid)) throw new PagerError('not-client-segment', 'only a client segment created on a paging device can be rebound');
       // Only the owner's uid (or root) rebinds, and only to a device of the owner's uid (or root's, by root).
       if (ctx.uid !== seg.uid && ctx.uid !== 0) throw new PagerError('no-write-access', "only the segment owner's uid, or root, may rebind it");
-      const bound = devices.deviceOf(vmid) ?? 0;
-      if (from !== undefined && bound !== from) throw new PagerError('segment-rebound', `segment ${vmid} is bound to ${bound === 0 ? 'no device' : `device ${bound}`}, not ${from === 0 ? 'to none' : `device ${from}`}`);
+      if (from !== undefined) checkBound(vmid, from);
       devices.bind(vmid, seg.uid, device, ctx.uid === 0);
     },
+    deleteFrom: (vmid, from) => svc.vmsDelete(ctx, vmid, () => checkBound(vmid, from)),
     async createOn(type, size, options, mode, device) {
       devices.bindable(device, ctx.uid); // checked before anything is created
       const vmid = await svc.vmsCreate(ctx, type, size, options, mode, true);

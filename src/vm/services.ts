@@ -105,12 +105,14 @@ export class VmServices {
   /**
    * vms_delete: the store forgets the segment durably first (if it cannot, nothing changed); then
    * the vmid is invalid at once, modified pages are discarded, not written, frames under I/O are
-   * freed when it completes, and waits on the segment end with EINVAL.
+   * freed when it completes, and waits on the segment end with EINVAL. `precondition` throws to
+   * refuse, looked at last, right before (nothing between it and the delete yields).
    */
-  async vmsDelete(ctx: ClientContext, vmid: number): Promise<void> {
+  async vmsDelete(ctx: ClientContext, vmid: number, precondition?: () => void): Promise<void> {
     await this.storeStill();
     const seg = this.segment(ctx, vmid);
     if (!ctx.mayWrite(seg)) throw new PagerError('no-write-access');
+    precondition?.();
     this.vmm.store.deleteSegment(vmid);
     seg.deleted = true;
     this.vmm.segments.delete(vmid);

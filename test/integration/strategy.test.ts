@@ -281,7 +281,7 @@ describe('client segments paged by their own file system (strategy routines)', (
     expect(await again.stop()).toBe(0);
   });
 
-  it('only a device of the segment owner\'s uid may page it; vm_ioaccessp on a working segment stays EINVAL; vmSetdevid rebinds (with \`from\`, only from that device)', async () => {
+  it('only a device of the segment owner\'s uid may page it; vm_ioaccessp on a working segment stays EINVAL; vmSetdevid rebinds and vmsDelete deletes (with \`from\`, only while bound to that device)', async () => {
     const c = await daemon.client();
     const fsA = memoryFileSystem();
     const fsB = memoryFileSystem();
@@ -302,6 +302,12 @@ describe('client segments paged by their own file system (strategy routines)', (
     expect(((await c.segments()).find((s) => s.vmid === vmid))?.device).toBe(b);
     await c.vmSetdevid(vmid, a, { from: b });
     expect(((await c.segments()).find((s) => s.vmid === vmid))?.device).toBe(a);
+    // Likewise deleting it: a segment another program took over is not deleted.
+    await expect(c.vmsDelete(vmid, { from: b })).rejects.toMatchObject({ code: 'EBUSY', reason: 'segment-rebound' });
+    expect((await c.segments()).some((s) => s.vmid === vmid)).toBe(true);
+    const other = await c.vmsCreate(V_CLIENT, 4 * PAGE, { device: b });
+    await c.vmsDelete(other, { from: b });
+    expect((await c.segments()).some((s) => s.vmid === other)).toBe(false);
     await expect(c.vmsCreate(V_CLIENT, PAGE, { device: 9999 })).rejects.toMatchObject({ code: 'EINVAL', reason: 'no-such-device' });
     await expect(c.vmsCreate(V_WORKING, PAGE, { device: a })).rejects.toMatchObject({ code: 'EINVAL', reason: 'not-client-segment' });
     const working = await c.vmsCreate(V_WORKING, PAGE);
