@@ -220,7 +220,10 @@ export class Pageout {
       return;
     }
     const now = this.vmm.now();
-    const ms = Math.min(MAX_BACKOFF_MS, Math.max(MIN_BACKOFF_MS, (this.backoff.get(pager)?.ms ?? 0) * 2));
+    // At most a quarter of memory.allocTimeoutMs: a writer waiting for room sees the pager tried
+    // again several times before it gives up, so a file system that recovered is found in time.
+    const most = Math.max(MIN_BACKOFF_MS, Math.min(MAX_BACKOFF_MS, this.vmm.options.allocTimeoutMs / 4));
+    const ms = Math.min(most, Math.max(MIN_BACKOFF_MS, (this.backoff.get(pager)?.ms ?? 0) * 2));
     this.backoff.set(pager, { ms, until: now + ms });
     // Pagers that failed long ago (their segments deleted since, maybe) start afresh.
     for (const [other, b] of this.backoff) if (b.until < now - MAX_BACKOFF_MS) this.backoff.delete(other);

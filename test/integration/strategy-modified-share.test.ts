@@ -146,6 +146,37 @@ describe("a uid's client segments hold at most strategy.maxModifiedShare of the 
     expect(await daemon.stop()).toBe(0);
   }, 60_000);
 
+  it.runIf(isRoot)('a writer waiting at the share while its file system is full goes on once space returns: the failing pager is tried again within memory.allocTimeoutMs', async () => {
+    // 2048 frames, a share of 512; a writer past it waits 1 s.
+    const daemon = await startDaemon({ memory: '8MiB', env: { PAGERD_STRATEGY_MAX_MODIFIED_SHARE: '0.25', PAGERD_MEMORY_ALLOC_TIMEOUT_MS: '1000' } });
+    const small = storeDir('pagerd-full-');
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small]);
+    try {
+      const file = join(small, 'data.bin');
+      closeSync(openSync(file, 'w'));
+      truncateSync(file, 4096 * PAGE);
+      const filler = join(small, 'filler');
+      const { bavail, bsize } = statfsSync(small);
+      execFileSync('fallocate', ['-l', String(bavail * bsize), filler]);
+      const mapFile = await startMapFile(daemon.socket, file);
+      const c = await daemon.client();
+      const refused = await writeUntilRefused(c, mapFile.vmid, 4096, 1);
+      expect(refused.error).toMatchObject({ code: 'ENOMEM', reason: 'modified-limit' });
+      // Writers keep waiting while every page-out fails: the pager's back-off grows to its longest.
+      for (let i = 0; i < 8; i++) await expect(writeUntilRefused(c, mapFile.vmid, refused.written + MOVE_PAGES, 1)).resolves.toMatchObject({ error: { reason: 'modified-limit' } });
+      rmSync(filler);
+      expect(await writeUntilRefused(c, mapFile.vmid, refused.written + 4 * MOVE_PAGES, 1)).toEqual({ written: refused.written + 4 * MOVE_PAGES });
+      mapFile.proc.kill('SIGINT');
+      expect(await mapFile.exited, mapFile.stderr()).toBe(0);
+      expect(readFileSync(file).subarray(0, (refused.written + 4 * MOVE_PAGES) * PAGE).equals(Buffer.from(pages(0, refused.written + 4 * MOVE_PAGES, 1)))).toBe(true);
+      await c.close();
+      expect(await daemon.stop()).toBe(0);
+    } finally {
+      await daemon.stop();
+      execFileSync('umount', ['-l', small]);
+    }
+  }, 60_000);
+
   it.runIf(isRoot)('map-file of another uid on a full file system: its segment holds only the share (ENOMEM modified-limit past it), other clients page on; interrupted it exits 74, and root adopts the segment once space returns', async () => {
     const PUBLIC = publicCopy(['@commander-js/extra-typings', 'commander', 'zod', 'cli-progress', 'fs-ext']);
     const stateDir = storeDir('pagerd-share-');
