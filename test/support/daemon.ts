@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { join } from 'node:path';
 import { connect, type ConnectOptions, type PagerClient } from '../../src/client/index.js';
+import { track } from './children.js';
 import { storeDir } from './store-files.js';
 
 export const PAGERD = join(import.meta.dirname, '../../dist/src/cli/pagerd.js');
@@ -26,12 +27,6 @@ export interface DaemonOptions {
   socket?: string;
 }
 
-/** Daemons this test process started: killed when it exits, so a failed test leaves none behind. */
-const started = new Set<ChildProcess>();
-process.on('exit', () => {
-  for (const proc of started) if (proc.exitCode === null) proc.kill('SIGKILL');
-});
-
 /** Starts the real pagerd as a process and waits until it is serving. */
 export async function startDaemon(options: DaemonOptions = {}): Promise<RunningDaemon> {
   const stateDir = options.stateDir ?? storeDir('pagerd-daemon-');
@@ -41,13 +36,12 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
     env: { ...process.env, PAGERD_LOG_LEVEL: 'info', PAGERD_STORE_CREATE_BYTES: '64MiB', PAGERD_WRITEBACK_MIN_AGE_MS: '0', PAGERD_MEMORY_ALLOC_TIMEOUT_MS: '300', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
-  started.add(proc);
+  track(proc);
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) =>
     proc.once('exit', (code) => {
-      started.delete(proc);
       resolve(code);
     }),
   );

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcessByStdio } from 'node:child_process';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
+import { track } from './children.js';
 
 export const PAGERCTL = join(import.meta.dirname, '../../dist/src/cli/pagerctl.js');
 
@@ -22,6 +23,7 @@ export interface MapFileProcess {
  */
 export async function startMapFile(socket: string, file: string, args: string[] = [], command: string[] = [process.execPath, PAGERCTL]): Promise<MapFileProcess> {
   const proc = spawn(command[0], [...command.slice(1), '--socket', socket, '--json', 'map-file', file, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  track(proc);
   let out = '';
   let err = '';
   proc.stdout.on('data', (d: Buffer) => (out += d.toString()));
