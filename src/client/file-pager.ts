@@ -159,7 +159,7 @@ export async function serveFile(client: PagerClient, path: string, options: File
       if (pages > 0) await client.vmWritep(vmid, 0, pages);
       client.vmsIowait(vmid).catch((err: unknown) => options.onAdoptedNotWritten?.(err as Error));
     }
-    setFileAttribute(file.fd, SEGMENT_ATTRIBUTE, Buffer.from(String(vmid)));
+    recordSegment(file.fd, vmid);
     // A device failed under an open connection serves nothing more: its segment is bound to a new
     // one. A segment no longer bound to a device of ours was taken (rebound by another program,
     // or deleted; the daemon forgets a failed device once nothing is bound to it): left alone.
@@ -237,7 +237,7 @@ export async function serveFile(client: PagerClient, path: string, options: File
           if ((err as PagerError).reason === 'segment-rebound') keptBy(err as Error);
           throw lost ?? err;
         });
-        setFileAttribute(file.fd, SEGMENT_ATTRIBUTE, null);
+        recordSegment(file.fd, undefined);
         await client.vmUmount(device);
         await close();
       },
@@ -261,6 +261,15 @@ async function checkRecordedSegment(client: PagerClient, fd: number, path: strin
   if (segment === undefined || (segment.options & V_STRATEGY) === 0 || segment.extent !== extent) return;
   if (adopting !== undefined) throw Object.assign(new Error(`${path} is cached by segment ${recorded}, not ${adopting}: adopt that one (--vmid ${recorded})`), { code: NOT_THE_FILES_SEGMENT });
   throw Object.assign(new Error(`${path} is still cached by segment ${recorded} (its file pager went away, maybe with modified pages): adopt it (--vmid ${recorded}) to write them, or delete it (pagerctl segments delete ${recorded}) to drop them`), { code: FILE_HAS_SEGMENT });
+}
+
+/** Records (or, with undefined, forgets) the file's segment where its file system lets it: a record is a safeguard, not needed to serve. */
+function recordSegment(fd: number, vmid: number | undefined): void {
+  try {
+    setFileAttribute(fd, SEGMENT_ATTRIBUTE, vmid === undefined ? null : Buffer.from(String(vmid)));
+  } catch {
+    // Refused (a full file system, an immutable file): the file is served without the safeguard.
+  }
 }
 
 /** Requests of one paging device being served now, and who waits for none. */

@@ -144,7 +144,7 @@ export class Daemon {
       const memory = parseSize(config['memory.size']);
       if (memory % pageSize !== 0 || memory < pageSize) throw configError(config, 'memory.size', `${memory} bytes is not a positive multiple of the store's page size ${pageSize}`);
       // The engine pins the frames a device reading shared frames is told of (made below: the engine pages through the devices).
-      const pins: FramePins = { pinFrame: (f) => vmm.pinFrame(f), unpinFrame: (f) => vmm.unpinFrame(f), orphanFrame: (f) => vmm.orphanFrame(f) };
+      const pins: FramePins = { pinFrame: (f) => vmm.pinFrame(f), unpinFrame: (f) => vmm.unpinFrame(f), orphanFrame: (f) => vmm.orphanFrame(f), unpinOrphan: (f) => vmm.unpinOrphan(f) };
       const frames = memory / pageSize;
       const share = (fraction: number): number => Math.max(1, Math.floor(frames * fraction));
       const pagingDevices = new PagingDevices(

@@ -34,6 +34,8 @@ export interface FramePins {
   unpinFrame(frame: number): void;
   /** A pin is now a failed device's: its page moves to another frame rather than make a writer wait (Vmm.orphanFrame). */
   orphanFrame(frame: number): void;
+  /** Lets go a pin orphanFrame made a failed device's. */
+  unpinOrphan(frame: number): void;
 }
 
 export interface PagingDeviceLimits {
@@ -441,7 +443,8 @@ export class PagingDevices {
   private letGoOrphan(owner: DeviceOwner, pending: Pending): void {
     const mine = this.orphans.get(owner)!;
     mine.delete(pending.id);
-    this.unpin(pending);
+    pending.pinned = false;
+    for (const f of pending.frames!) this.pins.unpinOrphan(f);
     this.countOrphaned(owner.uid, -pending.frames!.length);
     if (mine.size > 0) return;
     this.orphans.delete(owner);

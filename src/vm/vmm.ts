@@ -330,11 +330,6 @@ export class Vmm {
 
   unpinFrame(f: number): void {
     const t = this.pool.table;
-    const orphans = this.orphanPins.get(f);
-    if (orphans !== undefined) {
-      if (orphans > 1) this.orphanPins.set(f, orphans - 1);
-      else this.orphanPins.delete(f);
-    }
     t.pins[f]--;
     if (t.pins[f] === 0 && (t.flags[f] & FrameFlag.FREE_WHEN_UNPINNED) !== 0) {
       t.flags[f] &= ~FrameFlag.FREE_WHEN_UNPINNED;
@@ -347,11 +342,19 @@ export class Vmm {
    * One of frame f's pins is now an orphan's: a write by frame reference whose device failed, and
    * whose file system may read the frame until it answers or its process exits. A writer of the
    * page does not wait for that: it moves the page to another frame (movePage). Let go with
-   * unpinFrame, as any pin.
+   * unpinOrphan.
    */
   orphanFrame(f: number): void {
     this.orphanPins.set(f, (this.orphanPins.get(f) ?? 0) + 1);
     this.frameEvents.wake(f);
+  }
+
+  /** Lets go an orphan's pin of frame f (its file system answered late, or exited). */
+  unpinOrphan(f: number): void {
+    const orphans = this.orphanPins.get(f)!;
+    if (orphans > 1) this.orphanPins.set(f, orphans - 1);
+    else this.orphanPins.delete(f);
+    this.unpinFrame(f);
   }
 
   /** True if frame f holds a resident page (not under I/O) pinned only by orphans: its page may move to another frame. */
@@ -382,11 +385,6 @@ export class Vmm {
     this.pool.publish(g);
     this.freeFrame(f);
     this.frameEvents.wake(f);
-  }
-
-  /** Frames pinned only for orphans (writes by frame reference of failed devices), for stats. */
-  orphanedFrameCount(): number {
-    return this.orphanPins.size;
   }
 
   /** Resolves when frame f's state, pins or flags next change. */

@@ -183,6 +183,40 @@ describe('page-outs by frame reference (vmMounte with sharedFrames)', () => {
     await writer.close();
   });
 
+  it('a page whose frame a failed device may still read goes out through a new device, and is written again: nothing waits for the failed one', async () => {
+    const gone = await daemon.client();
+    const fsClient = await daemon.client();
+    const writer = await daemon.client();
+    let asked = false;
+    const failed = await gone.vmMounte(
+      (io) => {
+        asked ||= io.op === 'write';
+        return new Promise(() => undefined);
+      },
+      { sharedFrames: true },
+    );
+    const written: number[] = [];
+    const working = await fsClient.vmMounte(async (io) => void written.push(io.pages![0][0]), { sharedFrames: true });
+    const vmid = await gone.vmsCreate(V_CLIENT, 4 * PAGE, { device: failed, mode: 0o666 });
+    await writer.vmMove(vmid, 0, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(1)));
+    await writer.vmWritep(vmid, 0, 1);
+    await until(() => asked);
+    await gone.close(); // its frame stays held: this process lives
+    await expect(writer.vmsIowait(vmid)).rejects.toMatchObject({ code: 'EIO' });
+    await fsClient.vmSetdevid(vmid, working);
+    await writer.vmWritep(vmid, 0, 1); // from the same frame, held by both
+    await writer.vmsIowait(vmid);
+    expect(written).toEqual([1]);
+    const rewrite = writer.vmMove(vmid, 0, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(2)));
+    await expect(Promise.race([rewrite.then(() => 'written'), sleep(3 * TIMEOUT_MS).then(() => 'still waiting')])).resolves.toBe('written');
+    await writer.vmWritep(vmid, 0, 1);
+    await writer.vmsIowait(vmid);
+    expect(written).toEqual([1, 2]);
+    await writer.vmsDelete(vmid);
+    await fsClient.vmUmount(working);
+    await Promise.all([writer.close(), fsClient.close()]);
+  });
+
   it("the frame of a page released after its device failed under a write by frame reference is no other page's while the file system may still read it", async () => {
     const fsClient = await daemon.client();
     const other = await daemon.client();
