@@ -340,7 +340,7 @@ program
 
 program
   .command('map-file')
-  .description('serve a regular file as a client segment (the reference client file system) until interrupted: prints the vmid; page-ins read the file, page-outs write it in place and fdatasync; a paging device pagerd failed (answers too late) is replaced, and said so (with --json, a {"remounted"} line); exits 69 if its segment is taken from it; exits 75 while the segment of an earlier map-file of FILE is still there (recorded in its user.pagerd.vmid attribute: adopt it with --vmid)')
+  .description('serve a regular file as a client segment (the reference client file system) until interrupted: prints the vmid; page-ins read the file, page-outs write it in place and fdatasync; a paging device pagerd failed (answers too late) is replaced, and said so (with --json, a {"remounted"} line); exits 69 if its segment is taken from it; exits 75 while the segment of an earlier map-file of FILE is still there (recorded in its user.pagerd.segment attribute: adopt it with --vmid)')
   .argument('<file>', 'an existing regular file: the segment is its size, rounded up to pages')
   .addOption(new Option('--mode <octal>', 'permission bits of the segment').default(0o600, '600').argParser(octalMode))
   .addOption(new Option('--vmid <vmid>', "adopt this client segment (its file system gone: the pages it held modified are written to FILE) instead of creating one; it must be of FILE's size, and served by no live device").argParser(integer))

@@ -21,13 +21,14 @@ export const SEGMENT_TAKEN = 'ESEGMENTTAKEN';
 export const FILE_HAS_SEGMENT = 'EFILESEGMENT';
 
 /**
- * The extended attribute naming the segment that caches a file (its vmid, in decimal): set while
- * a file pager serves it, removed when its stop deletes the segment. One left behind names a
- * segment whose file system went away, maybe with modified pages: a new segment of the file
- * would be a second cache of it, and adopting the old one later would write its older pages over
- * the newer ones.
+ * The extended attribute naming the segment that caches a file: `store:vmid:dev:inode`, the
+ * daemon's store (stats `store`), the segment, and the file it was recorded on (a copy of the file
+ * carries the attribute, not the identity). Set while a file pager serves the file, removed when
+ * its stop deletes the segment. One left behind names a segment whose file system went away,
+ * maybe with modified pages: a new segment of the file would be a second cache of it, and
+ * adopting the old one later would write its older pages over the newer ones.
  */
-const SEGMENT_ATTRIBUTE = 'user.pagerd.vmid';
+const SEGMENT_ATTRIBUTE = 'user.pagerd.segment';
 
 /** How often a file pager looks whether its paging device is still alive (strategy.timeoutMs fails one that did not answer in time). */
 const DEVICE_CHECK_MS = 1000;
@@ -98,9 +99,9 @@ export async function serveFile(client: PagerClient, path: string, options: File
     const pageSize = client.pageSize;
     let serving = 0;
     const idleWaiters: (() => void)[] = [];
-    // Requests being served, per device: a failed device's must be done before its segment is
-    // bound to a new one, or a write stalled past the timeout would land after a newer write of its pages.
-    const servingOn = new Map<number, RequestsServed>();
+    // Writes being served, per device: a failed device's must be done before its segment is bound
+    // to a new one, or a write stalled past the timeout would land after a newer write of its pages.
+    const writingOn = new Map<number, WritesServed>();
     const serve = async (io: StrategyRequest): Promise<void> => {
       const at = io.page * pageSize;
       if (io.op === 'read') {
@@ -122,30 +123,34 @@ export async function serveFile(client: PagerClient, path: string, options: File
         return file.datasync();
       });
     };
-    const strategyOf = (requests: RequestsServed) => async (io: StrategyRequest): Promise<void> => {
+    const strategyOf = (writes: WritesServed) => async (io: StrategyRequest): Promise<void> => {
+      const write = io.op === 'write';
       serving++;
-      requests.serving++;
+      if (write) writes.serving++;
       try {
         await serve(io);
       } finally {
-        if (--requests.serving === 0) for (const wake of requests.idle.splice(0)) wake();
+        if (write && --writes.serving === 0) for (const wake of writes.idle.splice(0)) wake();
         if (--serving === 0) for (const wake of idleWaiters.splice(0)) wake();
       }
     };
     const pages = Math.ceil(size / pageSize);
+    const { dev, ino } = await file.stat({ bigint: true });
+    const store = String((await client.stats()).store);
+    const recordOf = (vmid: number): string => `${store}:${vmid}:${dev}:${ino}`;
     // The device the adopted segment is bound to (0: none): it is taken over only from that one.
     const adoptFrom = options.vmid === undefined ? 0 : await checkAdoptable(client, options.vmid, pages * pageSize);
-    await checkRecordedSegment(client, file.fd, path, pages * pageSize, options.vmid);
+    await checkRecordedSegment(client, path, recordedSegment(file.fd, recordOf), pages * pageSize, options.vmid);
     const mount = async (): Promise<number> => {
-      const requests: RequestsServed = { serving: 0, idle: [] };
-      const id = await client.vmMounte(strategyOf(requests), { sharedFrames: options.sharedFrames === true });
-      servingOn.set(id, requests);
+      const writes: WritesServed = { serving: 0, idle: [] };
+      const id = await client.vmMounte(strategyOf(writes), { sharedFrames: options.sharedFrames === true });
+      writingOn.set(id, writes);
       return id;
     };
-    const drained = async (id: number): Promise<void> => {
-      const requests = servingOn.get(id);
-      while (requests !== undefined && requests.serving > 0) await new Promise<void>((resolve) => requests.idle.push(resolve));
-      servingOn.delete(id);
+    const writesDone = async (id: number): Promise<void> => {
+      const writes = writingOn.get(id);
+      while (writes !== undefined && writes.serving > 0) await new Promise<void>((resolve) => writes.idle.push(resolve));
+      writingOn.delete(id);
     };
     let device = await mount();
     let remounts = 0;
@@ -159,24 +164,27 @@ export async function serveFile(client: PagerClient, path: string, options: File
       if (pages > 0) await client.vmWritep(vmid, 0, pages);
       client.vmsIowait(vmid).catch((err: unknown) => options.onAdoptedNotWritten?.(err as Error));
     }
-    recordSegment(file.fd, vmid);
+    recordSegment(file.fd, recordOf(vmid));
     // A device failed under an open connection serves nothing more: its segment is bound to a new
     // one. A segment no longer bound to a device of ours was taken (rebound by another program,
     // or deleted; the daemon forgets a failed device once nothing is bound to it): left alone.
     let checking: Promise<void> = Promise.resolve();
+    let checksQueued = 0;
     let lost: Error | undefined;
     const keptBy = (why: Error): void => {
       lost = Object.assign(new Error(`segment ${vmid} was taken from this file pager (rebound by another program, or deleted): ${why.message}`), { code: SEGMENT_TAKEN });
       clearInterval(watch);
       options.onLost?.(lost);
     };
-    const keepDevice = (): Promise<void> =>
-      (checking = checking.catch(() => undefined).then(async () => {
+    const keepDevice = (): Promise<void> => {
+      checksQueued++;
+      return (checking = checking.catch(() => undefined).then(async () => {
+        checksQueued--;
         if (lost !== undefined) return;
         const mine = (await client.devices()).find((d) => d.id === device);
         if (mine === undefined || !mine.segments.includes(vmid)) return keptBy(new Error('not bound to its device any more'));
         if (mine.alive) return;
-        await drained(device);
+        await writesDone(device);
         const fresh = await mount();
         try {
           // Only from the failed device: one that adopted the segment meanwhile keeps it.
@@ -192,7 +200,9 @@ export async function serveFile(client: PagerClient, path: string, options: File
         options.onRemount?.(failed, device);
         await client.vmUmount(failed).catch(() => undefined); // gone already once no segment is bound to it
       }));
-    const watch = setInterval(() => keepDevice().catch(() => undefined), DEVICE_CHECK_MS).unref();
+    };
+    // A look while one is queued or waiting (for a stalled write, say) would only pile up behind it.
+    const watch = setInterval(() => checksQueued === 0 && keepDevice().catch(() => undefined), DEVICE_CHECK_MS).unref();
     // The file (and its lock) is let go when the stop is over, or once the connection has closed
     // and the last request is served: another server may then take the file.
     let closing: Promise<void> | undefined;
@@ -249,14 +259,27 @@ export async function serveFile(client: PagerClient, path: string, options: File
 }
 
 /**
- * Refuses a file whose recorded segment (SEGMENT_ATTRIBUTE) is still there, a client segment of
- * its extent, unless that is the segment to adopt: to create another, or adopt a different one.
- * A record naming no such segment (deleted, or another daemon's) is ignored, as is a file system
- * that keeps no extended attributes.
+ * The segment the file records (SEGMENT_ATTRIBUTE), if the record is this store's and this file's
+ * (`recordOf` makes the record a vmid would have); undefined otherwise, or if it cannot be read.
  */
-async function checkRecordedSegment(client: PagerClient, fd: number, path: string, extent: number, adopting: number | undefined): Promise<void> {
-  const recorded = Number(fileAttribute(fd, SEGMENT_ATTRIBUTE)?.toString() ?? Number.NaN);
-  if (!Number.isSafeInteger(recorded) || recorded === adopting) return;
+function recordedSegment(fd: number, recordOf: (vmid: number) => string): number | undefined {
+  let record: string | undefined;
+  try {
+    record = fileAttribute(fd, SEGMENT_ATTRIBUTE)?.toString();
+  } catch {
+    return undefined; // unreadable: the file is served without the safeguard
+  }
+  const vmid = Number(record?.split(':')[1]);
+  return Number.isSafeInteger(vmid) && record === recordOf(vmid) ? vmid : undefined;
+}
+
+/**
+ * Refuses a file whose recorded segment is still there, a client segment of its extent, unless
+ * that is the segment to adopt: to create another, or adopt a different one. A record naming no
+ * such segment (deleted since) is ignored.
+ */
+async function checkRecordedSegment(client: PagerClient, path: string, recorded: number | undefined, extent: number, adopting: number | undefined): Promise<void> {
+  if (recorded === undefined || recorded === adopting) return;
   const segment = (await client.segments()).find((s) => s.vmid === recorded);
   if (segment === undefined || (segment.options & V_STRATEGY) === 0 || segment.extent !== extent) return;
   if (adopting !== undefined) throw Object.assign(new Error(`${path} is cached by segment ${recorded}, not ${adopting}: adopt that one (--vmid ${recorded})`), { code: NOT_THE_FILES_SEGMENT });
@@ -264,16 +287,16 @@ async function checkRecordedSegment(client: PagerClient, fd: number, path: strin
 }
 
 /** Records (or, with undefined, forgets) the file's segment where its file system lets it: a record is a safeguard, not needed to serve. */
-function recordSegment(fd: number, vmid: number | undefined): void {
+function recordSegment(fd: number, record: string | undefined): void {
   try {
-    setFileAttribute(fd, SEGMENT_ATTRIBUTE, vmid === undefined ? null : Buffer.from(String(vmid)));
+    setFileAttribute(fd, SEGMENT_ATTRIBUTE, record === undefined ? null : Buffer.from(record));
   } catch {
     // Refused (a full file system, an immutable file): the file is served without the safeguard.
   }
 }
 
-/** Requests of one paging device being served now, and who waits for none. */
-interface RequestsServed {
+/** Writes of one paging device being served now, and who waits for none. */
+interface WritesServed {
   serving: number;
   idle: (() => void)[];
 }

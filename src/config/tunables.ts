@@ -155,7 +155,7 @@ export const TUNABLES = {
   'strategy.maxStrandedShare': {
     unit: 'fraction of the frame pool',
     default: 0.125,
-    description: 'most of the pool client segments without a live paging device (their device gone) may hold in modified pages, past it new modifications of them answer ENOMEM; and most one uid\'s failed devices may hold for writes by frame reference they did not answer, past it its devices are sent bytes',
+    description: 'most of the pool client segments without a live paging device (their device gone) may hold in modified pages, past it new modifications of them answer ENOMEM; and most lent to file systems by frame reference at once (in writes they serve, and held for failed ones that did not answer), past it page-outs go as bytes',
     schema: z.number().gt(0).lte(1),
   },
   'strategy.timeoutMs': { unit: 'ms', default: 30000, description: 'a strategy request unanswered this long fails with EIO', schema: z.number().int().positive() },

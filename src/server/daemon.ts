@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import { existsSync, mkdirSync } from 'node:fs';
 import type { Server as HttpServer } from 'node:http';
 import type { Server, Socket } from 'node:net';
@@ -7,7 +8,7 @@ import { configError } from '../config/load-config.js';
 import { parseSize, type Config } from '../config/tunables.js';
 import { PagerError } from '../errors.js';
 import { mallocTrim, peerCred, peerGroups } from '../native/addon.js';
-import { PeerProcess } from './peer-process.js';
+import { PeerProcesses, type PeerProcess } from './peer-process.js';
 import { SharedFramesTrust } from './shared-frames-trust.js';
 import { MESSAGE_OVERHEAD_BYTES } from '../protocol/codec.js';
 import type { IoObserver } from '../store/io-timing.js';
@@ -78,6 +79,8 @@ export async function openConfiguredStore(config: Config, log: Logger, observeIo
  */
 export class Daemon {
   private readonly connections = new Set<Connection>();
+  /** Peer processes given the shared frames, followed until they exit (frames lent to them by reference). */
+  private readonly peers = new PeerProcesses();
   private readonly admissions: Admissions;
   private server: Server | undefined;
   private nbd: NbdServer | undefined;
@@ -149,7 +152,7 @@ export class Daemon {
       const share = (fraction: number): number => Math.max(1, Math.floor(frames * fraction));
       const pagingDevices = new PagingDevices(
         pageSize,
-        { maxInFlight: config['strategy.maxInFlight'], timeoutMs: config['strategy.timeoutMs'], maxOrphanedFrames: share(config['strategy.maxStrandedShare']) },
+        { maxInFlight: config['strategy.maxInFlight'], timeoutMs: config['strategy.timeoutMs'], maxLentFrames: share(config['strategy.maxStrandedShare']) },
         log.child({ component: 'strategy' }),
         pins,
       );
@@ -245,7 +248,7 @@ export class Daemon {
     let reader: PeerProcess | undefined;
     try {
       trusted = this.sharedFramesTrust?.trusts(cred, () => peerGroups(fd)) === true;
-      if (trusted) reader = PeerProcess.of(fd);
+      if (trusted) reader = this.peers.of(cred.pid, fd);
     } catch (err) {
       this.log.warn({ err: (err as Error).message }, 'could not read the peer groups or follow its process; not offering shared frames');
       trusted = false;
@@ -341,6 +344,8 @@ export class Daemon {
       framesHeldForFailedDevices: this.paging.devices.orphanedFramesByUid(),
       counters: { ...this.vmm.counters },
       segments: this.vmm.segments.size,
+      // Names this store (not its id, which salts its seals): a client can tell its segments from another store's of the same vmid.
+      store: createHash('sha256').update(this.store.header.storeId).digest('hex').slice(0, 16),
       slots: this.store.slotStats,
       connections: this.connections.size,
       nbdConnections: this.nbd?.connections ?? 0,

@@ -1,20 +1,18 @@
 import { closeFd, peerPidfd, processExited } from '../native/addon.js';
 
 /**
- * The process that connected a socket's peer end, followed by a pidfd: whether it has exited,
- * whatever its pid names later. Held by whoever still needs to ask (the connection, and the
- * paging devices while frames it may read are held for it); the pidfd closes with the last.
+ * A process at the peer end of connections, followed by a pidfd: whether it has exited, whatever
+ * its pid names later. Held by whoever still needs to ask (its connections, and the paging devices
+ * while frames it may read are held for it); the pidfd closes with the last.
  */
 export class PeerProcess {
   private holders = 1;
   private gone = false;
 
-  private constructor(private readonly pidfd: number) {}
-
-  /** The peer process of connected Unix socket `fd`, held once (by the caller). Throws a system error if it cannot be followed. */
-  static of(fd: number): PeerProcess {
-    return new PeerProcess(peerPidfd(fd));
-  }
+  constructor(
+    private readonly pidfd: number,
+    private readonly closed: () => void,
+  ) {}
 
   /** True once the process has exited (its threads, and the mappings they read, are gone). */
   exited(): boolean {
@@ -27,6 +25,31 @@ export class PeerProcess {
   }
 
   letGo(): void {
-    if (--this.holders === 0) closeFd(this.pidfd);
+    if (--this.holders > 0) return;
+    closeFd(this.pidfd);
+    this.closed();
+  }
+}
+
+/** The peer processes followed now, one per live process however many connections it has. */
+export class PeerProcesses {
+  private readonly byPid = new Map<number, PeerProcess>();
+
+  /**
+   * The process of pid `pid` that connected socket `fd`, held once more (the caller lets go). A
+   * pid known and not exited is that process still; otherwise it is followed anew from the socket
+   * (SO_PEERPIDFD). Throws a system error if it cannot be followed.
+   */
+  of(pid: number, fd: number): PeerProcess {
+    const known = this.byPid.get(pid);
+    if (known !== undefined && !known.exited()) {
+      known.hold();
+      return known;
+    }
+    const process: PeerProcess = new PeerProcess(peerPidfd(fd), () => {
+      if (this.byPid.get(pid) === process) this.byPid.delete(pid);
+    });
+    this.byPid.set(pid, process);
+    return process;
   }
 }

@@ -43,8 +43,11 @@ export interface PagingDeviceLimits {
   maxInFlight: number;
   /** A request unanswered this long fails with EIO (device-gone). */
   timeoutMs: number;
-  /** Most frames one uid's failed devices may hold for unanswered writes by frame reference; past it its devices are sent bytes. */
-  maxOrphanedFrames: number;
+  /**
+   * Most frames lent to file systems by frame reference at once, all devices together: in writes
+   * at the file system, and held for failed devices' unanswered ones. Past it page-outs go as bytes.
+   */
+  maxLentFrames: number;
 }
 
 /** How often the table looks whether processes that frames are held for have exited. */
@@ -72,6 +75,8 @@ class Pending {
    */
   frames: readonly number[] | undefined = undefined;
   pinned = false;
+  /** Its frames count against maxLentFrames (from the moment it was made a write by frame reference until they are let go). */
+  lent = false;
   queued = false;
   copy: Buffer | undefined = undefined;
   timer: NodeJS.Timeout | undefined = undefined;
@@ -131,15 +136,18 @@ export class PagingDevices {
   /** Buffers of queued writes' copies, handed back once written. */
   private readonly copies = new RecycledBuffers(COPY_BUFFERS_KEPT_BYTES);
   /**
-   * Writes by frame reference whose device failed before they were answered, by owner and
-   * request id. The file system may still be reading their frames (a write stalled in its
-   * thread pool, a process stopped): they stay pinned until its answer comes late, or its process
-   * exits. Their pages move to other frames when written (Vmm.movePage), so nobody waits for that.
+   * Writes by frame reference whose device failed before they were answered, by the process they
+   * were sent to and request id. It may still be reading their frames (a write stalled in its
+   * thread pool, a process stopped): they stay pinned until its answer comes late (on any of its
+   * connections), or it exits. Their pages move to other frames when written (Vmm.movePage), so
+   * nobody waits for that.
    */
-  private readonly orphans = new Map<DeviceOwner, Map<number, Pending>>();
-  /** Frames held for orphans, by the owner's uid. */
+  private readonly orphans = new Map<FrameReader, { uid: number; requests: Map<number, Pending> }>();
+  /** Frames held for orphans, by uid. */
   private readonly orphanedFrames = new Map<number, number>();
   private orphanSweep: NodeJS.Timeout | undefined;
+  /** Frames lent by frame reference now (maxLentFrames). */
+  private lentFrames = 0;
 
   constructor(
     private readonly pageSize: number,
@@ -222,10 +230,10 @@ export class PagingDevices {
 
   /** A strategy's answer from `owner`'s connection: settles its request; anything that is not an answer it owes is logged and dropped. */
   done(owner: DeviceOwner, answer: StrategyDone): void {
-    const orphan = this.orphans.get(owner)?.get(answer.id);
+    const orphan = owner.reader === undefined ? undefined : this.orphans.get(owner.reader)?.requests.get(answer.id);
     if (orphan !== undefined) {
       this.log.info({ request: answer.id, vmid: orphan.vmid, page: orphan.page }, 'a failed device answered a write by frame reference late: its frames are let go');
-      return this.letGoOrphan(owner, orphan);
+      return this.letGoOrphan(owner.reader!, orphan);
     }
     for (const device of this.devices.values()) {
       if (device.owner !== owner) continue;
@@ -286,10 +294,13 @@ export class PagingDevices {
     return undefined;
   }
 
-  /** True if `owner` has mounted a device (its connection must be read until it closes: strategy answers come on it). */
+  /**
+   * True if `owner` has mounted a device, or its process owes late answers that let frames go
+   * (its connection must be read until it closes: strategy answers come on it).
+   */
   serves(owner: DeviceOwner): boolean {
     for (const device of this.devices.values()) if (device.owner === owner && device.alive) return true;
-    return false;
+    return owner.reader !== undefined && this.orphans.has(owner.reader);
   }
 
   /** The table, for pagerctl devices and stats. */
@@ -319,8 +330,10 @@ export class PagingDevices {
     }
     pending.id = this.nextRequest;
     this.nextRequest = this.nextRequest >= 0xffffffff ? 1 : this.nextRequest + 1;
-    if (device.byReference && frames !== undefined && (this.orphanedFrames.get(device.owner.uid) ?? 0) < this.limits.maxOrphanedFrames) {
+    if (device.byReference && frames !== undefined && this.lentFrames + frames.length <= this.limits.maxLentFrames) {
       pending.frames = frames;
+      pending.lent = true;
+      this.lentFrames += frames.length;
       pending.parts = [encodeStrategyWriteByReference({ id: pending.id, device: device.id, vmid: pending.vmid, page: pending.page, npages: pending.npages }, frames)];
       pending.released(); // the device pins the frames itself while the file system reads them
     } else {
@@ -412,7 +425,9 @@ export class PagingDevices {
     // only then: Vmm.freeFrame).
     for (const pending of [...device.inFlight.values(), ...device.queue.splice(0)]) {
       clearTimeout(pending.timer);
-      if (pending.pinned) this.orphan(device.owner, pending);
+      // Frame numbers the socket never took whole never reached the file system: nothing to wait for.
+      if (pending.pinned && pending.written) this.orphan(device.owner, pending);
+      else this.unpin(pending);
       pending.reject(error);
     }
     device.inFlight.clear();
@@ -420,47 +435,57 @@ export class PagingDevices {
     this.forgetIfUnused(device);
   }
 
-  /** A write by frame reference is over (answered, or its device failed a while ago): its frames may change again. */
+  /** A write by frame reference is over (answered, or never to be read): its frames may change again. */
   private unpin(pending: Pending): void {
+    this.giveBack(pending);
     if (!pending.pinned) return;
     pending.pinned = false;
     for (const f of pending.frames!) this.pins.unpinFrame(f);
   }
 
-  /** Holds a failed device's unanswered write by frame reference until its owner answers it or exits. */
+  /** Its frames no longer count against maxLentFrames. */
+  private giveBack(pending: Pending): void {
+    if (!pending.lent) return;
+    pending.lent = false;
+    this.lentFrames -= pending.frames!.length;
+  }
+
+  /** Holds a failed device's unanswered write by frame reference until its process answers it or exits. */
   private orphan(owner: DeviceOwner, pending: Pending): void {
+    const reader = owner.reader!;
     for (const f of pending.frames!) this.pins.orphanFrame(f);
-    let mine = this.orphans.get(owner);
+    let mine = this.orphans.get(reader);
     if (mine === undefined) {
-      this.orphans.set(owner, (mine = new Map()));
-      owner.reader!.hold();
+      this.orphans.set(reader, (mine = { uid: owner.uid, requests: new Map() }));
+      reader.hold();
     }
-    mine.set(pending.id, pending);
+    mine.requests.set(pending.id, pending);
     this.countOrphaned(owner.uid, pending.frames!.length);
     this.orphanSweep ??= setInterval(() => this.sweepOrphans(), ORPHAN_SWEEP_MS).unref();
   }
 
-  private letGoOrphan(owner: DeviceOwner, pending: Pending): void {
-    const mine = this.orphans.get(owner)!;
-    mine.delete(pending.id);
+  private letGoOrphan(reader: FrameReader, pending: Pending): void {
+    const mine = this.orphans.get(reader)!;
+    mine.requests.delete(pending.id);
     pending.pinned = false;
     for (const f of pending.frames!) this.pins.unpinOrphan(f);
-    this.countOrphaned(owner.uid, -pending.frames!.length);
-    if (mine.size > 0) return;
-    this.orphans.delete(owner);
-    owner.reader!.letGo();
+    this.giveBack(pending);
+    this.countOrphaned(mine.uid, -pending.frames!.length);
+    if (mine.requests.size > 0) return;
+    this.orphans.delete(reader);
+    reader.letGo();
     if (this.orphans.size === 0) {
       clearInterval(this.orphanSweep);
       this.orphanSweep = undefined;
     }
   }
 
-  /** Lets go the orphans of owners whose process has exited. */
+  /** Lets go the orphans of processes that have exited. */
   private sweepOrphans(): void {
-    for (const [owner, mine] of this.orphans) {
-      if (!owner.reader!.exited()) continue;
-      this.log.info({ uid: owner.uid, requests: mine.size }, 'a file system that did not answer writes by frame reference has exited: their frames are let go');
-      for (const pending of [...mine.values()]) this.letGoOrphan(owner, pending);
+    for (const [reader, mine] of this.orphans) {
+      if (!reader.exited()) continue;
+      this.log.info({ uid: mine.uid, requests: mine.requests.size }, 'a file system that did not answer writes by frame reference has exited: their frames are let go');
+      for (const pending of [...mine.requests.values()]) this.letGoOrphan(reader, pending);
     }
   }
 

@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
@@ -155,6 +156,9 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     const plain = await runMapFile(daemon.socket, [file]);
     expect(plain.code, plain.stderr).toBe(75);
     expect(plain.stderr).toMatch(new RegExp(`still cached by segment ${first.vmid}.*--vmid ${first.vmid}`));
+    const copy = join(dir, 'copy.bin');
+    execFileSync('cp', ['-a', file, copy]); // carries the attribute, not the file's identity
+    expect((await runMapFile(daemon.socket, [copy], 1000)).code, 'a copy of the file is served').toBe(0);
     const strandedOfAnother = join(dir, 'another.bin');
     writeFileSync(strandedOfAnother, Buffer.alloc(16 * PAGE));
     const another = await startMapFile(daemon.socket, strandedOfAnother);

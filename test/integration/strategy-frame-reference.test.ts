@@ -208,7 +208,7 @@ describe('page-outs by frame reference (vmMounte with sharedFrames)', () => {
     await writer.vmsIowait(vmid);
     expect(written).toEqual([1]);
     const rewrite = writer.vmMove(vmid, 0, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(2)));
-    await expect(Promise.race([rewrite.then(() => 'written'), sleep(3 * TIMEOUT_MS).then(() => 'still waiting')])).resolves.toBe('written');
+    await expect(Promise.race([rewrite.then(() => 'written'), sleep(TIMEOUT_MS / 2).then(() => 'still waiting')])).resolves.toBe('written');
     await writer.vmWritep(vmid, 0, 1);
     await writer.vmsIowait(vmid);
     expect(written).toEqual([1, 2]);
@@ -244,9 +244,9 @@ describe('page-outs by frame reference (vmMounte with sharedFrames)', () => {
     await other.close();
   });
 
-  it('a late answer lets the frames go; while a uid holds strategy.maxStrandedShare of the pool so, its devices are sent bytes', async () => {
-    // 4096 frames, a share of 8.
-    const small = await startDaemon({ memory: '16MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: String(TIMEOUT_MS), PAGERD_STRATEGY_MAX_STRANDED_SHARE: '.002' } });
+  it('a late answer lets the frames go; while strategy.maxStrandedShare of the pool is lent by frame reference, page-outs are sent bytes', async () => {
+    // 4096 frames, a share of 16.
+    const small = await startDaemon({ memory: '16MiB', env: { PAGERD_STRATEGY_TIMEOUT_MS: String(TIMEOUT_MS), PAGERD_STRATEGY_MAX_STRANDED_SHARE: '.004' } });
     try {
       const fsClient = await small.client();
       const writer = await small.client();

@@ -9,9 +9,10 @@ import { storeDir } from '../support/store-files.js';
 
 /**
  * A file system whose page-out write stalls past strategy.timeoutMs, for real: pagerctl map-file
- * under strace, its first positional write (a page-out by frame reference, read from the daemon's shared
- * frames) delayed. One libuv thread, so the first pwrite or pwritev is the only one delayed (strace counts
- * per thread).
+ * under strace, its first positional write (a page-out by frame reference, read from the daemon's
+ * shared frames) delayed. One libuv thread, so the first pwrite or pwritev is the only one delayed
+ * (strace counts per thread); and so a later write queues behind the stalled one in map-file
+ * anyway: that map-file rebinds only after the stalled write is checked by the frames held then.
  */
 const PAGE = 4096;
 const PAGES = 64;
@@ -83,7 +84,7 @@ describe('a page-out by frame reference still being written after its device fai
     const pageHolds = (p: number) => String.fromCharCode(...new Set(bytes.subarray(p * PAGE, (p + 1) * PAGE)));
     const pages = Array.from({ length: PAGES }, (_, p) => pageHolds(p));
     expect(pages.slice(0, 32), "the discarded pages: the file's or the page-out's bytes, never another segment's").toEqual(Array(32).fill('B'));
-    expect(pages.slice(32), 'the pages written again: the newer bytes, not the stalled write landing after them').toEqual(Array(32).fill('C'));
+    expect(pages.slice(32), 'the pages written again: the newer bytes').toEqual(Array(32).fill('C'));
 
     process.kill(tracee(fs), 'SIGINT'); // strace lets its tracee hear it
     expect(await fs.exited).toBe(0);
