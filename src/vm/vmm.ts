@@ -366,17 +366,19 @@ export class Vmm {
 
   /**
    * Moves page `pno` of `seg` from frame f (pinned only by orphans) to the free frame g, bytes,
-   * state and reference bit: f keeps its bytes for whoever may still read it, and goes on the
+   * state, reference and page-out start: f keeps its bytes for whoever may still read it, and goes on the
    * free list once let go. The page's slot reservation, if modified, stays the page's.
    */
   movePage(seg: Segment, pno: number, f: number, g: number): void {
     const t = this.pool.table;
     copyBytes(this.pool.frameBytes(g), 0, this.pool.frameBytes(f));
     const modified = t.state[f] === MODIFIED;
-    const referenced = t.flags[f] & FrameFlag.REFERENCED;
+    const referenced = (t.flags[f] & FrameFlag.REFERENCED) !== 0 || this.pool.accessed[f] !== 0;
+    const pageOutStartedMs = t.pageOutStartedMs[f];
     this.unlink(seg, pno);
     this.link(seg, pno, g);
-    t.flags[g] |= referenced;
+    if (referenced) t.flags[g] |= FrameFlag.REFERENCED;
+    t.pageOutStartedMs[g] = pageOutStartedMs;
     if (modified) this.transition(g, MODIFIED);
     else {
       this.transition(g, PageState.PAGE_IN);
