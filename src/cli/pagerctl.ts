@@ -372,6 +372,10 @@ program
         throw err;
       });
       emit({ file, vmid: pager.vmid, device: pager.device, size: pager.size }, `serving ${file} as segment ${pager.vmid} (paging device ${pager.device}); interrupt to stop`);
+      if (pager.unrecorded !== undefined) {
+        const why = pager.unrecorded.message;
+        tell('notRecorded', { message: why }, `segment ${pager.vmid} could not be recorded in ${file} (${why}): if this map-file goes away with modified pages, a plain map-file of ${file} will not know of them (adopt the segment with --vmid ${pager.vmid})`);
+      }
       const ended = await new Promise<CtlError | undefined>((resolve) => {
         process.once('SIGINT', () => resolve(undefined));
         process.once('SIGTERM', () => resolve(undefined));

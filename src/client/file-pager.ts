@@ -42,6 +42,11 @@ export interface FilePager {
   size: number;
   /** Strategy requests served so far. */
   readonly served: { reads: number; writes: number; datasyncs: number };
+  /**
+   * Why the segment is not recorded in the file (its file system refused the attribute, or keeps
+   * none), if it is not: a later file pager of the file cannot know of this segment then.
+   */
+  readonly unrecorded: Error | undefined;
   /** Paging devices mounted again after the daemon failed one (its strategy did not answer within strategy.timeoutMs). */
   readonly remounts: number;
   /** Resolves once no strategy request is being served (its reads and writes of the file are done). */
@@ -137,9 +142,9 @@ export async function serveFile(client: PagerClient, path: string, options: File
     const pages = Math.ceil(size / pageSize);
     const { dev, ino } = await file.stat({ bigint: true });
     const store = String((await client.stats()).store);
-    const recordOf = (vmid: number): string => `${store}:${vmid}:${dev}:${ino}`;
+    const recordOf = (vmid: number, uid: number): string => `${store}:${vmid}:${uid}:${dev}:${ino}`;
     // The device the adopted segment is bound to (0: none): it is taken over only from that one.
-    const adoptFrom = options.vmid === undefined ? 0 : await checkAdoptable(client, options.vmid, pages * pageSize);
+    const adopted = options.vmid === undefined ? undefined : await checkAdoptable(client, options.vmid, pages * pageSize);
     await checkRecordedSegment(client, path, recordedSegment(file.fd, recordOf), pages * pageSize, options.vmid);
     const mount = async (): Promise<number> => {
       const writes: WritesServed = { serving: 0, idle: [] };
@@ -156,15 +161,16 @@ export async function serveFile(client: PagerClient, path: string, options: File
     let remounts = 0;
     const vmid = options.vmid ?? (await client.vmsCreate(V_CLIENT, size, { device, mode: options.mode ?? 0o600 }));
     if (options.vmid !== undefined) {
-      await client.vmSetdevid(vmid, device, { from: adoptFrom }).catch(async (err: unknown) => {
+      await client.vmSetdevid(vmid, device, { from: adopted!.device }).catch(async (err: unknown) => {
         await client.vmUmount(device).catch(() => undefined);
-        throw err;
+        if ((err as PagerError).reason !== 'segment-rebound') throw err;
+        throw Object.assign(new Error(`segment ${vmid} was taken over by another program as this one adopted it`), { code: SEGMENT_IN_USE });
       });
       // What it held modified, to the file now.
       if (pages > 0) await client.vmWritep(vmid, 0, pages);
       client.vmsIowait(vmid).catch((err: unknown) => options.onAdoptedNotWritten?.(err as Error));
     }
-    recordSegment(file.fd, recordOf(vmid));
+    const unrecorded = recordSegment(file.fd, recordOf(vmid, adopted?.uid ?? process.getuid!()));
     // A device failed under an open connection serves nothing more: its segment is bound to a new
     // one. A segment no longer bound to a device of ours was taken (rebound by another program,
     // or deleted; the daemon forgets a failed device once nothing is bound to it): left alone.
@@ -222,6 +228,7 @@ export async function serveFile(client: PagerClient, path: string, options: File
       },
       size,
       served,
+      unrecorded,
       idle: () => (serving === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve))),
       async stop() {
         // Until a round finds nothing modified and no page-out completed meanwhile (vm_qmodify):
@@ -259,39 +266,52 @@ export async function serveFile(client: PagerClient, path: string, options: File
 }
 
 /**
- * The segment the file records (SEGMENT_ATTRIBUTE), if the record is this store's and this file's
- * (`recordOf` makes the record a vmid would have); undefined otherwise, or if it cannot be read.
+ * The segment the file records (SEGMENT_ATTRIBUTE) and its owner, if the record is this store's
+ * and this file's (`recordOf` makes the record a segment would have); undefined otherwise, or if
+ * it cannot be read.
  */
-function recordedSegment(fd: number, recordOf: (vmid: number) => string): number | undefined {
+function recordedSegment(fd: number, recordOf: (vmid: number, uid: number) => string): { vmid: number; uid: number } | undefined {
   let record: string | undefined;
   try {
     record = fileAttribute(fd, SEGMENT_ATTRIBUTE)?.toString();
   } catch {
     return undefined; // unreadable: the file is served without the safeguard
   }
-  const vmid = Number(record?.split(':')[1]);
-  return Number.isSafeInteger(vmid) && record === recordOf(vmid) ? vmid : undefined;
+  const [vmid, uid] = (record ?? '').split(':').slice(1, 3).map(Number);
+  return Number.isSafeInteger(vmid) && Number.isSafeInteger(uid) && record === recordOf(vmid, uid) ? { vmid, uid } : undefined;
 }
 
 /**
  * Refuses a file whose recorded segment is still there, a client segment of its extent, unless
- * that is the segment to adopt: to create another, or adopt a different one. A record naming no
- * such segment (deleted since) is ignored.
+ * that is the segment to adopt: to create another, or adopt a different one. A record naming a
+ * segment its owner or root cannot see (deleted since) is ignored; one another uid cannot see
+ * may be a segment it may not see, and is refused too.
  */
-async function checkRecordedSegment(client: PagerClient, path: string, recorded: number | undefined, extent: number, adopting: number | undefined): Promise<void> {
-  if (recorded === undefined || recorded === adopting) return;
+async function checkRecordedSegment(client: PagerClient, path: string, record: { vmid: number; uid: number } | undefined, extent: number, adopting: number | undefined): Promise<void> {
+  if (record === undefined || record.vmid === adopting) return;
+  const recorded = record.vmid;
   const segment = (await client.segments()).find((s) => s.vmid === recorded);
-  if (segment === undefined || (segment.options & V_STRATEGY) === 0 || segment.extent !== extent) return;
-  if (adopting !== undefined) throw Object.assign(new Error(`${path} is cached by segment ${recorded}, not ${adopting}: adopt that one (--vmid ${recorded})`), { code: NOT_THE_FILES_SEGMENT });
-  throw Object.assign(new Error(`${path} is still cached by segment ${recorded} (its file pager went away, maybe with modified pages): adopt it (--vmid ${recorded}) to write them, or delete it (pagerctl segments delete ${recorded}) to drop them`), { code: FILE_HAS_SEGMENT });
+  if (segment === undefined && (process.getuid!() === 0 || process.getuid!() === record.uid)) return;
+  if (segment !== undefined && ((segment.options & V_STRATEGY) === 0 || segment.extent !== extent)) return;
+  const what =
+    segment === undefined
+      ? `${path} records segment ${recorded}, which this uid cannot see: another uid's (its owner, or root, can adopt or delete it), or deleted since (then remove the file's ${SEGMENT_ATTRIBUTE} attribute)`
+      : adopting !== undefined
+        ? `${path} is cached by segment ${recorded}, not ${adopting}: adopt that one (--vmid ${recorded})`
+        : `${path} is still cached by segment ${recorded} (its file pager went away, maybe with modified pages): adopt it (--vmid ${recorded}) to write them, or delete it (pagerctl segments delete ${recorded}) to drop them`;
+  throw Object.assign(new Error(what), { code: adopting !== undefined ? NOT_THE_FILES_SEGMENT : FILE_HAS_SEGMENT });
 }
 
-/** Records (or, with undefined, forgets) the file's segment where its file system lets it: a record is a safeguard, not needed to serve. */
-function recordSegment(fd: number, record: string | undefined): void {
+/**
+ * Records (or, with undefined, forgets) the file's segment where its file system lets it: a
+ * record is a safeguard, not needed to serve. Answers why a record could not be made.
+ */
+function recordSegment(fd: number, record: string | undefined): Error | undefined {
   try {
-    setFileAttribute(fd, SEGMENT_ATTRIBUTE, record === undefined ? null : Buffer.from(record));
-  } catch {
-    // Refused (a full file system, an immutable file): the file is served without the safeguard.
+    if (setFileAttribute(fd, SEGMENT_ATTRIBUTE, record === undefined ? null : Buffer.from(record)) || record === undefined) return undefined;
+    return new Error('its file system keeps no extended attributes');
+  } catch (err) {
+    return err as Error; // refused: a full file system, an immutable file
   }
 }
 
@@ -303,9 +323,10 @@ interface WritesServed {
 
 /**
  * Refuses to adopt a segment a live device serves, or one that is not a visible client segment
- * paged by a strategy routine, of `extent` bytes; answers the device it is bound to (0: none).
+ * paged by a strategy routine, of `extent` bytes; answers the device it is bound to (0: none),
+ * and its owner.
  */
-async function checkAdoptable(client: PagerClient, vmid: number, extent: number): Promise<number> {
+async function checkAdoptable(client: PagerClient, vmid: number, extent: number): Promise<{ device: number; uid: number }> {
   const segment = (await client.segments()).find((s) => s.vmid === vmid);
   if (segment?.deviceLive === true) throw Object.assign(new Error(`segment ${vmid} is served by live paging device ${segment.device} (another map-file?): stop that one first`), { code: SEGMENT_IN_USE });
   const why =
@@ -317,5 +338,5 @@ async function checkAdoptable(client: PagerClient, vmid: number, extent: number)
           ? `its extent is ${segment.extent} bytes, the file's is ${extent} (its size rounded up to pages)`
           : undefined;
   if (why !== undefined) throw Object.assign(new Error(`segment ${vmid} cannot serve this file: ${why}`), { code: NOT_THE_FILES_SEGMENT });
-  return segment!.device ?? 0;
+  return { device: segment!.device ?? 0, uid: segment!.uid };
 }

@@ -1,10 +1,12 @@
 import { execFileSync } from 'node:child_process';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_WORKING, connect, serveFile, type PagerClient } from '../../src/client/index.js';
 import { startDaemon } from '../support/daemon.js';
+import { isRoot } from '../support/loop-device.js';
 import { runMapFile, startMapFile } from '../support/map-file.js';
+import { publicCopy } from '../support/public-copy.js';
 import { mulberry32 } from '../support/random.js';
 import { storeDir } from '../support/store-files.js';
 
@@ -190,6 +192,54 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     await c.vmsDelete(another.vmid);
     expect(await c.devices()).toEqual([]);
     expect((await runMapFile(daemon.socket, [file], 1000)).code, 'a file whose segment was deleted at stop is served anew').toBe(0);
+    await c.close();
+    expect(await daemon.stop()).toBe(0);
+  });
+
+  it.runIf(isRoot)("the file's segment record across uids and file systems: another uid that cannot see the segment is refused; its owner, once it deleted its own, serves the file anew; a file system without extended attributes is served, and map-file says the segment went unrecorded", async () => {
+    const PUBLIC = publicCopy(['@commander-js/extra-typings', 'commander', 'zod', 'cli-progress', 'fs-ext']);
+    const stateDir = storeDir('pagerd-record-');
+    chmodSync(stateDir, 0o755);
+    const socket = join(stateDir, 'run', 'pagerd.sock');
+    const daemon = await startDaemon({ stateDir, socket });
+    const dir = storeDir('pagerd-record-files-');
+    chmodSync(dir, 0o777);
+    const file = join(dir, 'data.bin');
+    writeFileSync(file, Buffer.alloc(16 * PAGE));
+    chmodSync(file, 0o666);
+    const asUid2000 = ['setpriv', '--reuid=2000', '--regid=0', '--clear-groups', process.execPath, join(PUBLIC, 'dist/src/cli/pagerctl.js')];
+    const c = await daemon.client();
+
+    const roots = await startMapFile(socket, file); // its segment mode 600: uid 2000 cannot see it
+    await c.vmMove(roots.vmid, 0, PAGE, UIO_WRITE, uio(new Uint8Array(PAGE).fill(0x11)));
+    roots.proc.kill('SIGKILL');
+    await roots.exited;
+    const refused = await runMapFile(socket, [file], 10_000, asUid2000);
+    expect(refused.code, refused.stderr).toBe(75);
+    expect(refused.stderr).toMatch(new RegExp(`records segment ${roots.vmid}, which this uid cannot see`));
+    await c.vmsDelete(roots.vmid);
+    expect((await runMapFile(socket, [file], 10_000, asUid2000)).code, 'deleted or not seen, it cannot tell').toBe(75);
+    execFileSync('python3', ['-c', 'import os, sys; os.removexattr(sys.argv[1], "user.pagerd.segment")', file]); // as the message says
+
+    const own = await startMapFile(socket, file, [], asUid2000);
+    own.proc.kill('SIGKILL');
+    await own.exited;
+    expect((await runMapFile(socket, [file], 10_000, asUid2000)).code, 'its own segment is still there').toBe(75);
+    await c.vmsDelete(own.vmid);
+    expect((await runMapFile(socket, [file], 1000, asUid2000)).code, 'its own segment deleted: the record is stale').toBe(0);
+
+    const ram = storeDir('pagerd-ramfs-');
+    execFileSync('mount', ['-t', 'ramfs', 'ramfs', ram]);
+    try {
+      writeFileSync(join(ram, 'data.bin'), Buffer.alloc(4 * PAGE));
+      const unrecorded = await startMapFile(socket, join(ram, 'data.bin'));
+      for (const deadline = Date.now() + 5000; !unrecorded.stdout().includes('notRecorded') && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
+      expect(JSON.parse(unrecorded.stdout().trim().split('\n')[1])).toEqual({ notRecorded: { message: 'its file system keeps no extended attributes' } });
+      unrecorded.proc.kill('SIGINT');
+      expect(await unrecorded.exited).toBe(0);
+    } finally {
+      execFileSync('umount', ['-l', ram]);
+    }
     await c.close();
     expect(await daemon.stop()).toBe(0);
   });

@@ -33,16 +33,17 @@ export async function startMapFile(socket: string, file: string, args: string[] 
   void exited.then(() => (gone = true));
   for (const deadline = Date.now() + 10_000; !out.includes('\n') && !gone && Date.now() < deadline; ) await new Promise((r) => setTimeout(r, 20));
   if (!out.includes('\n')) throw new Error(`map-file served nothing: ${err}`);
-  return { proc, vmid: (JSON.parse(out) as { vmid: number }).vmid, stdout: () => out, stderr: () => err, exited };
+  return { proc, vmid: (JSON.parse(out.split('\n')[0]) as { vmid: number }).vmid, stdout: () => out, stderr: () => err, exited };
 }
 
 /**
  * Runs `pagerctl map-file ...args` to its exit (SIGINT after `interruptAfterMs`, if it serves
- * until then): its exit code and stderr. For map-files that should be refused.
+ * until then): its exit code and stderr. For map-files that should be refused. `command` as
+ * startMapFile's.
  */
-export function runMapFile(socket: string, args: string[], interruptAfterMs = 10_000): Promise<{ code: number | null; stderr: string }> {
+export function runMapFile(socket: string, args: string[], interruptAfterMs = 10_000, command: string[] = [process.execPath, PAGERCTL]): Promise<{ code: number | null; stderr: string }> {
   return new Promise((resolve) => {
-    const run = spawn(process.execPath, [PAGERCTL, '--socket', socket, 'map-file', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const run = spawn(command[0], [...command.slice(1), '--socket', socket, 'map-file', ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     run.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const timer = setTimeout(() => run.kill('SIGINT'), interruptAfterMs);
