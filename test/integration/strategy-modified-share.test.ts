@@ -36,6 +36,22 @@ async function writeUntilRefused(c: PagerClient, vmid: number, total: number, sa
   return { written: total };
 }
 
+/**
+ * A 4 MiB tmpfs (mode 0777) filled to the last block, holding a sparse 16 MiB file (4096 pages):
+ * every page-out of it is ENOSPC until `filler` is removed. The caller unmounts `small`.
+ */
+function fullFileSystem(): { small: string; file: string; filler: string } {
+  const small = storeDir('pagerd-full-');
+  execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0777', 'tmpfs', small]);
+  const file = join(small, 'data.bin');
+  closeSync(openSync(file, 'w'));
+  truncateSync(file, 4096 * PAGE);
+  const filler = join(small, 'filler');
+  const { bavail, bsize } = statfsSync(small);
+  execFileSync('fallocate', ['-l', String(bavail * bsize), filler]);
+  return { small, file, filler };
+}
+
 describe("a uid's client segments hold at most strategy.maxModifiedShare of the pool in pages their file systems have not written", () => {
   it('a slow file system: its writers are throttled by write-behind, never refused, and never hold more than the share', async () => {
     // 4096 frames, a share of 256: the writes (2048 pages) never press the pool, so only write-behind pages them out.
@@ -149,15 +165,8 @@ describe("a uid's client segments hold at most strategy.maxModifiedShare of the 
   it.runIf(isRoot)('a writer waiting at the share while its file system is full goes on once space returns: the failing pager is tried again within memory.allocTimeoutMs', async () => {
     // 2048 frames, a share of 512; a writer past it waits 1 s.
     const daemon = await startDaemon({ memory: '8MiB', env: { PAGERD_STRATEGY_MAX_MODIFIED_SHARE: '0.25', PAGERD_MEMORY_ALLOC_TIMEOUT_MS: '1000' } });
-    const small = storeDir('pagerd-full-');
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', small]);
+    const { small, file, filler } = fullFileSystem();
     try {
-      const file = join(small, 'data.bin');
-      closeSync(openSync(file, 'w'));
-      truncateSync(file, 4096 * PAGE);
-      const filler = join(small, 'filler');
-      const { bavail, bsize } = statfsSync(small);
-      execFileSync('fallocate', ['-l', String(bavail * bsize), filler]);
       const mapFile = await startMapFile(daemon.socket, file);
       const c = await daemon.client();
       const refused = await writeUntilRefused(c, mapFile.vmid, 4096, 1);
@@ -184,17 +193,9 @@ describe("a uid's client segments hold at most strategy.maxModifiedShare of the 
     const socket = join(stateDir, 'run', 'pagerd.sock');
     // 2048 frames, a share of 512; page-outs fail fast, so a refused writer waits 1 s.
     const daemon = await startDaemon({ stateDir, socket, memory: '8MiB', env: { PAGERD_STRATEGY_MAX_MODIFIED_SHARE: '0.25', PAGERD_MEMORY_ALLOC_TIMEOUT_MS: '1000' } });
-    const small = storeDir('pagerd-full-');
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m,mode=0777', 'tmpfs', small]);
+    const { small, file, filler } = fullFileSystem();
     try {
-      // A sparse 16 MiB file (4096 pages, twice the pool) on a file system filled to the last block: every page-out of it is ENOSPC.
-      const file = join(small, 'data.bin');
-      closeSync(openSync(file, 'w'));
-      truncateSync(file, 4096 * PAGE);
       chownSync(file, 2000, 2000);
-      const filler = join(small, 'filler');
-      const { bavail, bsize } = statfsSync(small);
-      execFileSync('fallocate', ['-l', String(bavail * bsize), filler]);
       const asAnotherUid = ['setpriv', '--reuid=2000', '--regid=0', '--clear-groups', process.execPath, join(PUBLIC, 'dist/src/cli/pagerctl.js')];
       const { proc: mapFile, vmid, stderr, exited } = await startMapFile(socket, file, ['--mode', '666'], asAnotherUid);
 
