@@ -21,9 +21,9 @@ export const SEGMENT_TAKEN = 'ESEGMENTTAKEN';
 export const FILE_HAS_SEGMENT = 'EFILESEGMENT';
 
 /**
- * The extended attribute naming the segment that caches a file: `store:vmid:dev:inode`, the
- * daemon's store (stats `store`), the segment, and the file it was recorded on (a copy of the file
- * carries the attribute, not the identity). Set while a file pager serves the file, removed when
+ * The extended attribute naming the segment that caches a file: `store:vmid:uid:dev:inode`, the
+ * daemon's store (stats `store`), the segment and its owner, and the file it was recorded on (a
+ * copy of the file carries the attribute, not the identity). Set while a file pager serves the file, removed when
  * its stop deletes the segment. One left behind names a segment whose file system went away,
  * maybe with modified pages: a new segment of the file would be a second cache of it, and
  * adopting the old one later would write its older pages over the newer ones.
@@ -159,7 +159,12 @@ export async function serveFile(client: PagerClient, path: string, options: File
     };
     let device = await mount();
     let remounts = 0;
-    const vmid = options.vmid ?? (await client.vmsCreate(V_CLIENT, size, { device, mode: options.mode ?? 0o600 }));
+    const vmid =
+      options.vmid ??
+      (await client.vmsCreate(V_CLIENT, size, { device, mode: options.mode ?? 0o600 }).catch(async (err: unknown) => {
+        await client.vmUmount(device).catch(() => undefined);
+        throw err;
+      }));
     if (options.vmid !== undefined) {
       await client.vmSetdevid(vmid, device, { from: adopted!.device }).catch(async (err: unknown) => {
         await client.vmUmount(device).catch(() => undefined);
@@ -167,8 +172,8 @@ export async function serveFile(client: PagerClient, path: string, options: File
         throw Object.assign(new Error(`segment ${vmid} was taken over by another program as this one adopted it`), { code: SEGMENT_IN_USE });
       });
       // What it held modified, to the file now.
-      if (pages > 0) await client.vmWritep(vmid, 0, pages);
-      client.vmsIowait(vmid).catch((err: unknown) => options.onAdoptedNotWritten?.(err as Error));
+      const written = pages > 0 ? client.vmWritep(vmid, 0, pages).then(() => client.vmsIowait(vmid)) : Promise.resolve();
+      written.catch((err: unknown) => options.onAdoptedNotWritten?.(err as Error));
     }
     const unrecorded = recordSegment(file.fd, recordOf(vmid, adopted?.uid ?? process.getuid!()));
     // A device failed under an open connection serves nothing more: its segment is bound to a new

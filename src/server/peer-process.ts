@@ -38,9 +38,12 @@ export class PeerProcesses {
   /**
    * The process of pid `pid` that connected socket `fd`, held once more (the caller lets go). A
    * pid known and not exited is that process still; otherwise it is followed anew from the socket
-   * (SO_PEERPIDFD). Throws a system error if it cannot be followed.
+   * (SO_PEERPIDFD), as is one the kernel reports no pid of (0: in another pid namespace). Throws
+   * a system error if it cannot be followed.
    */
   of(pid: number, fd: number): PeerProcess {
+    // Pid 0: a process of another pid namespace, not known by pid here.
+    if (pid <= 0) return new PeerProcess(peerPidfd(fd), () => undefined);
     const known = this.byPid.get(pid);
     if (known !== undefined && !known.exited()) {
       known.hold();

@@ -425,8 +425,8 @@ export class PagingDevices {
     // only then: Vmm.freeFrame).
     for (const pending of [...device.inFlight.values(), ...device.queue.splice(0)]) {
       clearTimeout(pending.timer);
-      // Frame numbers the socket never took whole never reached the file system: nothing to wait for.
-      if (pending.pinned && pending.written) this.orphan(device.owner, pending);
+      // Sent, it may have reached the file system, whatever the socket's callbacks said yet.
+      if (pending.pinned) this.orphan(device.owner, pending);
       else this.unpin(pending);
       pending.reject(error);
     }
