@@ -377,8 +377,16 @@ program
         tell('notRecorded', { message: why }, `segment ${pager.vmid} could not be recorded in ${file} (${why}): if this map-file goes away with modified pages, a plain map-file of ${file} will not know of them (adopt the segment with --vmid ${pager.vmid})`);
       }
       const ended = await new Promise<CtlError | undefined>((resolve) => {
-        process.once('SIGINT', () => resolve(undefined));
-        process.once('SIGTERM', () => resolve(undefined));
+        // Installed for good: a second signal (a second Ctrl-C; timeout(1) signals the command and
+        // then its process group) must not kill the stop halfway.
+        let stopping = false;
+        const stop = (): void => {
+          if (stopping && !json) process.stderr.write(`pagerctl: stopping already, writing segment ${pager.vmid}'s modified pages to ${file} (SIGKILL aborts; they stay in pagerd)\n`);
+          stopping = true;
+          resolve(undefined);
+        };
+        process.on('SIGINT', stop);
+        process.on('SIGTERM', stop);
         void c.closed().then((err) => resolve(new CtlError(EXIT.UNAVAILABLE, 'unreachable', `pagerd closed the connection: ${err.message}`)));
         void taken.then((err) => resolve(new CtlError(EXIT.UNAVAILABLE, 'segment-taken', err.message)));
       });

@@ -21,9 +21,11 @@ export const SEGMENT_TAKEN = 'ESEGMENTTAKEN';
 export const FILE_HAS_SEGMENT = 'EFILESEGMENT';
 
 /**
- * The extended attribute naming the segment that caches a file: `store:vmid:uid:dev:inode`, the
- * daemon's store (stats `store`), the segment and its owner, and the file it was recorded on (a
- * copy of the file carries the attribute, not the identity). Set while a file pager serves the file, removed when
+ * The extended attribute naming the segment that caches a file: `store:vmid:uid:inode:birth`, the
+ * daemon's store (stats `store`), the segment and its owner, and the file it was recorded on, by
+ * inode and birth time (ns; 0 where the file system keeps none): a copy of the file carries the
+ * attribute, not the identity, and the file keeps both when its file system is mounted again,
+ * on another device number. Set while a file pager serves the file, removed when
  * its stop deletes the segment. One left behind names a segment whose file system went away,
  * maybe with modified pages: a new segment of the file would be a second cache of it, and
  * adopting the old one later would write its older pages over the newer ones.
@@ -140,9 +142,9 @@ export async function serveFile(client: PagerClient, path: string, options: File
       }
     };
     const pages = Math.ceil(size / pageSize);
-    const { dev, ino } = await file.stat({ bigint: true });
+    const { ino, birthtimeNs } = await file.stat({ bigint: true });
     const store = String((await client.stats()).store);
-    const recordOf = (vmid: number, uid: number): string => `${store}:${vmid}:${uid}:${dev}:${ino}`;
+    const recordOf = (vmid: number, uid: number): string => `${store}:${vmid}:${uid}:${ino}:${birthtimeNs}`;
     // The device the adopted segment is bound to (0: none): it is taken over only from that one.
     const adopted = options.vmid === undefined ? undefined : await checkAdoptable(client, options.vmid, pages * pageSize);
     await checkRecordedSegment(client, path, recordedSegment(file.fd, recordOf), pages * pageSize, options.vmid);

@@ -1,10 +1,10 @@
 import { execFileSync } from 'node:child_process';
-import { chmodSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UIO_READ, UIO_WRITE, V_WORKING, connect, serveFile, type PagerClient } from '../../src/client/index.js';
 import { startDaemon } from '../support/daemon.js';
-import { isRoot } from '../support/loop-device.js';
+import { attachLoopDevice, isRoot } from '../support/loop-device.js';
 import { runMapFile, startMapFile } from '../support/map-file.js';
 import { publicCopy } from '../support/public-copy.js';
 import { mulberry32 } from '../support/random.js';
@@ -66,7 +66,14 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     expect(afterPageOut.subarray(64 * PAGE).every((b) => b === 0xbb)).toBe(true);
 
     await c.vmMove(served.vmid, 5 * PAGE, 10, UIO_WRITE, uio(new Uint8Array(10).fill(0xcc))); // modified, not paged out
+    // Interrupted twice (a second Ctrl-C, or timeout(1) signalling the process group too): the
+    // stop goes on. pagerd is stopped meanwhile, so the second signal comes during the stop.
+    daemon.proc.kill('SIGSTOP');
     ctl.proc.kill('SIGINT');
+    await new Promise((r) => setTimeout(r, 300));
+    ctl.proc.kill('SIGINT');
+    await new Promise((r) => setTimeout(r, 300));
+    daemon.proc.kill('SIGCONT');
     expect(await ctl.exited, ctl.stderr()).toBe(0);
     expect(readFileSync(file).subarray(5 * PAGE, 5 * PAGE + 10).every((b) => b === 0xcc)).toBe(true);
     expect(await c.devices()).toEqual([]);
@@ -240,6 +247,41 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     } finally {
       execFileSync('umount', ['-l', ram]);
     }
+    await c.close();
+    expect(await daemon.stop()).toBe(0);
+  });
+
+  it.runIf(isRoot)("the file's record holds when its file system is mounted again on another device number: a plain map-file of it still exits 75", async () => {
+    const daemon = await startDaemon();
+    const dir = storeDir('pagerd-remounted-');
+    const mnt = join(dir, 'mnt');
+    mkdirSync(mnt);
+    const image = attachLoopDevice(32 * 1024 * 1024, dir);
+    execFileSync('mkfs.ext4', ['-q', '-F', image.path]);
+    execFileSync('mount', [image.path, mnt]);
+    const file = join(mnt, 'data.bin');
+    writeFileSync(file, Buffer.alloc(16 * PAGE));
+    const before = statSync(file).dev;
+    const first = await startMapFile(daemon.socket, file);
+    first.proc.kill('SIGKILL');
+    await first.exited;
+    execFileSync('umount', [mnt]);
+    image.detach();
+    const other = attachLoopDevice(1024 * 1024); // takes the number the image had
+    const again = execFileSync('losetup', ['-f', '--show', join(dir, 'image')], { encoding: 'utf8' }).trim();
+    execFileSync('mount', [again, mnt]);
+    try {
+      expect(statSync(file).dev).not.toBe(before);
+      const refused = await runMapFile(daemon.socket, [file]);
+      expect(refused.code, refused.stderr).toBe(75);
+      expect(refused.stderr).toMatch(new RegExp(`still cached by segment ${first.vmid}`));
+    } finally {
+      execFileSync('umount', [mnt]);
+      execFileSync('losetup', ['-d', again]);
+      other.detach();
+    }
+    const c = await daemon.client();
+    await c.vmsDelete(first.vmid);
     await c.close();
     expect(await daemon.stop()).toBe(0);
   });
