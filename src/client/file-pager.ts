@@ -145,7 +145,7 @@ export async function serveFile(client: PagerClient, path: string, options: File
     const { ino, birthtimeNs } = await file.stat({ bigint: true });
     const store = String((await client.stats()).store);
     const recordOf = (vmid: number, uid: number): string => `${store}:${vmid}:${uid}:${ino}:${birthtimeNs}`;
-    // The device the adopted segment is bound to (0: none): it is taken over only from that one.
+    // The adopted segment's owner, and the device it is bound to (0: none): it is taken over only from that one.
     const adopted = options.vmid === undefined ? undefined : await checkAdoptable(client, options.vmid, pages * pageSize);
     await checkRecordedSegment(client, path, recordedSegment(file.fd, recordOf), pages * pageSize, options.vmid);
     const mount = async (): Promise<number> => {
