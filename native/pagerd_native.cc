@@ -30,6 +30,11 @@
 #include <climits>
 #include <vector>
 
+// Linux 6.5; older headers lack it (the kernel answers ENOPROTOOPT then).
+#ifndef SO_PEERPIDFD
+#define SO_PEERPIDFD 77
+#endif
+
 void RegisterSharedMemory(Napi::Env env, Napi::Object exports);  // shared_memory.cc
 
 namespace {
@@ -355,9 +360,6 @@ Napi::Value PeerCred(const Napi::CallbackInfo& info) {
 Napi::Value PeerPidfd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   int fd = info[0].As<Napi::Number>().Int32Value();
-#ifndef SO_PEERPIDFD
-#define SO_PEERPIDFD 77
-#endif
   int pidfd = -1;
   socklen_t len = sizeof(pidfd);
   if (getsockopt(fd, SOL_SOCKET, SO_PEERPIDFD, &pidfd, &len) == 0) return Napi::Number::New(env, pidfd);

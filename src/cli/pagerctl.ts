@@ -338,6 +338,16 @@ program
     }),
   );
 
+/** serveFile's refusals (by their `code`): the exit status and reason map-file answers them with. */
+const MAP_FILE_REFUSALS: Record<string, [ExitStatus, string]> = {
+  ENOENT: [EXIT.NOINPUT, 'no-such-file'],
+  [NOT_A_REGULAR_FILE]: [EXIT.NOINPUT, 'not-a-regular-file'],
+  [FILE_IN_USE]: [EXIT.TEMPFAIL, 'file-in-use'],
+  [SEGMENT_IN_USE]: [EXIT.TEMPFAIL, 'segment-in-use'],
+  [FILE_HAS_SEGMENT]: [EXIT.TEMPFAIL, 'file-has-segment'],
+  [NOT_THE_FILES_SEGMENT]: [EXIT.DATAERR, 'not-the-files-segment'],
+};
+
 program
   .command('map-file')
   .description('serve a regular file as a client segment (the reference client file system) until interrupted: prints the vmid; page-ins read the file, page-outs write it in place and fdatasync; a paging device pagerd failed (answers too late) is replaced, and said so (with --json, a {"remounted"} line); exits 69 if its segment is taken from it; exits 75 while the segment of an earlier map-file of FILE is still there (recorded in its user.pagerd.segment attribute: adopt it with --vmid)')
@@ -362,14 +372,8 @@ program
         onAdoptedNotWritten: (err) => tell('notWritten', { message: err.message }, `the pages segment ${opts.vmid} held could not all be written to ${file} yet (${err.message}); they stay modified and are written again`),
         onLost,
       }).catch((err: unknown) => {
-        const code = (err as NodeJS.ErrnoException).code;
-        if (code === 'ENOENT') throw new CtlError(EXIT.NOINPUT, 'no-such-file', (err as Error).message);
-        if (code === NOT_A_REGULAR_FILE) throw new CtlError(EXIT.NOINPUT, 'not-a-regular-file', (err as Error).message);
-        if (code === FILE_IN_USE) throw new CtlError(EXIT.TEMPFAIL, 'file-in-use', (err as Error).message);
-        if (code === SEGMENT_IN_USE) throw new CtlError(EXIT.TEMPFAIL, 'segment-in-use', (err as Error).message);
-        if (code === FILE_HAS_SEGMENT) throw new CtlError(EXIT.TEMPFAIL, 'file-has-segment', (err as Error).message);
-        if (code === NOT_THE_FILES_SEGMENT) throw new CtlError(EXIT.DATAERR, 'not-the-files-segment', (err as Error).message);
-        throw err;
+        const refusal = MAP_FILE_REFUSALS[(err as NodeJS.ErrnoException).code ?? ''];
+        throw refusal === undefined ? err : new CtlError(refusal[0], refusal[1], (err as Error).message);
       });
       emit({ file, vmid: pager.vmid, device: pager.device, size: pager.size }, `serving ${file} as segment ${pager.vmid} (paging device ${pager.device}); interrupt to stop`);
       if (pager.unrecorded !== undefined) {

@@ -4,7 +4,7 @@ import { GroupCommit } from '../group-commit.js';
 import { lockExclusive } from '../file-lock.js';
 import { readFully, writeFully, writevFully } from '../positional-io.js';
 import { fileAttribute, readCached, setFileAttribute } from '../native/addon.js';
-import type { PagerClient, StrategyRequest } from './client.js';
+import type { PagerClient, SegmentInfo, StrategyRequest } from './client.js';
 import type { PagerError } from '../errors.js';
 
 /** The `code` of serveFile's error for a path that is not a regular file (a device, a directory, /dev/null). */
@@ -100,15 +100,15 @@ export async function serveFile(client: PagerClient, path: string, options: File
     // the older bytes of one over a newer acknowledged write of the other. (Advisory: a program
     // writing the file by itself meanwhile is not stopped.)
     if (!(await lockExclusive(file.fd))) throw Object.assign(new Error(`${path} is served already (another map-file holds its lock)`), { code: FILE_IN_USE });
-    const size = (await file.stat()).size;
+    const { size: bigSize, ino, birthtimeNs } = await file.stat({ bigint: true });
+    const size = Number(bigSize);
     const syncs = new GroupCommit();
     const served = { reads: 0, writes: 0, datasyncs: 0 };
     const pageSize = client.pageSize;
-    let serving = 0;
-    const idleWaiters: (() => void)[] = [];
+    const serving = new InService();
     // Writes being served, per device: a failed device's must be done before its segment is bound
     // to a new one, or a write stalled past the timeout would land after a newer write of its pages.
-    const writingOn = new Map<number, WritesServed>();
+    const writingOn = new Map<number, InService>();
     const serve = async (io: StrategyRequest): Promise<void> => {
       const at = io.page * pageSize;
       if (io.op === 'read') {
@@ -130,33 +130,32 @@ export async function serveFile(client: PagerClient, path: string, options: File
         return file.datasync();
       });
     };
-    const strategyOf = (writes: WritesServed) => async (io: StrategyRequest): Promise<void> => {
+    const strategyOf = (writes: InService) => async (io: StrategyRequest): Promise<void> => {
       const write = io.op === 'write';
-      serving++;
-      if (write) writes.serving++;
+      serving.enter();
+      if (write) writes.enter();
       try {
         await serve(io);
       } finally {
-        if (write && --writes.serving === 0) for (const wake of writes.idle.splice(0)) wake();
-        if (--serving === 0) for (const wake of idleWaiters.splice(0)) wake();
+        if (write) writes.leave();
+        serving.leave();
       }
     };
     const pages = Math.ceil(size / pageSize);
-    const { ino, birthtimeNs } = await file.stat({ bigint: true });
     const store = String((await client.stats()).store);
     const recordOf = (vmid: number, uid: number): string => `${store}:${vmid}:${uid}:${ino}:${birthtimeNs}`;
     // The adopted segment's owner, and the device it is bound to (0: none): it is taken over only from that one.
-    const adopted = options.vmid === undefined ? undefined : await checkAdoptable(client, options.vmid, pages * pageSize);
-    await checkRecordedSegment(client, path, recordedSegment(file.fd, recordOf), pages * pageSize, options.vmid);
+    const segments = await client.segments();
+    const adopted = options.vmid === undefined ? undefined : checkAdoptable(segments, options.vmid, pages * pageSize);
+    checkRecordedSegment(segments, path, recordedSegment(file.fd, recordOf), pages * pageSize, options.vmid);
     const mount = async (): Promise<number> => {
-      const writes: WritesServed = { serving: 0, idle: [] };
+      const writes = new InService();
       const id = await client.vmMounte(strategyOf(writes), { sharedFrames: options.sharedFrames === true });
       writingOn.set(id, writes);
       return id;
     };
     const writesDone = async (id: number): Promise<void> => {
-      const writes = writingOn.get(id);
-      while (writes !== undefined && writes.serving > 0) await new Promise<void>((resolve) => writes.idle.push(resolve));
+      await writingOn.get(id)?.idle();
       writingOn.delete(id);
     };
     let device = await mount();
@@ -222,7 +221,7 @@ export async function serveFile(client: PagerClient, path: string, options: File
     const close = (): Promise<void> => (closing ??= file.close());
     void client.closed().then(async () => {
       clearInterval(watch);
-      while (serving > 0) await new Promise<void>((resolve) => idleWaiters.push(resolve));
+      await serving.idle();
       await close();
     });
     return {
@@ -236,7 +235,7 @@ export async function serveFile(client: PagerClient, path: string, options: File
       size,
       served,
       unrecorded,
-      idle: () => (serving === 0 ? Promise.resolve() : new Promise<void>((resolve) => idleWaiters.push(resolve))),
+      idle: () => serving.idle(),
       async stop() {
         // Until a round finds nothing modified and no page-out completed meanwhile (vm_qmodify):
         // writes of other clients during the stop are written too, all but a last instant's. A
@@ -294,10 +293,10 @@ function recordedSegment(fd: number, recordOf: (vmid: number, uid: number) => st
  * segment its owner or root cannot see (deleted since) is ignored; one another uid cannot see
  * may be a segment it may not see, and is refused too.
  */
-async function checkRecordedSegment(client: PagerClient, path: string, record: { vmid: number; uid: number } | undefined, extent: number, adopting: number | undefined): Promise<void> {
+function checkRecordedSegment(segments: readonly SegmentInfo[], path: string, record: { vmid: number; uid: number } | undefined, extent: number, adopting: number | undefined): void {
   if (record === undefined || record.vmid === adopting) return;
   const recorded = record.vmid;
-  const segment = (await client.segments()).find((s) => s.vmid === recorded);
+  const segment = segments.find((s) => s.vmid === recorded);
   if (segment === undefined && (process.getuid!() === 0 || process.getuid!() === record.uid)) return;
   if (segment !== undefined && ((segment.options & V_STRATEGY) === 0 || segment.extent !== extent)) return;
   const what =
@@ -322,10 +321,23 @@ function recordSegment(fd: number, record: string | undefined): Error | undefine
   }
 }
 
-/** Writes of one paging device being served now, and who waits for none. */
-interface WritesServed {
-  serving: number;
-  idle: (() => void)[];
+/** Strategy requests being served now, and who waits until none is. */
+class InService {
+  private count = 0;
+  private readonly waiters: (() => void)[] = [];
+
+  enter(): void {
+    this.count++;
+  }
+
+  leave(): void {
+    if (--this.count === 0) for (const wake of this.waiters.splice(0)) wake();
+  }
+
+  /** Resolves once none is being served (at once if none is). */
+  idle(): Promise<void> {
+    return this.count === 0 ? Promise.resolve() : new Promise<void>((resolve) => this.waiters.push(resolve));
+  }
 }
 
 /**
@@ -333,8 +345,8 @@ interface WritesServed {
  * paged by a strategy routine, of `extent` bytes; answers the device it is bound to (0: none),
  * and its owner.
  */
-async function checkAdoptable(client: PagerClient, vmid: number, extent: number): Promise<{ device: number; uid: number }> {
-  const segment = (await client.segments()).find((s) => s.vmid === vmid);
+function checkAdoptable(segments: readonly SegmentInfo[], vmid: number, extent: number): { device: number; uid: number } {
+  const segment = segments.find((s) => s.vmid === vmid);
   if (segment?.deviceLive === true) throw Object.assign(new Error(`segment ${vmid} is served by live paging device ${segment.device} (another map-file?): stop that one first`), { code: SEGMENT_IN_USE });
   const why =
     segment === undefined

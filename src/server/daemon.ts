@@ -90,6 +90,9 @@ export class Daemon {
   private heldTotal: number | undefined;
   private trimScheduled = false;
 
+  /** Names this store (not its id, which salts its seals): a client can tell its segments from another store's of the same vmid. */
+  private readonly storeName: string;
+
   private constructor(
     readonly config: Config,
     readonly store: PersistentStore,
@@ -103,6 +106,7 @@ export class Daemon {
     private readonly sharedFramesTrust: SharedFramesTrust | undefined,
   ) {
     this.maxHeldTotal = parseSize(config['server.maxQueuedBytesTotal']);
+    this.storeName = createHash('sha256').update(store.header.storeId).digest('hex').slice(0, 16);
     this.backup = new LiveBackup(store, { device: statePaths(config).device, snapshot: join(config.stateDir, BACKUP_SNAPSHOT) }, async () => {
       // pagerd's own segments: client file systems' pages are not in the store a backup copies.
       const failed = await this.flushAll((vmid) => !this.paging.routing.pagedByStrategy(vmid));
@@ -344,8 +348,7 @@ export class Daemon {
       framesHeldForFailedDevices: this.paging.devices.orphanedFramesByUid(),
       counters: { ...this.vmm.counters },
       segments: this.vmm.segments.size,
-      // Names this store (not its id, which salts its seals): a client can tell its segments from another store's of the same vmid.
-      store: createHash('sha256').update(this.store.header.storeId).digest('hex').slice(0, 16),
+      store: this.storeName,
       slots: this.store.slotStats,
       connections: this.connections.size,
       nbdConnections: this.nbd?.connections ?? 0,

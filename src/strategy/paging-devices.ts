@@ -143,8 +143,6 @@ export class PagingDevices {
    * nobody waits for that.
    */
   private readonly orphans = new Map<FrameReader, { uid: number; requests: Map<number, Pending> }>();
-  /** Frames held for orphans, by uid. */
-  private readonly orphanedFrames = new Map<number, number>();
   private orphanSweep: NodeJS.Timeout | undefined;
   /** Frames lent by frame reference now (maxLentFrames). */
   private lentFrames = 0;
@@ -460,7 +458,6 @@ export class PagingDevices {
       reader.hold();
     }
     mine.requests.set(pending.id, pending);
-    this.countOrphaned(owner.uid, pending.frames!.length);
     this.orphanSweep ??= setInterval(() => this.sweepOrphans(), ORPHAN_SWEEP_MS).unref();
   }
 
@@ -470,7 +467,6 @@ export class PagingDevices {
     pending.pinned = false;
     for (const f of pending.frames!) this.pins.unpinOrphan(f);
     this.giveBack(pending);
-    this.countOrphaned(mine.uid, -pending.frames!.length);
     if (mine.requests.size > 0) return;
     this.orphans.delete(reader);
     reader.letGo();
@@ -489,15 +485,13 @@ export class PagingDevices {
     }
   }
 
-  private countOrphaned(uid: number, by: number): void {
-    const n = (this.orphanedFrames.get(uid) ?? 0) + by;
-    if (n > 0) this.orphanedFrames.set(uid, n);
-    else this.orphanedFrames.delete(uid);
-  }
-
   /** Frames held for failed devices' unanswered writes by frame reference, by uid (for stats). */
   orphanedFramesByUid(): Record<number, number> {
-    return Object.fromEntries(this.orphanedFrames);
+    const byUid: Record<number, number> = {};
+    for (const { uid, requests } of this.orphans.values()) {
+      for (const pending of requests.values()) byUid[uid] = (byUid[uid] ?? 0) + pending.frames!.length;
+    }
+    return byUid;
   }
 
   private wakeDrained(device: Device): void {
