@@ -40,11 +40,7 @@ export async function startDaemon(options: DaemonOptions = {}): Promise<RunningD
   let out = '';
   proc.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   proc.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) =>
-    proc.once('exit', (code) => {
-      resolve(code);
-    }),
-  );
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
   await new Promise<void>((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`pagerd did not start:\n${out}`)), 20_000);
     const check = (): void => {
