@@ -192,32 +192,33 @@ Napi::Value ThrowErrno(Napi::Env env, int err, const char* syscall) {
   return env.Undefined();
 }
 
-// writeRuns(fd, positions, counts, backings, which, offsets, lengths, sums, sumNow, sync) ->
-// Promise<void>. Run r is the next counts[r] buffers, written back to back from positions[r]
-// (pwritev, resumed after a short write). sums[i] gets the CRC-32C of buffer i: in libuv's thread
-// pool just before it is written, or with `sumNow` here, on the calling thread, so the caller has
-// them at once. Without `sync`, writeback of each chunk starts as soon as it is written; with it,
-// one fdatasync follows the last write in the same job (one hand-off to the pool and back instead
-// of one per run and one for the flush: each costs tens of µs of wake-ups on a VM).
+// writeRuns(fd, positions, counts, backings, which, offsets, lengths, sums, sumNow, sync,
+// startWriteback) -> Promise<void>. Run r is the next counts[r] buffers, written back to back from
+// positions[r] (pwritev, resumed after a short write). sums[i] gets the CRC-32C of buffer i: in
+// libuv's thread pool just before it is written, or with `sumNow` here, on the calling thread, so
+// the caller has them at once. With `startWriteback`, writeback of each chunk starts as soon as it
+// is written; with `sync`, one fdatasync follows the last write in the same job (one hand-off to
+// the pool and back instead of one per run and one for the flush: each costs tens of µs of
+// wake-ups on a VM).
 // Summing on the writing thread keeps a page-out's checksums off the event loop (16,000 pages:
 // ~30 ms of it), and summing just before writing a few pages at a time leaves their bytes in
-// cache for the copy into the kernel.
+// cache for the copy into the kernel. An empty `sums` sums nothing (a client file system's writes).
 class SummedWrite : public Napi::AsyncWorker {
  public:
   // Buffer i is bytes [offsets[i], offsets[i] + lengths[i]) of backings[which[i]]: a handful of
   // N-API calls for a whole page-out, not several per page (~0.6 µs a page otherwise).
   SummedWrite(Napi::Env env, int fd, Napi::Float64Array positions, Napi::Uint32Array counts, Napi::Array backings,
               Napi::Uint32Array which, Napi::Float64Array offsets, Napi::Uint32Array lengths, Napi::Uint32Array sums,
-              bool sumNow, bool sync)
+              bool sumNow, bool sync, bool startWriteback)
       : Napi::AsyncWorker(env), deferred_(Napi::Promise::Deferred::New(env)), fd_(fd), sums_(sums.Data()),
-        summedAll_(sumNow), sync_(sync), backings_(Napi::Persistent(backings.As<Napi::Object>())),
+        summedAll_(sumNow || sums.ElementLength() == 0), sync_(sync), startWriteback_(startWriteback), backings_(Napi::Persistent(backings.As<Napi::Object>())),
         sumsRef_(Napi::Persistent(sums.As<Napi::Object>())) {
     std::vector<uint8_t*> bases;
     for (uint32_t i = 0; i < backings.Length(); i++) bases.push_back(backings.Get(i).As<Napi::Uint8Array>().Data());
     iov_.reserve(which.ElementLength());
     for (size_t i = 0; i < which.ElementLength(); i++) {
       iov_.push_back({bases[which[i]] + static_cast<size_t>(offsets[i]), lengths[i]});
-      if (sumNow) sums_[i] = Crc32c(static_cast<const uint8_t*>(iov_[i].iov_base), iov_[i].iov_len);
+      if (sumNow && sums.ElementLength() != 0) sums_[i] = Crc32c(static_cast<const uint8_t*>(iov_[i].iov_base), iov_[i].iov_len);
     }
     size_t first = 0;
     for (size_t r = 0; r < counts.ElementLength(); r++) {
@@ -285,7 +286,7 @@ class SummedWrite : public Napi::AsyncWorker {
         // chunks are still being copied and the cycle's fdatasync waits for less. Advisory: without
         // SYNC_FILE_RANGE_WAIT_* it neither waits nor consumes a writeback error, which the flush
         // still reports. A write with its own fdatasync next has no use for it.
-        if (!sync_) sync_file_range(fd_, position, n, SYNC_FILE_RANGE_WRITE);
+        if (startWriteback_) sync_file_range(fd_, position, n, SYNC_FILE_RANGE_WRITE);
         position += n;
         for (size_t left = static_cast<size_t>(n); left > 0;) {
           if (left >= iov_[first].iov_len) {
@@ -308,6 +309,7 @@ class SummedWrite : public Napi::AsyncWorker {
   uint32_t* sums_;
   bool summedAll_;
   bool sync_;
+  bool startWriteback_;
   Napi::ObjectReference backings_;  // keeps the buffers (and so iov_'s memory) alive
   Napi::ObjectReference sumsRef_;
   std::vector<struct iovec> iov_;
@@ -326,7 +328,7 @@ Napi::Value WriteRuns(const Napi::CallbackInfo& info) {
   for (size_t r = 0; r < counts.ElementLength(); r++) counted += counts[r];
   if (positions.ElementLength() != counts.ElementLength() || counted != buffers ||
       info[5].As<Napi::Float64Array>().ElementLength() != buffers || info[6].As<Napi::Uint32Array>().ElementLength() != buffers ||
-      info[7].As<Napi::Uint32Array>().ElementLength() < buffers) {
+      (info[7].As<Napi::Uint32Array>().ElementLength() < buffers && info[7].As<Napi::Uint32Array>().ElementLength() != 0)) {
     Napi::TypeError::New(env, "writeRuns: runs, buffers and sums do not match").ThrowAsJavaScriptException();
     return env.Undefined();
   }
@@ -334,7 +336,7 @@ Napi::Value WriteRuns(const Napi::CallbackInfo& info) {
                                info[2].As<Napi::Uint32Array>(), info[3].As<Napi::Array>(), info[4].As<Napi::Uint32Array>(),
                                info[5].As<Napi::Float64Array>(), info[6].As<Napi::Uint32Array>(),
                                info[7].As<Napi::Uint32Array>(), info[8].As<Napi::Boolean>().Value(),
-                               info[9].As<Napi::Boolean>().Value());
+                               info[9].As<Napi::Boolean>().Value(), info[10].As<Napi::Boolean>().Value());
   Napi::Promise promise = work->Promise();
   work->Queue();
   return promise;

@@ -14,33 +14,14 @@ export async function readFully(file: FileHandle, into: Uint8Array, position: nu
   return done;
 }
 
-/** Writes all of `data` at `position`, looping over short writes. */
-export async function writeFully(file: FileHandle, data: Uint8Array, position: number): Promise<void> {
-  for (let done = 0; done < data.length; ) {
-    const { bytesWritten } = await file.write(data, done, data.length - done, position + done);
-    done += bytesWritten;
-  }
-}
-
-/** Writes the first `length` bytes of `pieces`, in order, at `position` (pwritev), looping over short writes. RangeError if the pieces hold fewer. */
-export async function writevFully(file: FileHandle, pieces: readonly Uint8Array[], position: number, length: number): Promise<void> {
-  const rest: Uint8Array[] = [];
+/** The first `length` bytes of `pieces`, as views of them. RangeError if they hold fewer. */
+export function leadingBytes(pieces: readonly Uint8Array[], length: number): Uint8Array[] {
+  const out: Uint8Array[] = [];
   let left = length;
   for (let i = 0; i < pieces.length && left > 0; i++) {
-    rest.push(pieces[i].subarray(0, left));
-    left -= rest[rest.length - 1].length;
+    out.push(pieces[i].length <= left ? pieces[i] : pieces[i].subarray(0, left));
+    left -= out[out.length - 1].length;
   }
   if (left > 0) throw new RangeError(`${length} bytes asked of pieces holding fewer`);
-  for (let done = 0; done < length; ) {
-    const { bytesWritten } = await file.writev(rest, position + done);
-    done += bytesWritten;
-    // A short write: drop what was written, from the front.
-    for (let skip = bytesWritten; skip > 0; ) {
-      if (rest[0].length <= skip) skip -= rest.shift()!.length;
-      else {
-        rest[0] = rest[0].subarray(skip);
-        skip = 0;
-      }
-    }
-  }
+  return out;
 }

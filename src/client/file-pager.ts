@@ -1,8 +1,8 @@
 import { open, stat } from 'node:fs/promises';
 import { V_CLIENT, V_STRATEGY } from '../constants.js';
-import { GroupCommit } from '../group-commit.js';
 import { lockExclusive } from '../file-lock.js';
-import { readFully, writeFully, writevFully } from '../positional-io.js';
+import { leadingBytes, readFully } from '../positional-io.js';
+import { SyncedWrites } from './synced-writes.js';
 import { fileAttribute, readCached, setFileAttribute } from '../native/addon.js';
 import type { PagerClient, SegmentInfo, StrategyRequest } from './client.js';
 import type { PagerError } from '../errors.js';
@@ -102,8 +102,14 @@ export async function serveFile(client: PagerClient, path: string, options: File
     if (!(await lockExclusive(file.fd))) throw Object.assign(new Error(`${path} is served already (another map-file holds its lock)`), { code: FILE_IN_USE });
     const { size: bigSize, ino, birthtimeNs } = await file.stat({ bigint: true });
     const size = Number(bigSize);
-    const syncs = new GroupCommit();
-    const served = { reads: 0, writes: 0, datasyncs: 0 };
+    const syncs = new SyncedWrites(file.fd);
+    const served = {
+      reads: 0,
+      writes: 0,
+      get datasyncs() {
+        return syncs.syncs;
+      },
+    };
     const pageSize = client.pageSize;
     const serving = new InService();
     // Writes being served, per device: a failed device's must be done before its segment is bound
@@ -123,12 +129,7 @@ export async function serveFile(client: PagerClient, path: string, options: File
       served.writes++;
       const length = Math.max(0, Math.min(io.npages * pageSize, size - at));
       // Pages in the daemon's frames are written from where they lie (no copy into one buffer).
-      if (io.pages !== undefined) await writevFully(file, io.pages, at, length);
-      else await writeFully(file, io.data.subarray(0, length), at);
-      await syncs.request(() => {
-        served.datasyncs++;
-        return file.datasync();
-      });
+      await syncs.write(at, leadingBytes(io.pages ?? [io.data], length));
     };
     const strategyOf = (writes: InService) => async (io: StrategyRequest): Promise<void> => {
       const write = io.op === 'write';

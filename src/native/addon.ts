@@ -29,7 +29,7 @@ interface Addon {
   crc32c(bytes: Uint8Array): number;
   copyBytes(dst: Uint8Array, dstStart: number, src: Uint8Array, srcStart: number, n: number): boolean;
   readCached(fd: number, into: Uint8Array, position: number): number;
-  writeRuns(fd: number, positions: Float64Array, counts: Uint32Array, backings: Uint8Array[], which: Uint32Array, offsets: Float64Array, lengths: Uint32Array, sums: Uint32Array, sumNow: boolean, sync: boolean): Promise<void>;
+  writeRuns(fd: number, positions: Float64Array, counts: Uint32Array, backings: Uint8Array[], which: Uint32Array, offsets: Float64Array, lengths: Uint32Array, sums: Uint32Array, sumNow: boolean, sync: boolean, startWriteback: boolean): Promise<void>;
 }
 
 let addon: Addon | undefined;
@@ -183,7 +183,7 @@ export interface WriteRun {
  * buffers must not change until the promise settles.
  */
 export function writevSummed(fd: number, buffers: readonly Uint8Array[], position: number, sums: Uint32Array): Promise<void> {
-  return writeRuns(fd, [{ position, buffers }], sums, { sumNow: false, sync: false });
+  return writeRuns(fd, [{ position, buffers }], sums, { sumNow: false, sync: false, startWriteback: true });
 }
 
 /**
@@ -194,13 +194,21 @@ export function writevSummed(fd: number, buffers: readonly Uint8Array[], positio
  * fdatasync is tried after a failed write. The buffers must not change until the promise settles.
  */
 export function writeRunsAndSync(fd: number, runs: readonly WriteRun[], sums: Uint32Array): Promise<void> {
-  return writeRuns(fd, runs, sums, { sumNow: true, sync: true });
+  return writeRuns(fd, runs, sums, { sumNow: true, sync: true, startWriteback: false });
 }
 
-function writeRuns(fd: number, runs: readonly WriteRun[], sums: Uint32Array, { sumNow, sync }: { sumNow: boolean; sync: boolean }): Promise<void> {
+/** Writes each run (pwritev, resumed after a short write), all as one job in libuv's thread pool. Rejects with the failing call's errno error. */
+export function writeRunsInOneJob(fd: number, runs: readonly WriteRun[]): Promise<void> {
+  return writeRuns(fd, runs, NO_SUMS, { sumNow: false, sync: false, startWriteback: false });
+}
+
+/** No sums asked for (writeRunsInOneJob): none are taken. */
+const NO_SUMS = new Uint32Array(0);
+
+function writeRuns(fd: number, runs: readonly WriteRun[], sums: Uint32Array, { sumNow, sync, startWriteback }: { sumNow: boolean; sync: boolean; startWriteback: boolean }): Promise<void> {
   checkFd(fd);
   const total = runs.reduce((n, r) => n + r.buffers.length, 0);
-  if (sums.length < total) throw new RangeError(`${sums.length} sums for ${total} buffers`);
+  if (sums.length < total && sums !== NO_SUMS) throw new RangeError(`${sums.length} sums for ${total} buffers`);
   const positions = new Float64Array(runs.length);
   const counts = new Uint32Array(runs.length);
   // Each buffer is passed as (which backing store, offset, length): pages of a page-out share one.
@@ -223,7 +231,7 @@ function writeRuns(fd: number, runs: readonly WriteRun[], sums: Uint32Array, { s
       i++;
     }
   });
-  return load().writeRuns(fd, positions, counts, backings.map((buffer) => new Uint8Array(buffer)), which, offsets, lengths, sums, sumNow, sync);
+  return load().writeRuns(fd, positions, counts, backings.map((buffer) => new Uint8Array(buffer)), which, offsets, lengths, sums, sumNow, sync, startWriteback);
 }
 
 /** Memory to share with other processes: a memfd sealed against shrinking and growing, mapped read-write. */

@@ -102,13 +102,19 @@ export class RoutingStore implements BackingStore {
     if (pages.length === 0 || !this.owners.has(pages[0].vmid)) return this.inner.writePages(pages);
     const vmid = pages[0].vmid;
     const writes: StrategyWrite[] = [];
-    const sorted = [...pages].sort((a, b) => a.pno - b.pno);
+    // A range's page-out comes in page order already (sorting 16,384 pages costs ~1 ms).
+    const sorted = inPageOrder(pages) ? pages : [...pages].sort((a, b) => a.pno - b.pno);
     for (let first = 0; first < sorted.length; ) {
+      const data: Uint8Array[] = [sorted[first].data];
+      let frames: number[] | undefined = sorted[first].frame === undefined ? undefined : [sorted[first].frame!];
       let end = first + 1;
-      while (end < sorted.length && end - first < this.limits.maxRequestPages && sorted[end].pno === sorted[end - 1].pno + 1) end++;
-      const run = sorted.slice(first, end);
-      const frames = run.every((p) => p.frame !== undefined) ? run.map((p) => p.frame!) : undefined;
-      writes.push(this.devices.write(vmid, sorted[first].pno, run.map((p) => p.data), frames));
+      for (; end < sorted.length && end - first < this.limits.maxRequestPages && sorted[end].pno === sorted[end - 1].pno + 1; end++) {
+        data.push(sorted[end].data);
+        const frame = sorted[end].frame;
+        if (frame === undefined) frames = undefined;
+        else frames?.push(frame);
+      }
+      writes.push(this.devices.write(vmid, sorted[first].pno, data, frames));
       first = end;
     }
     // The pages' reservations are consumed; a failed batch gives them back (the pages stay modified).
@@ -211,4 +217,9 @@ export class RoutingStore implements BackingStore {
     else this.held.delete(uid);
     this.heldTotal += by;
   }
+}
+
+function inPageOrder(pages: readonly PageWrite[]): boolean {
+  for (let i = 1; i < pages.length; i++) if (pages[i].pno < pages[i - 1].pno) return false;
+  return true;
 }

@@ -54,8 +54,7 @@ export class Pageout {
     // One batch per pager (a client file system's segments page through their own); nearly every
     // batch has one pager only, and goes as it is.
     const t = this.vmm.pool.table;
-    const first = pagerOf(t.vmid[frames[0]]);
-    if (frames.every((f) => pagerOf(t.vmid[f]) === first)) return this.startBatch(frames, seqs);
+    if (onePager(frames, t.vmid, pagerOf)) return this.startBatch(frames, seqs);
     const groups = new Map<number, { frames: number[]; seqs: number[] | undefined }>();
     frames.forEach((f, i) => {
       const pager = pagerOf(t.vmid[f]);
@@ -74,8 +73,11 @@ export class Pageout {
     const now = vmm.now();
     const batch: InFlight[] = [];
     const writes: PageWrite[] = [];
-    frames.forEach((f, i) => {
-      const segment = vmm.segments.get(t.vmid[f]);
+    let segment: Segment | undefined;
+    for (let i = 0; i < frames.length; i++) {
+      const f = frames[i];
+      // A batch's pages are nearly always one segment's: looked up once per run of them.
+      if (segment?.vmid !== t.vmid[f]) segment = vmm.segments.get(t.vmid[f]);
       if (segment === undefined) throw new Error(`page-out of frame ${f} of no live segment`);
       vmm.transition(f, PageState.PAGE_OUT);
       t.pins[f]++;
@@ -83,7 +85,7 @@ export class Pageout {
       const pno = t.pno[f];
       batch.push({ frame: f, segment, pno, seq: seqs?.[i] ?? segment.io.next() });
       writes.push({ vmid: segment.vmid, pno, data: vmm.pool.frameBytes(f), frame: f });
-    });
+    }
     vmm.counters.pageOuts += batch.length;
     const ticket = vmm.store.writePages(writes);
     // Settled only after unpinned, whatever order the store's promises settle in: settling may free a frame.
@@ -297,4 +299,16 @@ export class Pageout {
     for (let f = 0; f < this.vmm.pool.count; f++) if ((t.flags[f] & FrameFlag.FREE_AT_IO_DONE) !== 0 && t.state[f] === PageState.PAGE_OUT) n++;
     return n;
   }
+}
+
+/** True if every frame's segment pages through the same pager (looked up once per run of one segment's frames). */
+function onePager(frames: readonly number[], vmids: Uint32Array, pagerOf: (vmid: number) => number): boolean {
+  let vmid = vmids[frames[0]];
+  const pager = pagerOf(vmid);
+  for (const f of frames) {
+    if (vmids[f] === vmid) continue;
+    vmid = vmids[f];
+    if (pagerOf(vmid) !== pager) return false;
+  }
+  return true;
 }

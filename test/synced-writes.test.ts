@@ -1,0 +1,68 @@
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { open } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterEach, describe, expect, it } from 'vitest';
+import { SyncedWrites } from '../src/client/synced-writes.js';
+import { leadingBytes } from '../src/positional-io.js';
+
+const dirs: string[] = [];
+afterEach(() => {
+  for (const dir of dirs.splice(0)) rmSync(dir, { recursive: true, force: true });
+});
+
+function fileOf(bytes: Buffer): string {
+  const dir = mkdtempSync(join(tmpdir(), 'pagerd-synced-'));
+  dirs.push(dir);
+  const path = join(dir, 'f');
+  writeFileSync(path, bytes);
+  return path;
+}
+
+describe('SyncedWrites', () => {
+  it("writes each run at its position, the writes of one turn under one fdatasync, a later turn's under the next", async () => {
+    const path = fileOf(Buffer.alloc(32, 0xee));
+    const file = await open(path, 'r+');
+    try {
+      const writes = new SyncedWrites(file.fd);
+      await Promise.all([writes.write(0, [Buffer.alloc(2, 1), Buffer.alloc(2, 2)]), writes.write(10, [Buffer.alloc(4, 3)]), writes.write(28, [Buffer.alloc(4, 4)])]);
+      expect(writes.syncs).toBe(1);
+      await writes.write(4, [Buffer.alloc(1, 5)]);
+      expect(writes.syncs).toBe(2);
+    } finally {
+      await file.close();
+    }
+    const expected = Buffer.alloc(32, 0xee);
+    expected.fill(1, 0, 2).fill(2, 2, 4).fill(5, 4, 5).fill(3, 10, 14).fill(4, 28, 32);
+    expect(readFileSync(path).equals(expected)).toBe(true);
+  });
+
+  it('fails every write of a group whose write fails, with its errno, and flushes nothing', async () => {
+    const path = fileOf(Buffer.alloc(8));
+    const file = await open(path, 'r'); // pwritev answers EBADF
+    try {
+      const writes = new SyncedWrites(file.fd);
+      const results = await Promise.allSettled([writes.write(0, [Buffer.alloc(4, 1)]), writes.write(4, [Buffer.alloc(4, 2)])]);
+      expect(results.map((r) => r.status === 'rejected' && (r.reason as NodeJS.ErrnoException).code)).toEqual(['EBADF', 'EBADF']);
+      expect(writes.syncs).toBe(0);
+    } finally {
+      await file.close();
+    }
+    expect(readFileSync(path).equals(Buffer.alloc(8))).toBe(true);
+  });
+});
+
+describe('leadingBytes', () => {
+  it('answers the first `length` bytes of the pieces as views, the last piece cut where it must be', () => {
+    const pieces = [Buffer.alloc(4, 1), Buffer.alloc(8, 2), Buffer.alloc(4, 3)];
+    const out = leadingBytes(pieces, 14);
+    expect(out.map((p) => p.length)).toEqual([4, 8, 2]);
+    expect(out[0]).toBe(pieces[0]);
+    expect(out[2].buffer).toBe(pieces[2].buffer);
+    expect(leadingBytes(pieces, 0)).toEqual([]);
+  });
+
+  it('refuses a length the pieces do not hold (RangeError)', () => {
+    expect(() => leadingBytes([Buffer.alloc(4), Buffer.alloc(4)], 9)).toThrow(RangeError);
+  });
+});
