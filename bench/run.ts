@@ -19,7 +19,7 @@ import { idleLoopDelayP99 } from './idle-loop-delay.js';
 import { startPageoutWorkers } from './pageout-load.js';
 import { plainPingPong, startPlainPong } from './plain-ping-pong.js';
 import { pagerdRoundTrips, rawRoundTrips } from './round-trip.js';
-import { repeat, summarize, type Summary } from './stats.js';
+import { interleaved, repeat, summarize, type Summary } from './stats.js';
 import { pressureSegment, zipfianLoad } from './pressure.js';
 import { buildStore, removeStore, startUp } from './scale.js';
 import { fioNbd, haveFioAndNbdkit, withNbdkit, withNodeNbdServer, type FioResult } from './nbd.js';
@@ -310,37 +310,38 @@ async function filePager(c: PagerClient, daemon: BenchDaemon): Promise<void> {
     // bounds the rate: at most the machine's cores divided by it, however well they overlap.
     // The first round of 16,384 page-ins runs at about half the rate of the next ones (11-14k
     // against 20-25k a second): frames touched for the first time, three processes' code compiling.
-    const inCpu: number[] = [];
-    const rawCpu: number[] = [];
-    const inP = await repeat(
-      RUNS,
-      async () => {
-        const rate = await timedCpu(inCpu, pages, [daemon.proc.pid!, pager.proc.pid!], () => pagerdRandomReads(c, pager.vmid, pages, 16, seed++));
-        await c.vmFlushp(pager.vmid, 0, pages); // cold again for the next round
-        return rate;
-      },
-      FILE_PAGER_WARM_UP_MS,
-    );
-    const inB = await repeat(RUNS, () => timedCpu(rawCpu, pages, [], () => rawRandomReads(pager.file, pages - 1, pages, 16, seed++)), FILE_PAGER_WARM_UP_MS);
-    // V8 settles the page-out path of a client file system only after several rounds of 16,384
-    // pages (rounds 1-6 ran at 87-167k pages/s, later ones at 160-248k): both sides warm up longer.
-    const outCpu: number[] = [];
-    const rawOutCpu: number[] = [];
-    const outP = await repeat(
-      RUNS,
-      async () => {
-        await modifyAllPages(c, pager.vmid, pages);
-        return timedCpu(outCpu, pages, [daemon.proc.pid!, pager.proc.pid!], () => pagerdFilePageOut(c, pager.vmid, pages));
-      },
-      FILE_PAGER_WARM_UP_MS,
-    );
-    const outB = await repeat(RUNS, () => timedCpu(rawOutCpu, pages, [], () => rawGroupedWrites(pager.file, pages, 64, 16)), FILE_PAGER_WARM_UP_MS);
-    // The same page-ins and page-outs through the least Node processes do (no project code).
-    const floorInCpu: number[] = [];
-    const floorOutCpu: number[] = [];
-    const [inF, outF] = await withNodeFilePagerFloor(daemon.dir, pager.file, async (floor) => [
-      await repeat(RUNS, () => timedCpu(floorInCpu, pages, floor.pids, () => floorRandomReads(floor.pageIn, pages, 16, seed++)), FILE_PAGER_WARM_UP_MS),
-      await repeat(RUNS, () => timedCpu(floorOutCpu, pages, floor.pids, () => floorPageOut(floor.pageOut, pages, 64, 16)), FILE_PAGER_WARM_UP_MS),
+    // pagerd, raw I/O and the Node floor (the same page-ins and page-outs through the least Node
+    // processes do, no project code) take turns, round by round: they meet the same moments of
+    // this shared machine.
+    const [inCpu, rawCpu, floorInCpu, outCpu, rawOutCpu, floorOutCpu]: number[][] = [[], [], [], [], [], []];
+    const [[inP, inB, inF], [outP, outB, outF]] = await withNodeFilePagerFloor(daemon.dir, pager.file, async (floor) => [
+      await interleaved(
+        RUNS,
+        [
+          async () => {
+            const rate = await timedCpu(inCpu, pages, [daemon.proc.pid!, pager.proc.pid!], () => pagerdRandomReads(c, pager.vmid, pages, 16, seed++));
+            await c.vmFlushp(pager.vmid, 0, pages); // cold again for the next round
+            return rate;
+          },
+          () => timedCpu(rawCpu, pages, [], () => rawRandomReads(pager.file, pages - 1, pages, 16, seed++)),
+          () => timedCpu(floorInCpu, pages, floor.pids, () => floorRandomReads(floor.pageIn, pages, 16, seed++)),
+        ],
+        FILE_PAGER_WARM_UP_MS,
+      ),
+      // V8 settles the page-out path of a client file system only after several rounds of 16,384
+      // pages (rounds 1-6 ran at 87-167k pages/s, later ones at 160-248k): all warm up longer.
+      await interleaved(
+        RUNS,
+        [
+          async () => {
+            await modifyAllPages(c, pager.vmid, pages);
+            return timedCpu(outCpu, pages, [daemon.proc.pid!, pager.proc.pid!], () => pagerdFilePageOut(c, pager.vmid, pages));
+          },
+          () => timedCpu(rawOutCpu, pages, [], () => rawGroupedWrites(pager.file, pages, 64, 16)),
+          () => timedCpu(floorOutCpu, pages, floor.pids, () => floorPageOut(floor.pageOut, pages, 64, 16)),
+        ],
+        FILE_PAGER_WARM_UP_MS,
+      ),
     ]);
     const cpus = `(${availableParallelism()} CPUs here)`;
     const FLOOR = 'Node floor (bench/node-file-pager-floor.ts)';

@@ -32,3 +32,23 @@ export async function repeat(runs: number, sample: () => Promise<number>, warmUp
   for (let i = 0; i < runs; i++) values.push(await sample());
   return summarize(values);
 }
+
+/**
+ * Runs the `samples` in turn, `runs` rounds of one each (after warming up for at least
+ * `warmUpMs`), and summarizes each one's values. On a shared machine whose speed drifts from one
+ * minute to the next, what runs side by side meets the same drift, where runs of one after runs
+ * of the other compare two moments. Every other round runs them in reverse order, so none always
+ * follows the same other.
+ */
+export async function interleaved(runs: number, samples: readonly (() => Promise<number>)[], warmUpMs = WARM_UP_MS): Promise<Summary[]> {
+  const warm = performance.now() + warmUpMs;
+  do for (const sample of samples) await sample();
+  while (performance.now() < warm);
+  const values: number[][] = samples.map(() => []);
+  for (let round = 0; round < runs; round++) {
+    const order = samples.map((_, i) => i);
+    if (round % 2 === 1) order.reverse();
+    for (const i of order) values[i].push(await samples[i]());
+  }
+  return values.map(summarize);
+}

@@ -162,6 +162,7 @@ export class Daemon {
       );
       const routing = new RoutingStore(store, pagingDevices, {
         maxRequestPages: config['strategy.maxRequestPages'],
+        maxBatchPages: config['strategy.maxRequestPages'] * config['strategy.maxInFlight'],
         maxStrandedPages: share(config['strategy.maxStrandedShare']),
         maxHeldPerUid: share(config['strategy.maxModifiedShare']),
         maxHeldTotal: share(config['strategy.maxModifiedTotalShare']),

@@ -38,6 +38,8 @@ export class RoutingStore implements BackingStore {
     private readonly limits: {
       /** Most pages one strategy write carries (contiguous pages of one segment travel together). */
       maxRequestPages: number;
+      /** Most pages of one batch of a strategy segment's page-outs (batchPages): a device's requests in flight, full. */
+      maxBatchPages: number;
       /** Most modified pages segments without a live device may hold. */
       maxStrandedPages: number;
       /** Most pages one uid's strategy segments may hold modified or being written out (mayModify). */
@@ -145,6 +147,10 @@ export class RoutingStore implements BackingStore {
 
   mayPageOut(vmid: number): boolean {
     return !this.owners.has(vmid) || this.devices.live(vmid);
+  }
+
+  batchPages(vmid: number): number {
+    return this.owners.has(vmid) ? this.limits.maxBatchPages : Infinity;
   }
 
   /** Pages of different pagers never share a batch: their failures are their own. */

@@ -70,6 +70,11 @@ export class Pageout {
     if (frames.length === 0) return;
     const vmm = this.vmm;
     const t = vmm.pool.table;
+    const most = vmm.store.batchPages?.(t.vmid[frames[0]]) ?? Infinity;
+    if (frames.length > most) {
+      for (let i = 0; i < frames.length; i += most) this.startBatch(frames.slice(i, i + most), seqs?.slice(i, i + most));
+      return;
+    }
     const now = vmm.now();
     const batch: InFlight[] = [];
     const writes: PageWrite[] = [];

@@ -75,6 +75,12 @@ export interface BackingStore {
    */
   pagerOf?(vmid: number): number;
   /**
+   * Most pages one batch of segment `vmid`'s page-outs holds: a pager that sends each request as
+   * it is made (a client file system) starts on the first ones while the rest of a large range's
+   * page-out is being prepared. Absent: any number.
+   */
+  batchPages?(vmid: number): number;
+  /**
    * Who is reading page `pno` of `vmid` in for the store right now, when that is one of the
    * engine's clients (a client file system's strategy routine): a wait of that same client on the
    * page would wait on itself (EDEADLK). Absent: nobody.
