@@ -285,7 +285,8 @@ class SummedWrite : public Napi::AsyncWorker {
         // Start writeback now (as RocksDB's bytes_per_sync does), so the device writes while later
         // chunks are still being copied and the cycle's fdatasync waits for less. Advisory: without
         // SYNC_FILE_RANGE_WAIT_* it neither waits nor consumes a writeback error, which the flush
-        // still reports. A write with its own fdatasync next has no use for it.
+        // still reports. A write with its own fdatasync next has no use for it, and a client file
+        // system's writes leave it out (they make the calls the raw rows of the bench make).
         if (startWriteback_) sync_file_range(fd_, position, n, SYNC_FILE_RANGE_WRITE);
         position += n;
         for (size_t left = static_cast<size_t>(n); left > 0;) {

@@ -70,6 +70,7 @@ export class Pageout {
     if (frames.length === 0) return;
     const vmm = this.vmm;
     const t = vmm.pool.table;
+    // A pager that sends each request as it is made starts on the first batch while the rest are prepared.
     const most = vmm.store.batchPages?.(t.vmid[frames[0]]) ?? Infinity;
     if (frames.length > most) {
       for (let i = 0; i < frames.length; i += most) this.startBatch(frames.slice(i, i + most), seqs?.slice(i, i + most));
