@@ -52,6 +52,23 @@ describe('SyncedWrites', () => {
   });
 });
 
+describe('SyncedWrites.idle', () => {
+  it('resolves only once every write asked for has returned, so the file may then be closed', async () => {
+    const MiB = 1 << 20;
+    const path = fileOf(Buffer.alloc(8 * MiB));
+    const file = await open(path, 'r+');
+    const writes = new SyncedWrites(file.fd);
+    const settled: number[] = [];
+    const all = Array.from({ length: 8 }, (_, i) => writes.write(i * MiB, [Buffer.alloc(MiB, i + 1)]).finally(() => settled.push(i)));
+    await writes.idle();
+    expect(settled.length).toBe(8);
+    await file.close();
+    await Promise.all(all);
+    const bytes = readFileSync(path);
+    for (let i = 0; i < 8; i++) expect(bytes.subarray(i * MiB, (i + 1) * MiB).equals(Buffer.alloc(MiB, i + 1))).toBe(true);
+  });
+});
+
 describe('leadingBytes', () => {
   it('answers the first `length` bytes of the pieces as views, the last piece cut where it must be', () => {
     const pieces = [Buffer.alloc(4, 1), Buffer.alloc(8, 2), Buffer.alloc(4, 3)];

@@ -219,7 +219,7 @@ export async function serveFile(client: PagerClient, path: string, options: File
     // The file (and its lock) is let go when the stop is over, or once the connection has closed
     // and the last request is served: another server may then take the file.
     let closing: Promise<void> | undefined;
-    const close = (): Promise<void> => (closing ??= file.close());
+    const close = (): Promise<void> => (closing ??= syncs.idle().then(() => file.close()));
     void client.closed().then(async () => {
       clearInterval(watch);
       await serving.idle();

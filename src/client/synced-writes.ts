@@ -22,6 +22,8 @@ interface Waiting {
 export class SyncedWrites {
   private waiting: Waiting[] = [];
   private readonly flushes = new GroupCommit();
+  /** Groups at the file system (their writes or fdatasync not yet returned). */
+  private readonly groups = new Set<Promise<void>>();
   /** fdatasyncs started. */
   syncs = 0;
 
@@ -31,8 +33,27 @@ export class SyncedWrites {
   write(position: number, buffers: readonly Uint8Array[]): Promise<void> {
     return new Promise<void>((resolve, reject) => {
       this.waiting.push({ run: { position, buffers }, resolve, reject });
-      if (this.waiting.length === 1) queueMicrotask(() => void this.writeGroup());
+      if (this.waiting.length === 1) queueMicrotask(() => this.startGroup());
     });
+  }
+
+  /**
+   * Resolves once no write asked for so far is at the file system. The file must stay open until
+   * then: the thread pool's calls name it by descriptor, and a descriptor closed earlier may be
+   * another file's by the time they run.
+   */
+  async idle(): Promise<void> {
+    while (this.waiting.length > 0 || this.groups.size > 0) {
+      if (this.waiting.length > 0) this.startGroup();
+      await Promise.allSettled([...this.groups]);
+    }
+  }
+
+  private startGroup(): void {
+    if (this.waiting.length === 0) return;
+    const group = this.writeGroup();
+    this.groups.add(group);
+    void group.finally(() => this.groups.delete(group));
   }
 
   private async writeGroup(): Promise<void> {

@@ -35,7 +35,7 @@ export class Pageout {
    * pages until `until` (ms), the wait doubling with each failure. Other pagers' pages go on
    * being laundered: one failing file system must not stop the laundry of the rest.
    */
-  private readonly backoff = new Map<number, { ms: number; until: number }>();
+  private readonly backoff = new Map<number, { ms: number; until: number; failedMs: number }>();
   /** No pass before this (ms): the last found only pages of pagers backing off. */
   private quietUntil = 0;
   private lastWriteBehind = -Infinity;
@@ -97,8 +97,8 @@ export class Pageout {
     // Settled only after unpinned, whatever order the store's promises settle in: settling may free a frame.
     const unpinned = ticket.captured.then(() => this.unpin(batch));
     ticket.complete.then(
-      () => unpinned.then(() => this.settle(batch, undefined)),
-      (err: unknown) => unpinned.then(() => this.settle(batch, err instanceof Error ? err : new Error(String(err)))),
+      () => unpinned.then(() => this.settle(batch, now, undefined)),
+      (err: unknown) => unpinned.then(() => this.settle(batch, now, err instanceof Error ? err : new Error(String(err)))),
     );
   }
 
@@ -156,12 +156,12 @@ export class Pageout {
    * frame the only good copy, and the segment's I/O level records the error. Discarded frames are
    * freed either way. Queued forced page-outs start as one new batch.
    */
-  private settle(batch: readonly InFlight[], error: Error | undefined): void {
+  private settle(batch: readonly InFlight[], startedMs: number, error: Error | undefined): void {
     const vmm = this.vmm;
     const t = vmm.pool.table;
     const ok = error === undefined;
     if (!ok) vmm.counters.pageOutFailures += batch.length;
-    this.backOff(this.pagerOf(batch[0].segment.vmid), ok);
+    this.backOff(this.pagerOf(batch[0].segment.vmid), ok, startedMs);
     if (!ok) for (const segment of new Set(batch.map((p) => p.segment))) vmm.pageOutFailed(segment, error);
     const again: number[] = [];
     const againSeqs: number[] = [];
@@ -222,17 +222,19 @@ export class Pageout {
   }
 
   /** A failing pager must not be hammered by the laundry: it backs off, doubling, until a success; the laundry looks again when the wait ends. */
-  private backOff(pager: number, ok: boolean): void {
+  private backOff(pager: number, ok: boolean, startedMs: number): void {
+    const now = this.vmm.now();
     if (ok) {
-      this.backoff.delete(pager);
+      // Only a page-out begun after the failure shows the pager recovered: a batch sent beside the
+      // failed one (a large range's page-out goes in several) may succeed where it failed.
+      if (startedMs > (this.backoff.get(pager)?.failedMs ?? -Infinity)) this.backoff.delete(pager);
       return;
     }
-    const now = this.vmm.now();
     // At most a quarter of memory.allocTimeoutMs: a writer waiting for room sees the pager tried
     // again several times before it gives up, so a file system that recovered is found in time.
     const most = Math.max(MIN_BACKOFF_MS, Math.min(MAX_BACKOFF_MS, this.vmm.options.allocTimeoutMs / 4));
     const ms = Math.min(most, Math.max(MIN_BACKOFF_MS, (this.backoff.get(pager)?.ms ?? 0) * 2));
-    this.backoff.set(pager, { ms, until: now + ms });
+    this.backoff.set(pager, { ms, until: now + ms, failedMs: now });
     // Pagers that failed long ago (their segments deleted since, maybe) start afresh.
     for (const [other, b] of this.backoff) if (b.until < now - MAX_BACKOFF_MS) this.backoff.delete(other);
     setTimeout(() => {

@@ -41,6 +41,8 @@ export class MemoryStore implements BackingStore {
   readonly corrupt = new Set<string>();
   /** When set, every write batch fails with this error. */
   failWrites: PagerError | undefined;
+  /** Most pages of one batch of page-outs the engine sends (BackingStore.batchPages). */
+  batchLimit = Infinity;
   reserved = 0;
   inFlight = 0;
   /** Every page writePages was asked to write, refused or not. */
@@ -106,6 +108,10 @@ export class MemoryStore implements BackingStore {
         },
       });
     });
+  }
+
+  batchPages(): number {
+    return this.batchLimit;
   }
 
   writePages(pages: readonly PageWrite[]): WriteTicket {

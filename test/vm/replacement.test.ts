@@ -81,6 +81,28 @@ describe('laundry', () => {
 });
 
 describe('laundry on a failing device', () => {
+  it('keeps backing off after a failed batch although batches sent beside it succeed', async () => {
+    const e = await testEngine({ frames: 16, minFree: 4, maxFree: 8 });
+    e.store.writeMode = 'manual';
+    e.store.batchLimit = 2;
+    const vmid = await e.svc.vmsCreate(e.ctx, V_WORKING, 64 * PAGE);
+    for (let p = 0; p < 6; p++) await writeBytes(e, vmid, p * PAGE, filled(p + 1));
+    await e.svc.vmWritep(e.ctx, vmid, 0, 6);
+    expect(e.store.pendingWrites.map((w) => w.pages.length)).toEqual([2, 2, 2]); // one range, three batches
+    const [failing, ...others] = e.store.pendingWrites;
+    e.store.settleWrite(failing, new PagerError('page-out-failed', 'injected'));
+    for (const w of others) e.store.settleWrite(w, undefined);
+    await tick();
+    // The free list falls below its low watermark with two pages modified: the laundry would write
+    // them again at once, were the pager not backing off.
+    for (let p = 6; p < 13; p++) await writeBytes(e, vmid, p * PAGE, filled(p + 1));
+    for (let i = 0; i < 10; i++) await tick();
+    expect(e.store.pendingWrites).toEqual([]);
+    e.store.writeMode = 'auto';
+    await new Promise((r) => setTimeout(r, 200)); // past the back-off: laundered, the pages survive
+    for (let p = 0; p < 13; p++) expect(await readBytes(e, vmid, p * PAGE, PAGE)).toEqual(filled(p + 1));
+  });
+
   it('backs off instead of retrying failed page-outs as fast as the device fails them', async () => {
     const e = await testEngine({ frames: 16, minFree: 4, maxFree: 8 });
     const vmid = await e.svc.vmsCreate(e.ctx, V_WORKING, 64 * PAGE);
