@@ -52,6 +52,30 @@ describe('SyncedWrites', () => {
   });
 });
 
+describe('SyncedWrites and a failing fdatasync', () => {
+  it('fails the writes of a group begun while an fdatasync that fails ran, though the next fdatasync succeeds', async () => {
+    // Linux reports a writeback error to one fdatasync only: the next succeeds, the bytes lost.
+    const path = fileOf(Buffer.alloc(8));
+    const file = await open(path, 'r+');
+    try {
+      let calls = 0;
+      let fail!: () => void;
+      const sync = (): Promise<void> => (++calls > 1 ? Promise.resolve() : new Promise((_, reject) => (fail = () => reject(Object.assign(new Error('EIO: i/o error, fdatasync'), { code: 'EIO' })))));
+      const writes = new SyncedWrites(file.fd, sync);
+      const first = writes.write(0, [Buffer.alloc(4, 1)]);
+      while (calls === 0) await new Promise((r) => setImmediate(r)); // its fdatasync runs
+      const second = writes.write(4, [Buffer.alloc(4, 2)]);
+      await new Promise((r) => setImmediate(r)); // its group has begun
+      fail();
+      const results = await Promise.allSettled([first, second]);
+      expect(results.map((r) => r.status === 'rejected' && (r.reason as NodeJS.ErrnoException).code)).toEqual(['EIO', 'EIO']);
+      expect(calls).toBe(2); // the second group's own fdatasync succeeded
+    } finally {
+      await file.close();
+    }
+  });
+});
+
 describe('SyncedWrites.idle', () => {
   it('resolves only once every write asked for has returned, so the file may then be closed', async () => {
     const MiB = 1 << 20;

@@ -17,17 +17,26 @@ interface Waiting {
  * where a write of its own costs one each: tens of µs of wake-ups apiece on a VM); once written,
  * they wait for an fdatasync begun after that, shared with every write done while one runs
  * (group commit). A write resolves once durable; a failed write fails its group (with the
- * failing call's errno), a failed fdatasync every write it covered.
+ * failing call's errno), a failed fdatasync every write it may have covered: those it was begun
+ * for, and those whose writes began before it ended (they wait for the next one). Linux reports
+ * a writeback error to one fdatasync only, so the next may succeed with their bytes lost.
  */
 export class SyncedWrites {
   private waiting: Waiting[] = [];
   private readonly flushes = new GroupCommit();
   /** Groups at the file system (their writes or fdatasync not yet returned). */
   private readonly groups = new Set<Promise<void>>();
+  /** The last failed fdatasync's error, and how many have failed. */
+  private syncError: Error | undefined;
+  private syncFailures = 0;
   /** fdatasyncs started. */
   syncs = 0;
 
-  constructor(private readonly fd: number) {}
+  constructor(
+    private readonly fd: number,
+    /** fdatasync(2) of the file (a test may stand in for it, to fail one). */
+    private readonly sync: (fd: number) => Promise<void> = datasync,
+  ) {}
 
   /** Writes `buffers` back to back from `position`; resolves once they are durable. They must not change until then. */
   write(position: number, buffers: readonly Uint8Array[]): Promise<void> {
@@ -59,19 +68,30 @@ export class SyncedWrites {
   private async writeGroup(): Promise<void> {
     const group = this.waiting;
     this.waiting = [];
+    // An fdatasync failing from here on may have been the one that wrote these bytes back.
+    const failures = this.syncFailures;
     try {
       await writeRunsInOneJob(
         this.fd,
         group.map((w) => w.run),
       );
-      await this.flushes.request(() => {
-        this.syncs++;
-        return datasync(this.fd);
-      });
+      await this.flushes.request(() => this.flush());
+      if (this.syncFailures !== failures) throw this.syncError!;
     } catch (err) {
       for (const w of group) w.reject(err as Error);
       return;
     }
     for (const w of group) w.resolve();
+  }
+
+  private async flush(): Promise<void> {
+    this.syncs++;
+    try {
+      await this.sync(this.fd);
+    } catch (err) {
+      this.syncError = err as Error;
+      this.syncFailures++;
+      throw err;
+    }
   }
 }
