@@ -419,16 +419,16 @@ export class VmServices {
     const clean: number[] = [];
     seg.pages.forEachInRange(first, end, (_pno, f) => {
       const state = t.state[f];
-      if (state === CLEAN) return void clean.push(f);
+      if (state === CLEAN) {
+        vmm.unlinkClean(f);
+        clean.push(f);
+        return;
+      }
       t.flags[f] |= FrameFlag.FREE_AT_IO_DONE;
       if (state === MODIFIED) batch.push(f);
       else if (state === PAGE_OUT && vmm.isModified(f)) vmm.pageout.queueAgain(f, seg);
     });
-    // Freed highest first, so the free list hands them out in ascending order: pages made
-    // resident one after another later get neighbouring frames (a page-out request of one piece,
-    // adjacent memory), not the order of the pages they held before.
-    const ascending = Uint32Array.from(clean).sort();
-    for (let i = ascending.length - 1; i >= 0; i--) vmm.evictClean(ascending[i]);
+    vmm.freeInOrder(clean);
     vmm.pageout.start(batch);
   }
 

@@ -273,13 +273,14 @@ export class Vmm {
   }
 
   /**
-   * Discards page `pno` of `seg` without writing it: its frame is freed at once, or, when it is
-   * under I/O, unlinked now and freed when the I/O completes (DISCARD). A modified page's slot
-   * reservation is given back; a forced page-out queued behind one in flight is dropped.
+   * Discards page `pno` of `seg` without writing it: answers its frame, unlinked, for the caller to
+   * free, or -1 when it has none or it is under I/O (then it is freed when the I/O completes:
+   * DISCARD). A modified page's slot reservation is given back; a forced page-out queued behind
+   * one in flight is dropped.
    */
-  discardPage(seg: Segment, pno: number): void {
+  private discardPage(seg: Segment, pno: number): number {
     const f = seg.pages.get(pno);
-    if (f < 0) return;
+    if (f < 0) return -1;
     const t = this.pool.table;
     const state = t.state[f];
     this.unlink(seg, pno);
@@ -289,9 +290,9 @@ export class Vmm {
       t.flags[f] = (t.flags[f] & ~(FrameFlag.REMODIFIED | FrameFlag.PAGEOUT_AGAIN | FrameFlag.FREE_AT_IO_DONE)) | FrameFlag.DISCARD;
       t.queuedSeq[f] = 0;
       this.frameEvents.wake(f);
-    } else {
-      this.freeFrame(f);
+      return -1;
     }
+    return f;
   }
 
   /** Removes page `pno` from its segment's page table (the frame is the caller's to free). */
@@ -304,7 +305,22 @@ export class Vmm {
 
   /** Discards every page of [first, end) that has a frame. */
   discardRange(seg: Segment, first: number, end: number): void {
-    seg.pages.forEachInRange(first, end, (pno) => this.discardPage(seg, pno));
+    const unlinked: number[] = [];
+    seg.pages.forEachInRange(first, end, (pno) => {
+      const f = this.discardPage(seg, pno);
+      if (f >= 0) unlinked.push(f);
+    });
+    this.freeInOrder(unlinked);
+  }
+
+  /**
+   * Frees unlinked frames highest first, so the free list hands them out in ascending order: pages
+   * made resident one after another next get neighbouring frames (a page-out request of one
+   * piece, adjacent memory), not the order of the pages they held.
+   */
+  freeInOrder(frames: readonly number[]): void {
+    const ascending = Uint32Array.from(frames).sort();
+    for (let i = ascending.length - 1; i >= 0; i--) this.freeFrame(ascending[i]);
   }
 
   /** Unlinks a CLEAN frame from its page table; it is left ABSENT, on no list, for the caller. */

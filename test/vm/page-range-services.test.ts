@@ -63,16 +63,26 @@ describe('page-range services: behaviour', () => {
     expect(e.vmm.pool.table.state[frameOf(e, e.vmid, 2)]).toBe(PageState.MODIFIED);
   });
 
-  it('vm_flushp frees clean frames so that pages made resident in a row next get neighbouring frames', async () => {
-    const e = await testEngine({ frames: 64 });
-    const vmid = await e.svc.vmsCreate(e.ctx, V_WORKING, 32 * PAGE);
-    const order = [...Array(32).keys()].sort((a, b) => ((a * 7919) % 32) - ((b * 7919) % 32)); // a fixed shuffle
-    for (const p of order) await readBytes(e, vmid, p * PAGE, 1); // frames taken in that order
-    await e.svc.vmFlushp(e.ctx, vmid, 0, 32);
-    for (let p = 0; p < 32; p++) await readBytes(e, vmid, p * PAGE, 1);
-    const frames = [...Array(32).keys()].map((p) => frameOf(e, vmid, p));
-    expect(frames.slice(1).every((f, i) => f === frames[i] + 1)).toBe(true);
-  });
+  for (const how of ['vm_flushp', 'vms_delete', 'vm_invalidatep'] as const) {
+    it(`${how} frees frames so that pages made resident in a row next get neighbouring frames`, async () => {
+      const e = await testEngine({ frames: 64 });
+      const vmid = await e.svc.vmsCreate(e.ctx, V_WORKING, 32 * PAGE);
+      const order = [...Array(32).keys()].sort((a, b) => ((a * 7919) % 32) - ((b * 7919) % 32)); // a fixed shuffle
+      for (const p of order) await writeBytes(e, vmid, p * PAGE, filled(p + 1)); // frames taken in that order
+      await e.svc.vmWritep(e.ctx, vmid, 0, 32);
+      await e.svc.vmsIowait(e.ctx, vmid);
+      let next = vmid;
+      if (how === 'vm_flushp') await e.svc.vmFlushp(e.ctx, vmid, 0, 32);
+      if (how === 'vm_invalidatep') await e.svc.vmInvalidatep(e.ctx, vmid, 0, 32);
+      if (how === 'vms_delete') {
+        await e.svc.vmsDelete(e.ctx, vmid);
+        next = await e.svc.vmsCreate(e.ctx, V_WORKING, 32 * PAGE);
+      }
+      for (let p = 0; p < 32; p++) await readBytes(e, next, p * PAGE, 1);
+      const frames = [...Array(32).keys()].map((p) => frameOf(e, next, p));
+      expect(frames.slice(1).every((f, i) => f === frames[i] + 1)).toBe(true);
+    });
+  }
 
   it('vm_readp starts page-ins of absent pages; V_IOWAIT first waits for I/O in the range', async () => {
     const e = await segment();
