@@ -165,13 +165,14 @@ export class Pageout {
     if (!ok) for (const segment of new Set(batch.map((p) => p.segment))) vmm.pageOutFailed(segment, error);
     const again: number[] = [];
     const againSeqs: number[] = [];
+    const unlinked: number[] = [];
     for (const { frame: f, segment, seq } of batch) {
       segment.io.complete(seq);
       const flags = t.flags[f];
       if ((flags & FrameFlag.DISCARD) !== 0) {
         // Unlinked by a release or delete while in flight. A failed batch gave its reservation back.
         if (!ok) vmm.store.unreserveSlots(1, segment.vmid);
-        vmm.freeFrame(f);
+        unlinked.push(f);
         continue;
       }
       if (ok) segment.pagedOutSinceQuery = true;
@@ -180,7 +181,8 @@ export class Pageout {
       if (ok && !remodified) {
         vmm.transition(f, PageState.CLEAN);
         if ((flags & FrameFlag.FREE_AT_IO_DONE) !== 0) {
-          vmm.evictClean(f);
+          vmm.unlinkClean(f);
+          unlinked.push(f);
           continue;
         }
       } else {
@@ -205,6 +207,7 @@ export class Pageout {
       }
       vmm.frameEvents.wake(f);
     }
+    vmm.freeInOrder(unlinked);
     this.start(again, againSeqs);
     vmm.roomMayHaveChanged();
     this.kick();

@@ -63,16 +63,17 @@ describe('page-range services: behaviour', () => {
     expect(e.vmm.pool.table.state[frameOf(e, e.vmid, 2)]).toBe(PageState.MODIFIED);
   });
 
-  for (const how of ['vm_flushp', 'vms_delete', 'vm_invalidatep'] as const) {
+  for (const how of ['vm_flushp', 'vm_flushp of modified pages', 'vms_delete', 'vm_invalidatep'] as const) {
     it(`${how} frees frames so that pages made resident in a row next get neighbouring frames`, async () => {
       const e = await testEngine({ frames: 64 });
       const vmid = await e.svc.vmsCreate(e.ctx, V_WORKING, 32 * PAGE);
       const order = [...Array(32).keys()].sort((a, b) => ((a * 7919) % 32) - ((b * 7919) % 32)); // a fixed shuffle
       for (const p of order) await writeBytes(e, vmid, p * PAGE, filled(p + 1)); // frames taken in that order
-      await e.svc.vmWritep(e.ctx, vmid, 0, 32);
+      if (how !== 'vm_flushp of modified pages') await e.svc.vmWritep(e.ctx, vmid, 0, 32);
       await e.svc.vmsIowait(e.ctx, vmid);
       let next = vmid;
-      if (how === 'vm_flushp') await e.svc.vmFlushp(e.ctx, vmid, 0, 32);
+      if (how.startsWith('vm_flushp')) await e.svc.vmFlushp(e.ctx, vmid, 0, 32);
+      await e.svc.vmsIowait(e.ctx, vmid); // a modified page's frame is freed once written
       if (how === 'vm_invalidatep') await e.svc.vmInvalidatep(e.ctx, vmid, 0, 32);
       if (how === 'vms_delete') {
         await e.svc.vmsDelete(e.ctx, vmid);
