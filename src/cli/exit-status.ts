@@ -35,7 +35,7 @@ export const EXIT_TABLE: readonly { status: ExitStatus; name: string; meaning: s
   { status: EXIT.CANTCREAT, name: 'EX_CANTCREAT', meaning: 'the state directory, database, backing file or socket cannot be created' },
   { status: EXIT.IOERR, name: 'EX_IOERR', meaning: 'an I/O error on the device or the database (pagerd: also a stop that could not page out every modified page; map-file: one that could not write them to the file)' },
   { status: EXIT.TEMPFAIL, name: 'EX_TEMPFAIL', meaning: 'temporary: the store or the socket is in use by another pagerd; pagerctl map-file: the file is served already, or still cached by the segment of a map-file that went away (adopt it with --vmid), or the segment to adopt is served by a live device' },
-  { status: EXIT.NOPERM, name: 'EX_NOPERM', meaning: 'permission denied (state directory, device, socket)' },
+  { status: EXIT.NOPERM, name: 'EX_NOPERM', meaning: 'permission denied (state directory, device, socket; pagerctl map-file: a file it may not write, or on a read-only file system)' },
   { status: EXIT.CONFIG, name: 'EX_CONFIG', meaning: 'a bad value in the config file or a PAGERD_* variable, or a store refused as configured' },
 ];
 

@@ -339,6 +339,9 @@ program
   );
 
 /** serveFile's refusals (by their `code`): the exit status and reason map-file answers them with. */
+/** Why open(2) refuses a file for writing that exists: permissions, an immutable file, a read-only file system. */
+const NOT_WRITABLE = new Set(['EACCES', 'EPERM', 'EROFS']);
+
 const MAP_FILE_REFUSALS: Record<string, [ExitStatus, string]> = {
   ENOENT: [EXIT.NOINPUT, 'no-such-file'],
   [NOT_A_REGULAR_FILE]: [EXIT.NOINPUT, 'not-a-regular-file'],
@@ -372,7 +375,10 @@ program
         onAdoptedNotWritten: (err) => tell('notWritten', { message: err.message }, `the pages segment ${opts.vmid} held could not all be written to ${file} yet (${err.message}); they stay modified and are written again`),
         onLost,
       }).catch((err: unknown) => {
-        const refusal = MAP_FILE_REFUSALS[(err as NodeJS.ErrnoException).code ?? ''];
+        const { code = '', syscall } = err as NodeJS.ErrnoException;
+        // map-file writes page-outs in place: a file it may read but not write is refused at once.
+        if (syscall === 'open' && NOT_WRITABLE.has(code)) throw new CtlError(EXIT.NOPERM, 'file-not-writable', `${file} cannot be opened for writing (${code}): map-file writes its page-outs into it`);
+        const refusal = MAP_FILE_REFUSALS[code];
         throw refusal === undefined ? err : new CtlError(refusal[0], refusal[1], (err as Error).message);
       });
       emit({ file, vmid: pager.vmid, device: pager.device, size: pager.size }, `serving ${file} as segment ${pager.vmid} (paging device ${pager.device}); interrupt to stop`);

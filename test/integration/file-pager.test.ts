@@ -374,6 +374,35 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     expect(await daemon.stop()).toBe(0);
   });
 
+  it.runIf(isRoot)('pagerctl map-file of a file it may not write (on a read-only mount, immutable) exits 77 and mounts nothing', async () => {
+    const daemon = await startDaemon();
+    const dir = storeDir('pagerd-notwritable-');
+    const file = join(dir, 'data.bin');
+    writeFileSync(file, Buffer.alloc(4 * PAGE));
+    const readOnly = storeDir('pagerd-ro-');
+    execFileSync('mount', ['--bind', '-o', 'ro', dir, readOnly]);
+    try {
+      const run = await runMapFile(daemon.socket, ['--json', join(readOnly, 'data.bin')]);
+      expect(run.code, run.stderr).toBe(77);
+      expect(JSON.parse(run.stderr)).toMatchObject({ error: { code: 'EX_NOPERM', reason: 'file-not-writable' } });
+    } finally {
+      execFileSync('umount', ['-l', readOnly]);
+    }
+    execFileSync('chattr', ['+i', file]);
+    try {
+      const run = await runMapFile(daemon.socket, ['--json', file]);
+      expect(run.code, run.stderr).toBe(77);
+      expect(JSON.parse(run.stderr)).toMatchObject({ error: { code: 'EX_NOPERM', reason: 'file-not-writable' } });
+    } finally {
+      execFileSync('chattr', ['-i', file]);
+    }
+    const c = await connect({ socket: daemon.socket });
+    expect(await c.devices()).toEqual([]);
+    expect(await c.segments()).toEqual([]);
+    await c.close();
+    expect(await daemon.stop()).toBe(0);
+  });
+
   it('pagerctl map-file of something other than a regular file (/dev/null, a directory) exits 66 and mounts nothing', async () => {
     const daemon = await startDaemon();
     for (const path of ['/dev/null', storeDir('pagerd-dir-')]) {
