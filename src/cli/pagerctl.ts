@@ -338,10 +338,10 @@ program
     }),
   );
 
-/** serveFile's refusals (by their `code`): the exit status and reason map-file answers them with. */
 /** Why open(2) refuses a file for writing that exists: permissions, an immutable file, a read-only file system. */
 const NOT_WRITABLE = new Set(['EACCES', 'EPERM', 'EROFS']);
 
+/** serveFile's refusals (by their `code`): the exit status and reason map-file answers them with. */
 const MAP_FILE_REFUSALS: Record<string, [ExitStatus, string]> = {
   ENOENT: [EXIT.NOINPUT, 'no-such-file'],
   [NOT_A_REGULAR_FILE]: [EXIT.NOINPUT, 'not-a-regular-file'],
