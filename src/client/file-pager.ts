@@ -112,9 +112,6 @@ export async function serveFile(client: PagerClient, path: string, options: File
     };
     const pageSize = client.pageSize;
     const serving = new InService();
-    // Writes being served, per device: a failed device's must be done before its segment is bound
-    // to a new one, or a write stalled past the timeout would land after a newer write of its pages.
-    const writingOn = new Map<number, InService>();
     const serve = async (io: StrategyRequest): Promise<void> => {
       const at = io.page * pageSize;
       if (io.op === 'read') {
@@ -131,14 +128,11 @@ export async function serveFile(client: PagerClient, path: string, options: File
       // Pages in the daemon's frames are written from where they lie (no copy into one buffer).
       await syncs.write(at, leadingBytes(io.pages ?? [io.data], length));
     };
-    const strategyOf = (writes: InService) => async (io: StrategyRequest): Promise<void> => {
-      const write = io.op === 'write';
+    const strategy = async (io: StrategyRequest): Promise<void> => {
       serving.enter();
-      if (write) writes.enter();
       try {
         await serve(io);
       } finally {
-        if (write) writes.leave();
         serving.leave();
       }
     };
@@ -149,16 +143,7 @@ export async function serveFile(client: PagerClient, path: string, options: File
     const segments = await client.segments();
     const adopted = options.vmid === undefined ? undefined : checkAdoptable(segments, options.vmid, pages * pageSize);
     checkRecordedSegment(segments, path, recordedSegment(file.fd, recordOf), pages * pageSize, options.vmid);
-    const mount = async (): Promise<number> => {
-      const writes = new InService();
-      const id = await client.vmMounte(strategyOf(writes), { sharedFrames: options.sharedFrames === true });
-      writingOn.set(id, writes);
-      return id;
-    };
-    const writesDone = async (id: number): Promise<void> => {
-      await writingOn.get(id)?.idle();
-      writingOn.delete(id);
-    };
+    const mount = (): Promise<number> => client.vmMounte(strategy, { sharedFrames: options.sharedFrames === true });
     let device = await mount();
     let remounts = 0;
     const vmid =
@@ -197,7 +182,9 @@ export async function serveFile(client: PagerClient, path: string, options: File
         const mine = (await client.devices()).find((d) => d.id === device);
         if (mine === undefined || !mine.segments.includes(vmid)) return keptBy(new Error('not bound to its device any more'));
         if (mine.alive) return;
-        await writesDone(device);
+        // The failed device's writes first: one stalled past the timeout would otherwise land after
+        // a newer write of its pages through the new device. (It gets no new ones; the next is not bound yet.)
+        await syncs.idle();
         const fresh = await mount();
         try {
           // Only from the failed device: one that adopted the segment meanwhile keeps it.
