@@ -35,7 +35,7 @@ export class Pageout {
    * pages until `until` (ms), the wait doubling with each failure. Other pagers' pages go on
    * being laundered: one failing file system must not stop the laundry of the rest.
    */
-  private readonly backoff = new Map<number, { ms: number; until: number; failedMs: number }>();
+  private readonly backoff = new Map<number, { ms: number; until: number }>();
   /** No pass before this (ms): the last found only pages of pagers backing off. */
   private quietUntil = 0;
   private lastWriteBehind = -Infinity;
@@ -226,18 +226,19 @@ export class Pageout {
 
   /** A failing pager must not be hammered by the laundry: it backs off, doubling, until a success; the laundry looks again when the wait ends. */
   private backOff(pager: number, ok: boolean, startedMs: number): void {
-    const now = this.vmm.now();
     if (ok) {
-      // Only a page-out begun after the failure shows the pager recovered: a batch sent beside the
-      // failed one (a large range's page-out goes in several) may succeed where it failed.
-      if (startedMs > (this.backoff.get(pager)?.failedMs ?? -Infinity)) this.backoff.delete(pager);
+      // Only a page-out begun after the failure (until - ms) shows the pager recovered: a batch sent
+      // beside the failed one (a large range's page-out goes in several) may succeed where it failed.
+      const b = this.backoff.get(pager);
+      if (b === undefined || startedMs > b.until - b.ms) this.backoff.delete(pager);
       return;
     }
+    const now = this.vmm.now();
     // At most a quarter of memory.allocTimeoutMs: a writer waiting for room sees the pager tried
     // again several times before it gives up, so a file system that recovered is found in time.
     const most = Math.max(MIN_BACKOFF_MS, Math.min(MAX_BACKOFF_MS, this.vmm.options.allocTimeoutMs / 4));
     const ms = Math.min(most, Math.max(MIN_BACKOFF_MS, (this.backoff.get(pager)?.ms ?? 0) * 2));
-    this.backoff.set(pager, { ms, until: now + ms, failedMs: now });
+    this.backoff.set(pager, { ms, until: now + ms });
     // Pagers that failed long ago (their segments deleted since, maybe) start afresh.
     for (const [other, b] of this.backoff) if (b.until < now - MAX_BACKOFF_MS) this.backoff.delete(other);
     setTimeout(() => {
