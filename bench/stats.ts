@@ -25,12 +25,8 @@ const WARM_UP_MS = 500;
 
 /** Runs `sample` `runs` times (after warming up for at least `warmUpMs`) and summarizes the values it answers. */
 export async function repeat(runs: number, sample: () => Promise<number>, warmUpMs = WARM_UP_MS): Promise<Summary> {
-  const warm = performance.now() + warmUpMs;
-  do await sample();
-  while (performance.now() < warm);
-  const values: number[] = [];
-  for (let i = 0; i < runs; i++) values.push(await sample());
-  return summarize(values);
+  const [summary] = await interleaved(runs, [sample], warmUpMs);
+  return summary;
 }
 
 /**
