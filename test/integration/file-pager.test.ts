@@ -35,6 +35,22 @@ function versionIn(file: Buffer, pno: number): number {
   return version;
 }
 
+/** Runs `pagerctl --json map-file path`, which must exit `status` with the error `code` and `reason` on stderr. */
+async function expectRefused(socket: string, path: string, status: number, code: string, reason: string): Promise<void> {
+  const run = await runMapFile(socket, ['--json', path]);
+  expect(run.code, `${path}: ${run.stderr}`).toBe(status);
+  expect(JSON.parse(run.stderr), path).toMatchObject({ error: { code, reason } });
+}
+
+/** The daemon serves no paging device and holds no segment (a refused map-file left nothing); then it stops cleanly. */
+async function expectNothingLeftThenStop(daemon: Awaited<ReturnType<typeof startDaemon>>): Promise<void> {
+  const c = await connect({ socket: daemon.socket });
+  expect(await c.devices()).toEqual([]);
+  expect(await c.segments()).toEqual([]);
+  await c.close();
+  expect(await daemon.stop()).toBe(0);
+}
+
 describe('pagerctl map-file: a regular file as a client segment (the reference client file system)', () => {
   it('serves the file\'s bytes, writes page-outs in place without growing it, and writes everything back when interrupted', async () => {
     const daemon = await startDaemon({ memory: '4MiB' });
@@ -368,10 +384,7 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     const run = await runMapFile(daemon.socket, [join(storeDir('pagerd-nofile-'), 'missing')]);
     expect(run.code).toBe(66);
     expect(run.stderr).toMatch(/^pagerctl: ENOENT/);
-    const c = await connect({ socket: daemon.socket });
-    expect(await c.devices()).toEqual([]); // nothing was mounted
-    await c.close();
-    expect(await daemon.stop()).toBe(0);
+    await expectNothingLeftThenStop(daemon);
   });
 
   it.runIf(isRoot)('pagerctl map-file of a file it may not write (on a read-only mount, immutable) exits 77 and mounts nothing', async () => {
@@ -382,38 +395,22 @@ describe('pagerctl map-file: a regular file as a client segment (the reference c
     const readOnly = storeDir('pagerd-ro-');
     execFileSync('mount', ['--bind', '-o', 'ro', dir, readOnly]);
     try {
-      const run = await runMapFile(daemon.socket, ['--json', join(readOnly, 'data.bin')]);
-      expect(run.code, run.stderr).toBe(77);
-      expect(JSON.parse(run.stderr)).toMatchObject({ error: { code: 'EX_NOPERM', reason: 'file-not-writable' } });
+      await expectRefused(daemon.socket, join(readOnly, 'data.bin'), 77, 'EX_NOPERM', 'file-not-writable');
     } finally {
       execFileSync('umount', ['-l', readOnly]);
     }
     execFileSync('chattr', ['+i', file]);
     try {
-      const run = await runMapFile(daemon.socket, ['--json', file]);
-      expect(run.code, run.stderr).toBe(77);
-      expect(JSON.parse(run.stderr)).toMatchObject({ error: { code: 'EX_NOPERM', reason: 'file-not-writable' } });
+      await expectRefused(daemon.socket, file, 77, 'EX_NOPERM', 'file-not-writable');
     } finally {
       execFileSync('chattr', ['-i', file]);
     }
-    const c = await connect({ socket: daemon.socket });
-    expect(await c.devices()).toEqual([]);
-    expect(await c.segments()).toEqual([]);
-    await c.close();
-    expect(await daemon.stop()).toBe(0);
+    await expectNothingLeftThenStop(daemon);
   });
 
   it('pagerctl map-file of something other than a regular file (/dev/null, a directory) exits 66 and mounts nothing', async () => {
     const daemon = await startDaemon();
-    for (const path of ['/dev/null', storeDir('pagerd-dir-')]) {
-      const run = await runMapFile(daemon.socket, ['--json', path]);
-      expect(run.code, path).toBe(66);
-      expect(JSON.parse(run.stderr), path).toMatchObject({ error: { code: 'EX_NOINPUT', reason: 'not-a-regular-file' } });
-    }
-    const c = await connect({ socket: daemon.socket });
-    expect(await c.devices()).toEqual([]);
-    expect(await c.segments()).toEqual([]);
-    await c.close();
-    expect(await daemon.stop()).toBe(0);
+    for (const path of ['/dev/null', storeDir('pagerd-dir-')]) await expectRefused(daemon.socket, path, 66, 'EX_NOINPUT', 'not-a-regular-file');
+    await expectNothingLeftThenStop(daemon);
   });
 });
